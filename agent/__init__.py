@@ -1,0 +1,1 @@
+"""physagent agent (see ARCHITECTURE.md)."""

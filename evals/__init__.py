@@ -1,0 +1,1 @@
+"""physagent evals (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""physagent knowledge (see ARCHITECTURE.md)."""

@@ -1,0 +1,56 @@
+"""Shared fixtures: a private workspace per test, and small real Pythia samples made once per session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from tools import CallOutcome, Workspace, call_tool
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """An empty workspace that is also the default (PHYSAGENT_HOME) for the test."""
+    home = tmp_path / "physagent-home"
+    monkeypatch.setenv("PHYSAGENT_HOME", str(home))
+    return Workspace(home)
+
+
+@pytest.fixture(scope="session")
+def shared_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """One workspace for the session's expensive samples; tests must not modify its artifacts."""
+    return Workspace(tmp_path_factory.mktemp("shared-home"))
+
+
+def generate(workspace: Workspace, **arguments: object) -> CallOutcome:
+    return call_tool("generate_events", dict(arguments), workspace=workspace)
+
+
+@pytest.fixture(scope="session")
+def ttbar_sample(shared_workspace: Workspace) -> CallOutcome:
+    """Boosted all-hadronic ttbar, MPI off: 600 events with p̂T > 400 GeV (≈ 3 s on 2 cores)."""
+    return generate(
+        shared_workspace, process="ttbar", n_events=600, pt_hat_min_gev=400.0, decay="hadronic",
+        mpi=False, seed=7, shards=2,
+    )
+
+
+@pytest.fixture(scope="session")
+def drell_yan_sample(shared_workspace: Workspace) -> CallOutcome:
+    """Drell-Yan Z/γ* → μμ with 60 < m̂ < 120 GeV, MPI off: 1,000 events."""
+    return generate(shared_workspace, process="drell_yan_mumu", n_events=1000, mpi=False, seed=3)
+
+
+@pytest.fixture
+def no_workspace_writes(workspace: Workspace) -> Iterator[Workspace]:
+    """Yields the workspace and checks afterwards that nothing at all was written to it."""
+    yield workspace
+    assert not workspace.root.exists() or not any(workspace.root.rglob("*")), (
+        f"the workspace {workspace.root} was written to: {list(workspace.root.rglob('*'))[:5]}"
+    )

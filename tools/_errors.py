@@ -1,0 +1,48 @@
+r"""One error family for every tool.
+
+A message names the tool, what failed, the offending value, what is allowed and what to do next:
+``generate_events: n_events=-5 must be greater than or equal to 1. Ask for a positive number of events.``
+Front ends map these once: the CLI prints the message and exits non-zero, REST answers 4xx,
+the agent feeds the message back to the model as an observation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ToolCancelledError",
+    "ToolDependencyError",
+    "ToolError",
+    "ToolInputError",
+    "ToolRuntimeError",
+]
+
+
+class ToolError(Exception):
+    """Base of every error a tool reports to its caller."""
+
+    exit_code = 1
+
+
+class ToolInputError(ToolError):
+    """The caller asked for something invalid; nothing was run or written."""
+
+    exit_code = 2
+
+    @classmethod
+    def for_param(cls, tool: str, param: str, value: Any, problem: str) -> ToolInputError:
+        """Build ``tool: param=value problem`` — the one shape every input error takes."""
+        return cls(f"{tool}: {param}={value!r} {problem}")
+
+
+class ToolRuntimeError(ToolError):
+    """The inputs were valid but the work failed (a generator, a file, a library)."""
+
+
+class ToolDependencyError(ToolError):
+    """A capability needs software that is not installed or not usable on this machine."""
+
+
+class ToolCancelledError(ToolError):
+    """The caller cancelled a running tool; nothing was committed to the workspace."""

@@ -1,0 +1,146 @@
+r"""Export recorded calls as a plain Python script that reproduces their artifacts without the agent.
+
+The script replays each call through :func:`tools.call_tool` in a fresh workspace (cache off),
+maps the original artifact ids to the new ones, and compares every new artifact's sha256 with the
+recorded one; it exits non-zero on any mismatch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import pprint
+from typing import Any
+
+from tools._registry import registry
+from tools._workspace import CallRecord, Workspace
+
+__all__ = ["calls_for_export", "export_script"]
+
+_HEADER = '''#!/usr/bin/env python
+"""Reproduce physagent artifacts without the agent.
+
+Exported {when} from the workspace {root}
+({n} tool call(s); recorded with {versions}).
+
+    python {{this file}} [WORKSPACE_DIR]   (default: ./physagent-reproduced)
+
+Each call is rerun with the cache off; every artifact's sha256 is compared with the recorded one.
+"""
+
+import sys
+from pathlib import Path
+
+from tools import Workspace, call_tool
+
+workspace = Workspace(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("physagent-reproduced"))
+new_ids = {{}}
+mismatches = []
+
+
+def ref(original_id):
+    """The id, in the new workspace, of the artifact recorded as ``original_id``."""
+    return new_ids[original_id]
+
+
+def run(tool, arguments, expected):
+    """Rerun one call; ``expected`` maps recorded artifact ids to their sha256, in output order."""
+    outcome = call_tool(tool, arguments, workspace=workspace, use_cache=False)
+    for (original_id, sha256), artifact in zip(expected.items(), outcome.artifacts, strict=True):
+        new_ids[original_id] = artifact.id
+        status = "ok" if artifact.sha256 == sha256 else "MISMATCH"
+        if status != "ok":
+            mismatches.append(original_id)
+        print(f"{{status:8}} {{tool:18}} {{original_id}} -> {{artifact.id}}  {{artifact.sha256[:16]}}")
+
+'''
+
+_FOOTER = '''
+if mismatches:
+    sys.exit(f"{len(mismatches)} artifact(s) differ from the recorded hashes: {mismatches}")
+print(f"all {len(new_ids)} artifact(s) reproduced with identical sha256 in {workspace.root}")
+'''
+
+
+def calls_for_export(workspace: Workspace, artifact_ids: list[str] | None = None) -> list[CallRecord]:
+    """The original calls needed for ``artifact_ids`` (all artifact-producing calls if None), in order."""
+    originals = [c for c in workspace.calls() if c.cached_from is None]
+    if not artifact_ids:
+        return [c for c in originals if c.outputs]
+    producer = {output: call for call in originals for output in call.outputs}
+    missing = [a for a in artifact_ids if a not in producer]
+    if missing:
+        raise KeyError(f"no recorded call produced {missing}; list artifacts with `physagent artifacts list`")
+    needed: dict[str, CallRecord] = {}
+    stack = list(artifact_ids)
+    while stack:
+        call = producer[stack.pop()]
+        if call.id not in needed:
+            needed[call.id] = call
+            stack += [a for a in call.input_artifacts if a in producer]
+    return sorted(needed.values(), key=lambda c: c.seq)
+
+
+def export_script(workspace: Workspace, artifact_ids: list[str] | None = None) -> str:
+    """Python source that reproduces the selected artifacts (see the module docstring)."""
+    calls = calls_for_export(workspace, artifact_ids)
+    versions = _versions_line(calls)
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [_HEADER.format(when=when, root=workspace.root, n=len(calls), versions=versions)]
+    for call in calls:
+        lines.append(_call_source(call))
+    lines.append(_FOOTER)
+    return "\n".join(lines)
+
+
+def _call_source(call: CallRecord) -> str:
+    params = registry.get(call.tool).artifact_params if call.tool in registry else {}
+    arguments = _literal({k: _with_refs(v, k in params) for k, v in call.inputs.items()})
+    expected = pprint.pformat({a: _find_sha(call.result, a) for a in call.outputs}, width=100, sort_dicts=False)
+    return f"# {call.id}: {call.tool} (tool version {call.tool_version}, {call.wall_s:.1f} s)\n" \
+           f"run({call.tool!r}, {arguments}, {expected})\n"
+
+
+def _find_sha(value: Any, artifact_id: str) -> str:
+    if isinstance(value, dict):
+        if value.get("id") == artifact_id and "sha256" in value:
+            return str(value["sha256"])
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            found = _find_sha(item, artifact_id)
+            if found:
+                return found
+    return ""
+
+
+class _Ref:
+    def __init__(self, artifact_id: str) -> None:
+        self.artifact_id = artifact_id
+
+    def __repr__(self) -> str:
+        return f"ref({self.artifact_id!r})"
+
+
+def _with_refs(value: Any, is_artifact: bool) -> Any:
+    if not is_artifact or value is None:
+        return value
+    if isinstance(value, list):
+        return [_Ref(v) for v in value]
+    return _Ref(value)
+
+
+def _literal(arguments: dict[str, Any]) -> str:
+    body = ", ".join(f"{key!r}: {_py(value)}" for key, value in arguments.items())
+    return "{" + body + "}"
+
+
+def _py(value: Any) -> str:
+    if isinstance(value, list):
+        return "[" + ", ".join(_py(item) for item in value) + "]"
+    return repr(value)  # JSON values and _Ref have Python-literal reprs
+
+
+def _versions_line(calls: list[CallRecord]) -> str:
+    packages = calls[-1].packages if calls else {}
+    keys = ("physagent", "pythia8mc", "fastjet", "awkward", "uproot")
+    return ", ".join(f"{k} {packages[k]}" for k in keys if k in packages) or "unknown versions"

@@ -1,0 +1,206 @@
+r"""The tool registry: one decorated, typed function → schema, validation, CLI, REST and MCP.
+
+>>> @tool(category="demo")
+... def add(a: Annotated[int, Field(description="First term.")],
+...         b: Annotated[int, Field(description="Second term.")] = 1) -> Sum:
+...     '''Add two integers.'''
+...     return Sum(total=a + b)
+
+The registry refuses, at import time, a tool whose parameters are untyped or undocumented or whose
+return type is not a :class:`ToolResult`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+from pydantic.fields import FieldInfo
+
+from tools._artifacts import Accepts, Artifact
+from tools._context import ToolContext
+from tools._errors import ToolInputError
+
+__all__ = ["Registry", "ToolResult", "ToolSpec", "registry", "tool"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ToolResult(BaseModel):
+    """Base of every tool's result: inline values plus artifacts (fields typed ``Artifact``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def artifacts(self) -> list[Artifact]:
+        """Every artifact in the result, in field order."""
+        found: list[Artifact] = []
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            items = value if isinstance(value, list) else [value]
+            found += [item for item in items if isinstance(item, Artifact)]
+        return found
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """Everything known about one registered tool."""
+
+    name: str
+    category: str
+    version: str
+    description: str
+    function: Callable[..., ToolResult]
+    input_model: type[BaseModel]
+    result_model: type[ToolResult]
+    artifact_params: dict[str, tuple[str, ...]]
+    wants_context: bool
+
+    @property
+    def summary(self) -> str:
+        """The first docstring line: one imperative sentence."""
+        return self.description.splitlines()[0]
+
+    def parameters_schema(self) -> dict[str, Any]:
+        """JSON schema of the parameters (what an LLM or a form sees)."""
+        schema = self.input_model.model_json_schema()
+        schema.pop("title", None)
+        return schema
+
+    def json_schema(self) -> dict[str, Any]:
+        """The tool as an LLM function definition: name, description, parameters."""
+        return {"name": self.name, "description": self.description, "parameters": self.parameters_schema()}
+
+    def validate(self, arguments: dict[str, Any]) -> BaseModel:
+        """Validate raw arguments; raise :class:`ToolInputError` naming the parameter and the rule."""
+        if not isinstance(arguments, dict):
+            raise ToolInputError(f"{self.name}: arguments must be a JSON object, got {arguments!r}.")
+        try:
+            return self.input_model.model_validate(arguments)
+        except ValidationError as exc:
+            raise ToolInputError(self._explain(exc)) from None
+
+    def _explain(self, exc: ValidationError) -> str:
+        error = exc.errors()[0]
+        param = ".".join(str(part) for part in error["loc"]) or "arguments"
+        field = self.input_model.model_fields.get(str(error["loc"][0])) if error["loc"] else None
+        if error["type"] == "extra_forbidden":
+            allowed = ", ".join(self.input_model.model_fields)
+            return f"{self.name}: unknown parameter {param!r}. Allowed parameters: {allowed}."
+        if error["type"] == "missing":
+            hint = f" ({field.description})" if field and field.description else ""
+            return f"{self.name}: parameter {param!r} is required{hint}."
+        problem = re.sub(r"^(Input|String|List|Dictionary|Value) should", "must", error["msg"])
+        problem = problem.replace("Value error, ", "")
+        hint = f" — {field.description}" if field and field.description else ""
+        more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+        return f"{self.name}: {param}={error.get('input')!r} {problem}{hint}{more}"
+
+    def example(self) -> dict[str, Any]:
+        """Example arguments: a value for each required parameter (defaults fill in the rest)."""
+        properties = self.parameters_schema().get("properties", {})
+        example: dict[str, Any] = {}
+        for name, field in self.input_model.model_fields.items():
+            if field.is_required():
+                enum = properties.get(name, {}).get("enum")
+                example[name] = (field.examples or enum or [f"<{name}>"])[0]
+        return example
+
+
+class Registry:
+    """Name → :class:`ToolSpec`. Import :mod:`tools` to get every built-in tool registered."""
+
+    def __init__(self) -> None:
+        self._tools: dict[str, ToolSpec] = {}
+
+    def add(self, spec: ToolSpec) -> None:
+        if spec.name in self._tools and self._tools[spec.name].function is not spec.function:
+            raise ValueError(f"a tool named {spec.name!r} is already registered")
+        self._tools[spec.name] = spec
+
+    def get(self, name: str) -> ToolSpec:
+        try:
+            return self._tools[name]
+        except KeyError:
+            known = ", ".join(sorted(self._tools))
+            raise ToolInputError(f"unknown tool {name!r}. Known tools: {known}.") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._tools
+
+    def __iter__(self) -> Iterator[ToolSpec]:
+        return iter(sorted(self._tools.values(), key=lambda s: (s.category, s.name)))
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def names(self) -> list[str]:
+        return sorted(self._tools)
+
+
+registry = Registry()
+
+
+def tool(*, category: str, version: str = "1", name: str | None = None) -> Callable[[F], F]:
+    """Register a typed function as a tool; see the module docstring."""
+
+    def register(function: F) -> F:
+        registry.add(_build_spec(function, category, version, name or function.__name__))
+        return function
+
+    return register
+
+
+def _build_spec(function: Callable[..., Any], category: str, version: str, name: str) -> ToolSpec:
+    description = inspect.cleandoc(function.__doc__ or "")
+    if not description:
+        raise TypeError(f"tool {name}: add a docstring; its first line is what the LLM sees")
+    hints = typing.get_type_hints(function, include_extras=True)
+    result_model = hints.get("return")
+    if not (inspect.isclass(result_model) and issubclass(result_model, ToolResult)):
+        raise TypeError(f"tool {name}: the return annotation must be a ToolResult subclass")
+    fields: dict[str, Any] = {}
+    artifact_params: dict[str, tuple[str, ...]] = {}
+    wants_context = False
+    for param in inspect.signature(function).parameters.values():
+        annotation = hints.get(param.name)
+        if annotation is ToolContext:
+            wants_context = True
+            continue
+        _check_documented(name, param.name, annotation)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[param.name] = (annotation, default)
+        kinds = _accepted_kinds(annotation)
+        if kinds:
+            artifact_params[param.name] = kinds
+    model_name = "".join(part.title() for part in name.split("_")) + "Input"
+    input_model = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
+    return ToolSpec(
+        name, category, version, description, function, input_model, result_model,
+        artifact_params, wants_context,
+    )
+
+
+def _check_documented(tool_name: str, param: str, annotation: Any) -> None:
+    if annotation is None:
+        raise TypeError(f"tool {tool_name}: parameter {param!r} has no type annotation")
+    infos = [m for m in getattr(annotation, "__metadata__", ()) if isinstance(m, FieldInfo)]
+    if not any(info.description for info in infos):
+        raise TypeError(
+            f"tool {tool_name}: parameter {param!r} needs Annotated[..., Field(description=...)]"
+        )
+
+
+def _accepted_kinds(annotation: Any) -> tuple[str, ...]:
+    """Artifact kinds accepted by a parameter, found anywhere in its (nested) annotation."""
+    kinds: tuple[str, ...] = ()
+    for item in getattr(annotation, "__metadata__", ()):
+        if isinstance(item, Accepts):
+            kinds += item.kinds
+    for arg in typing.get_args(annotation):
+        kinds += _accepted_kinds(arg)
+    return tuple(dict.fromkeys(kinds))

@@ -1,0 +1,270 @@
+r"""The workspace: a directory of artifacts plus an SQLite store of artifacts and tool calls.
+
+Layout under ``PHYSAGENT_HOME`` (default ``~/.physagent``)::
+
+    physagent.sqlite        artifacts and calls (provenance, cache keys)
+    artifacts/<id>/...      committed artifact files, never modified after commit
+    .staging/<id>/...       files of a running call; moved into artifacts/ only on success
+
+A file becomes an artifact only after its directory is renamed into ``artifacts/`` (atomic on one
+filesystem) and its row is written; a crash or Ctrl-C before that leaves no visible artifact.
+Reading never creates anything: a bad call leaves a missing workspace missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tools._artifacts import Artifact, files_sha256, id_prefix
+
+__all__ = ["CallRecord", "PendingArtifact", "Workspace", "default_home"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS artifacts (
+    id TEXT PRIMARY KEY, kind TEXT NOT NULL, primary_file TEXT NOT NULL, files TEXT NOT NULL,
+    sha256 TEXT NOT NULL, summary TEXT NOT NULL, metadata TEXT NOT NULL, call_id TEXT,
+    created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS calls (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, tool TEXT NOT NULL,
+    tool_version TEXT NOT NULL, inputs TEXT NOT NULL, input_artifacts TEXT NOT NULL,
+    outputs TEXT NOT NULL, result TEXT NOT NULL, seed INTEGER, started REAL NOT NULL,
+    wall_s REAL NOT NULL, packages TEXT NOT NULL, cache_key TEXT NOT NULL, cached_from TEXT);
+CREATE INDEX IF NOT EXISTS calls_cache ON calls (cache_key);
+"""
+
+
+def default_home() -> Path:
+    """``PHYSAGENT_HOME`` if set, else ``~/.physagent``."""
+    return Path(os.environ.get("PHYSAGENT_HOME") or Path.home() / ".physagent").expanduser()
+
+
+@dataclass(frozen=True)
+class CallRecord:
+    """One recorded tool call: what ran, on what, with which software, producing what."""
+
+    id: str
+    seq: int
+    tool: str
+    tool_version: str
+    inputs: dict[str, Any]
+    input_artifacts: dict[str, str]
+    outputs: list[str]
+    result: dict[str, Any]
+    seed: int | None
+    started: float
+    wall_s: float
+    packages: dict[str, str]
+    cache_key: str
+    cached_from: str | None
+
+
+@dataclass
+class PendingArtifact:
+    """An artifact being written by a running call: write files into ``directory``, then ``finish``."""
+
+    id: str
+    kind: str
+    directory: Path
+    final_directory: Path
+    artifact: Artifact | None = None
+
+    def finish(
+        self, primary: str, summary: str, metadata: dict[str, Any] | None = None
+    ) -> Artifact:
+        """Seal the files written so far; returns the artifact as it will be after commit."""
+        names = sorted(p.name for p in self.directory.iterdir() if p.is_file())
+        if primary not in names:
+            raise FileNotFoundError(f"artifact {self.id}: primary file {primary!r} was not written")
+        self.artifact = Artifact(
+            id=self.id,
+            kind=self.kind,
+            path=self.final_directory / primary,
+            files=names,
+            sha256=files_sha256(self.directory, names),
+            summary=summary,
+            metadata=metadata or {},
+        )
+        return self.artifact
+
+
+class Workspace:
+    """Artifacts and provenance under one root directory."""
+
+    def __init__(self, root: Path | str | None = None) -> None:
+        self.root = Path(root).expanduser().resolve() if root else default_home().resolve()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "physagent.sqlite"
+
+    @property
+    def exists(self) -> bool:
+        return self.db_path.exists()
+
+    @contextmanager
+    def _db(self, *, create: bool = False) -> Iterator[sqlite3.Connection]:
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.db_path, timeout=30)
+        try:
+            con.row_factory = sqlite3.Row
+            if create:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.executescript(_SCHEMA)
+            with con:
+                yield con
+        finally:
+            con.close()
+
+    # artifacts -----------------------------------------------------------------------------
+
+    def get_artifact(self, artifact_id: str) -> Artifact | None:
+        """The committed artifact with this id, or None."""
+        if not self.exists:
+            return None
+        with self._db() as con:
+            row = con.execute("SELECT * FROM artifacts WHERE id = ?", (artifact_id,)).fetchone()
+        return self._artifact_from_row(row) if row else None
+
+    def list_artifacts(self, kind: str | None = None) -> list[Artifact]:
+        """All committed artifacts, oldest first (optionally of one kind)."""
+        if not self.exists:
+            return []
+        query, args = "SELECT * FROM artifacts", ()
+        if kind:
+            query, args = query + " WHERE kind = ?", (kind,)
+        with self._db() as con:
+            rows = con.execute(query + " ORDER BY created", args).fetchall()
+        return [self._artifact_from_row(row) for row in rows]
+
+    def _artifact_from_row(self, row: sqlite3.Row) -> Artifact:
+        directory = self.root / "artifacts" / row["id"]
+        return Artifact(
+            id=row["id"],
+            kind=row["kind"],
+            path=directory / row["primary_file"],
+            files=json.loads(row["files"]),
+            sha256=row["sha256"],
+            summary=row["summary"],
+            metadata=json.loads(row["metadata"]),
+        )
+
+    def artifact_intact(self, artifact: Artifact) -> bool:
+        """True when every file of the artifact is still on disk."""
+        return all((artifact.directory / name).is_file() for name in artifact.files)
+
+    # staging and commit --------------------------------------------------------------------
+
+    def new_pending(self, kind: str, staging: Path) -> PendingArtifact:
+        """Reserve an id and a staging directory for a new artifact of ``kind``."""
+        artifact_id = f"{id_prefix(kind)}-{uuid.uuid4().hex[:10]}"
+        directory = staging / artifact_id
+        directory.mkdir(parents=True)
+        return PendingArtifact(artifact_id, kind, directory, self.root / "artifacts" / artifact_id)
+
+    @contextmanager
+    def staging_area(self) -> Iterator[Path]:
+        """A private staging directory that is always removed afterwards."""
+        staging = self.root / ".staging" / uuid.uuid4().hex
+        try:
+            yield staging
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def commit(self, pending: list[PendingArtifact], record: CallRecord) -> None:
+        """Move finished artifacts into place, then record them and the call in one transaction."""
+        unfinished = [p.id for p in pending if p.artifact is None]
+        if unfinished:
+            raise RuntimeError(f"artifacts {unfinished} were created but never finished")
+        (self.root / "artifacts").mkdir(parents=True, exist_ok=True)
+        with self._db(create=True) as con:
+            for item in pending:
+                item.directory.rename(item.final_directory)
+                self._insert_artifact(con, item.artifact, record.id)  # type: ignore[arg-type]
+            self._insert_call(con, record)
+
+    def record_call(self, record: CallRecord) -> None:
+        """Record a call that produced no new files (e.g. a cache hit)."""
+        with self._db(create=True) as con:
+            self._insert_call(con, record)
+
+    @staticmethod
+    def _insert_artifact(con: sqlite3.Connection, artifact: Artifact, call_id: str) -> None:
+        con.execute(
+            "INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                artifact.id, artifact.kind, artifact.path.name, json.dumps(artifact.files),
+                artifact.sha256, artifact.summary, json.dumps(artifact.metadata), call_id, time.time(),
+            ),
+        )
+
+    @staticmethod
+    def _insert_call(con: sqlite3.Connection, r: CallRecord) -> None:
+        con.execute(
+            "INSERT INTO calls (id, tool, tool_version, inputs, input_artifacts, outputs, result, seed,"
+            " started, wall_s, packages, cache_key, cached_from) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                r.id, r.tool, r.tool_version, json.dumps(r.inputs), json.dumps(r.input_artifacts),
+                json.dumps(r.outputs), json.dumps(r.result), r.seed, r.started, r.wall_s,
+                json.dumps(r.packages), r.cache_key, r.cached_from,
+            ),
+        )
+
+    # calls ---------------------------------------------------------------------------------
+
+    def calls(self, limit: int | None = None) -> list[CallRecord]:
+        """Recorded calls, oldest first (the last ``limit`` when given)."""
+        if not self.exists:
+            return []
+        with self._db() as con:
+            rows = con.execute("SELECT * FROM calls ORDER BY seq").fetchall()
+        records = [self._call_from_row(row) for row in rows]
+        return records[-limit:] if limit else records
+
+    def find_cached(self, cache_key: str) -> CallRecord | None:
+        """The most recent original (non-cached) call with this cache key whose outputs are intact."""
+        if not self.exists:
+            return None
+        with self._db() as con:
+            rows = con.execute(
+                "SELECT * FROM calls WHERE cache_key = ? AND cached_from IS NULL ORDER BY seq DESC",
+                (cache_key,),
+            ).fetchall()
+        for row in rows:
+            record = self._call_from_row(row)
+            outputs = [self.get_artifact(a) for a in record.outputs]
+            if all(a is not None and self.artifact_intact(a) for a in outputs):
+                return record
+        return None
+
+    @staticmethod
+    def _call_from_row(row: sqlite3.Row) -> CallRecord:
+        return CallRecord(
+            id=row["id"],
+            seq=row["seq"],
+            tool=row["tool"],
+            tool_version=row["tool_version"],
+            inputs=json.loads(row["inputs"]),
+            input_artifacts=json.loads(row["input_artifacts"]),
+            outputs=json.loads(row["outputs"]),
+            result=json.loads(row["result"]),
+            seed=row["seed"],
+            started=row["started"],
+            wall_s=row["wall_s"],
+            packages=json.loads(row["packages"]),
+            cache_key=row["cache_key"],
+            cached_from=row["cached_from"],
+        )

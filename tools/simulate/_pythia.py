@@ -1,0 +1,210 @@
+r"""Pythia8 event generation, the pure core behind ``generate_events``.
+
+Events come from ``Pythia.nextBatch`` (vectorised, awkward output); final-state particles are the
+records with ``status > 0`` and the hard process the ones with ``21 <= |status| <= 29`` (Pythia's
+status codes, including resonance decays). Momenta in GeV, cross-sections in pb (Pythia's
+``sigmaGen`` is in mb; 1 mb = 1e9 pb).
+
+Work is split into seed shards: shard ``i`` gets the ``i``-th word of
+``numpy.random.SeedSequence(seed)``, so shards are distinct, and the output depends on
+``(seed, shards)`` only — not on how many worker processes ran them.
+
+Reference: C. Bierlich et al., "A comprehensive guide to the physics and usage of PYTHIA 8.3",
+SciPost Phys. Codebases 8 (2022), arXiv:2203.11601.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import queue
+import sys
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tools._stdio import capture_fd_stdout
+
+__all__ = ["ShardResult", "generate", "invalid_settings", "shard_plan", "try_init"]
+
+PYTHIA_MAX_SEED = 900_000_000
+MB_TO_PB = 1e9
+_BATCH = 250  # events per nextBatch call: progress granularity, negligible overhead
+_QUIET = ("Print:quiet = on", "Next:numberCount = 0")
+
+
+@dataclass(frozen=True)
+class ShardResult:
+    """One shard's events and its generator statistics."""
+
+    index: int
+    events: Any  # awkward Array, one record per event
+    sigma_pb: float
+    sigma_err_pb: float
+    n_accepted: int
+    n_failed: int
+
+
+def shard_plan(n_events: int, shards: int, seed: int) -> list[tuple[int, int]]:
+    """(events, Pythia seed) for each shard: near-equal sizes, distinct seeds in [1, 9e8]."""
+    sizes = [n_events // shards + (1 if i < n_events % shards else 0) for i in range(shards)]
+    words = np.random.SeedSequence(seed).generate_state(shards, dtype=np.uint32)
+    return [(size, int(word) % PYTHIA_MAX_SEED + 1) for size, word in zip(sizes, words, strict=True)]
+
+
+def _new_pythia() -> Any:
+    import pythia8mc
+
+    pythia = pythia8mc.Pythia("", False)
+    for line in _QUIET:
+        pythia.readString(line)
+    return pythia
+
+
+def invalid_settings(settings: list[str]) -> list[tuple[str, str]]:
+    """Settings Pythia rejects, each with Pythia's own complaint."""
+    pythia = _new_pythia()
+    rejected = []
+    for line in settings:
+        with capture_fd_stdout() as out:
+            accepted = pythia.readString(line)
+        if not accepted:
+            rejected.append((line, " ".join(out[0].split()) or "rejected by Pythia"))
+    return rejected
+
+
+def try_init(settings: list[str]) -> str | None:
+    """Initialise Pythia with ``settings``; None when it works, else Pythia's message."""
+    pythia = _new_pythia()
+    with capture_fd_stdout() as out:
+        for line in settings:
+            pythia.readString(line)
+        ok = pythia.init()
+    return None if ok else " ".join(out[0].split())[-600:]
+
+
+def generate_shard(
+    settings: list[str], n_events: int, seed: int, index: int, report: Callable[[int], None]
+) -> ShardResult:
+    """Generate ``n_events`` accepted events with one Pythia instance seeded with ``seed``."""
+    import awkward as ak
+
+    pythia = _new_pythia()
+    with capture_fd_stdout():
+        for line in [*settings, "Random:setSeed = on", f"Random:seed = {seed}"]:
+            pythia.readString(line)
+        if not pythia.init():
+            raise RuntimeError("Pythia failed to initialise with the given settings")
+    chunks, failed, empty_in_a_row = [], 0, 0
+    produced = 0
+    while produced < n_events:
+        want = min(_BATCH, n_events - produced)
+        with capture_fd_stdout():
+            batch = pythia.nextBatch(want, errorMode="skip")
+        got = len(batch)
+        failed += want - got
+        empty_in_a_row = 0 if got else empty_in_a_row + 1
+        if empty_in_a_row >= 5:
+            raise RuntimeError(f"Pythia failed {5 * want} events in a row; check the settings")
+        if got:
+            chunks.append(_event_records(batch, pythia))
+            produced += got
+            report(got)
+    info = pythia.infoPython()
+    events = ak.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+    return ShardResult(
+        index, events, info.sigmaGen() * MB_TO_PB, info.sigmaErr() * MB_TO_PB, produced, failed
+    )
+
+
+def _event_records(batch: Any, pythia: Any) -> Any:
+    """Keep what analyses need: final-state particles, the hard process, event weight and scales."""
+    import awkward as ak
+
+    prt = batch.prt
+    final = prt[prt.status > 0]
+    hard = prt[(abs(prt.status) >= 21) & (abs(prt.status) <= 29)]
+    weight = ak.fill_none(ak.firsts(batch.info.weights), 1.0)
+    return ak.zip(
+        {
+            "particles": _momenta(final, {"pid": final.id, "charge": _charges(final.id, pythia)}),
+            "partons": _momenta(hard, {"pid": hard.id, "status": hard.status}),
+            "weight": weight,
+            "pt_hat_gev": np.sqrt(np.asarray(batch.info.pT2Hat)),
+            "m_hat_gev": batch.info.mHat,
+        },
+        depth_limit=1,
+    )
+
+
+def _momenta(particles: Any, extra: dict[str, Any]) -> Any:
+    import awkward as ak
+
+    p = particles.p
+    fields = {name: ak.values_astype(p[name], np.float32) for name in ("px", "py", "pz", "e")}
+    return ak.zip(fields | extra)
+
+
+def _charges(pids: Any, pythia: Any) -> Any:
+    """Electric charge (units of e) from the PDG id, via Pythia's particle table."""
+    import awkward as ak
+
+    flat = np.asarray(ak.flatten(pids))
+    unique = np.unique(flat)
+    table = np.array([pythia.particleData.charge(int(pid)) for pid in unique], dtype=np.float32)
+    charges = np.rint(table[np.searchsorted(unique, flat)]).astype(np.int8)
+    return ak.unflatten(charges, ak.num(pids))
+
+
+# --- running shards -----------------------------------------------------------------------
+
+_progress_queue: Any = None
+
+
+def _init_worker(progress_queue: Any) -> None:
+    global _progress_queue  # noqa: PLW0603 — one queue per worker process, set once at start-up
+    _progress_queue = progress_queue
+
+
+def _shard_in_worker(settings: list[str], n_events: int, seed: int, index: int) -> ShardResult:
+    return generate_shard(settings, n_events, seed, index, _progress_queue.put)
+
+
+def generate(
+    settings: list[str],
+    plan: list[tuple[int, int]],
+    workers: int,
+    report: Callable[[int], None],
+) -> Iterator[ShardResult]:
+    """Run the shards of ``plan``; yields results in shard order (deterministic concatenation)."""
+    if workers <= 1 or len(plan) == 1:
+        for index, (n, seed) in enumerate(plan):
+            yield generate_shard(settings, n, seed, index, report)
+        return
+    # fork, not spawn: spawn re-imports __main__, which breaks scripts and notebooks that call us
+    # without an ``if __name__ == "__main__"`` guard; the workers touch no parent locks.
+    context = multiprocessing.get_context("fork")
+    progress_queue = context.Queue()
+    sys.stdout.flush()  # forked workers would otherwise print the parent's buffered output again
+    sys.stderr.flush()
+    with ProcessPoolExecutor(
+        min(workers, len(plan)), mp_context=context, initializer=_init_worker, initargs=(progress_queue,)
+    ) as pool:
+        futures = [pool.submit(_shard_in_worker, settings, n, s, i) for i, (n, s) in enumerate(plan)]
+        try:
+            for future in futures:
+                yield _wait_reporting(future, progress_queue, report)
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def _wait_reporting(future: Future, progress_queue: Any, report: Callable[[int], None]) -> ShardResult:
+    while True:
+        try:
+            report(progress_queue.get(timeout=0.2))
+        except queue.Empty:
+            if future.done():
+                return future.result()

@@ -1,0 +1,288 @@
+r"""``generate_events``: proton-proton collisions with Pythia8, as awkward arrays in Parquet.
+
+Named processes with physics parameters (√s in TeV, p̂T and m̂ windows in GeV, resonance masses in
+GeV, decay modes) or raw Pythia settings (``custom``), validated by Pythia itself. Output: one
+``events`` artifact, ``events.parquet`` with per event
+
+- ``particles``: final state (``status > 0``): ``px, py, pz, e`` [GeV], ``pid``, ``charge`` [e]
+- ``partons``: hard process incl. resonance decays (``21 ≤ |status| ≤ 29``): momenta, ``pid``, ``status``
+- ``weight``, ``pt_hat_gev``, ``m_hat_gev``
+
+and ``card.json`` with the settings, seeds and the generator cross-section in pb.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from tools._artifacts import Artifact
+from tools._context import ToolContext
+from tools._errors import ToolInputError, ToolRuntimeError
+from tools._registry import ToolResult, tool
+from tools.simulate import _pythia
+
+__all__ = ["EventSample", "generate_events", "process_settings"]
+
+Process = Literal[
+    "ttbar", "qcd_dijet", "w_jets", "z_jets", "drell_yan_mumu", "higgs_gammagamma", "wprime_to_xy", "custom"
+]
+Decay = Literal["default", "inclusive", "hadronic", "semileptonic", "leptonic", "invisible"]
+
+_PROCESS_SETTINGS: dict[str, list[str]] = {
+    "ttbar": ["Top:gg2ttbar = on", "Top:qqbar2ttbar = on"],
+    "qcd_dijet": ["HardQCD:all = on"],
+    "w_jets": ["WeakBosonAndParton:qqbar2Wg = on", "WeakBosonAndParton:qg2Wq = on"],
+    "z_jets": [
+        "WeakBosonAndParton:qqbar2gmZg = on", "WeakBosonAndParton:qg2gmZq = on", "WeakZ0:gmZmode = 2",
+    ],
+    "drell_yan_mumu": ["WeakSingleBoson:ffbar2gmZ = on", "23:onMode = off", "23:onIfAny = 13"],
+    "higgs_gammagamma": ["HiggsSM:gg2H = on", "25:onMode = off", "25:onIfMatch = 22 22"],
+    "wprime_to_xy": ["NewGaugeBoson:ffbar2Wprime = on"],
+    "custom": [],
+}
+
+_W_DECAYS = {
+    "inclusive": [],
+    "hadronic": ["24:onMode = off", "24:onIfAny = 1 2 3 4 5"],
+    "leptonic": ["24:onMode = off", "24:onIfAny = 11 13 15"],
+    "semileptonic": ["24:onMode = off", "24:onPosIfAny = 1 2 3 4 5", "24:onNegIfAny = 11 13 15"],
+}
+_Z_DECAYS = {
+    "inclusive": [],
+    "hadronic": ["23:onMode = off", "23:onIfAny = 1 2 3 4 5"],
+    "leptonic": ["23:onMode = off", "23:onIfAny = 11 13"],
+    "invisible": ["23:onMode = off", "23:onIfAny = 12 14 16"],
+}
+# decay choices per process, the first being what "default" means
+_DECAYS: dict[str, dict[str, list[str]]] = {
+    "ttbar": _W_DECAYS,
+    "w_jets": {k: v for k, v in _W_DECAYS.items() if k != "semileptonic"},
+    "z_jets": {"invisible": _Z_DECAYS["invisible"]} | _Z_DECAYS,
+}
+# 2 → 2 processes with a final-state jet diverge at low p̂T: a cut is required
+_NEEDS_PT_HAT = {"qcd_dijet": 20.0, "w_jets": 20.0, "z_jets": 20.0}
+_DEFAULT_M_HAT = {"drell_yan_mumu": (60.0, 120.0)}
+EVENTS_PER_SHARD = 2_500
+
+
+class EventSample(ToolResult):
+    """Generated events and the generator's cross-section."""
+
+    events: Artifact = Field(description="Parquet artifact of the generated events (kind 'events').")
+    n_events: int = Field(description="Number of events generated.")
+    sigma_pb: float = Field(description="Pythia's estimated cross-section of the process, in pb.")
+    sigma_err_pb: float = Field(description="Statistical uncertainty of sigma_pb, in pb.")
+    mean_particles: float = Field(description="Mean number of final-state particles per event.")
+    shards: int = Field(description="Seed shards the sample was generated in.")
+
+
+@tool(category="simulate", version="1")
+def generate_events(
+    process: Annotated[Process, Field(description="Named Pythia8 process, or 'custom' for raw settings.")],
+    n_events: Annotated[int, Field(ge=1, le=10_000_000, description="Events to generate.")] = 10_000,
+    sqrt_s_tev: Annotated[float, Field(gt=0, le=100, description="Centre-of-mass energy in TeV.")] = 13.6,
+    pt_hat_min_gev: Annotated[
+        float | None, Field(ge=0, description="Minimum p̂T of the hard 2→2 scattering in GeV (None: "
+                            "process default, 20 GeV for dijet/W+jet/Z+jet, else no cut).")
+    ] = None,
+    pt_hat_max_gev: Annotated[float | None, Field(gt=0, description="Maximum p̂T in GeV (None: no cut).")] = None,
+    m_hat_min_gev: Annotated[
+        float | None, Field(ge=0, description="Minimum invariant mass m̂ of the hard process in GeV "
+                            "(None: process default, 60 GeV for drell_yan_mumu).")
+    ] = None,
+    m_hat_max_gev: Annotated[
+        float | None, Field(gt=0, description="Maximum m̂ in GeV (None: process default, 120 GeV for "
+                            "drell_yan_mumu, else no cut).")
+    ] = None,
+    decay: Annotated[
+        Decay, Field(description="Boson decays: ttbar/w_jets take inclusive, hadronic, leptonic (ttbar also "
+                     "semileptonic); z_jets takes invisible (Z→νν, the default), hadronic, leptonic, "
+                     "inclusive. 'default' = inclusive, or invisible for z_jets.")
+    ] = "default",
+    m_wprime_gev: Annotated[float, Field(gt=0, description="wprime_to_xy: W′ mass in GeV.")] = 3500.0,
+    m_x_gev: Annotated[float, Field(gt=0, description="wprime_to_xy: X mass in GeV (X → qq̄).")] = 500.0,
+    m_y_gev: Annotated[float, Field(gt=0, description="wprime_to_xy: Y mass in GeV (Y → qq̄′).")] = 100.0,
+    mpi: Annotated[bool, Field(description="Multi-parton interactions (underlying event); off is ~6× faster.")] = True,
+    isr: Annotated[bool, Field(description="Initial-state radiation.")] = True,
+    fsr: Annotated[bool, Field(description="Final-state radiation.")] = True,
+    hadronisation: Annotated[bool, Field(description="Hadronisation (off: partons in the final state).")] = True,
+    settings: Annotated[
+        list[str], Field(description="Extra raw Pythia settings, e.g. ['Tune:pp = 14']; required for "
+                         "'custom', which starts from no process at all.")
+    ] = [],  # noqa: B006 — pydantic copies defaults; a list reads best in the schema
+    seed: Annotated[int, Field(ge=0, description="Random seed; same seed and shards, same events.")] = 0,
+    shards: Annotated[
+        int | None, Field(ge=1, le=1024, description="Seed shards run in parallel over the CPU cores "
+                          f"(None: one per {EVENTS_PER_SHARD} events). Changes the events, unlike the "
+                          "core count.")
+    ] = None,
+    *,
+    ctx: ToolContext,
+) -> EventSample:
+    """Generate proton-proton collision events with Pythia8.
+
+    Returns a Parquet artifact of final-state particles (px, py, pz, e in GeV, pid, charge), the
+    hard-process partons, and the generator cross-section in pb.
+    """
+    all_settings = process_settings(
+        process, sqrt_s_tev, pt_hat_min_gev, pt_hat_max_gev, m_hat_min_gev, m_hat_max_gev, decay,
+        (m_wprime_gev, m_x_gev, m_y_gev), (mpi, isr, fsr, hadronisation), settings,
+    )
+    _check_settings(process, all_settings)
+    n_shards = shards or max(1, math.ceil(n_events / EVENTS_PER_SHARD))
+    plan = _pythia.shard_plan(n_events, n_shards, seed)
+    pending = ctx.new_artifact("events")
+    results = _run_shards(ctx, process, all_settings, plan, n_events)
+    return _write_sample(pending, results, process, all_settings, plan, seed, sqrt_s_tev, mpi)
+
+
+def process_settings(
+    process: str,
+    sqrt_s_tev: float,
+    pt_hat_min_gev: float | None,
+    pt_hat_max_gev: float | None,
+    m_hat_min_gev: float | None,
+    m_hat_max_gev: float | None,
+    decay: str,
+    wprime_masses_gev: tuple[float, float, float],
+    switches: tuple[bool, bool, bool, bool],
+    extra: list[str],
+) -> list[str]:
+    """The full list of Pythia settings for a named process (seed settings excluded)."""
+    pt_min = pt_hat_min_gev if pt_hat_min_gev is not None else _NEEDS_PT_HAT.get(process, 0.0)
+    m_min, m_max = _DEFAULT_M_HAT.get(process, (None, None))
+    m_min = m_hat_min_gev if m_hat_min_gev is not None else m_min
+    m_max = m_hat_max_gev if m_hat_max_gev is not None else m_max
+    _check_windows(pt_min, pt_hat_max_gev, m_min, m_max)
+    mpi, isr, fsr, hadronisation = switches
+    lines = [f"Beams:eCM = {sqrt_s_tev * 1000.0:g}", *_PROCESS_SETTINGS[process]]
+    lines += _decay_settings(process, decay)
+    if process == "wprime_to_xy":
+        lines += _wprime_settings(*wprime_masses_gev)
+    lines.append(f"PhaseSpace:pTHatMin = {pt_min:g}")
+    if pt_hat_max_gev is not None:
+        lines.append(f"PhaseSpace:pTHatMax = {pt_hat_max_gev:g}")
+    if m_min is not None:
+        lines.append(f"PhaseSpace:mHatMin = {m_min:g}")
+    if m_max is not None:
+        lines.append(f"PhaseSpace:mHatMax = {m_max:g}")
+    lines += [f"PartonLevel:MPI = {_on(mpi)}", f"PartonLevel:ISR = {_on(isr)}",
+              f"PartonLevel:FSR = {_on(fsr)}", f"HadronLevel:all = {_on(hadronisation)}"]
+    return lines + list(extra)
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+def _check_windows(pt_min: float, pt_max: float | None, m_min: float | None, m_max: float | None) -> None:
+    if pt_max is not None and pt_max <= pt_min:
+        raise ToolInputError.for_param(
+            "generate_events", "pt_hat_max_gev", pt_max,
+            f"must be larger than pt_hat_min_gev={pt_min:g}. Swap or widen the p̂T window.",
+        )
+    if m_max is not None and m_min is not None and m_max <= m_min:
+        raise ToolInputError.for_param(
+            "generate_events", "m_hat_max_gev", m_max,
+            f"must be larger than m_hat_min_gev={m_min:g}. Swap or widen the m̂ window.",
+        )
+
+
+def _decay_settings(process: str, decay: str) -> list[str]:
+    choices = _DECAYS.get(process)
+    if decay == "default":
+        return next(iter(choices.values())) if choices else []
+    if choices is None or decay not in choices:
+        allowed = ", ".join(["default", *(choices or {})])
+        raise ToolInputError.for_param(
+            "generate_events", "decay", decay, f"is not available for process {process!r}. Allowed: {allowed}."
+        )
+    return choices[decay]
+
+
+def _wprime_settings(m_wprime: float, m_x: float, m_y: float) -> list[str]:
+    """W′ → X Y with X → d d̄ (neutral) and Y⁺ → u d̄, narrow and kept near their masses.
+
+    X and Y are new scalars (PDG ids 9000001/9000002), as in the LHC Olympics 2020 R&D sample.
+    ``meMode = 100`` makes Pythia accept decays into light quarks; mass windows of ±20% stop the
+    off-shell tail of the heavy W′ from dominating the sample.
+    """
+    if m_x + m_y >= m_wprime:
+        raise ToolInputError.for_param(
+            "generate_events", "m_wprime_gev", m_wprime,
+            f"must exceed m_x_gev + m_y_gev = {m_x + m_y:g} for W′ → XY to be open.",
+        )
+    return [
+        f"34:m0 = {m_wprime:g}", f"34:mMin = {0.8 * m_wprime:g}", f"34:mMax = {1.2 * m_wprime:g}",
+        "34:onMode = off", "34:addChannel = 1 1.0 100 9000001 9000002",
+        f"9000001:new = X void 1 0 0 {m_x:g} 1.0 {0.8 * m_x:g} {1.2 * m_x:g} 0",
+        "9000001:addChannel = 1 1.0 100 1 -1", "9000001:mayDecay = on",
+        f"9000002:new = Y+ Y- 1 3 0 {m_y:g} 1.0 {0.8 * m_y:g} {1.2 * m_y:g} 0",
+        "9000002:addChannel = 1 1.0 100 2 -1", "9000002:mayDecay = on",
+    ]
+
+
+def _check_settings(process: str, lines: list[str]) -> None:
+    rejected = _pythia.invalid_settings(lines)
+    if rejected:
+        line, why = rejected[0]
+        raise ToolInputError.for_param(
+            "generate_events", "settings", line, f"was rejected by Pythia: {why}. "
+            "See https://pythia.org/latest-manual/ for valid settings.",
+        )
+    if process == "custom":
+        failure = _pythia.try_init(lines)
+        if failure is not None:
+            raise ToolInputError.for_param(
+                "generate_events", "settings", lines[-1] if lines else [],
+                f"do not define a process Pythia can initialise ({failure}). "
+                "Switch on a process, e.g. 'HardQCD:all = on'.",
+            )
+
+
+def _run_shards(
+    ctx: ToolContext, process: str, settings: list[str], plan: list[tuple[int, int]], n_events: int
+) -> list[_pythia.ShardResult]:
+    workers = int(os.environ.get("PHYSAGENT_WORKERS") or os.cpu_count() or 1)
+    results = []
+    with ctx.progress(f"Pythia8 {process}", total=n_events, unit="events") as bar:
+        try:
+            for result in _pythia.generate(settings, plan, workers, bar.advance):
+                results.append(result)
+        except RuntimeError as exc:
+            raise ToolRuntimeError(f"generate_events: Pythia failed for process {process!r}: {exc}") from exc
+    return results
+
+
+def _write_sample(
+    pending, results, process, settings, plan, seed, sqrt_s_tev, mpi
+) -> EventSample:
+    import awkward as ak
+
+    from tools._io import write_json, write_parquet_row_groups
+
+    write_parquet_row_groups((r.events for r in results), pending.directory / "events.parquet")
+    n_accepted = sum(r.n_accepted for r in results)
+    sigma = sum(r.sigma_pb * r.n_accepted for r in results) / n_accepted
+    sigma_err = math.sqrt(sum((r.sigma_err_pb * r.n_accepted) ** 2 for r in results)) / n_accepted
+    mean_particles = sum(float(ak.sum(ak.num(r.events.particles))) for r in results) / n_accepted
+    card = {
+        "process": process, "n_events": n_accepted, "sqrt_s_tev": sqrt_s_tev, "seed": seed,
+        "shards": [{"n_events": n, "pythia_seed": s} for n, s in plan], "pythia_settings": settings,
+        "sigma_pb": sigma, "sigma_err_pb": sigma_err, "n_failed": sum(r.n_failed for r in results),
+        "units": {"momenta": "GeV", "cross_section": "pb"},
+    }
+    write_json(card, pending.directory / "card.json")
+    summary = (
+        f"{n_accepted:,} {process} events at sqrt(s) = {sqrt_s_tev:g} TeV (MPI {_on(mpi)}), "
+        f"sigma = {sigma:.4g} ± {sigma_err:.2g} pb, {mean_particles:.0f} final-state particles/event"
+    )
+    artifact = pending.finish("events.parquet", summary, card)
+    return EventSample(
+        events=artifact, n_events=n_accepted, sigma_pb=sigma, sigma_err_pb=sigma_err,
+        mean_particles=mean_particles, shards=len(plan),
+    )
