@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: install lint
 	env -u PHYSAGENT_HOME $(BIN)/pytest

@@ -14,7 +14,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ARTIFACT_ID_PATTERN", "Accepts", "Artifact", "artifact_ref", "file_sha256", "files_sha256"]
+__all__ = [
+    "ARTIFACT_ID_PATTERN", "Accepts", "Artifact", "DataRef", "EventsRef", "HistogramRef", "artifact_ref",
+    "file_sha256", "files_sha256"]
 
 ARTIFACT_ID_PATTERN = r"^[a-z]{2,5}-[0-9a-f]{10}$"
 
@@ -41,8 +43,17 @@ class Accepts:
 
 
 def artifact_ref(*kinds: str) -> Any:
-    """The type of a parameter that takes the id of an artifact of one of ``kinds``."""
+    """The type of a parameter that takes the id of an artifact of one of ``kinds``.
+
+    For type checkers, use the module-level aliases (``EventsRef`` …) in annotations; this
+    function builds new ones.
+    """
     return Annotated[str, Accepts(kinds), Field(pattern=ARTIFACT_ID_PATTERN)]
+
+
+EventsRef = Annotated[str, Accepts(("events",)), Field(pattern=ARTIFACT_ID_PATTERN)]
+HistogramRef = Annotated[str, Accepts(("histogram",)), Field(pattern=ARTIFACT_ID_PATTERN)]
+DataRef = Annotated[str, Accepts(("events", "jets", "table")), Field(pattern=ARTIFACT_ID_PATTERN)]
 
 
 class Artifact(BaseModel):

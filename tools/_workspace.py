@@ -13,6 +13,7 @@ Reading never creates anything: a bad call leaves a missing workspace missing.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -145,7 +146,7 @@ class Workspace:
             return []
         query, args = "SELECT * FROM artifacts", ()
         if kind:
-            query, args = query + " WHERE kind = ?", (kind,)
+            query, args = query + " WHERE kind = ?", (kind,)  # type: ignore[assignment]
         with self._db() as con:
             rows = con.execute(query + " ORDER BY created", args).fetchall()
         return [self._artifact_from_row(row) for row in rows]
@@ -183,6 +184,9 @@ class Workspace:
             yield staging
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            for directory in (staging.parent, self.root):  # leave a failed call's workspace as found
+                with contextlib.suppress(OSError):
+                    directory.rmdir()  # only succeeds when empty
 
     def commit(self, pending: list[PendingArtifact], record: CallRecord) -> None:
         """Move finished artifacts into place, then record them and the call in one transaction."""

@@ -62,7 +62,7 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import AfterValidator, Field
 
-from tools._artifacts import Artifact, artifact_ref
+from tools._artifacts import Artifact, EventsRef
 from tools._context import ToolContext
 from tools._errors import ToolInputError
 from tools._registry import ToolResult, tool
@@ -94,7 +94,7 @@ class DetectorSample(ToolResult):
 
 @tool(category="simulate", version="1")
 def detector_response(
-    events: Annotated[artifact_ref("events"), Field(description="Events artifact of truth particles, "
+    events: Annotated[EventsRef, Field(description="Events artifact of truth particles, "
                                                       "e.g. from generate_events.")],
     card: Annotated[CardName, Field(description="Named detector card: 'generic_lhc' (ATLAS/CMS-like) or "
                                     "'ild_like' (linear-collider detector, finer tracking and cells).")]

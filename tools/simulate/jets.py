@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from tools._artifacts import Artifact, artifact_ref
+from tools._artifacts import Artifact, EventsRef
 from tools._context import ToolContext
 from tools._registry import ToolResult, tool
 from tools.simulate import _jets
@@ -36,7 +36,7 @@ class JetSample(ToolResult):
 
 @tool(category="simulate", version="1")
 def cluster_jets(
-    events: Annotated[artifact_ref("events"), Field(description="Id of an events artifact, e.g. 'ev-3f2a9c1b7d'.")],
+    events: Annotated[EventsRef, Field(description="Id of an events artifact, e.g. 'ev-3f2a9c1b7d'.")],
     algorithm: Annotated[
         Literal["antikt", "kt", "cambridge"], Field(description="Clustering algorithm (anti-kT, kT, Cambridge/Aachen).")
     ] = "antikt",

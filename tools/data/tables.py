@@ -1,0 +1,167 @@
+r"""``read_table``: Parquet, CSV and HDF5 files into the workspace as awkward arrays in Parquet.
+
+- Parquet: read with awkward, so jagged columns (``var * {px, …}``) stay jagged.
+- CSV: read with pandas; a header row names the columns; numbers stay numbers, text stays text.
+- HDF5: the datasets directly under the root (or under the group ``key``) with the same first
+  dimension become columns; a 2-D dataset of shape (n, k) becomes a column of k-vectors.
+
+Units are whatever the file uses; data with particles (px, py, pz, e in GeV, pid, charge) becomes an
+``events`` artifact so the event tools take it, anything else a ``table``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from tools._context import ToolContext
+from tools._errors import ToolInputError
+from tools._registry import tool
+from tools.data._common import LoadedData, check_not_empty_fields, resolve_input_path, store_array
+
+__all__ = ["read_table"]
+
+TableFormat = Literal["auto", "parquet", "csv", "hdf5"]
+_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".h5": "hdf5", ".hdf5": "hdf5",
+             ".hdf": "hdf5"}
+
+
+@tool(category="data")
+def read_table(
+    path: Annotated[str, Field(description="Path of a local file; relative to the current directory.")],
+    format: Annotated[
+        TableFormat, Field(description="File format; 'auto' picks it from the suffix (.parquet/.pq, .csv, "
+                           ".h5/.hdf5/.hdf).")
+    ] = "auto",
+    key: Annotated[
+        str | None, Field(description="HDF5 only: the group whose datasets become columns, e.g. 'jets' "
+                          "(None: the file's root group).")
+    ] = None,
+    *,
+    ctx: ToolContext,
+) -> LoadedData:
+    """Read a Parquet, CSV or HDF5 table into a Parquet artifact.
+
+    Columns keep their names and units; data with particles (px, py, pz, e in GeV, pid, charge)
+    becomes an ``events`` artifact, anything else a ``table``.
+    """
+    file_path = resolve_input_path("read_table", "path", path)
+    chosen = _pick_format(path, file_path, format)
+    if key is not None and chosen != "hdf5":
+        raise ToolInputError.for_param(
+            "read_table", "key", key, f"only applies to HDF5 files; this file is read as {chosen}. "
+            "Leave key unset.",
+        )
+    readers = {"parquet": _read_parquet, "csv": _read_csv, "hdf5": _read_hdf5}
+    array = readers[chosen](path, file_path, key)
+    check_not_empty_fields("read_table", "path", path, array)
+    metadata = {"source_path": str(file_path), "format": chosen, "key": key}
+    return store_array(ctx, array, f"{len(array):,} rows from {chosen} file {file_path.name}", metadata)
+
+
+def _pick_format(path: str, file_path: Path, format: str) -> str:
+    if format != "auto":
+        return format
+    found = _SUFFIXES.get(file_path.suffix.lower())
+    if found is None:
+        raise ToolInputError.for_param(
+            "read_table", "format", "auto", f"cannot tell the format of {path!r} from its suffix. "
+            "Pass format='parquet', 'csv' or 'hdf5'.",
+        )
+    return found
+
+
+def _unreadable(path: str, what: str, exc: Exception) -> ToolInputError:
+    return ToolInputError.for_param(
+        "read_table", "path", path, f"is not a readable {what} file ({type(exc).__name__}: {exc}). "
+        "Check the file, or pass the right format.",
+    )
+
+
+def _read_parquet(path: str, file_path: Path, key: str | None) -> Any:
+    import awkward as ak
+
+    try:
+        return ak.from_parquet(file_path)
+    except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
+        raise _unreadable(path, "Parquet", exc) from None
+
+
+def _read_csv(path: str, file_path: Path, key: str | None) -> Any:
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(file_path)
+    except Exception as exc:  # pandas raises several types for a malformed CSV
+        raise _unreadable(path, "CSV", exc) from None
+    return frame_to_awkward(frame)
+
+
+def frame_to_awkward(frame: Any) -> Any:
+    """A pandas DataFrame as an awkward record array: numeric columns as NumPy, text as strings."""
+    import awkward as ak
+    import pandas as pd
+
+    columns = {}
+    for name in frame.columns:
+        values = frame[name]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            columns[str(name)] = ak.from_numpy(values.to_numpy())
+        else:
+            columns[str(name)] = ak.Array([None if _missing(v) else str(v) for v in values])
+    return ak.zip(columns, depth_limit=1)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _read_hdf5(path: str, file_path: Path, key: str | None) -> Any:
+    import h5py
+
+    try:
+        handle = h5py.File(file_path, "r")
+    except Exception as exc:  # h5py raises OSError subclasses with varied messages
+        raise _unreadable(path, "HDF5", exc) from None
+    with handle:
+        group = _hdf5_group(handle, key, path)
+        return _hdf5_columns(group, key, path)
+
+
+def _hdf5_group(handle: Any, key: str | None, path: str) -> Any:
+    import h5py
+
+    if key is None:
+        return handle
+    groups = sorted(name for name, item in handle.items() if isinstance(item, h5py.Group))
+    if key not in handle or not isinstance(handle[key], h5py.Group):
+        raise ToolInputError.for_param(
+            "read_table", "key", key, f"is not a group in {path}. Groups at the top: "
+            f"{', '.join(groups) or 'none'}.",
+        )
+    return handle[key]
+
+
+def _hdf5_columns(group: Any, key: str | None, path: str) -> Any:
+    import awkward as ak
+    import h5py
+
+    datasets = {name: item for name, item in group.items() if isinstance(item, h5py.Dataset)}
+    subgroups = sorted(name for name, item in group.items() if isinstance(item, h5py.Group))
+    where = f"group {key!r}" if key else "the root group"
+    if not datasets:
+        raise ToolInputError.for_param(
+            "read_table", "key", key, f"selects {where} of {path}, which has no datasets. "
+            f"Groups there: {', '.join(subgroups) or 'none'}; pass one as key.",
+        )
+    lengths = {name: (d.shape[0] if d.shape else None) for name, d in datasets.items()}
+    if len(set(lengths.values())) != 1 or None in lengths.values():
+        shapes = ", ".join(f"{name}{datasets[name].shape}" for name in sorted(datasets))
+        raise ToolInputError.for_param(
+            "read_table", "key", key, f"selects {where} of {path}, whose datasets differ in length "
+            f"({shapes}). Columns need one length; put them in one group and pass it as key.",
+        )
+    return ak.zip({name: ak.from_numpy(datasets[name][()]) for name in datasets}, depth_limit=1)
