@@ -67,6 +67,17 @@ def _print_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
 
 
+def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...], as_json: bool) -> None:
+    """All fields as JSON, or the chosen columns as a table for a person."""
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table(*columns, box=None)
+    for row in rows:
+        table.add_row(*(str(row[c]) for c in columns))
+    out.print(table)
+
+
 # tools ---------------------------------------------------------------------------------------
 
 @tools_app.command("list")
@@ -75,15 +86,9 @@ def tools_list(
     as_json: JsonFlag = False,
 ) -> None:
     """List registered tools."""
-    specs = [s for s in registry if category in (None, s.category)]
-    if as_json:
-        _print_json([{"name": s.name, "category": s.category, "version": s.version, "summary": s.summary}
-                     for s in specs])
-        return
-    table = Table("tool", "category", "what it does", box=None)
-    for spec in specs:
-        table.add_row(spec.name, spec.category, spec.summary)
-    out.print(table)
+    rows = [{"name": s.name, "category": s.category, "version": s.version, "summary": s.summary}
+            for s in registry if category in (None, s.category)]
+    _print_rows(rows, ("name", "category", "summary"), as_json)
 
 
 @tools_app.command("describe")
@@ -190,14 +195,8 @@ def artifacts_list(
     as_json: JsonFlag = False,
 ) -> None:
     """List artifacts in the workspace."""
-    artifacts = Workspace().list_artifacts(kind)
-    if as_json:
-        _print_json([a.model_dump(mode="json") for a in artifacts])
-        return
-    table = Table("id", "kind", "summary", box=None)
-    for artifact in artifacts:
-        table.add_row(artifact.id, artifact.kind, artifact.summary)
-    out.print(table)
+    rows = [a.model_dump(mode="json") for a in Workspace().list_artifacts(kind)]
+    _print_rows(rows, ("id", "kind", "summary"), as_json)
 
 
 @artifacts_app.command("show")

@@ -1,6 +1,6 @@
 r"""``plot``: draw histogram artifacts with matplotlib and an mplhep experiment style (PNG + PDF).
 
-Up to eight 1-D histograms share one set of axes (a legend names them), or one 2-D histogram is
+Up to eight 1-D histograms share one set of axes (a legend names them, also when there is one), or one 2-D histogram is
 drawn as a colour map. Axis labels come from the histograms and carry their units (GeV for
 momenta, energies and masses); ``density=True`` normalises each histogram to unit area, so the
 y axis is in 1/[unit of x]. Error bars are √(Σw²) per bin.
@@ -100,9 +100,13 @@ def default_labels(artifacts: list[Artifact]) -> list[str]:
 
 
 def _style(style: str) -> Any:
+    import logging
+
     import matplotlib as mpl
     import mplhep
 
+    # experiment styles ask for fonts (e.g. 'cursive') a server rarely has; the fallback is fine
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
     return mpl.style.context("default" if style == "plain" else getattr(mplhep.style, style))
 
 
@@ -118,8 +122,7 @@ def draw(
         y_label = _draw_2d(ax, loaded[0], log_y, density)
     else:
         y_label = _draw_1d(ax, loaded, names, str(meta.get("unit") or ""), log_y, density)
-        if len(loaded) > 1:
-            ax.legend()
+        ax.legend()
     ax.set_xlabel(loaded[0].axes[0].label)
     if title:
         ax.set_title(title)

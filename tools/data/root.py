@@ -135,13 +135,15 @@ def _reproducible_writes() -> Iterator[None]:
     ROOT files carry their creation time and a UUID; with both fixed, identical content gives
     identical bytes, so artifact hashes — and exported reproduction scripts — can be checked.
     """
-    import uproot.writing._cascade as cascade
-    import uproot.writing._cascadentuple as cascadentuple
-    from uproot.writing import writable
+    import sys
 
-    epoch = datetime.datetime.fromtimestamp(int(os.environ.get("SOURCE_DATE_EPOCH", "946684800")))
+    import uproot.writing
+
+    seconds = int(os.environ.get("SOURCE_DATE_EPOCH", "946684800"))  # default 2000-01-01 UTC
+    epoch = datetime.datetime.fromtimestamp(seconds, datetime.UTC).replace(tzinfo=None)
     frozen = types.SimpleNamespace(datetime=types.SimpleNamespace(now=lambda: epoch))
-    modules = (cascade, cascadentuple, writable)
+    modules = [module for name, module in list(sys.modules.items())
+               if name.startswith("uproot.writing") and getattr(module, "datetime", None) is datetime]
     originals = [module.datetime for module in modules]
     for module in modules:
         module.datetime = frozen  # type: ignore[assignment]

@@ -143,16 +143,8 @@ class Particles:
 
 
 @dataclass(frozen=True)
-class Objects:
+class Objects(Particles):
     """Flat reconstructed objects, ordered by event: tracks, then ECAL cells, then HCAL cells."""
-
-    event: np.ndarray
-    px: np.ndarray
-    py: np.ndarray
-    pz: np.ndarray
-    e: np.ndarray
-    pid: np.ndarray
-    charge: np.ndarray
 
     @classmethod
     def concatenate(cls, parts: list[Objects]) -> Objects:
