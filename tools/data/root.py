@@ -137,7 +137,7 @@ def _reproducible_writes() -> Iterator[None]:
     """
     import sys
 
-    import uproot.writing
+    import uproot.writing  # noqa: F401 — loads every writer module before their clocks are frozen
 
     seconds = int(os.environ.get("SOURCE_DATE_EPOCH", "946684800"))  # default 2000-01-01 UTC
     epoch = datetime.datetime.fromtimestamp(seconds, datetime.UTC).replace(tzinfo=None)
@@ -146,12 +146,12 @@ def _reproducible_writes() -> Iterator[None]:
                if name.startswith("uproot.writing") and getattr(module, "datetime", None) is datetime]
     originals = [module.datetime for module in modules]
     for module in modules:
-        module.datetime = frozen  # type: ignore[assignment]
+        setattr(module, "datetime", frozen)  # noqa: B010
     try:
         yield
     finally:
         for module, original in zip(modules, originals, strict=True):
-            module.datetime = original  # type: ignore[assignment]
+            setattr(module, "datetime", original)  # noqa: B010
 
 
 def _uuid_from(content_sha256: str) -> Any:
