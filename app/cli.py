@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from app import agent_cli
+from app._common import JsonFlag, err, out, print_json, print_rows, reporting_errors, state
 from app._progress import RichProgress
-from tools import ToolError, ToolInputError, Workspace, call_tool, registry
+from tools import ToolInputError, Workspace, call_tool, registry
 from tools._provenance import export_script
 from tools._stdio import stdout_to_stderr
 
@@ -31,13 +29,7 @@ tools_app = typer.Typer(help="List, describe and call tools.", no_args_is_help=T
 artifacts_app = typer.Typer(help="Artifacts in the workspace.", no_args_is_help=True)
 app.add_typer(tools_app, name="tools")
 app.add_typer(artifacts_app, name="artifacts")
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-_state = {"debug": False}
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON document.")]
-
+agent_cli.register(app)
 
 @app.callback()
 def _root(
@@ -48,34 +40,7 @@ def _root(
 ) -> None:
     if home is not None:
         os.environ["PHYSAGENT_HOME"] = str(home)
-    _state["debug"] = debug
-
-
-@contextmanager
-def _reporting_errors() -> Iterator[None]:
-    """Map errors once: one line on stderr, exit code 2 for bad input, 1 otherwise."""
-    try:
-        yield
-    except ToolError as exc:
-        if _state["debug"]:
-            err.print_exception()
-        err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-        raise typer.Exit(exc.exit_code) from None
-
-
-def _print_json(document: Any) -> None:
-    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
-
-
-def _print_rows(rows: list[dict[str, Any]], columns: tuple[str, ...], as_json: bool) -> None:
-    """All fields as JSON, or the chosen columns as a table for a person."""
-    if as_json:
-        _print_json(rows)
-        return
-    table = Table(*columns, box=None)
-    for row in rows:
-        table.add_row(*(str(row[c]) for c in columns))
-    out.print(table)
+    state["debug"] = debug
 
 
 # tools ---------------------------------------------------------------------------------------
@@ -88,18 +53,18 @@ def tools_list(
     """List registered tools."""
     rows = [{"name": s.name, "category": s.category, "version": s.version, "summary": s.summary}
             for s in registry if category in (None, s.category)]
-    _print_rows(rows, ("name", "category", "summary"), as_json)
+    print_rows(rows, ("name", "category", "summary"), as_json)
 
 
 @tools_app.command("describe")
 def tools_describe(name: str, as_json: JsonFlag = False) -> None:
     """Show a tool's description, parameter schema and an example call."""
-    with _reporting_errors():
+    with reporting_errors():
         spec = registry.get(name)
     document = spec.json_schema() | {"category": spec.category, "version": spec.version,
                                      "example": spec.example()}
     if as_json:
-        _print_json(document)
+        print_json(document)
         return
     out.print(f"[bold]{spec.name}[/] ({spec.category}, v{spec.version})\n\n{spec.description}\n\nparameters:")
     required = spec.parameters_schema().get("required", [])
@@ -130,13 +95,13 @@ def tools_call(
     as_json: JsonFlag = False,
 ) -> None:
     """Call a tool with validated arguments and print its typed result."""
-    with _reporting_errors():
+    with reporting_errors():
         arguments = _parse_arguments(name, arg or [], input_json)
         with stdout_to_stderr(), RichProgress(err) as progress:
             outcome = call_tool(name, arguments, workspace=Workspace(), use_cache=not no_cache,
                                 progress=progress)
     if as_json:
-        _print_json(outcome.to_json())
+        print_json(outcome.to_json())
         return
     _print_outcome(outcome)
 
@@ -196,7 +161,7 @@ def artifacts_list(
 ) -> None:
     """List artifacts in the workspace."""
     rows = [a.model_dump(mode="json") for a in Workspace().list_artifacts(kind)]
-    _print_rows(rows, ("id", "kind", "summary"), as_json)
+    print_rows(rows, ("id", "kind", "summary"), as_json)
 
 
 @artifacts_app.command("show")
@@ -207,7 +172,7 @@ def artifacts_show(artifact_id: str, as_json: JsonFlag = False) -> None:
         err.print(f"[bold red]error:[/] no artifact {artifact_id!r} in {Workspace().root}")
         raise typer.Exit(2)
     if as_json:
-        _print_json(artifact.model_dump(mode="json"))
+        print_json(artifact.model_dump(mode="json"))
         return
     out.print(f"[bold]{artifact.id}[/] ({artifact.kind}) {artifact.summary}\n  path: {artifact.path}\n"
               f"  sha256: {artifact.sha256}\n  metadata: {json.dumps(artifact.metadata, indent=2)}",
@@ -222,7 +187,7 @@ def history(
     """List recorded tool calls (provenance) in the workspace."""
     calls = Workspace().calls(limit or None)
     if as_json:
-        _print_json([c.__dict__ for c in calls])
+        print_json([c.__dict__ for c in calls])
         return
     table = Table("call", "tool", "inputs", "outputs", "seconds", box=None)
     for call in calls:
@@ -236,11 +201,12 @@ def history(
 def export(
     script: Annotated[Path, typer.Option(help="Where to write the reproduction script.")] = Path("reproduce.py"),
     artifact: Annotated[list[str] | None, typer.Option(help="Only what these artifacts need (repeatable).")] = None,
+    session: Annotated[str | None, typer.Option(help="Only what this agent session produced.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Write a plain Python script that reproduces the workspace's artifacts without the agent."""
     try:
-        source = export_script(Workspace(), artifact)
+        source = export_script(Workspace(), artifact, session)
     except KeyError as exc:
         err.print(f"[bold red]error:[/] {exc.args[0]}")
         raise typer.Exit(2) from None
@@ -248,7 +214,7 @@ def export(
     tmp.write_text(source)
     tmp.replace(script)
     if as_json:
-        _print_json({"script": str(script.resolve())})
+        print_json({"script": str(script.resolve())})
     else:
         out.print(f"wrote {script} — run it with: python {script}")
 

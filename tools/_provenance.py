@@ -61,9 +61,16 @@ print(f"all {len(new_ids)} artifact(s) reproduced with identical sha256 in {work
 '''
 
 
-def calls_for_export(workspace: Workspace, artifact_ids: list[str] | None = None) -> list[CallRecord]:
-    """The original calls needed for ``artifact_ids`` (all artifact-producing calls if None), in order."""
+def calls_for_export(
+    workspace: Workspace, artifact_ids: list[str] | None = None, session: str | None = None
+) -> list[CallRecord]:
+    """The original calls needed for ``artifact_ids`` (default: every artifact of the workspace, or of
+    one agent ``session``, including calls whose cached results the session reused), in order."""
     originals = [c for c in workspace.calls() if c.cached_from is None]
+    if session is not None:
+        artifact_ids = [a for c in workspace.calls(session=session) for a in c.outputs] + (artifact_ids or [])
+        if not artifact_ids:
+            raise KeyError(f"agent session {session!r} produced no artifacts in {workspace.root}")
     if not artifact_ids:
         return [c for c in originals if c.outputs]
     producer = {output: call for call in originals for output in call.outputs}
@@ -80,9 +87,11 @@ def calls_for_export(workspace: Workspace, artifact_ids: list[str] | None = None
     return sorted(needed.values(), key=lambda c: c.seq)
 
 
-def export_script(workspace: Workspace, artifact_ids: list[str] | None = None) -> str:
+def export_script(
+    workspace: Workspace, artifact_ids: list[str] | None = None, session: str | None = None
+) -> str:
     """Python source that reproduces the selected artifacts (see the module docstring)."""
-    calls = calls_for_export(workspace, artifact_ids)
+    calls = calls_for_export(workspace, artifact_ids, session)
     versions = _versions_line(calls)
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [_HEADER.format(when=when, root=workspace.root, n=len(calls), versions=versions)]

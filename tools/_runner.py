@@ -82,8 +82,12 @@ def call_tool(
     use_cache: bool = True,
     progress: ProgressSink | None = None,
     cancel_event: threading.Event | None = None,
+    session: str | None = None,
 ) -> CallOutcome:
-    """Validate and run one tool call in ``workspace``; raise a :class:`ToolError` on failure."""
+    """Validate and run one tool call in ``workspace``; raise a :class:`ToolError` on failure.
+
+    ``session`` tags the provenance record with the agent session that made the call.
+    """
     spec = registry.get(name)
     inputs = spec.validate(arguments or {})
     workspace = workspace or Workspace()
@@ -93,8 +97,8 @@ def call_tool(
     if use_cache:
         hit = workspace.find_cached(key)
         if hit is not None:
-            return _replay(spec, hit, workspace)
-    return _run(spec, inputs, inputs_json, input_hashes, key, workspace, progress, cancel_event)
+            return _replay(spec, hit, workspace, session)
+    return _run(spec, inputs, inputs_json, input_hashes, key, workspace, progress, cancel_event, session)
 
 
 def _run(
@@ -106,6 +110,7 @@ def _run(
     workspace: Workspace,
     progress: ProgressSink | None,
     cancel_event: threading.Event | None,
+    session: str | None,
 ) -> CallOutcome:
     call_id = f"c-{uuid.uuid4().hex[:10]}"
     started, t0 = time.time(), time.perf_counter()
@@ -120,7 +125,7 @@ def _run(
             id=call_id, seq=0, tool=spec.name, tool_version=spec.version, inputs=inputs_json,
             input_artifacts=input_hashes, outputs=[a.id for a in result.artifacts()],
             result=result.model_dump(mode="json"), seed=inputs_json.get("seed"), started=started,
-            wall_s=wall_s, packages=package_versions(), cache_key=key, cached_from=None,
+            wall_s=wall_s, packages=package_versions(), cache_key=key, cached_from=None, session=session,
         )
         _check_outputs_are_new(spec, result, ctx)
         workspace.commit(ctx.pending, record)
@@ -143,13 +148,13 @@ def _check_outputs_are_new(spec: ToolSpec, result: ToolResult, ctx: ToolContext)
         raise ToolRuntimeError(f"{spec.name}: returned artifacts it did not create: {foreign}")
 
 
-def _replay(spec: ToolSpec, hit: CallRecord, workspace: Workspace) -> CallOutcome:
+def _replay(spec: ToolSpec, hit: CallRecord, workspace: Workspace, session: str | None) -> CallOutcome:
     result = spec.result_model.model_validate(_refresh_artifacts(hit.result, workspace))
     record = CallRecord(
         id=f"c-{uuid.uuid4().hex[:10]}", seq=0, tool=hit.tool, tool_version=hit.tool_version,
         inputs=hit.inputs, input_artifacts=hit.input_artifacts, outputs=hit.outputs, result=hit.result,
         seed=hit.seed, started=time.time(), wall_s=0.0, packages=package_versions(),
-        cache_key=hit.cache_key, cached_from=hit.id,
+        cache_key=hit.cache_key, cached_from=hit.id, session=session,
     )
     workspace.record_call(record)
     return CallOutcome(record.id, spec.name, result, cached=True, wall_s=0.0)

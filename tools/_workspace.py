@@ -39,8 +39,11 @@ CREATE TABLE IF NOT EXISTS calls (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, tool TEXT NOT NULL,
     tool_version TEXT NOT NULL, inputs TEXT NOT NULL, input_artifacts TEXT NOT NULL,
     outputs TEXT NOT NULL, result TEXT NOT NULL, seed INTEGER, started REAL NOT NULL,
-    wall_s REAL NOT NULL, packages TEXT NOT NULL, cache_key TEXT NOT NULL, cached_from TEXT);
+    wall_s REAL NOT NULL, packages TEXT NOT NULL, cache_key TEXT NOT NULL, cached_from TEXT,
+    session TEXT);
 CREATE INDEX IF NOT EXISTS calls_cache ON calls (cache_key);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY, started REAL NOT NULL, backend TEXT NOT NULL, record TEXT NOT NULL);
 """
 
 
@@ -67,6 +70,7 @@ class CallRecord:
     packages: dict[str, str]
     cache_key: str
     cached_from: str | None
+    session: str | None = None
 
 
 @dataclass
@@ -219,24 +223,45 @@ class Workspace:
     def _insert_call(con: sqlite3.Connection, r: CallRecord) -> None:
         con.execute(
             "INSERT INTO calls (id, tool, tool_version, inputs, input_artifacts, outputs, result, seed,"
-            " started, wall_s, packages, cache_key, cached_from) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " started, wall_s, packages, cache_key, cached_from, session) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
                 r.id, r.tool, r.tool_version, json.dumps(r.inputs), json.dumps(r.input_artifacts),
                 json.dumps(r.outputs), json.dumps(r.result), r.seed, r.started, r.wall_s,
-                json.dumps(r.packages), r.cache_key, r.cached_from,
+                json.dumps(r.packages), r.cache_key, r.cached_from, r.session,
             ),
         )
 
     # calls ---------------------------------------------------------------------------------
 
-    def calls(self, limit: int | None = None) -> list[CallRecord]:
-        """Recorded calls, oldest first (the last ``limit`` when given)."""
+    def calls(self, limit: int | None = None, session: str | None = None) -> list[CallRecord]:
+        """Recorded calls, oldest first (the last ``limit``; only one agent session's when given)."""
         if not self.exists:
             return []
         with self._db() as con:
             rows = con.execute("SELECT * FROM calls ORDER BY seq").fetchall()
         records = [self._call_from_row(row) for row in rows]
+        if session is not None:
+            records = [r for r in records if r.session == session]
         return records[-limit:] if limit else records
+
+    # agent sessions ------------------------------------------------------------------------
+
+    def save_session(self, session_id: str, backend: str, record: dict[str, Any]) -> None:
+        """Store (or update) an agent session's record: requests, events, answers."""
+        with self._db(create=True) as con:
+            con.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+                (session_id, time.time(), backend, json.dumps(record, default=str)),
+            )
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """All agent sessions, oldest first: id, started, backend, record."""
+        if not self.exists:
+            return []
+        with self._db() as con:
+            rows = con.execute("SELECT * FROM sessions ORDER BY started").fetchall()
+        return [{"id": r["id"], "started": r["started"], "backend": r["backend"],
+                 "record": json.loads(r["record"])} for r in rows]
 
     def find_cached(self, cache_key: str) -> CallRecord | None:
         """The most recent original (non-cached) call with this cache key whose outputs are intact."""
@@ -271,4 +296,5 @@ class Workspace:
             packages=json.loads(row["packages"]),
             cache_key=row["cache_key"],
             cached_from=row["cached_from"],
+            session=row["session"],
         )
