@@ -62,8 +62,12 @@ demo-tools: install
 	$(BIN)/physagent export --script $(DEMO)/reproduce.py
 	@$(BIN)/python -m app.jsonpick --report $(DEMO)/1-events.json $(DEMO)/2-jets.json $(DEMO)/3-histogram.json $(DEMO)/4-plot.json
 
-bench: install
+eval: install
+	env -u PHYSAGENT_HOME $(BIN)/physagent --home $(DEMO)/eval-home eval --output $(DEMO)/eval-report.md
+
+bench: install-1.5b
 	env -u PHYSAGENT_HOME $(BIN)/python benchmarks/bench_generation.py
+	env -u PHYSAGENT_HOME $(BIN)/python benchmarks/bench_embedded_llm.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache

