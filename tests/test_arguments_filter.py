@@ -26,3 +26,18 @@ def test_numbers_from_tool_observations_and_spelling_variants_are_kept() -> None
     kept = keep_stated_arguments({"process": "ttbar", "n_events": 750, "hadronisation": False, "seed": 99},
                                  PARAMETERS, messages)
     assert kept == {"process": "ttbar", "n_events": 750, "hadronisation": False}
+
+
+def test_stated_choices_the_model_left_out_are_filled_in() -> None:
+    """'all-hadronic' sets decay, 'MPI off' sets mpi, 'leading' sets object_index — when the model forgot."""
+    from agent.backends._arguments import fill_stated_arguments
+
+    request = _user("Generate 200 all-hadronic ttbar events with MPI off")
+    assert fill_stated_arguments({"process": "ttbar", "n_events": 200}, PARAMETERS, request) == {
+        "process": "ttbar", "n_events": 200, "decay": "hadronic", "mpi": False}
+    histogram = registry.get("histogram").parameters_schema()
+    filled = fill_stated_arguments({"source": "jet-0123456789", "field": "jets.mass"}, histogram,
+                                   _user("histogram the leading jet mass"))
+    assert filled["object_index"] == 0
+    ambiguous = fill_stated_arguments({"process": "ttbar"}, PARAMETERS, _user("leptonic or hadronic, you choose"))
+    assert "decay" not in ambiguous

@@ -254,7 +254,7 @@ def test_context_overflow_is_a_backend_error_suggesting_a_larger_context() -> No
     """llama.cpp's exceed-context error becomes a BackendError that names a larger n_ctx."""
     overflow = {"error": {"code": 400, "message": "request (5000 tokens) exceeds the available context size (4096 "
                           "tokens), try increasing it", "type": "exceed_context_size_error"}}
-    backend = EmbeddedBackend()
+    backend = EmbeddedBackend(n_ctx=4096)
     backend._server = _FakeServer(reply=overflow)
     with pytest.raises(BackendError, match=r"n_ctx=8192"):
         backend.complete([{"role": "user", "content": "long"}], [])

@@ -38,7 +38,7 @@ PIPELINE = {
 
 def _sigma(messages: list[dict[str, Any]]) -> float:
     observation = next(m["content"] for m in reversed(messages) if m["content"].startswith("generate_events OK"))
-    return json.loads(observation.split(" OK. ", 1)[1].rsplit(" Artifacts:", 1)[0])["sigma_pb"]
+    return json.loads(observation[observation.index("{"):])["sigma_pb"]
 
 
 def _good_record(**changes: Any) -> AgentRecord:

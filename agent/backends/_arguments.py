@@ -18,7 +18,7 @@ from typing import Any
 
 from agent.grounding import numbers_in
 
-__all__ = ["keep_stated_arguments"]
+__all__ = ["fill_stated_arguments", "keep_stated_arguments"]
 
 _SPELLINGS = {"hadronisation": ("hadronisation", "hadronization", "hadronise", "hadronize")}
 _UNIT_WORDS = {"gev", "tev", "min", "max", "mm", "pb", "n"}
@@ -42,3 +42,34 @@ def _stated(name: str, value: Any, user_text: str, numbers: list[float]) -> bool
     if isinstance(value, (int, float)):
         return any(abs(value - number) <= 1e-9 * max(1.0, abs(number)) for number in numbers)
     return True
+
+
+def fill_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],
+                          messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Add optional arguments the user stated but the model left out.
+
+    A parameter may list phrases that state its value (``"x-phrases": {"leading": 0}`` on
+    ``histogram.object_index``); otherwise an enum value written as a word in the request
+    ("all-hadronic" → ``decay="hadronic"``, "CMS style" → ``style="CMS"``) counts when exactly one
+    non-default value of the enum is written.
+    """
+    user_text = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "user").lower()
+    filled = dict(arguments)
+    for name, schema in parameters.get("properties", {}).items():
+        if name not in filled:
+            value = _stated_value(schema, user_text)
+            if value is not _UNSTATED:
+                filled[name] = value
+    return filled
+
+
+_UNSTATED = object()
+
+
+def _stated_value(schema: dict[str, Any], user_text: str) -> Any:
+    for phrase, value in schema.get("x-phrases", {}).items():
+        if re.search(rf"\b{re.escape(phrase.lower())}\b", user_text):
+            return value
+    choices = [v for v in schema.get("enum", []) if isinstance(v, str) and len(v) >= 3
+               and v != schema.get("default") and re.search(rf"\b{re.escape(v.lower())}\b", user_text)]
+    return choices[0] if len(choices) == 1 else _UNSTATED

@@ -28,7 +28,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from agent.backends._arguments import keep_stated_arguments
+from agent.backends._arguments import fill_stated_arguments, keep_stated_arguments
 from agent.backends._gguf import PINNED, ensure_gguf
 from agent.backends.base import BackendError, ModelTurn, ToolCallRequest, Usage
 
@@ -53,14 +53,14 @@ class EmbeddedBackend:
 
     Args:
         model: ``"0.5b"`` (default, ~0.5 GB), ``"1.5b"`` (~1.1 GB, better arguments) or a ``.gguf`` path.
-        n_ctx: context window in tokens; 8 tools take ~2,400 tokens of it.
+        n_ctx: context window in tokens; 8 tools take ~2,400 tokens of it, a few steps of history the rest.
         threads: CPU threads (default: every core this process may use).
         max_tokens: longest reply in tokens.
         keep_unstated: keep optional arguments the conversation never stated (small models invent them;
             by default they are dropped and the tool's defaults apply, see :mod:`agent.backends._arguments`).
     """
 
-    def __init__(self, model: str = "0.5b", n_ctx: int = 4096, threads: int | None = None, max_tokens: int = 512,
+    def __init__(self, model: str = "0.5b", n_ctx: int = 8192, threads: int | None = None, max_tokens: int = 512,
                  keep_unstated: bool = False):
         self.model = model
         self.name = f"embedded:{model if model in PINNED else Path(model).name}"
@@ -81,7 +81,7 @@ class EmbeddedBackend:
         if self.keep_unstated or not turn.tool_calls:
             return turn
         parameters = {tool["name"]: tool.get("parameters", {}) for tool in tools}
-        calls = [ToolCallRequest(c.name, keep_stated_arguments(c.arguments, parameters[c.name], messages), c.id)
+        calls = [ToolCallRequest(c.name, _hygiene(c.arguments, parameters[c.name], messages), c.id)
                  for c in turn.tool_calls]
         return ModelTurn(tool_calls=calls, usage=turn.usage)
 
@@ -296,6 +296,11 @@ def _as_dict(arguments: Any) -> dict[str, Any]:
 
 
 # -------------------------------------------------------------------------------------------------- reply
+
+
+def _hygiene(arguments: dict[str, Any], parameters: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the user stated, not what a small model imagined (see :mod:`agent.backends._arguments`)."""
+    return fill_stated_arguments(keep_stated_arguments(arguments, parameters, messages), parameters, messages)
 
 
 def parse_reply(response: dict[str, Any], tools: list[dict[str, Any]], call_id: str = "call-1") -> ModelTurn:

@@ -60,7 +60,8 @@ def histogram(
                                 "'particles.pt' [GeV], 'particles.eta', 'pt_hat_gev'.")],
     object_index: Annotated[
         int | None, Field(ge=0, le=100, description="Use only the k-th object by decreasing pT per event "
-                          "(0 = leading; events with fewer are skipped); None uses every object.")
+                          "(0 = leading; events with fewer are skipped); None uses every object.",
+                          json_schema_extra={"x-phrases": {"leading": 0, "subleading": 1, "second": 1}})
     ] = None,
     bins: Annotated[int, Field(ge=1, le=10_000, description="Number of x bins.")] = 50,
     range_min: Annotated[float | None, Field(description="Lower x edge in the field's units (None: data min).")] = None,

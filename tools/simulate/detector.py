@@ -97,7 +97,9 @@ def detector_response(
     events: Annotated[EventsRef, Field(description="Events artifact of truth particles, "
                                                       "e.g. from generate_events.")],
     card: Annotated[CardName, Field(description="Named detector card: 'generic_lhc' (ATLAS/CMS-like) or "
-                                    "'ild_like' (linear-collider detector, finer tracking and cells).")]
+                                    "'ild_like' (linear-collider detector, finer tracking and cells).",
+                                    json_schema_extra={"x-phrases": {"ild": "ild_like",
+                                                                     "linear collider": "ild_like"}})]
     = "generic_lhc",
     overrides: Annotated[
         dict[str, float], AfterValidator(_check_overrides),

@@ -106,7 +106,11 @@ def generate_events(
     m_wprime_gev: Annotated[float, Field(gt=0, description="wprime_to_xy: W′ mass in GeV.")] = 3500.0,
     m_x_gev: Annotated[float, Field(gt=0, description="wprime_to_xy: X mass in GeV (X → qq̄).")] = 500.0,
     m_y_gev: Annotated[float, Field(gt=0, description="wprime_to_xy: Y mass in GeV (Y → qq̄′).")] = 100.0,
-    mpi: Annotated[bool, Field(description="Multi-parton interactions (underlying event); off is ~6× faster.")] = True,
+    mpi: Annotated[bool, Field(
+        description="Multi-parton interactions (underlying event); off is ~6× faster.",
+        json_schema_extra={"x-phrases": {"mpi off": False, "without mpi": False, "no mpi": False,
+                                         "no underlying event": False, "mpi switched off": False}},
+    )] = True,
     isr: Annotated[bool, Field(description="Initial-state radiation.")] = True,
     fsr: Annotated[bool, Field(description="Final-state radiation.")] = True,
     hadronisation: Annotated[bool, Field(description="Hadronisation (off: partons in the final state).")] = True,
