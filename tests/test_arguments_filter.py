@@ -41,3 +41,14 @@ def test_stated_choices_the_model_left_out_are_filled_in() -> None:
     assert filled["object_index"] == 0
     ambiguous = fill_stated_arguments({"process": "ttbar"}, PARAMETERS, _user("leptonic or hadronic, you choose"))
     assert "decay" not in ambiguous
+
+
+def test_the_process_the_user_named_wins_over_the_models_guess() -> None:
+    """'top quark pair' means ttbar even when a small model picked w_jets; two named processes stay ambiguous."""
+    from agent.backends._arguments import fill_stated_arguments
+
+    fixed = fill_stated_arguments({"process": "w_jets", "n_events": 2000}, PARAMETERS,
+                                  _user("Generate 2000 boosted top quark pair events"))
+    assert fixed["process"] == "ttbar"
+    both = fill_stated_arguments({"process": "w_jets"}, PARAMETERS, _user("compare top quark pair and dijet events"))
+    assert both["process"] == "w_jets"

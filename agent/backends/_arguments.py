@@ -46,30 +46,37 @@ def _stated(name: str, value: Any, user_text: str, numbers: list[float]) -> bool
 
 def fill_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],
                           messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """Add optional arguments the user stated but the model left out.
+    """Set the arguments the user stated, where the model left them out or got them wrong.
 
     A parameter may list phrases that state its value (``"x-phrases": {"leading": 0}`` on
-    ``histogram.object_index``); otherwise an enum value written as a word in the request
-    ("all-hadronic" → ``decay="hadronic"``, "CMS style" → ``style="CMS"``) counts when exactly one
-    non-default value of the enum is written.
+    ``histogram.object_index``, ``{"top quark": "ttbar"}`` on ``generate_events.process``): when the
+    user's words state exactly one value that way, it wins over the model's. Otherwise an enum value
+    written as a word in the request ("all-hadronic" → ``decay="hadronic"``, "CMS style" →
+    ``style="CMS"``) fills a parameter the model left out, when exactly one non-default value is written.
     """
     user_text = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "user").lower()
     filled = dict(arguments)
     for name, schema in parameters.get("properties", {}).items():
-        if name not in filled:
-            value = _stated_value(schema, user_text)
-            if value is not _UNSTATED:
-                filled[name] = value
+        phrased = _phrased_values(schema, user_text)
+        if len(phrased) == 1:
+            filled[name] = phrased[0]
+        elif name not in filled and not phrased:
+            words = _enum_words(schema, user_text)
+            if len(words) == 1:
+                filled[name] = words[0]
     return filled
 
 
-_UNSTATED = object()
+def _phrased_values(schema: dict[str, Any], user_text: str) -> list[Any]:
+    stated = [value for phrase, value in schema.get("x-phrases", {}).items()
+              if re.search(rf"(?<![\w]){re.escape(phrase.lower())}(?![\w])", user_text)]
+    return list({json_key(v): v for v in stated}.values())
 
 
-def _stated_value(schema: dict[str, Any], user_text: str) -> Any:
-    for phrase, value in schema.get("x-phrases", {}).items():
-        if re.search(rf"\b{re.escape(phrase.lower())}\b", user_text):
-            return value
-    choices = [v for v in schema.get("enum", []) if isinstance(v, str) and len(v) >= 3
-               and v != schema.get("default") and re.search(rf"\b{re.escape(v.lower())}\b", user_text)]
-    return choices[0] if len(choices) == 1 else _UNSTATED
+def json_key(value: Any) -> str:
+    return f"{type(value).__name__}:{value}"
+
+
+def _enum_words(schema: dict[str, Any], user_text: str) -> list[str]:
+    return [v for v in schema.get("enum", []) if isinstance(v, str) and len(v) >= 3
+            and v != schema.get("default") and re.search(rf"\b{re.escape(v.lower())}\b", user_text)]

@@ -67,6 +67,18 @@ _DECAYS: dict[str, dict[str, list[str]]] = {
 _NEEDS_PT_HAT = {"qcd_dijet": 20.0, "w_jets": 20.0, "z_jets": 20.0}
 _DEFAULT_M_HAT = {"drell_yan_mumu": (60.0, 120.0)}
 EVENTS_PER_SHARD = 2_500
+# how people name the processes; an agent maps a request's words onto the enum with these
+_PROCESS_PHRASES = {
+    "ttbar": "ttbar", "tt̄": "ttbar", "top pair": "ttbar", "top quark pair": "ttbar", "top quark": "ttbar",
+    "top-quark": "ttbar", "top events": "ttbar", "top jets": "ttbar",
+    "qcd dijet": "qcd_dijet", "dijet": "qcd_dijet", "multijet": "qcd_dijet", "qcd jets": "qcd_dijet",
+    "w+jets": "w_jets", "w + jets": "w_jets", "w plus jets": "w_jets", "w+jet": "w_jets",
+    "z+jets": "z_jets", "z + jets": "z_jets", "z plus jets": "z_jets", "z+jet": "z_jets",
+    "drell-yan": "drell_yan_mumu", "drell yan": "drell_yan_mumu", "z to mumu": "drell_yan_mumu",
+    "z→μμ": "drell_yan_mumu", "dimuon": "drell_yan_mumu",
+    "higgs": "higgs_gammagamma", "diphoton": "higgs_gammagamma", "h→γγ": "higgs_gammagamma",
+    "w'": "wprime_to_xy", "w′": "wprime_to_xy", "wprime": "wprime_to_xy", "w prime": "wprime_to_xy",
+}
 
 
 class EventSample(ToolResult):
@@ -82,7 +94,10 @@ class EventSample(ToolResult):
 
 @tool(category="simulate", version="1")
 def generate_events(
-    process: Annotated[Process, Field(description="Named Pythia8 process, or 'custom' for raw settings.")],
+    process: Annotated[Process, Field(
+        description="Named Pythia8 process, or 'custom' for raw settings.",
+        json_schema_extra={"x-phrases": _PROCESS_PHRASES},
+    )],
     n_events: Annotated[int, Field(ge=1, le=10_000_000, description="Events to generate.")] = 10_000,
     sqrt_s_tev: Annotated[float, Field(gt=0, le=100, description="Centre-of-mass energy in TeV.")] = 13.6,
     pt_hat_min_gev: Annotated[
