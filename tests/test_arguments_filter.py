@@ -52,3 +52,15 @@ def test_the_process_the_user_named_wins_over_the_models_guess() -> None:
     assert fixed["process"] == "ttbar"
     both = fill_stated_arguments({"process": "w_jets"}, PARAMETERS, _user("compare top quark pair and dijet events"))
     assert both["process"] == "w_jets"
+
+
+def test_a_number_written_next_to_a_parameter_name_fills_it() -> None:
+    """'seed 4' sets seed when the model forgot; '30 bins' sets bins; two different seeds stay unset."""
+    from agent.backends._arguments import fill_stated_arguments
+
+    assert fill_stated_arguments({"process": "ttbar"}, PARAMETERS, _user("ttbar with seed 4"))["seed"] == 4
+    histogram = registry.get("histogram").parameters_schema()
+    filled = fill_stated_arguments({"source": "ev-0123456789", "field": "pt_hat_gev"}, histogram,
+                                   _user("histogram pt_hat in 30 bins"))
+    assert filled["bins"] == 30
+    assert "seed" not in fill_stated_arguments({"process": "ttbar"}, PARAMETERS, _user("seed 4 or seed 5"))

@@ -284,3 +284,11 @@ def test_real_05b_model_calls_generate_events_with_valid_arguments_then_answers(
     assert turn.usage.prompt_tokens > 100 and turn.usage.completion_tokens > 5
     answer = qwen_05b.complete([*messages, {"role": "user", "content": "Now just say hello."}], [])
     assert not answer.tool_calls and answer.text.strip(), answer
+
+
+def test_an_answer_cut_off_by_the_token_limit_is_kept_and_marked() -> None:
+    """A final answer truncated at max_tokens is returned (marked […]) rather than failing the run."""
+    response = {"choices": [{"message": {"content": '{"answer": "Generated 300 events with sigma = 7'},
+                             "finish_reason": "length"}], "usage": {"prompt_tokens": 9, "completion_tokens": 4}}
+    turn = parse_reply(response, [])
+    assert turn.text == "Generated 300 events with sigma = 7 […]" and not turn.tool_calls

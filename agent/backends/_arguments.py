@@ -61,10 +61,26 @@ def fill_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],
         if len(phrased) == 1:
             filled[name] = phrased[0]
         elif name not in filled and not phrased:
-            words = _enum_words(schema, user_text)
+            words = _enum_words(schema, user_text) or _named_number(name, schema, user_text)
             if len(words) == 1:
                 filled[name] = words[0]
     return filled
+
+
+def _named_number(name: str, schema: dict[str, Any], user_text: str) -> list[Any]:
+    """A number written right next to the parameter's one-word name: "seed 4", "radius = 1.0", "30 bins"."""
+    types = {s.get("type") for s in schema.get("anyOf", [schema])}
+    stems = [w for w in name.split("_") if w not in _UNIT_WORDS]
+    if len(stems) != 1 or not types & {"integer", "number"}:
+        return []
+    stem = re.escape(stems[0])
+    found = re.findall(rf"\b{stem}\s*(?:=|:|of|is)?\s*([-+]?\d+(?:\.\d+)?)\b", user_text)
+    found += re.findall(rf"\b(\d+)\s+{stem}\b", user_text)
+    values = {float(v) for v in found}
+    if len(values) != 1:
+        return []
+    value = values.pop()
+    return [int(value) if "integer" in types and value.is_integer() else value]
 
 
 def _phrased_values(schema: dict[str, Any], user_text: str) -> list[Any]:

@@ -25,6 +25,7 @@ import copy
 import itertools
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -327,12 +328,28 @@ def _decode(content: str, finish_reason: str | None) -> dict[str, Any]:
     try:
         reply = json.loads(content)
     except json.JSONDecodeError as error:
+        salvaged = _salvage_answer(content) if finish_reason == "length" else None
+        if salvaged is not None:
+            return {"answer": salvaged}
         hint = "it stopped at max_tokens; raise max_tokens" if finish_reason == "length" else "please report it"
         message = f"embedded model: the reply is not the JSON asked for ({hint}): {content[:200]!r}"
         raise BackendError(message) from error
     if not isinstance(reply, dict):
         raise BackendError(f"embedded model: the reply is not a JSON object: {content[:200]!r}")
     return reply
+
+
+def _salvage_answer(content: str) -> str | None:
+    """The text of an ``{"answer": "...`` reply cut off by the token limit, marked as cut; None otherwise."""
+    prefix = re.match(r'\s*\{\s*"answer"\s*:\s*"', content)
+    if prefix is None:
+        return None
+    body = content[prefix.end():]
+    body = body[: len(body) - 1] if body.endswith("\\") else body  # never end inside an escape
+    try:
+        return str(json.loads(f'"{body}"')) + " […]"
+    except json.JSONDecodeError:
+        return None
 
 
 def _drop_defaults(arguments: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
