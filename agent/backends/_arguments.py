@@ -86,10 +86,10 @@ def _named_number(name: str, schema: dict[str, Any], user_text: str) -> list[Any
 def _phrased_values(schema: dict[str, Any], user_text: str) -> list[Any]:
     stated = [value for phrase, value in schema.get("x-phrases", {}).items()
               if re.search(rf"(?<![\w]){re.escape(phrase.lower())}(?![\w])", user_text)]
-    return list({json_key(v): v for v in stated}.values())
+    return list({_json_key(v): v for v in stated}.values())
 
 
-def json_key(value: Any) -> str:
+def _json_key(value: Any) -> str:
     return f"{type(value).__name__}:{value}"
 
 

@@ -15,6 +15,7 @@ from pydantic import Field
 
 from tools._artifacts import Artifact, EventsRef
 from tools._context import ToolContext
+from tools._errors import ToolInputError
 from tools._registry import ToolResult, tool
 from tools.simulate import _jets
 
@@ -60,14 +61,16 @@ def cluster_jets(
     import pyarrow.parquet as pq
 
     source = ctx.artifact(events, "events")
-    pending = ctx.new_artifact("jets")
     n_events = pq.ParquetFile(source.path).metadata.num_rows
+    if n_events == 0:
+        raise ToolInputError.for_param("cluster_jets", "events", events, "holds no events; generate some first.")
+    pending = ctx.new_artifact("jets")
     settings = (algorithm, radius, pt_min_gev, eta_max, n_constituents, (softdrop_beta, softdrop_zcut))
     chunks = list(_cluster_chunks(ctx, source.path, n_events, settings))
     from tools._io import write_parquet_row_groups
 
-    write_parquet_row_groups(chunks or [_empty_chunk()], pending.directory / "jets.parquet")
-    jets = ak.concatenate([c.jets for c in chunks]) if chunks else ak.Array([])
+    write_parquet_row_groups(chunks, pending.directory / "jets.parquet")
+    jets = ak.concatenate([c.jets for c in chunks])
     return _describe(pending, jets, n_events, settings, source.id)
 
 
@@ -85,10 +88,6 @@ def _cluster_chunks(ctx: ToolContext, path: Any, n_events: int, settings: tuple)
             yield ak.zip({"event": event, "weight": table.weight, "jets": jets}, depth_limit=1)
             start += len(table)
             bar.advance(len(table))
-
-
-def _empty_chunk() -> Any:
-    raise ValueError("the events artifact has no events")
 
 
 def _describe(pending: Any, jets: Any, n_events: int, settings: tuple, source_id: str) -> JetSample:
