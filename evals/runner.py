@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -30,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator, model_validator
 
 from agent import AgentRecord, Assistant, ChatBackend, get_backend
+from knowledge import KnowledgeBase, sample_corpus
 from tools import Workspace, registry
 
 __all__ = [
@@ -115,6 +117,9 @@ class Expectation(_Strict):
     arguments: dict[str, ArgumentMatch] = Field(default_factory=dict, description="'tool.param' → expected value.")
     numbers: dict[str, NumberExpectation] = Field(default_factory=dict)
     grounded: bool = Field(default=True, description="No number in the answer lacks a source.")
+    answer_contains: list[str] = Field(default_factory=list, description="Phrases the answer must contain "
+                                       "(case-insensitive).")
+    cites: bool = Field(default=False, description="The answer cites a retrieved passage as [source: title].")
     finished: bool = Field(default=True, description="The run ended with an answer, not at a step/time limit.")
 
     @field_validator("tools")
@@ -145,6 +150,8 @@ class Task(_Strict):
     max_steps: int = Field(default=8, ge=1, le=50, description="Model turns allowed.")
     max_seconds: float = Field(default=300.0, gt=0, description="Wall-time cap of the run.")
     tags: list[str] = Field(default_factory=list, description="e.g. explicit, implicit, multi_step.")
+    knowledge: Literal["none", "sample"] = Field(
+        default="none", description="'sample': the task's workspace starts with the sample corpus ingested.")
 
 
 def _check_reference(dotted: str, tools: list[str], where: str, fields: Callable[[Any], dict[str, Any]]) -> None:
@@ -235,6 +242,7 @@ def check(task: Task, record: AgentRecord) -> TaskResult:
     failures = [
         *_check_finished(expect, record), *_check_tools(expect, record), *_check_artifacts(expect, record),
         *_check_arguments(expect, record), *_check_numbers(expect, record), *_check_grounded(expect, record),
+        *_check_answer(expect, record),
     ]
     return TaskResult(
         id=task.id, passed=not failures, failures=failures, expected_calls=len(expect.tools),
@@ -347,6 +355,21 @@ def _check_grounded(expect: Expectation, record: AgentRecord) -> list[str]:
     return []
 
 
+def _check_answer(expect: Expectation, record: AgentRecord) -> list[str]:
+    answer = (record.answer or "").casefold()
+    failures = [f"the answer does not mention {p!r}" for p in expect.answer_contains if p.casefold() not in answer]
+    if expect.cites and not any(c.casefold() in answer for c in _retrieved_citations(record)):
+        failures.append("the answer cites no retrieved passage as [source: title]")
+    return failures
+
+
+def _retrieved_citations(record: AgentRecord) -> list[str]:
+    """Citations of every passage search_knowledge returned in the run."""
+    return [hit.get("citation", "") for event in record.events
+            if event.get("type") == "tool_result" and event.get("tool") == "search_knowledge" and event.get("ok")
+            for hit in (event.get("result") or {}).get("hits", [])]
+
+
 def _same(value: Any, expected: Any) -> bool:
     if _is_number(value) and _is_number(expected):
         return math.isclose(float(value), float(expected), rel_tol=1e-9, abs_tol=1e-12)
@@ -457,6 +480,8 @@ def run_suite(
 
 def _run_task(task: Task, backend: ChatBackend, root: Path, max_seconds: float, tools_per_request: int) -> TaskResult:
     workspace = Workspace(tempfile.mkdtemp(prefix=f"{task.id}-", dir=root))
+    if task.knowledge == "sample":
+        shutil.copytree(_sample_knowledge(root), workspace.root / "knowledge")
     assistant = Assistant(backend=backend, workspace=workspace, max_steps=task.max_steps, max_seconds=max_seconds,
                           tools_per_request=tools_per_request)
     start = time.perf_counter()
@@ -467,6 +492,13 @@ def _run_task(task: Task, backend: ChatBackend, root: Path, max_seconds: float, 
     result = check(task, record)
     result.workspace = str(workspace.root)
     return result
+
+
+def _sample_knowledge(root: Path) -> Path:
+    """A knowledge base holding the sample corpus, ingested once per eval folder and copied per task."""
+    home = root / ".sample-knowledge"
+    KnowledgeBase.open(home).ingest(sample_corpus())
+    return home / "knowledge"
 
 
 def _crashed(assistant: Assistant, task: Task, exc: Exception, wall_s: float) -> AgentRecord:

@@ -9,7 +9,7 @@ provenance) or look them up in :data:`registry`.
 True
 """
 
-from tools import data, simulate  # noqa: F401  (registers the built-in tools)
+from tools import code, data, retrieval, simulate, tag  # noqa: F401  (registers the built-in tools)
 from tools._artifacts import Artifact, artifact_ref
 from tools._context import ProgressSink, ProgressUpdate, ToolContext
 from tools._errors import (

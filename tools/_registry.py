@@ -36,6 +36,10 @@ class ToolResult(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    def observation(self) -> str | None:
+        """What an LLM reads of this result, when plain JSON of the values would not fit (None: the JSON)."""
+        return None
+
     def artifacts(self) -> list[Artifact]:
         """Every artifact in the result, in field order."""
         found: list[Artifact] = []
@@ -59,6 +63,7 @@ class ToolSpec:
     result_model: type[ToolResult]
     artifact_params: dict[str, tuple[str, ...]]
     wants_context: bool
+    cacheable: bool = True  # False for tools whose answer depends on state outside their inputs
 
     @property
     def summary(self) -> str:
@@ -145,17 +150,22 @@ class Registry:
 registry = Registry()
 
 
-def tool(*, category: str, version: str = "1", name: str | None = None) -> Callable[[F], F]:
-    """Register a typed function as a tool; see the module docstring."""
+def tool(*, category: str, version: str = "1", name: str | None = None, cacheable: bool = True) -> Callable[[F], F]:
+    """Register a typed function as a tool; see the module docstring.
+
+    ``cacheable=False`` for tools whose result depends on more than their inputs and input artifacts
+    (e.g. a search over a knowledge base that changes): every call then runs.
+    """
 
     def register(function: F) -> F:
-        registry.add(_build_spec(function, category, version, name or function.__name__))
+        registry.add(_build_spec(function, category, version, name or function.__name__, cacheable))
         return function
 
     return register
 
 
-def _build_spec(function: Callable[..., Any], category: str, version: str, name: str) -> ToolSpec:
+def _build_spec(function: Callable[..., Any], category: str, version: str, name: str,
+                cacheable: bool = True) -> ToolSpec:
     description = inspect.cleandoc(function.__doc__ or "")
     if not description:
         raise TypeError(f"tool {name}: add a docstring; its first line is what the LLM sees")
@@ -181,7 +191,7 @@ def _build_spec(function: Callable[..., Any], category: str, version: str, name:
     input_model = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
     return ToolSpec(
         name, category, version, description, function, input_model, result_model,
-        artifact_params, wants_context,
+        artifact_params, wants_context, cacheable,
     )
 
 

@@ -94,7 +94,7 @@ def call_tool(
     input_hashes = _check_input_artifacts(spec, inputs, workspace)
     inputs_json = inputs.model_dump(mode="json")
     key = _cache_key(spec, inputs_json, input_hashes)
-    if use_cache:
+    if use_cache and spec.cacheable:
         hit = workspace.find_cached(key)
         if hit is not None:
             return _replay(spec, hit, workspace, session)

@@ -1,0 +1,388 @@
+r"""The REST API (FastAPI): the tool registry, the agent and the workspace over HTTP.
+
+``physagent serve`` runs :func:`create_app` under uvicorn. Routes (OpenAPI schema at ``/openapi.json``,
+interactive docs at ``/docs``)::
+
+    GET  /tools                   registered tools: name, category, version, summary
+    GET  /tools/{name}            one tool: description, JSON schema of its parameters, an example
+    POST /tools/{name}            call it: body = the arguments as a JSON object → the typed result
+    POST /agent/ask               the agent: Server-Sent Events (one per agent event, then the record),
+                                  or with "stream": false the record `physagent ask --json` prints
+    POST /uploads                 upload a ROOT/Parquet/CSV/HDF5 file (→ artifact) or a PDF/Markdown document
+    POST /sessions                a new session (its own workspace)
+    GET  /sessions/{id}           its provenance: artifacts, tool calls, agent conversations
+    GET  /sessions/{id}/export    a Python script that reproduces the session's artifacts
+    GET  /artifacts/{id}          download an artifact's file (?file=<name> for another file of it)
+
+**Sessions.** Every client works in a session: a workspace of its own under ``<home>/sessions/<id>/``.
+Send its id in the ``X-Physagent-Session`` header (or ``?session=``). A call without one starts a new
+session; the response's ``X-Physagent-Session`` header says which — reuse it to chain calls
+(``ev-…`` ids from one call feed the next) and to keep the agent's chat memory.
+
+**Errors.** Invalid input → 422 ``{"detail": [{"loc", "field", "msg", "type"}]}`` with the message the
+CLI prints; unknown tool, session or artifact → 404; a busy session → 409; an upload over the limit
+→ 413; a model backend that cannot be reached → 503; a tool that failed on valid input → 500.
+
+**Security.** Binds to 127.0.0.1 by default; another address needs ``PHYSAGENT_API_TOKEN``, and a
+configured token is required on every route as ``Authorization: Bearer <token>``. Artifact ids are
+checked against their pattern before any path is built; uploads are size-limited. The data tools read
+paths on the server, so a token holder can read files the server can: give tokens to trusted users only.
+"""
+
+import importlib.metadata
+import inspect
+import json
+import mimetypes
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, File, Header, HTTPException, Query, Request, Response, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sse_starlette import EventSourceResponse
+
+from agent import AgentRecord
+from agent.backends import BackendError
+from app._security import BearerTokenMiddleware
+from app._session import (
+    BackendChoice,
+    Session,
+    SessionBusyError,
+    SessionNotFoundError,
+    SessionStore,
+    UploadTooLargeError,
+    event_payload,
+    import_upload,
+    provenance,
+    save_upload,
+    stream_request,
+    write_export,
+)
+from tools import (
+    CallOutcome,
+    ToolCancelledError,
+    ToolDependencyError,
+    ToolInputError,
+    ToolRuntimeError,
+    ToolSpec,
+    call_tool,
+    default_home,
+    registry,
+)
+from tools._artifacts import ARTIFACT_ID_PATTERN
+
+__all__ = ["SESSION_HEADER", "AskBody", "create_app"]
+
+SESSION_HEADER = "X-Physagent-Session"
+DEFAULT_MAX_UPLOAD_MB = 200
+_MULTIPART_OVERHEAD_BYTES = 64 * 1024
+# backends a client may pick; anything else (file paths, scripted runs) only as the server's own default
+_CLIENT_BACKENDS = re.compile(r"^(embedded(:(0\.5b|1\.5b))?|openai(:[\w.:/-]{1,100})?)$")
+
+
+class AskBody(BaseModel):
+    """One request to the agent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request: str = Field(min_length=1, max_length=8000, description="What you want, in plain language.",
+                         examples=["Generate 500 ttbar events and plot the leading-jet pT"])
+    backend: str | None = Field(None, description="embedded | embedded:0.5b | embedded:1.5b | openai | "
+                                "openai:<model> (the server's endpoint); default: the server's backend.")
+    max_steps: int = Field(10, ge=1, le=50, description="Model turns allowed for this request.")
+    stream: bool = Field(True, description="true: Server-Sent Events as the agent works; false: one JSON record.")
+
+
+def create_app(home: Path | str | None = None, token: str | None = None, *, backend: str | None = None,
+               max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> FastAPI:
+    """Build the API over sessions in ``home``/sessions; with ``token``, every route requires it.
+
+    ``backend`` is the default model spec for ``/agent/ask`` (default: ``$PHYSAGENT_LLM`` or the embedded model).
+    """
+    store = SessionStore(home or default_home())
+    app = FastAPI(title="physagent", version=importlib.metadata.version("physagent"),
+                  summary="Typed physics and ML tools, and an agent that uses them.",
+                  description=(__doc__ or "").split("\n\n", 1)[1])
+    app.state.store = store
+    _add_error_handlers(app)
+    _add_tool_routes(app, store)
+    _add_agent_routes(app, store, BackendChoice.default(backend))
+    _add_session_routes(app, store, int(max_upload_mb * 1e6))
+    app.add_middleware(_UploadLimit, max_bytes=int(max_upload_mb * 1e6))
+    if token:
+        app.add_middleware(BearerTokenMiddleware, token=token)
+    return app
+
+
+# sessions ------------------------------------------------------------------------------------------
+
+def _session_dependency(store: SessionStore, *, create: bool) -> Any:
+    """Resolve the client's session from the header or query; start one if allowed and none is given."""
+
+    def dependency(
+        response: Response,
+        header: Annotated[str | None, Header(alias=SESSION_HEADER, description="Session id.")] = None,
+        session: Annotated[str | None, Query(description=f"Session id (instead of the {SESSION_HEADER} header).")]
+        = None,
+    ) -> Session:
+        chosen = header or session
+        if chosen is None and not create:
+            raise HTTPException(422, detail=[_problem(["header", SESSION_HEADER], SESSION_HEADER, (
+                f"this route needs the session: send its id in the {SESSION_HEADER} header or ?session=."),
+                "missing")])
+        found = store.create() if chosen is None else store.get(chosen)
+        response.headers[SESSION_HEADER] = found.id
+        return found
+
+    return dependency
+
+
+def _problem(loc: list[Any], field: str | None, msg: str, kind: str) -> dict[str, Any]:
+    return {"loc": loc, "field": field, "msg": msg, "type": kind}
+
+
+# tools ---------------------------------------------------------------------------------------------
+
+def _add_tool_routes(app: FastAPI, store: SessionStore) -> None:
+    session_dep = _session_dependency(store, create=True)
+
+    @app.get("/tools", tags=["tools"], summary="List registered tools.")
+    def list_tools(category: str | None = None) -> list[dict[str, str]]:
+        return [{"name": s.name, "category": s.category, "version": s.version, "summary": s.summary}
+                for s in registry if category in (None, s.category)]
+
+    @app.get("/tools/{name}", tags=["tools"], summary="Describe one tool: its JSON schema and an example call.")
+    def describe_tool(name: str) -> dict[str, Any]:
+        spec = _known_tool(name)
+        return spec.json_schema() | {"category": spec.category, "version": spec.version, "example": spec.example()}
+
+    for spec in registry:
+        app.add_api_route(f"/tools/{spec.name}", _tool_endpoint(spec, session_dep), methods=["POST"], tags=["tools"],
+                          summary=spec.summary, description=spec.description, operation_id=f"call_{spec.name}")
+
+    @app.post("/tools/{name}", tags=["tools"], summary="Unknown tools: 404.", include_in_schema=False)
+    def unknown_tool(name: str) -> None:
+        _known_tool(name)
+
+
+def _known_tool(name: str) -> ToolSpec:
+    if name not in registry:
+        raise HTTPException(404, detail=f"unknown tool {name!r}. Known tools: {', '.join(registry.names())}.")
+    return registry.get(name)
+
+
+def _tool_endpoint(spec: ToolSpec, session_dep: Any) -> Any:
+    """A POST endpoint whose body is the tool's own input model (so OpenAPI shows every parameter)."""
+
+    def endpoint(arguments: BaseModel, session: Session, no_cache: bool = False) -> dict[str, Any]:
+        raw = arguments.model_dump(mode="json", exclude_unset=True)
+        outcome = call_tool(spec.name, raw, workspace=session.workspace, use_cache=not no_cache)
+        return _outcome_json(outcome, session)
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    endpoint.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        inspect.Parameter("arguments", keyword, annotation=Annotated[spec.input_model, Body(
+            description=f"Arguments of {spec.name} as one JSON object ({{}} for all defaults).")]),
+        inspect.Parameter("session", keyword, annotation=Annotated[Session, Depends(session_dep)]),
+        inspect.Parameter("no_cache", keyword, default=False, annotation=Annotated[bool, Query(
+            description="Rerun even if an identical call is cached.")]),
+    ], return_annotation=dict[str, Any])
+    endpoint.__name__ = f"call_{spec.name}"
+    return endpoint
+
+
+def _outcome_json(outcome: CallOutcome, session: Session) -> dict[str, Any]:
+    document = outcome.to_json() | {"session": session.id}
+    for artifact in document["artifacts"]:
+        artifact["url"] = f"/artifacts/{artifact['id']}?session={session.id}"
+    return document
+
+
+# agent ---------------------------------------------------------------------------------------------
+
+def _add_agent_routes(app: FastAPI, store: SessionStore, default: BackendChoice) -> None:
+    session_dep = _session_dependency(store, create=True)
+
+    @app.post("/agent/ask", tags=["agent"], summary="Ask the agent; stream its events (SSE) or get the record.",
+              responses={200: {"description": "text/event-stream of agent events (event: plan, tool_call, "
+                                               "tool_result, artifact, progress, answer, error), then event: "
+                                               "record; or, with stream=false, the JSON record."}})
+    def ask(body: AskBody, session: Annotated[Session, Depends(session_dep)]) -> Response:
+        choice = _backend_choice(body.backend, default)
+        items = stream_request(session, choice, body.request, body.max_steps)
+        headers = {SESSION_HEADER: session.id}
+        if body.stream:
+            return EventSourceResponse(_sse(items), headers=headers, ping=15)
+        record = _last_record(items)
+        return JSONResponse(record.model_dump(mode="json"), headers=headers)
+
+
+def _backend_choice(requested: str | None, default: BackendChoice) -> BackendChoice:
+    if requested is None or requested == default.spec:
+        return default
+    if not _CLIENT_BACKENDS.fullmatch(requested):
+        raise HTTPException(422, detail=[_problem(["body", "backend"], "backend", (
+            f"backend={requested!r} is not available: use embedded, embedded:0.5b, embedded:1.5b, openai or "
+            f"openai:<model>, or leave it unset for the server's backend ({default.spec})."), "value_error")])
+    return BackendChoice(requested)
+
+
+def _sse(items: Iterator[Any]) -> Iterator[dict[str, str]]:
+    """One SSE message per event (``event:`` its type, ``data:`` its JSON); a failure ends with ``error``."""
+    try:
+        for item in items:
+            payload = event_payload(item)
+            yield {"event": payload["type"], "data": json.dumps(payload, default=str)}
+    except Exception as exc:  # the stream has started: the status line is sent, so report in-band
+        yield {"event": "error", "data": json.dumps({"type": "error", "message": f"{type(exc).__name__}: {exc}"})}
+
+
+def _last_record(items: Iterator[Any]) -> AgentRecord:
+    record = None
+    for item in items:
+        if isinstance(item, AgentRecord):
+            record = item
+    if record is None:
+        raise RuntimeError("the agent run ended without a record")
+    return record
+
+
+# sessions, uploads, artifacts ----------------------------------------------------------------------
+
+def _add_session_routes(app: FastAPI, store: SessionStore, max_upload_bytes: int) -> None:
+    new_session = _session_dependency(store, create=True)
+    existing_session = _session_dependency(store, create=False)
+
+    @app.post("/sessions", tags=["sessions"], status_code=201, summary="Start a session with its own workspace.")
+    def create_session() -> JSONResponse:
+        session = store.create()
+        return JSONResponse({"session": session.id}, status_code=201, headers={SESSION_HEADER: session.id})
+
+    @app.get("/sessions/{session_id}", tags=["sessions"], summary="A session's provenance.")
+    def session_provenance(session_id: str) -> dict[str, Any]:
+        return provenance(store.get(session_id))
+
+    @app.get("/sessions/{session_id}/export", tags=["sessions"], response_class=PlainTextResponse,
+             summary="A Python script that reproduces the session's artifacts without the agent.")
+    def export_session(session_id: str) -> PlainTextResponse:
+        session = store.get(session_id)
+        try:
+            script = write_export(session)
+        except KeyError as exc:
+            raise HTTPException(404, detail=exc.args[0]) from None
+        return PlainTextResponse(script.read_text(), media_type="text/x-python")
+
+    @app.post("/uploads", tags=["sessions"], summary="Upload a data file or a document into the session.")
+    def upload(file: Annotated[UploadFile, File(description="ROOT, Parquet, CSV, HDF5, PDF or Markdown file.")],
+               session: Annotated[Session, Depends(new_session)]) -> dict[str, Any]:
+        try:
+            path = save_upload(session, file.filename or "upload", iter(lambda: file.file.read(1 << 20), b""),
+                               max_upload_bytes)
+        except UploadTooLargeError:
+            raise
+        except ValueError as exc:
+            raise HTTPException(422, detail=[_problem(["body", "file"], "file", str(exc), "value_error")]) from None
+        return import_upload(session, path).to_json() | {"session": session.id}
+
+    @app.get("/artifacts/{artifact_id}", tags=["artifacts"], response_class=FileResponse,
+             summary="Download an artifact's primary file, or another of its files with ?file=.")
+    def download(artifact_id: str, session: Annotated[Session, Depends(existing_session)],
+                 file: Annotated[str | None, Query(description="One of the artifact's files.")] = None,
+                 ) -> FileResponse:
+        path = _artifact_file(session, artifact_id, file)
+        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return FileResponse(path, media_type=media_type, filename=f"{artifact_id}_{path.name}",
+                            headers={SESSION_HEADER: session.id})
+
+
+def _artifact_file(session: Session, artifact_id: str, file: str | None) -> Path:
+    """The file to send, after checking the id's pattern, the artifact's file list and the final path."""
+    missing = HTTPException(404, detail=f"no artifact {artifact_id!r} in session {session.id} (ids look like "
+                                        "'ev-3f2a9c1b7d'; list them with GET /sessions/{id}).")
+    if not re.fullmatch(ARTIFACT_ID_PATTERN, artifact_id):
+        raise missing
+    artifact = session.workspace.get_artifact(artifact_id)
+    if artifact is None:
+        raise missing
+    name = file or artifact.path.name
+    if name not in artifact.files:
+        raise HTTPException(404, detail=f"artifact {artifact_id} has no file {name!r}; it has {artifact.files}.")
+    path = (artifact.directory / name).resolve()
+    if not path.is_relative_to((session.root / "artifacts").resolve()) or not path.is_file():
+        raise missing
+    return path
+
+
+# errors --------------------------------------------------------------------------------------------
+
+_STATUS: dict[type[Exception], int] = {ToolCancelledError: 409, ToolDependencyError: 503, ToolRuntimeError: 500}
+_FIELD = re.compile(r"^\w+: (?:unknown parameter '([\w.]+)'|parameter '([\w.]+)' is required|([\w.]+)=)")
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Map every error family once: bad input 422, unknown things 404, state conflicts 409 …"""
+
+    @app.exception_handler(ToolInputError)
+    def tool_input(request: Request, exc: ToolInputError) -> JSONResponse:
+        match = _FIELD.match(str(exc))
+        field = next((g for g in match.groups() if g), None) if match else None
+        loc = ["body", field] if field else ["body"]
+        return JSONResponse({"detail": [_problem(loc, field, str(exc), "tool_input")]}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": [_explained(request, error, exc.body) for error in exc.errors()]},
+                            status_code=422)
+
+    def handler(status: int) -> Any:
+        def handle(request: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse({"detail": str(exc), "type": type(exc).__name__}, status_code=status)
+        return handle
+
+    statuses: dict[type[Exception], int] = {**_STATUS, SessionNotFoundError: 404, SessionBusyError: 409,
+                                            UploadTooLargeError: 413, BackendError: 503}
+    for error, status in statuses.items():
+        app.add_exception_handler(error, handler(status))
+
+
+def _explained(request: Request, error: Any, body: Any) -> dict[str, Any]:
+    """FastAPI's error with the field named and, for a tool's arguments, the message the CLI would print."""
+    loc = list(error.get("loc", ()))
+    field = str(loc[1]) if len(loc) > 1 and loc[0] == "body" else (str(loc[-1]) if loc else None)
+    message = error.get("msg", "invalid")
+    name = request.url.path.removeprefix("/tools/")
+    if request.method == "POST" and name in registry and isinstance(body, dict):
+        try:
+            registry.get(name).validate(body)
+        except ToolInputError as exc:
+            message = str(exc)
+    return _problem(loc, field, message, error.get("type", "invalid"))
+
+
+class _UploadLimit:
+    """Refuse an upload whose declared size is over the limit before reading it (413), or with no size (411)."""
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != "/uploads" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is None or not length.isdigit():
+            await _send_json(send, 411, "send the upload with a Content-Length header.")
+        elif int(length) > self.max_bytes + _MULTIPART_OVERHEAD_BYTES:
+            await _send_json(send, 413, f"the upload is larger than the limit of {self.max_bytes / 1e6:g} MB.")
+        else:
+            await self.app(scope, receive, send)
+
+
+async def _send_json(send: Any, status: int, detail: str) -> None:
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

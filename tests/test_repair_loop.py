@@ -1,0 +1,168 @@
+"""The code repair loop with a scripted model: broken first attempt → report (+ docs) → fixed second attempt."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent import Assistant, ScriptedBackend
+from agent.backends import BackendError, ModelTurn
+from agent.backends.scripted import answer, call
+from agent.repair import SUBMIT_CODE, api_docs, extract_code, write_and_run
+from tools import Workspace
+
+BROKEN = """
+import json
+counts = [3, 5, 4, 1, 6]
+fraction = sum(n >= 4 for n in count) / len(counts)
+print(json.dumps({"fraction": fraction}))
+"""
+FIXED = BROKEN.replace("for n in count)", "for n in counts)")
+
+
+def submit(code: str) -> ModelTurn:
+    return call("submit_code", code=code)
+
+
+def test_broken_first_attempt_is_repaired_on_the_second(workspace: Workspace) -> None:
+    """A NameError is fed back with the traceback and API docs; the fix validates; both attempts are recorded."""
+    backend = ScriptedBackend([submit(BROKEN), submit(FIXED)])
+    queries: list[str] = []
+
+    def docs(query: str) -> str:
+        queries.append(query)
+        return "builtins.sum(iterable, /, start=0): Return the sum of a 'start' value plus an iterable."
+
+    result = write_and_run("Fraction of events with at least 4 jets", backend=backend, workspace=workspace,
+                           values={"fraction": "float"}, checks={"fraction": {"quantity": "fraction"}}, docs=docs)
+    assert result.ok and result.error is None
+    assert result.values == {"fraction": 0.6} and result.code == FIXED
+    assert [a.ok for a in result.attempts] == [False, True]
+    assert "NameError: name 'count' is not defined" in result.attempts[0].report
+    assert queries == ["NameError: name 'count' is not defined. Did you mean: 'counts'?"]
+    repair_prompt = backend.seen[1][0][-1]["content"]
+    assert backend.seen[1][0][-1]["role"] == "tool"
+    assert "Attempt 1 of 3 failed validation" in repair_prompt and 'File "/code/main.py", line 4' in repair_prompt
+    assert "builtins.sum(iterable" in repair_prompt
+    assert backend.seen[0][1] == [SUBMIT_CODE]
+    calls = workspace.calls(session=result.session)
+    assert [c.tool for c in calls] == ["run_python", "run_python"]
+    assert [c.id for c in calls] == [a.call_id for a in result.attempts]
+    stored = next(s for s in workspace.sessions() if s["id"] == result.session)
+    turn = stored["record"]["turns"][0]
+    assert [c["ok"] for c in turn["tool_calls"]] == [False, True] and len(stored["record"]["repair"]) == 2
+
+
+def test_repair_gives_up_after_max_attempts_with_the_last_error(workspace: Workspace) -> None:
+    """Three failing attempts end in a clear failure report; the model is not asked a fourth time."""
+    backend = ScriptedBackend([submit(BROKEN), submit("print('no json')"), submit("import json\n"
+                                                                               "print(json.dumps({'fraction': 2.5}))")])
+    result = write_and_run("Fraction of events with at least 4 jets", backend=backend, workspace=workspace,
+                           values={"fraction": "float"}, checks={"fraction": {"quantity": "fraction"}})
+    assert not result.ok and len(result.attempts) == 3 and backend.remaining == 0
+    assert result.error is not None and "after 3 attempt(s)" in result.error
+    assert "fraction=2.5 is outside [0, 1] expected for a fraction" in result.error
+    assert "no JSON object on the last line of stdout" in result.attempts[1].report
+    stored = next(s for s in workspace.sessions() if s["id"] == result.session)
+    assert stored["record"]["turns"][0]["error"] == result.error
+
+
+def test_a_resubmitted_failing_program_is_not_rerun(workspace: Workspace) -> None:
+    """The same broken program twice costs an attempt but no run; the model is told to change the failing line."""
+    backend = ScriptedBackend([submit(BROKEN), submit(BROKEN + "\n"), submit(FIXED)])
+    result = write_and_run("Fraction", backend=backend, workspace=workspace, values={"fraction": "float"})
+    assert result.ok and [a.ok for a in result.attempts] == [False, False, True]
+    assert result.attempts[1].report.startswith("this is the same program as attempt 1")
+    assert "NameError" in result.attempts[1].report and result.attempts[1].call_id is None
+    assert len(workspace.calls(session=result.session)) == 2
+
+
+def test_the_task_prompt_describes_parquet_inputs_by_their_row_type(workspace: Workspace) -> None:
+    """The model is shown each input's id, kind and awkward row type, so it can name fields correctly."""
+    made = write_and_run("Make a table", backend=ScriptedBackend([submit(
+        "import awkward as ak\nak.to_parquet(ak.Array({'jets': [[{'pt': 40.0}], []]}), 'jets.parquet')\n")]),
+        workspace=workspace, outputs=["jets.parquet"])
+    table = made.attempts[0].outputs[0]
+    backend = ScriptedBackend([submit("print(INPUTS)")])
+    write_and_run("Count jets", backend=backend, workspace=workspace, inputs=[table])
+    task = backend.seen[0][0][1]["content"]
+    assert f"INPUTS['{table}']: table, jets.parquet" in task
+    assert "each row: {jets: var * {pt: float64}}" in task
+
+
+def test_outputs_of_a_validated_attempt_are_artifacts_of_the_session(workspace: Workspace) -> None:
+    """Declared files become artifacts that the session record lists."""
+    code = "import json\nopen('summary.json', 'w').write(json.dumps({'n': 3}))\nprint(json.dumps({'n': 3}))\n"
+    result = write_and_run("Write a summary", backend=ScriptedBackend([submit(code)]), workspace=workspace,
+                           outputs=["summary.json"], values={"n": "int"})
+    assert result.ok and len(result.attempts) == 1
+    artifact_id = result.attempts[0].outputs[0]
+    assert workspace.get_artifact(artifact_id).kind == "file"
+    stored = next(s for s in workspace.sessions() if s["id"] == result.session)
+    assert [a["id"] for a in stored["record"]["turns"][0]["artifacts"]] == [artifact_id]
+
+
+def test_code_in_a_text_reply_and_an_empty_reply(workspace: Workspace) -> None:
+    """A fenced block in a text answer is run; a reply without code counts as a failed attempt with advice."""
+    fenced = answer("Here you go:\n```python\nimport json\nprint(json.dumps({'x': 1}))\n```\nDone.")
+    result = write_and_run("Print x", backend=ScriptedBackend([answer("I think it is 1."), fenced]),
+                           workspace=workspace, values={"x": "int"})
+    assert result.ok and [a.ok for a in result.attempts] == [False, True]
+    assert "contained no program" in result.attempts[0].report
+    assert extract_code(answer("x = 1")) == "x = 1" and extract_code(answer("It is one.")) == ""
+
+
+def test_an_unusable_model_reply_is_a_failed_attempt_not_a_crash(workspace: Workspace) -> None:
+    """A reply cut off at max_tokens costs one attempt; the model is asked for a shorter program and recovers."""
+
+    def cut_off(messages: list[dict]) -> ModelTurn:
+        raise BackendError("embedded model: the reply is not the JSON asked for (it stopped at max_tokens)")
+
+    backend = ScriptedBackend([cut_off, submit(FIXED)])
+    result = write_and_run("Fraction", backend=backend, workspace=workspace, values={"fraction": "float"})
+    assert result.ok and [a.ok for a in result.attempts] == [False, True]
+    assert "stopped at max_tokens" in result.attempts[0].report
+    assert "Submit a shorter program" in backend.seen[1][0][-1]["content"]
+
+
+def test_unknown_input_artifact_is_an_attempt_failure_not_a_crash(workspace: Workspace) -> None:
+    """A tool input error (an input id that does not exist) is reported like any other failure."""
+    result = write_and_run("Read it", backend=ScriptedBackend([submit("pass")]), workspace=workspace,
+                           inputs=["ev-0000000000"], max_attempts=1)
+    assert not result.ok and "ev-0000000000" in result.attempts[0].report
+    with pytest.raises(ValueError, match="max_attempts=0"):
+        write_and_run("x", backend=ScriptedBackend([]), workspace=workspace, max_attempts=0)
+
+
+def test_api_docs_searches_the_api_collection() -> None:
+    """The knowledge-base adapter asks the 'api' collection and cites each passage's source."""
+
+    class Hit:
+        def __init__(self, text: str) -> None:
+            self.text, self.source, self.title = text, "awkward", "ak.num"
+
+    class KB:
+        def __init__(self) -> None:
+            self.asked: list[tuple[str, int, list[str]]] = []
+
+        def search(self, query: str, k: int = 5, collections: list[str] | None = None) -> list[Hit]:
+            self.asked.append((query, k, list(collections or [])))
+            return [Hit("ak.num(array, axis=1)")]
+
+    kb = KB()
+    assert api_docs(kb, k=2)("AttributeError: ak.count") == "[awkward: ak.num]\nak.num(array, axis=1)"
+    assert kb.asked == [("AttributeError: ak.count", 2, ["api"])]
+
+
+@pytest.mark.slow  # loads the tool-selection embedder (~20 s on 2 busy cores)
+def test_assistant_sees_a_failed_validation_as_an_observation_and_retries(workspace: Workspace) -> None:
+    """In the agent loop a failing run_python is an observation with the report; the model's fix then validates."""
+    arguments = {"values": {"fraction": "float"}, "checks": {"fraction": {"quantity": "fraction"}}}
+    backend = ScriptedBackend([call("run_python", code=BROKEN, **arguments),
+                               call("run_python", code=FIXED, **arguments),
+                               answer("The fraction is 0.6 of the events.")])
+    record = Assistant(backend=backend, workspace=workspace).ask(
+        "Compute the fraction of events with at least 4 jets with Python")
+    observation = backend.seen[1][0][-1]["content"]
+    assert "validation FAILED" in observation and "NameError" in observation
+    assert record.ok and [c["tool"] for c in record.tool_calls] == ["run_python", "run_python"]
+    assert record.numbers == ["0.6"] and record.unsupported == []  # grounded in run_python's values

@@ -1,0 +1,104 @@
+r"""``search_knowledge``: passages from the knowledge base, each with a citation ``[source: title]``.
+
+Three collections: ``documents`` (papers, notes and books of abstracts the user ingested — e.g. the
+sample corpus via ``physagent kb ingest-sample``), ``api`` (signatures and docstrings of the installed
+libraries, built on first use) and ``tools`` (this tool catalogue). Retrieval is hybrid: MiniLM
+embeddings and BM25 fused by reciprocal rank.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field
+
+from knowledge import KnowledgeBase
+from knowledge.api_reference import sync_api_reference
+from knowledge.catalogue import sync_tool_catalogue
+from tools._context import ProgressTask, ToolContext
+from tools._registry import ToolResult, tool
+
+__all__ = ["KnowledgeHit", "KnowledgeSearch", "search_knowledge"]
+
+Collection = Literal["documents", "api", "tools", "all"]
+_EMPTY_NOTE = ("The documents collection is empty: add documents with `physagent kb ingest PATH` or the "
+               "sample books of abstracts with `physagent kb ingest-sample`.")
+
+
+class KnowledgeHit(BaseModel):
+    """A retrieved passage."""
+
+    text: str = Field(description="The passage.")
+    source: str = Field(description="File (or library module / tool) it comes from.")
+    title: str = Field(description="Title of the abstract, section, function or tool.")
+    page: int | None = Field(description="Page number in the source, where the format has pages.")
+    score: float = Field(description="Retrieval score (higher is better; reciprocal-rank fusion).")
+    citation: str = Field(description="Cite it in an answer as written here: [source: title].")
+
+
+class KnowledgeSearch(ToolResult):
+    """Ranked passages for a query."""
+
+    query: str = Field(description="The query searched.")
+    collection: Collection = Field(description="The collection(s) searched.")
+    hits: list[KnowledgeHit] = Field(description="Best passages first, at most one per section.")
+    note: str | None = Field(default=None, description="Why there are no hits, when there are none.")
+
+    def observation(self) -> str:
+        """Each passage as its citation and an excerpt: what a model needs to answer and cite."""
+        if not self.hits:
+            return self.note or "No passages found."
+        lines = [f"{len(self.hits)} passages for {self.query!r}; cite as written in brackets:"]
+        lines += [f"{h.citation} {_excerpt(h.text)}" for h in self.hits]
+        return "\n".join(lines)
+
+
+def _excerpt(text: str, limit: int = 380) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[:limit].rsplit(" ", 1)[0] + " …"
+
+
+@tool(category="knowledge", cacheable=False)
+def search_knowledge(
+    query: Annotated[str, Field(min_length=2, max_length=500,
+                                description="What to look up: a question or key words (names, acronyms).")],
+    collection: Annotated[Collection, Field(
+        description="'documents' (papers, abstracts), 'api' (installed library functions), 'tools' "
+                    "(this assistant's tools) or 'all'.")] = "documents",
+    k: Annotated[int, Field(ge=1, le=20, description="How many passages to return.")] = 5,
+    *,
+    ctx: ToolContext,
+) -> KnowledgeSearch:
+    """Search documents, library API docs or the tool catalogue for passages to cite.
+
+    Use it for background questions (what a talk, paper or method says) and before writing code
+    against a library; cite each passage you use as [source: title].
+    """
+    kb = KnowledgeBase.open(ctx.workspace.root)
+    _prepare(kb, collection, ctx)
+    names = ["documents", "api", "tools"] if collection == "all" else [collection]
+    hits = kb.search(query, k=k, collections=names)
+    note = None
+    if not hits:
+        note = _EMPTY_NOTE if collection == "documents" else f"Nothing in {collection!r} matches {query!r}."
+    return KnowledgeSearch(query=query, collection=collection, note=note,
+                           hits=[KnowledgeHit(**h.to_dict()) for h in hits])
+
+
+def _prepare(kb: KnowledgeBase, collection: Collection, ctx: ToolContext) -> None:
+    """Build the generated collections the query needs (only what changed since last time)."""
+    if collection in ("tools", "all"):
+        sync_tool_catalogue(kb)
+    if collection in ("api", "all"):
+        with ctx.progress("indexing the installed libraries' API", unit="modules") as task:
+            sync_api_reference(kb, progress=_advance(task))
+
+
+def _advance(task: ProgressTask) -> Callable[[int, int, str], None]:
+    def report(done: int, total: int, message: str) -> None:
+        del message
+        task.total = total
+        task.advance(done - task.completed)
+
+    return report
