@@ -376,12 +376,15 @@ class KnowledgeBase:
             generation = row[0] if row else 0
             cached = self._lexical.get(collection)
             if cached is None or cached[0] != generation:
-                rows = con.execute("SELECT id, title, text FROM chunks WHERE collection = ? ORDER BY id",
-                                   (collection,)).fetchall()
+                rows = con.execute("SELECT id, doc_key, title, text FROM chunks WHERE collection = ? "
+                                   "ORDER BY doc_key, ordinal", (collection,)).fetchall()
                 index = LexicalIndex([f"{r['title']}\n{r['text']}" for r in rows])
                 titles: dict[str, list[str]] = {}
-                for r in rows:
-                    titles.setdefault(r["title"].casefold(), []).append(r["id"])
+                seen: set[tuple[str, str]] = set()
+                for r in rows:  # a section's first chunk stands for it (a signature, an abstract's start)
+                    if (r["doc_key"], r["title"]) not in seen:
+                        seen.add((r["doc_key"], r["title"]))
+                        titles.setdefault(r["title"].casefold(), []).append(r["id"])
                 self._lexical[collection] = (generation, index, [r["id"] for r in rows], titles)
         return self._lexical[collection]
 

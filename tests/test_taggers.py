@@ -101,6 +101,18 @@ def test_checkpoint_round_trip_gives_identical_scores(
     assert np.array_equal(again, np.asarray(saved.score))
 
 
+def test_retraining_reproduces_the_model_artifact_byte_for_byte(
+    shared_workspace: Workspace, top_dataset: CallOutcome
+) -> None:
+    """Rerunning a recorded train_tagger call (same seed, same threads) gives identical weights and exports."""
+    first = train(shared_workspace, top_dataset, "pfn").result.model
+    arguments = {"dataset": top_dataset.result.dataset.id, "model": "pfn", "size": "tiny", "batch_size": 64,
+                 "seed": 5} | TRAINING["pfn"]
+    again = call_tool("train_tagger", arguments, workspace=shared_workspace, use_cache=False).result.model
+    assert again.id != first.id and again.sha256 == first.sha256
+    assert {"model.pt", "model.onnx", "model.torchscript.pt", "card.json"} <= set(again.files)
+
+
 @pytest.mark.parametrize("kind", NETWORKS)
 def test_onnx_and_torchscript_exports_match_pytorch(
     kind: str, shared_workspace: Workspace, top_dataset: CallOutcome

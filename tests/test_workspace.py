@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import pytest
 from pydantic import Field
 
-from tools import Artifact, ToolContext, ToolResult, ToolRuntimeError, Workspace, call_tool, tool
+from tools import Artifact, ToolContext, ToolResult, ToolRuntimeError, Workspace, call_tool, registry, tool
 from tools._provenance import export_script
 
 
@@ -18,7 +19,6 @@ class _Written(ToolResult):
     table: Artifact = Field(description="The written file.")
 
 
-@tool(category="test")
 def write_then_fail(
     fail: Annotated[bool, Field(description="Raise after writing half the artifact.")],
     interrupt: Annotated[bool, Field(description="Raise KeyboardInterrupt (Ctrl-C) instead.")] = False,
@@ -33,6 +33,14 @@ def write_then_fail(
     if fail:
         raise OSError("disk vanished")
     return _Written(table=pending.finish("half.txt", "a test file"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _crashing_tool() -> Iterator[None]:
+    """Registered only while this module's tests run: other tests see the real registry."""
+    tool(category="test")(write_then_fail)
+    yield
+    registry.remove("write_then_fail")
 
 
 def _visible_files(workspace: Workspace) -> list[Path]:

@@ -127,6 +127,10 @@ class Registry:
             raise ValueError(f"a tool named {spec.name!r} is already registered")
         self._tools[spec.name] = spec
 
+    def remove(self, name: str) -> None:
+        """Unregister a tool (e.g. one a test or a plugin added for a while)."""
+        self._tools.pop(name, None)
+
     def get(self, name: str) -> ToolSpec:
         try:
             return self._tools[name]

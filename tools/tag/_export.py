@@ -18,6 +18,7 @@ the card instead of failing the training.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import warnings
 from collections.abc import Iterator
@@ -94,11 +95,18 @@ def _onnx(module: ScoreModule, inputs: tuple[torch.Tensor, ...], names: tuple[st
 
 def _torchscript(module: ScoreModule, inputs: tuple[torch.Tensor, ...], path: Path, reference: np.ndarray
                  ) -> dict[str, Any]:
-    with _fresh_jit_namespace():
-        traced = torch.jit.trace(module, inputs)
+    # the archive's debug info holds the Python stack of the trace: a thread of its own makes that stack
+    # the same whoever calls us, so a rerun writes the same bytes
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        traced = pool.submit(_trace, module, inputs).result()
     traced.save(str(path))
     scores = torch.jit.load(str(path))(*inputs).numpy()
     return {"file": path.name, "max_abs_diff_vs_torch": float(np.abs(scores - reference).max())}
+
+
+def _trace(module: ScoreModule, inputs: tuple[torch.Tensor, ...]) -> Any:
+    with _fresh_jit_namespace(), torch.no_grad():
+        return torch.jit.trace(module, inputs)
 
 
 @contextlib.contextmanager
