@@ -8,7 +8,7 @@ export PHYSAGENT_HOME ?= $(CURDIR)/$(DEMO)/workspace
 export HF_HUB_OFFLINE := 1
 export MPLBACKEND := Agg
 
-.PHONY: install system-deps test test-fast lint demo demo-tools bench eval clean
+.PHONY: install system-deps bench-taggers test test-fast lint demo demo-tools bench eval clean
 
 install: $(STAMP)
 
@@ -75,6 +75,12 @@ eval: install
 bench: install
 	env -u PHYSAGENT_HOME $(BIN)/python benchmarks/bench_generation.py
 	env -u PHYSAGENT_HOME $(BIN)/python benchmarks/bench_embedded_llm.py
+	env -u PHYSAGENT_HOME $(BIN)/python benchmarks/bench_knowledge.py --api
+	env -u PHYSAGENT_HOME $(BIN)/python benchmarks/bench_sandbox.py
+
+# ≈ 20 min on 2 cores; the default of the script (50k jets per class) takes hours
+bench-taggers: install
+	env -u PHYSAGENT_HOME $(BIN)/python benchmarks/bench_taggers.py --jets-per-class 5000 --epochs 8
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache .ruff_cache

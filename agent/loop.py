@@ -28,7 +28,7 @@ from agent.events import (
 from agent.grounding import extract_numbers, numbers_in, unsupported_numbers
 from agent.prompts import prompt
 from agent.record import AgentRecord
-from agent.selection import ToolSelector, wants_knowledge
+from agent.selection import ToolSelector, wants_code, wants_knowledge
 from tools import CallOutcome, ProgressSink, ToolError, Workspace, call_tool, registry
 
 __all__ = ["Assistant"]
@@ -93,6 +93,7 @@ class _Run:
         self.sources: list[float] = numbers_in(request) + numbers_in([m["content"] for m in assistant.history])
         self.record = AgentRecord(session=assistant.session, backend=assistant.backend.name, request=request)
         wanted = ["search_knowledge"] if wants_knowledge(request, assistant.workspace.root) else []
+        wanted += ["run_python"] if wants_code(request) else []
         self.offered = assistant.selector.select(self._context(), wanted)
         self.succeeded: set[str] = set()  # calls that ran, to catch a model repeating itself
         self.failed: dict[str, str] = {}  # failing calls and their errors: repeating one ends the run

@@ -18,12 +18,19 @@ from knowledge._embed import embedder
 from knowledge.catalogue import tool_text
 from tools import registry
 
-__all__ = ["ToolSelector", "embedder", "wants_knowledge"]
+__all__ = ["ToolSelector", "embedder", "wants_code", "wants_knowledge"]
 
 # words that ask for sources: a tool description cannot compete with them on embedding similarity
 _SOURCE_WORDS = re.compile(r"\b(cite|citation|according to|abstract|paper|talk|proceedings|literature|"
                            r"conference|workshop|book of abstracts|round table)\b", re.IGNORECASE)
+# words that ask for a computation no tool names: offer run_python (generated code in the sandbox)
+_CODE_WORDS = re.compile(r"\b(compute|calculate|fraction of|python|script|write code|count the)\b", re.IGNORECASE)
 _RELEVANT_PASSAGE = 0.62  # cosine similarity to a passage; tool requests score up to ~0.6 on the sample corpus
+
+
+def wants_code(request: str) -> bool:
+    """Whether to offer ``run_python``: the request asks to compute something (no tool may cover it)."""
+    return bool(_CODE_WORDS.search(request))
 
 
 def wants_knowledge(request: str, home: Path) -> bool:

@@ -313,11 +313,13 @@ def test_hybrid_retrieval_keeps_its_recall_on_the_eval_set(tmp_path: Path) -> No
 def test_the_agent_offers_search_knowledge_when_the_request_needs_sources(books_kb: KnowledgeBase,
                                                                           tmp_path: Path) -> None:
     """Asked for sources, or asked something the documents answer closely: search_knowledge is offered."""
-    from agent.selection import ToolSelector, wants_knowledge
+    from agent.selection import ToolSelector, wants_code, wants_knowledge
 
     home = books_kb.root.parent
     assert wants_knowledge("What did the ML4Jets talk on cluster scanning use? Cite it.", tmp_path / "empty")
     assert wants_knowledge("How can normalizing flows sample efficiently from differentiable matrix elements?", home)
     assert not wants_knowledge("Generate 300 Drell-Yan mu mu events with seed 4 and MPI off.", home)
+    assert wants_code("Compute the fraction of events with at least 4 jets above 30 GeV in that sample")
+    assert not wants_code("Generate 300 Drell-Yan mu mu events with seed 4 and MPI off.")
     offered = ToolSelector(k=3).select("Generate 300 Drell-Yan events", wanted=["search_knowledge"])
     assert "search_knowledge" in offered and "generate_events" in offered and len(offered) == 3
