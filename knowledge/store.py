@@ -107,6 +107,33 @@ class IngestReport:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class _Snapshot:
+    """What a search needs of one collection's manifest, cached until the collection changes."""
+
+    generation: int
+    index: LexicalIndex
+    ids: list[str]
+    live: frozenset[str]
+    titles: dict[str, list[str]]  # lower-cased title → the first chunk of each section with that title
+
+    @classmethod
+    def build(cls, generation: int, rows: list[sqlite3.Row]) -> _Snapshot:
+        titles: dict[str, list[str]] = {}
+        seen: set[tuple[str, str]] = set()
+        for r in rows:  # a section's first chunk stands for it (a signature, an abstract's start)
+            if (r["doc_key"], r["title"]) not in seen:
+                seen.add((r["doc_key"], r["title"]))
+                titles.setdefault(r["title"].casefold(), []).append(r["id"])
+        ids = [r["id"] for r in rows]
+        index = LexicalIndex([f"{r['title']}\n{r['text']}" for r in rows])
+        return cls(generation, index, ids, frozenset(ids), titles)
+
+    def rank(self, query: str, depth: int) -> list[tuple[str, float]]:
+        """BM25 ranking of chunk ids."""
+        return [(self.ids[i], score) for i, score in self.index.rank(query, depth)]
+
+
 class KnowledgeBase:
     """Documents, the tool catalogue and library API docs, searchable by meaning and by exact terms."""
 
@@ -115,7 +142,8 @@ class KnowledgeBase:
         self.chunking = (chunk_words, overlap_words)
         self.pipeline_version = f"{_SECTIONS_VERSION}/chunks-{chunk_words}-{overlap_words}"
         self._chroma: Any = None
-        self._lexical: dict[str, tuple[int, LexicalIndex, list[str], dict[str, list[str]]]] = {}
+        self._snapshots: dict[str, _Snapshot] = {}
+        self._schema_ready = False
 
     @classmethod
     def open(cls, home: Path | str) -> KnowledgeBase:
@@ -133,7 +161,9 @@ class KnowledgeBase:
         con = sqlite3.connect(self.root / "manifest.sqlite", timeout=30)
         con.row_factory = sqlite3.Row
         try:
-            con.executescript(_SCHEMA)
+            if not self._schema_ready:
+                con.executescript(_SCHEMA)
+                self._schema_ready = True
             yield con
         finally:
             con.close()
@@ -196,7 +226,10 @@ class KnowledgeBase:
         for name in sources:
             resolved = str(Path(name).resolve()) if Path(name).exists() else name
             matches = [r["key"] for r in rows if r["key"] in (name, resolved) or r["source"] == name]
-            keys.extend(matches) if matches else report.skipped.append((name, "not in the knowledge base"))
+            if matches:
+                keys.extend(matches)
+            else:
+                report.skipped.append((name, "not in the knowledge base"))
         self._remove_keys(collection, keys, report)
         return report
 
@@ -337,8 +370,9 @@ class KnowledgeBase:
 
     def _ranked(self, collection: str, query: str, depth: int, mode: SearchMode) -> dict[str, float]:
         """Chunk id → score: cosine similarity, BM25, or the reciprocal-rank fusion of both."""
-        dense = self._dense(collection, query, depth) if mode != "bm25" else []
-        lexical = self._bm25(collection, query, depth) if mode != "dense" else []
+        snapshot = self._snapshot(collection)
+        dense = self._dense(collection, snapshot, query, depth) if mode != "bm25" else []
+        lexical = snapshot.rank(query, depth) if mode != "dense" else []
         if mode == "hybrid":
             fused: dict[str, float] = {}
             for weight, ranking in ((_RRF_WEIGHTS["dense"], dense), (_RRF_WEIGHTS["bm25"], lexical)):
@@ -347,49 +381,30 @@ class KnowledgeBase:
             scored = fused
         else:
             scored = dict(dense or lexical)
-        for chunk_id in self._exact_titles(collection).get(query.strip().casefold(), []):
+        for chunk_id in snapshot.titles.get(query.strip().casefold(), []):
             scored[chunk_id] = scored.get(chunk_id, 0.0) + 1.0  # "uproot.open" asks for uproot.open first
         return scored
 
-    def _exact_titles(self, collection: str) -> dict[str, list[str]]:
-        """Lower-cased title → its chunk ids (for queries that name a function, tool or abstract)."""
-        return self._lexical_index(collection)[3]
-
-    def _dense(self, collection: str, query: str, depth: int) -> list[tuple[str, float]]:
+    def _dense(self, collection: str, snapshot: _Snapshot, query: str, depth: int) -> list[tuple[str, float]]:
         store = self._vectors(collection)
         n = min(depth, store.count())
         if n == 0:
             return []
         found = store.query(query_embeddings=embed([query]).tolist(), n_results=n, include=["distances"])
-        live = self._live_ids(collection)
         pairs = zip(found["ids"][0], found["distances"][0], strict=True)
-        return [(i, 1.0 - float(d)) for i, d in pairs if i in live]
+        return [(i, 1.0 - float(d)) for i, d in pairs if i in snapshot.live]
 
-    def _bm25(self, collection: str, query: str, depth: int) -> list[tuple[str, float]]:
-        _, index, ids, _ = self._lexical_index(collection)
-        return [(ids[i], score) for i, score in index.rank(query, depth)]
-
-    def _lexical_index(self, collection: str) -> tuple[int, LexicalIndex, list[str], dict[str, list[str]]]:
-        """The collection's BM25 index, rebuilt only when the collection changed (its generation)."""
+    def _snapshot(self, collection: str) -> _Snapshot:
+        """The collection's chunk ids, titles and BM25 index, rebuilt only when it changed (its generation)."""
         with self._db() as con:
             row = con.execute("SELECT value FROM generation WHERE collection = ?", (collection,)).fetchone()
             generation = row[0] if row else 0
-            cached = self._lexical.get(collection)
-            if cached is None or cached[0] != generation:
+            cached = self._snapshots.get(collection)
+            if cached is None or cached.generation != generation:
                 rows = con.execute("SELECT id, doc_key, title, text FROM chunks WHERE collection = ? "
                                    "ORDER BY doc_key, ordinal", (collection,)).fetchall()
-                index = LexicalIndex([f"{r['title']}\n{r['text']}" for r in rows])
-                titles: dict[str, list[str]] = {}
-                seen: set[tuple[str, str]] = set()
-                for r in rows:  # a section's first chunk stands for it (a signature, an abstract's start)
-                    if (r["doc_key"], r["title"]) not in seen:
-                        seen.add((r["doc_key"], r["title"]))
-                        titles.setdefault(r["title"].casefold(), []).append(r["id"])
-                self._lexical[collection] = (generation, index, [r["id"] for r in rows], titles)
-        return self._lexical[collection]
-
-    def _live_ids(self, collection: str) -> set[str]:
-        return set(self._lexical_index(collection)[2])
+                self._snapshots[collection] = _Snapshot.build(generation, rows)
+        return self._snapshots[collection]
 
     def _hits(self, scored: dict[str, float], k: int) -> list[Hit]:
         if not scored:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,25 @@ def ttbar_sample(shared_workspace: Workspace) -> CallOutcome:
 def drell_yan_sample(shared_workspace: Workspace) -> CallOutcome:
     """Drell-Yan Z/γ* → μμ with 60 < m̂ < 120 GeV, MPI off: 1,000 events."""
     return generate(shared_workspace, process="drell_yan_mumu", n_events=1000, mpi=False, seed=3)
+
+
+@pytest.fixture
+def plot_pipeline_script(tmp_path: Path) -> Callable[[str], Path]:
+    """Writes a scripted model (generate 200 Drell-Yan events → histogram → plot → ``answer``) to a JSON
+    file for the ``scripted:<path>`` backend, and returns its path."""
+
+    def write(answer: str) -> Path:
+        path = tmp_path / "script.json"
+        path.write_text(json.dumps([
+            {"tool": "generate_events", "arguments": {"process": "drell_yan_mumu", "n_events": 200, "mpi": False}},
+            {"tool": "histogram", "arguments": {"source": "$last:ev", "field": "m_hat_gev", "bins": 30,
+                                                "range_min": 60, "range_max": 120}},
+            {"tool": "plot", "arguments": {"histograms": ["$last:hist"]}},
+            {"answer": answer},
+        ]))
+        return path
+
+    return write
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,16 +16,9 @@ runner = CliRunner()
 
 
 @pytest.fixture
-def scripted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def scripted(plot_pipeline_script: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -> Path:
     """A JSON script: generate → histogram → plot → answer, selected through PHYSAGENT_LLM."""
-    script = tmp_path / "script.json"
-    script.write_text(json.dumps([
-        {"tool": "generate_events", "arguments": {"process": "drell_yan_mumu", "n_events": 200, "mpi": False}},
-        {"tool": "histogram", "arguments": {"source": "$last:ev", "field": "m_hat_gev", "bins": 30,
-                                            "range_min": 60, "range_max": 120}},
-        {"tool": "plot", "arguments": {"histograms": ["$last:hist"]}},
-        {"answer": "Generated 200 Drell-Yan events and plotted the mass."},
-    ]))
+    script = plot_pipeline_script("Generated 200 Drell-Yan events and plotted the mass.")
     monkeypatch.setenv("PHYSAGENT_LLM", f"scripted:{script}")
     return script
 

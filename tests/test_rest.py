@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +25,9 @@ DY = {"process": "drell_yan_mumu", "n_events": 50, "mpi": False, "seed": 5}
 
 
 @pytest.fixture
-def script(tmp_path: Path) -> Path:
+def script(plot_pipeline_script: Callable[[str], Path]) -> Path:
     """A scripted model: generate → histogram → plot → answer."""
-    path = tmp_path / "script.json"
-    path.write_text(json.dumps([
-        {"tool": "generate_events", "arguments": {"process": "drell_yan_mumu", "n_events": 200, "mpi": False}},
-        {"tool": "histogram", "arguments": {"source": "$last:ev", "field": "m_hat_gev", "bins": 30,
-                                            "range_min": 60, "range_max": 120}},
-        {"tool": "plot", "arguments": {"histograms": ["$last:hist"]}},
-        {"answer": "Generated 200 Drell-Yan events and plotted the mass."},
-    ]))
-    return path
+    return plot_pipeline_script("Generated 200 Drell-Yan events and plotted the mass.")
 
 
 @pytest.fixture

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +31,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def ui(tmp_path: Path) -> Iterator[str]:
+def ui(tmp_path: Path, plot_pipeline_script: Callable[[str], Path]) -> Iterator[str]:
     """The UI on 127.0.0.1 with a scripted model (generate → histogram → plot → answer); stopped afterwards."""
-    script = tmp_path / "script.json"
-    script.write_text(json.dumps([
-        {"tool": "generate_events", "arguments": {"process": "drell_yan_mumu", "n_events": 200, "mpi": False}},
-        {"tool": "histogram", "arguments": {"source": "$last:ev", "field": "m_hat_gev", "bins": 30,
-                                            "range_min": 60, "range_max": 120}},
-        {"tool": "plot", "arguments": {"histograms": ["$last:hist"]}},
-        {"answer": ANSWER},
-    ]))
+    script = plot_pipeline_script(ANSWER)
     port = _free_port()
     demo = launch_ui(tmp_path / "home", port=port, backend=f"scripted:{script}", block=False)
     try:
