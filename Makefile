@@ -33,9 +33,15 @@ system-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 	else echo "note: install $(SYSTEM_PACKAGES) (apt) for the code sandbox and the browser test"; fi
 
+# mypy cannot follow setuptools' editable import hook: it checks a symlink view of the installed layout
+TYPECHECK := build/typecheck
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/mypy
+	@rm -rf $(TYPECHECK) && mkdir -p $(TYPECHECK)/physagent
+	@for f in $(CURDIR)/physagent/*; do ln -s $$f $(TYPECHECK)/physagent/; done
+	@for p in agent tools knowledge app evals; do ln -s $(CURDIR)/$$p $(TYPECHECK)/physagent/$$p; done
+	cd $(TYPECHECK) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
+	    -p physagent.tools -p physagent.agent -p physagent.knowledge -p physagent.integrations
 
 test: install lint
 	env -u PHYSAGENT_HOME $(BIN)/pytest
@@ -58,16 +64,16 @@ demo-tools: install
 	@mkdir -p $(DEMO)
 	$(BIN)/physagent tools call generate_events --arg process=ttbar --arg n_events=4000 \
 	    --arg decay=hadronic --arg pt_hat_min_gev=400 --arg mpi=false --arg seed=42 --json > $(DEMO)/1-events.json
-	$(BIN)/physagent tools call cluster_jets --arg events=$$($(BIN)/python -m app.jsonpick $(DEMO)/1-events.json) \
+	$(BIN)/physagent tools call cluster_jets --arg events=$$($(BIN)/python -m physagent.app.jsonpick $(DEMO)/1-events.json) \
 	    --arg radius=1.0 --arg pt_min_gev=350 --json > $(DEMO)/2-jets.json
-	$(BIN)/physagent tools call histogram --arg source=$$($(BIN)/python -m app.jsonpick $(DEMO)/2-jets.json) \
+	$(BIN)/physagent tools call histogram --arg source=$$($(BIN)/python -m physagent.app.jsonpick $(DEMO)/2-jets.json) \
 	    --arg field=jets.mass --arg object_index=0 --arg bins=40 --arg range_min=0 --arg range_max=300 \
 	    --json > $(DEMO)/3-histogram.json
-	$(BIN)/physagent tools call plot --arg histograms='["'$$($(BIN)/python -m app.jsonpick $(DEMO)/3-histogram.json)'"]' \
+	$(BIN)/physagent tools call plot --arg histograms='["'$$($(BIN)/python -m physagent.app.jsonpick $(DEMO)/3-histogram.json)'"]' \
 	    --arg labels='["leading large-R jet, boosted ttbar"]' --json > $(DEMO)/4-plot.json
 	$(BIN)/physagent history
 	$(BIN)/physagent export --script $(DEMO)/reproduce.py
-	@$(BIN)/python -m app.jsonpick --report $(DEMO)/1-events.json $(DEMO)/2-jets.json $(DEMO)/3-histogram.json $(DEMO)/4-plot.json
+	@$(BIN)/python -m physagent.app.jsonpick --report $(DEMO)/1-events.json $(DEMO)/2-jets.json $(DEMO)/3-histogram.json $(DEMO)/4-plot.json
 
 eval: install
 	env -u PHYSAGENT_HOME $(BIN)/physagent --home $(DEMO)/eval-home eval --output $(DEMO)/eval-report.md

@@ -14,9 +14,9 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-from agent.backends import BackendError, ChatBackend, ModelTurn, ToolCallRequest, Usage
-from agent.backends.scripted import ScriptExhaustedError
-from agent.events import (
+from physagent.agent.backends import BackendError, ChatBackend, ModelTurn, ToolCallRequest, Usage
+from physagent.agent.backends.scripted import ScriptExhaustedError
+from physagent.agent.events import (
     AgentEvent,
     AnswerEvent,
     ArtifactEvent,
@@ -25,11 +25,11 @@ from agent.events import (
     ToolCallEvent,
     ToolResultEvent,
 )
-from agent.grounding import extract_numbers, numbers_in, unsupported_numbers
-from agent.prompts import prompt
-from agent.record import AgentRecord
-from agent.selection import ToolSelector, wants_code, wants_knowledge
-from tools import CallOutcome, ProgressSink, ToolError, Workspace, call_tool, registry
+from physagent.agent.grounding import extract_numbers, numbers_in, unsupported_numbers
+from physagent.agent.prompts import prompt
+from physagent.agent.record import AgentRecord
+from physagent.agent.selection import ToolSelector, wants_code, wants_knowledge
+from physagent.tools import CallOutcome, ProgressSink, ToolError, Workspace, call_tool, registry
 
 __all__ = ["Assistant"]
 
@@ -50,7 +50,7 @@ class Assistant:
         grounding_retries: int = 1,
         progress: ProgressSink | None = None,
     ) -> None:
-        from agent.backends import get_backend
+        from physagent.agent.backends import get_backend
 
         self.backend = backend or get_backend()
         self.workspace = workspace or Workspace()

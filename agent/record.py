@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from agent.backends.base import Usage
+from physagent.agent.backends.base import Usage
 
 __all__ = ["AgentRecord"]
 

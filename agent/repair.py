@@ -2,7 +2,7 @@ r"""Generated analysis code with repair: ask the model for code → run and vali
 
 For requests no tool covers ("the fraction of events with ≥ 4 jets above 30 GeV"):
 
-    >>> from agent.repair import write_and_run
+    >>> from physagent.agent.repair import write_and_run
     >>> result = write_and_run("Fraction of events with at least 4 jets above 30 GeV", inputs=["jet-3f2a9c1b7d"],
     ...                        values={"fraction": "float"}, checks={"fraction": {"quantity": "fraction"}})
     ... # doctest: +SKIP
@@ -28,13 +28,13 @@ from typing import Any, Protocol, cast
 
 from pydantic import BaseModel, Field
 
-from agent.backends import BackendError, ChatBackend, ModelTurn
-from agent.backends.scripted import ScriptExhaustedError
-from agent.events import AnswerEvent, ArtifactEvent, ToolCallEvent, ToolResultEvent
-from agent.prompts import prompt
-from agent.record import AgentRecord
-from tools import ToolError, Workspace, call_tool
-from tools.code import RunPythonResult
+from physagent.agent.backends import BackendError, ChatBackend, ModelTurn
+from physagent.agent.backends.scripted import ScriptExhaustedError
+from physagent.agent.events import AnswerEvent, ArtifactEvent, ToolCallEvent, ToolResultEvent
+from physagent.agent.prompts import prompt
+from physagent.agent.record import AgentRecord
+from physagent.tools import ToolError, Workspace, call_tool
+from physagent.tools.code import RunPythonResult
 
 __all__ = ["SUBMIT_CODE", "Attempt", "RepairResult", "api_docs", "extract_code", "write_and_run"]
 
@@ -106,7 +106,7 @@ def api_docs(knowledge_base: _Searchable, k: int = 3) -> Docs:
 
 def _indexed_api_docs(workspace: Workspace) -> Docs | None:
     """API docs from the workspace's knowledge base when its ``api`` collection is built (`physagent kb build`)."""
-    from knowledge import KnowledgeBase
+    from physagent.knowledge import KnowledgeBase
 
     kb = KnowledgeBase.open(workspace.root)
     if not any(c["collection"] == "api" for c in kb.collections()):
@@ -151,7 +151,7 @@ def write_and_run(
     if max_attempts < 1:
         raise ValueError(f"write_and_run: max_attempts={max_attempts} must be at least 1.")
     if backend is None:
-        from agent.backends import get_backend
+        from physagent.agent.backends import get_backend
 
         backend = get_backend()
         if getattr(backend, "max_tokens", _CODE_TOKENS) < _CODE_TOKENS:  # the embedded default (512) cuts programs

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from agent.record import AgentRecord
+from physagent.agent.record import AgentRecord
 
 __all__ = ["write_report"]
 

@@ -1,8 +1,8 @@
 r"""Offer the model only the few tools a request needs: embedding similarity over the tool catalogue.
 
 Small models choose well among four or five tools and badly among forty. Each tool's entry in the
-knowledge base's tool catalogue (name, description, parameters; :mod:`knowledge.catalogue`) is
-embedded once with MiniLM (bundled offline, :mod:`knowledge._embed`); a request is embedded and the
+knowledge base's tool catalogue (name, description, parameters: ``ToolSpec.catalogue_text``) is
+embedded once with MiniLM (bundled offline, :func:`physagent.knowledge.embedder`); a request is embedded and the
 ``k`` most similar tools (cosine) are offered, plus any tool the request names outright.
 """
 
@@ -14,9 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from knowledge._embed import embedder
-from knowledge.catalogue import tool_text
-from tools import registry
+from physagent.knowledge import embedder
+from physagent.tools import registry
 
 __all__ = ["ToolSelector", "embedder", "wants_code", "wants_knowledge"]
 
@@ -36,7 +35,7 @@ def wants_code(request: str) -> bool:
 def wants_knowledge(request: str, home: Path) -> bool:
     """Whether to offer ``search_knowledge``: the request asks for sources, or the documents hold a
     passage close to it (the retrieve-first step of the loop)."""
-    from knowledge import KnowledgeBase
+    from physagent.knowledge import KnowledgeBase
 
     if _SOURCE_WORDS.search(request):
         return True
@@ -57,7 +56,7 @@ class ToolSelector:
 
     def _tool_vectors(self) -> np.ndarray:
         if self._vectors is None:
-            texts = [tool_text(s) for s in self.specs]
+            texts = [s.catalogue_text() for s in self.specs]
             self._vectors = embedder().encode(texts, normalize_embeddings=True, show_progress_bar=False)
         return self._vectors
 

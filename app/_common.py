@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agent.backends import BackendError
-from tools import ToolError
+from physagent.agent.backends import BackendError
+from physagent.tools import ToolError
 
 __all__ = ["JsonFlag", "err", "out", "print_json", "print_rows", "reporting_errors", "state"]
 

@@ -8,7 +8,7 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-from tools import ProgressUpdate
+from physagent.tools import ProgressUpdate
 
 __all__ = ["RichProgress"]
 

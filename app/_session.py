@@ -29,10 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agent import AgentEvent, AgentRecord, Assistant, ChatBackend, get_backend
-from agent.backends import DEFAULT_BACKEND, BackendError, ModelTurn
-from tools import Artifact, ProgressUpdate, ToolError, Workspace, call_tool
-from tools._provenance import export_script
+from physagent.agent import AgentEvent, AgentRecord, Assistant, ChatBackend, get_backend
+from physagent.agent.backends import DEFAULT_BACKEND, BackendError, ModelTurn
+from physagent.tools import Artifact, ProgressUpdate, ToolError, Workspace, call_tool, export_script
 
 __all__ = [
     "DOCUMENT_SUFFIXES", "SESSION_ID_PATTERN", "UPLOAD_SUFFIXES", "BackendChoice", "Session", "SessionBusyError",
@@ -106,7 +105,7 @@ class BackendChoice:
         if kind == "embedded":
             return _shared(self.spec, lambda: get_backend(self.spec))
         if kind == "openai":
-            from agent.backends.openai_compat import OpenAICompatibleBackend
+            from physagent.agent.backends.openai_compat import OpenAICompatibleBackend
 
             env = dict(os.environ)  # never mutate os.environ: other sessions run concurrently
             env.update({k: v for k, v in zip(_OPENAI_VARS, (self.base_url.strip(), option.strip()), strict=True) if v})
@@ -385,7 +384,7 @@ def _add_to_knowledge_base(session: Session, path: Path) -> str:
     The session's workspace root is the knowledge base's home, as for the ``search_knowledge`` tool,
     so a user's documents are searchable in their session and invisible to others.
     """
-    from knowledge import KnowledgeBase
+    from physagent.knowledge import KnowledgeBase
 
     report = KnowledgeBase.open(session.root).ingest([path])
     if report.skipped:

@@ -9,12 +9,11 @@ from typing import Annotated
 
 import typer
 
-from agent import AgentEvent, AgentRecord, Assistant, get_backend
-from agent.report import write_report
-from app._common import JsonFlag, err, out, print_json, reporting_errors
-from app._progress import RichProgress
-from tools import Workspace
-from tools._stdio import stdout_to_stderr
+from physagent.agent import AgentEvent, AgentRecord, Assistant, get_backend
+from physagent.agent.report import write_report
+from physagent.app._common import JsonFlag, err, out, print_json, reporting_errors
+from physagent.app._progress import RichProgress
+from physagent.tools import Workspace, stdout_to_stderr
 
 __all__ = ["register"]
 
@@ -106,7 +105,7 @@ def eval_suite(
     as_json: JsonFlag = False,
 ) -> None:
     """Run an eval suite on a backend: pass rate, tool-call accuracy, steps, tokens and time."""
-    from evals import DEFAULT_SUITE, EvalSuiteError, format_report, load_suite, run_suite, select_tasks
+    from physagent.evals import DEFAULT_SUITE, EvalSuiteError, format_report, load_suite, run_suite, select_tasks
 
     try:
         tasks = select_tasks(load_suite(suite or DEFAULT_SUITE), only)

@@ -14,13 +14,11 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from app import agent_cli, server_cli
-from app._common import JsonFlag, err, out, print_json, print_rows, reporting_errors, state
-from app._progress import RichProgress
-from app.kb_cli import kb_app
-from tools import ToolInputError, Workspace, call_tool, registry
-from tools._provenance import export_script
-from tools._stdio import stdout_to_stderr
+from physagent.app import agent_cli, server_cli
+from physagent.app._common import JsonFlag, err, out, print_json, print_rows, reporting_errors, state
+from physagent.app._progress import RichProgress
+from physagent.app.kb_cli import kb_app
+from physagent.tools import ToolInputError, Workspace, call_tool, export_script, registry, stdout_to_stderr
 
 __all__ = ["app", "main"]
 
@@ -34,15 +32,24 @@ app.add_typer(kb_app, name="kb")
 agent_cli.register(app)
 server_cli.register(app)
 
+def _print_version(value: bool) -> None:
+    if value:
+        import physagent
+
+        out.print(f"physagent {physagent.__version__}", highlight=False)
+        raise typer.Exit
+
+
 @app.callback()
 def _root(
-    home: Annotated[
-        Path | None, typer.Option(help="Workspace directory (default: $PHYSAGENT_HOME or ~/.physagent).")
-    ] = None,
+    home: Annotated[Path | None, typer.Option(
+        envvar="PHYSAGENT_HOME", show_envvar=True, help="Workspace directory (default: ~/.physagent).")] = None,
     debug: Annotated[bool, typer.Option(help="Show tracebacks on errors.")] = False,
+    version: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_print_version, help="Print the version and exit.")] = False,
 ) -> None:
-    if home is not None:
-        os.environ["PHYSAGENT_HOME"] = str(home)
+    if home is not None:  # this process's own environment: every Workspace() it opens then uses it
+        os.environ["PHYSAGENT_HOME"] = str(home.expanduser())
     state["debug"] = debug
 
 
@@ -116,12 +123,13 @@ def _parse_arguments(tool: str, pairs: list[str], input_json: str | None) -> dic
             arguments = json.loads(input_json)
         except json.JSONDecodeError as exc:
             raise ToolInputError(
-                f"{tool}: --input is not valid JSON ({exc}). Example: --input '{{\"n_events\": 100}}'"
-            ) from None
+                f"{tool}: --input is not valid JSON ({exc}). Example: --input '{{\"n_events\": 100}}'",
+                tool=tool, param="--input", value=input_json) from None
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise ToolInputError(f"{tool}: --arg {pair!r} must look like key=value, e.g. --arg n_events=1000.")
+            raise ToolInputError(f"{tool}: --arg {pair!r} must look like key=value, e.g. --arg n_events=1000.",
+                                 tool=tool, param="--arg", value=pair)
         arguments[key.strip()] = _parse_value(raw)
     return arguments
 

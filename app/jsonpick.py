@@ -1,7 +1,7 @@
 """Tiny helper for shell pipelines (the Makefile demo): read ``--json`` outputs of ``physagent tools call``.
 
-    python -m app.jsonpick OUT.json            prints the first artifact id
-    python -m app.jsonpick --report A.json ... prints where every artifact is, with its summary
+    python -m physagent.app.jsonpick OUT.json            prints the first artifact id
+    python -m physagent.app.jsonpick --report A.json ... prints where every artifact is, with its summary
 """
 
 from __future__ import annotations

@@ -9,10 +9,10 @@ from typing import Annotated
 
 import typer
 
-from app._common import JsonFlag, err, out, print_json, print_rows
-from app._progress import RichProgress
-from knowledge import COLLECTIONS, IngestReport, KnowledgeBase, SearchMode, sample_corpus
-from tools import ProgressUpdate, Workspace
+from physagent.app._common import JsonFlag, err, out, print_json, print_rows
+from physagent.app._progress import RichProgress
+from physagent.knowledge import COLLECTIONS, IngestReport, KnowledgeBase, SearchMode, sample_corpus
+from physagent.tools import ProgressUpdate, Workspace
 
 __all__ = ["kb_app"]
 
@@ -82,11 +82,12 @@ def build(
     as_json: JsonFlag = False,
 ) -> None:
     """(Re)build the generated collections: the tool catalogue and the library API reference."""
-    from knowledge.api_reference import sync_api_reference
-    from knowledge.catalogue import sync_tool_catalogue
+    from physagent.knowledge.api_reference import sync_api_reference
+    from physagent.knowledge.catalogue import sync_tool_catalogue
+    from physagent.tools import registry
 
     kb = _kb()
-    reports = [sync_tool_catalogue(kb)]
+    reports = [sync_tool_catalogue(kb, registry)]
     if api:
         with _progress("indexing library APIs") as progress:
             reports.append(sync_api_reference(kb, progress=progress))
@@ -170,7 +171,7 @@ def evaluate(
     as_json: JsonFlag = False,
 ) -> None:
     """Score retrieval on the sample corpus: recall@1, recall@5 and MRR for dense, BM25 and hybrid."""
-    from evals.rag import DEFAULT_QUESTIONS, evaluate_retrieval, format_scores, load_questions
+    from physagent.evals.rag import DEFAULT_QUESTIONS, evaluate_retrieval, format_scores, load_questions
 
     kb = _kb()
     with _progress("embedding the sample corpus") as progress:

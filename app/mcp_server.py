@@ -34,9 +34,18 @@ from mcp.server import Server, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
-from app._session import ThrottledProgress
-from tools import Artifact, CallOutcome, ProgressUpdate, ToolError, ToolSpec, Workspace, call_tool, registry
-from tools._artifacts import ARTIFACT_ID_PATTERN
+from physagent.app._session import ThrottledProgress
+from physagent.tools import (
+    ARTIFACT_ID_PATTERN,
+    Artifact,
+    CallOutcome,
+    ProgressUpdate,
+    ToolError,
+    ToolSpec,
+    Workspace,
+    call_tool,
+    registry,
+)
 
 __all__ = ["MAX_RESOURCE_BYTES", "create_server", "run_http", "run_stdio"]
 
@@ -177,7 +186,7 @@ def run_http(server: Server[Any], host: str, port: int, token: str | None) -> No
     """Serve streamable HTTP at ``http://host:port/mcp`` (with ``token``: every request needs it)."""
     import uvicorn
 
-    from app._security import BearerTokenMiddleware, check_bind
+    from physagent.app._security import BearerTokenMiddleware, check_bind
 
     check_bind(host, token)
     app: Any = server.streamable_http_app(host=host)

@@ -44,10 +44,10 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
-from agent import AgentRecord
-from agent.backends import BackendError
-from app._security import BearerTokenMiddleware
-from app._session import (
+from physagent.agent import AgentRecord
+from physagent.agent.backends import BackendError
+from physagent.app._security import BearerTokenMiddleware
+from physagent.app._session import (
     BackendChoice,
     Session,
     SessionBusyError,
@@ -61,7 +61,8 @@ from app._session import (
     stream_request,
     write_export,
 )
-from tools import (
+from physagent.tools import (
+    ARTIFACT_ID_PATTERN,
     CallOutcome,
     ToolCancelledError,
     ToolDependencyError,
@@ -72,7 +73,6 @@ from tools import (
     default_home,
     registry,
 )
-from tools._artifacts import ARTIFACT_ID_PATTERN
 
 __all__ = ["SESSION_HEADER", "AskBody", "create_app"]
 
@@ -319,7 +319,6 @@ def _artifact_file(session: Session, artifact_id: str, file: str | None) -> Path
 # errors --------------------------------------------------------------------------------------------
 
 _STATUS: dict[type[Exception], int] = {ToolCancelledError: 409, ToolDependencyError: 503, ToolRuntimeError: 500}
-_FIELD = re.compile(r"^\w+: (?:unknown parameter '([\w.]+)'|parameter '([\w.]+)' is required|([\w.]+)=)")
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -327,10 +326,8 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ToolInputError)
     def tool_input(request: Request, exc: ToolInputError) -> JSONResponse:
-        match = _FIELD.match(str(exc))
-        field = next((g for g in match.groups() if g), None) if match else None
-        loc = ["body", field] if field else ["body"]
-        return JSONResponse({"detail": [_problem(loc, field, str(exc), "tool_input")]}, status_code=422)
+        loc = ["body", exc.param] if exc.param else ["body"]
+        return JSONResponse({"detail": [_problem(loc, exc.param, str(exc), "tool_input")]}, status_code=422)
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -11,9 +11,9 @@ from typing import Annotated, Literal
 
 import typer
 
-from app._common import err
-from app._security import InsecureBindError, check_bind, token_from_env
-from tools import Workspace, default_home
+from physagent.app._common import err
+from physagent.app._security import InsecureBindError, check_bind, token_from_env
+from physagent.tools import Workspace, default_home
 
 __all__ = ["register"]
 
@@ -26,7 +26,7 @@ MaxUpload = Annotated[float, typer.Option(help="Largest upload accepted, in MB."
 def ui(host: Host = "127.0.0.1", port: Annotated[int, typer.Option(help="Port.")] = 7860,
        backend: Backend = None, max_upload_mb: MaxUpload = 200.0) -> None:
     """Serve the chat web UI: streamed agent steps, inline plots, uploads, downloads, a tool runner."""
-    from app.web import launch_ui
+    from physagent.app.web import launch_ui
 
     token = _checked(host)
     err.print(f"physagent UI on http://{_url_host(host)}:{port} — sessions in {default_home() / 'sessions'}")
@@ -39,7 +39,7 @@ def serve(host: Host = "127.0.0.1", port: Annotated[int, typer.Option(help="Port
     """Serve the REST API (OpenAPI schema at /openapi.json, docs at /docs)."""
     import uvicorn
 
-    from app.rest import create_app
+    from physagent.app.rest import create_app
 
     token = _checked(host)
     err.print(f"physagent API on http://{_url_host(host)}:{port} (docs: /docs) — sessions in "
@@ -51,7 +51,7 @@ def mcp(transport: Annotated[Literal["stdio", "http"], typer.Option(
             help="stdio (an MCP client launches this command) or http (streamable HTTP at /mcp).")] = "stdio",
         host: Host = "127.0.0.1", port: Annotated[int, typer.Option(help="Port (http only).")] = 8765) -> None:
     """Serve every tool, and the workspace's artifacts as resources, over the Model Context Protocol."""
-    from app.mcp_server import create_server, run_http, run_stdio
+    from physagent.app.mcp_server import create_server, run_http, run_stdio
 
     server = create_server(Workspace())
     if transport == "stdio":

@@ -31,9 +31,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry, no v
 
 import gradio as gr
 
-from agent.backends import BackendError
-from app._security import check_bind
-from app._session import (
+from physagent.agent.backends import BackendError
+from physagent.app._security import check_bind
+from physagent.app._session import (
     UPLOAD_SUFFIXES,
     BackendChoice,
     Session,
@@ -46,7 +46,7 @@ from app._session import (
     stream_request,
     write_export,
 )
-from tools import ProgressUpdate, ToolError, call_tool, default_home, registry
+from physagent.tools import ProgressUpdate, ToolError, call_tool, default_home, registry
 
 __all__ = ["create_ui", "launch_ui"]
 

@@ -20,8 +20,8 @@ import sys
 import time
 from typing import Any
 
-from agent.backends.embedded import EmbeddedBackend
-from tools import registry
+from physagent.agent.backends.embedded import EmbeddedBackend
+from physagent.tools import registry
 
 REQUEST = "Generate 500 ttbar events with seed 3"
 FOLLOW_UP = "Now cluster ev-3f2a9c1b7d into anti-kT R = 1.0 jets above 300 GeV."

@@ -21,9 +21,8 @@ import awkward as ak
 import fastjet
 import numpy as np
 
-from tools import Workspace, call_tool
-from tools._stdio import capture_fd_stdout
-from tools.simulate.events import process_settings
+from physagent.tools import Workspace, call_tool, capture_fd_stdout
+from physagent.tools.simulate.events import process_settings
 
 SETTINGS = process_settings("ttbar", 13.6, 500.0, None, None, None, "default", (0, 0, 0),
                             (False, True, True, True), [])

@@ -19,9 +19,9 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from evals.rag import evaluate_retrieval, format_scores, load_questions
-from knowledge import KnowledgeBase, sample_corpus
-from knowledge.api_reference import sync_api_reference
+from physagent.evals.rag import evaluate_retrieval, format_scores, load_questions
+from physagent.knowledge import KnowledgeBase, sample_corpus
+from physagent.knowledge.api_reference import sync_api_reference
 
 
 def bench_ingest(kb: KnowledgeBase) -> None:

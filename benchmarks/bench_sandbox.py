@@ -23,8 +23,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tools import Workspace, call_tool
-from tools.code import Limits, Sandbox
+from physagent.tools import Workspace, call_tool
+from physagent.tools.code import Limits, Sandbox
 
 SCRIPTS = {"trivial": "pass", "numpy+awkward": "import numpy, awkward"}
 

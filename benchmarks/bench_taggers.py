@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools import Workspace, call_tool
+from physagent.tools import Workspace, call_tool
 
 PUBLISHED = {"part": (0.9858, 1602.0), "particlenet": (0.9858, 1615.0), "pfn": (0.9819, 888.0), "efn": (None, None),
              "bdt": (None, None)}

@@ -7,12 +7,12 @@ r"""physagent evals: plain-language tasks with machine-checkable expectations, r
 - :func:`check` judges one :class:`agent.AgentRecord` against a task; :func:`format_report` renders
   Markdown, ``report.model_dump(mode="json")`` the JSON.
 
->>> from evals import load_suite
+>>> from physagent.evals import load_suite
 >>> len(load_suite()) >= 15
 True
 """
 
-from evals.runner import (
+from physagent.evals.runner import (
     DEFAULT_SUITE,
     ArgumentMatch,
     EvalSuiteError,

@@ -7,7 +7,7 @@ runs in a fresh workspace; a backend that raises fails its task, never the suite
 
 The ``physagent eval`` command is a few lines over this module:
 
->>> from evals import DEFAULT_SUITE, format_report, load_suite, run_suite, select_tasks
+>>> from physagent.evals import DEFAULT_SUITE, format_report, load_suite, run_suite, select_tasks
 >>> tasks = select_tasks(load_suite(DEFAULT_SUITE), only=["dy_explicit"])   # --suite, --only
 >>> report = run_suite(tasks, "embedded:1.5b", "eval-runs",                 # --backend
 ...                    progress=lambda r, i, n: print(f"[{i}/{n}] {r.id}: {r.verdict}"))  # doctest: +SKIP
@@ -30,9 +30,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator, model_validator
 
-from agent import AgentRecord, Assistant, ChatBackend, get_backend
-from knowledge import KnowledgeBase, sample_corpus
-from tools import Workspace, registry
+from physagent.agent import AgentRecord, Assistant, ChatBackend, get_backend
+from physagent.knowledge import KnowledgeBase, sample_corpus
+from physagent.tools import Workspace, registry
 
 __all__ = [
     "DEFAULT_SUITE", "ArgumentMatch", "EvalSuiteError", "Expectation", "NumberExpectation", "ProgressCallback",

@@ -13,7 +13,7 @@ import functools
 import re
 from dataclasses import dataclass
 
-from knowledge._sections import Section
+from physagent.knowledge._sections import Section
 
 __all__ = ["CHUNK_OVERLAP_WORDS", "CHUNK_WORDS", "Chunk", "chunk_sections"]
 

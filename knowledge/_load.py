@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from knowledge._sections import Section, split_markdown, split_sections
+from physagent.knowledge._sections import Section, split_markdown, split_sections
 
 __all__ = ["MAX_FILE_MB", "SUPPORTED_SUFFIXES", "UnreadableFileError", "load_sections"]
 

@@ -16,9 +16,9 @@ import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from knowledge._load import UnreadableFileError
-from knowledge._sections import Section
-from knowledge.store import IngestReport, KnowledgeBase, SourceDocument
+from physagent.knowledge._load import UnreadableFileError
+from physagent.knowledge._sections import Section
+from physagent.knowledge.store import IngestReport, KnowledgeBase, SourceDocument
 
 __all__ = ["API_MODULES", "api_documents", "api_entries", "sync_api_reference"]
 

@@ -24,11 +24,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from knowledge._chunk import CHUNK_OVERLAP_WORDS, CHUNK_WORDS, Chunk, chunk_sections
-from knowledge._embed import embed
-from knowledge._lexical import LexicalIndex
-from knowledge._load import MAX_FILE_MB, SUPPORTED_SUFFIXES, UnreadableFileError, load_sections
-from knowledge._sections import Section
+from physagent.knowledge._chunk import CHUNK_OVERLAP_WORDS, CHUNK_WORDS, Chunk, chunk_sections
+from physagent.knowledge._embed import embed
+from physagent.knowledge._lexical import LexicalIndex
+from physagent.knowledge._load import MAX_FILE_MB, SUPPORTED_SUFFIXES, UnreadableFileError, load_sections
+from physagent.knowledge._sections import Section
 
 __all__ = ["COLLECTIONS", "Hit", "IngestReport", "KnowledgeBase", "SearchMode", "SourceDocument"]
 

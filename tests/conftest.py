@@ -12,7 +12,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from tools import CallOutcome, Workspace, call_tool
+from physagent.tools import CallOutcome, Workspace, call_tool
 
 
 @pytest.fixture

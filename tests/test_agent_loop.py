@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from agent import Assistant, ScriptedBackend
-from agent.backends import BackendError, ModelTurn
-from agent.backends.scripted import ScriptExhaustedError, answer, call, last_artifact
-from agent.grounding import extract_numbers, unsupported_numbers
-from tools import Workspace
-from tools._provenance import export_script
+from physagent.agent import Assistant, ScriptedBackend
+from physagent.agent.backends import BackendError, ModelTurn
+from physagent.agent.backends.scripted import ScriptExhaustedError, answer, call, last_artifact
+from physagent.agent.grounding import extract_numbers, unsupported_numbers
+from physagent.tools import Workspace, export_script
 
 GENERATE = {"process": "ttbar", "n_events": 300, "decay": "hadronic", "pt_hat_min_gev": 400.0, "mpi": False,
             "seed": 5}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from app.cli import app
-from tools import Workspace
+from physagent.app.cli import app
+from physagent.tools import Workspace
 
 runner = CliRunner()
 

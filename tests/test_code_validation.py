@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from tools import ToolInputError, Workspace, call_tool, registry
-from tools.code import RunPythonResult, ValueCheck, relevant_traceback, static_findings
-from tools.code._validate import value_findings
+from physagent.tools import ToolInputError, Workspace, call_tool, registry
+from physagent.tools.code import RunPythonResult, ValueCheck, relevant_traceback, static_findings
+from physagent.tools.code._validate import value_findings
 
 
 def run(workspace: Workspace, code: str, **arguments: object) -> RunPythonResult:

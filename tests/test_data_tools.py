@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import uproot
 
-from tools import CallOutcome, ToolInputError, Workspace, call_tool
-from tools.data import load_histogram
+from physagent.tools import CallOutcome, ToolInputError, Workspace, call_tool
+from physagent.tools.data import load_histogram
 
 
 def _assert_same_arrays(expected: ak.Array, actual: ak.Array) -> None:

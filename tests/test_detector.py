@@ -7,8 +7,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tools import CallOutcome, ToolInputError, Workspace, call_tool
-from tools.simulate._detector import (
+from physagent.tools import CallOutcome, ToolInputError, Workspace, call_tool
+from physagent.tools.simulate._detector import (
     CARDS,
     DetectorCard,
     Objects,

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.backends import _gguf
-from agent.backends._gguf import ModelFileError, PinnedModel, ensure_gguf, install_command
-from agent.backends.base import BackendError, ModelTurn, ToolCallRequest
-from agent.backends.embedded import EmbeddedBackend, parse_reply, reply_schema, simplify_schema, to_prompt
-from tools import registry
+from physagent.agent.backends import _gguf
+from physagent.agent.backends._gguf import ModelFileError, PinnedModel, ensure_gguf, install_command
+from physagent.agent.backends.base import BackendError, ModelTurn, ToolCallRequest
+from physagent.agent.backends.embedded import EmbeddedBackend, parse_reply, reply_schema, simplify_schema, to_prompt
+from physagent.tools import registry
 
 PARTS = [b"GGUF" + b"a" * 3000, b"b" * 5000, b"c" * 17]
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from agent import AgentRecord
-from agent.backends import ModelTurn
-from agent.backends.scripted import ScriptedBackend, answer, call, last_artifact
-from evals import (
+from physagent.agent import AgentRecord
+from physagent.agent.backends import ModelTurn
+from physagent.agent.backends.scripted import ScriptedBackend, answer, call, last_artifact
+from physagent.evals import (
     DEFAULT_SUITE,
     EvalSuiteError,
     Task,

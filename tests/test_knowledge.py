@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from app.cli import app
-from evals.rag import load_questions
-from knowledge import KnowledgeBase, sample_corpus
-from knowledge._sections import split_sections
-from knowledge.api_reference import api_entries, sync_api_reference
-from knowledge.catalogue import sync_tool_catalogue
-from tools import Workspace, call_tool, registry
+from physagent.app.cli import app
+from physagent.evals.rag import load_questions
+from physagent.knowledge import KnowledgeBase, sample_corpus
+from physagent.knowledge._sections import split_sections
+from physagent.knowledge.api_reference import api_entries, sync_api_reference
+from physagent.knowledge.catalogue import sync_tool_catalogue
+from physagent.tools import Workspace, call_tool, registry
 
 SMALL_BOOKS = ("dpg-normalizing-flows-session-abstracts.txt", "desy-deep-learning-round-table-2022-abstracts.txt")
 
@@ -83,12 +83,12 @@ def test_each_mode_ranks_and_bm25_matches_exact_terms(books_kb: KnowledgeBase) -
 
 
 def test_reingesting_unchanged_files_does_no_work(books_kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch) -> None:
-    import knowledge.store
+    import physagent.knowledge.store
 
     def no_embedding(*args: object, **kwargs: object) -> None:
         raise AssertionError("an unchanged file was embedded again")
 
-    monkeypatch.setattr(knowledge.store, "embed", no_embedding)
+    monkeypatch.setattr(physagent.knowledge.store, "embed", no_embedding)
     report = books_kb.ingest([p for p in sample_corpus() if p.name in SMALL_BOOKS])
     assert sorted(report.unchanged) == sorted(SMALL_BOOKS)
     assert not report.changed and report.chunks_written == 0
@@ -190,7 +190,7 @@ def test_pdf_pages_html_and_notebook_sections(tmp_path: Path) -> None:
 
 _CRASHING_INGEST = """
 import os, sys
-import knowledge.store as store
+import physagent.knowledge.store as store
 def crash(*args, **kwargs):
     os._exit(3)  # dies like a killed process: no cleanup, no exception handlers
 store.KnowledgeBase._commit_document = crash
@@ -279,8 +279,8 @@ def test_kb_cli_ingest_search_list_remove(workspace: Workspace, tmp_path: Path) 
 
 def test_the_agent_retrieves_and_its_answer_cites_the_passage(workspace: Workspace) -> None:
     """Through the real loop: the model asks search_knowledge, sees the passages, and cites one."""
-    from agent import Assistant
-    from agent.backends.scripted import ScriptedBackend, answer, call
+    from physagent.agent import Assistant
+    from physagent.agent.backends.scripted import ScriptedBackend, answer, call
 
     KnowledgeBase.open(workspace.root).ingest([p for p in sample_corpus() if p.name == SMALL_BOOKS[0]])
 
@@ -301,7 +301,7 @@ def test_the_agent_retrieves_and_its_answer_cites_the_passage(workspace: Workspa
 @pytest.mark.slow  # embeds the whole sample corpus (~700 chunks)
 def test_hybrid_retrieval_keeps_its_recall_on_the_eval_set(tmp_path: Path) -> None:
     """The README's retrieval figures hold: hybrid recall@5 ≥ 0.9, and no worse than dense or BM25 alone."""
-    from evals.rag import evaluate_retrieval
+    from physagent.evals.rag import evaluate_retrieval
 
     kb = KnowledgeBase.open(tmp_path / "home")
     kb.ingest(sample_corpus())
@@ -313,7 +313,7 @@ def test_hybrid_retrieval_keeps_its_recall_on_the_eval_set(tmp_path: Path) -> No
 def test_the_agent_offers_search_knowledge_when_the_request_needs_sources(books_kb: KnowledgeBase,
                                                                           tmp_path: Path) -> None:
     """Asked for sources, or asked something the documents answer closely: search_knowledge is offered."""
-    from agent.selection import ToolSelector, wants_code, wants_knowledge
+    from physagent.agent.selection import ToolSelector, wants_code, wants_knowledge
 
     home = books_kb.root.parent
     assert wants_knowledge("What did the ML4Jets talk on cluster scanning use? Cite it.", tmp_path / "empty")

@@ -13,8 +13,8 @@ import anyio
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
 
-from app.mcp_server import create_server
-from tools import Workspace, registry
+from physagent.app.mcp_server import create_server
+from physagent.tools import Workspace, registry
 
 DY = {"process": "drell_yan_mumu", "n_events": 40, "mpi": False, "seed": 2}
 

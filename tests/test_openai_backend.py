@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from fake_openai_server import FakeOpenAIServer
 
-from agent.backends import BackendError, ChatBackend, ModelTurn, ToolCallRequest
-from agent.backends.openai_compat import (
+from physagent.agent.backends import BackendError, ChatBackend, ModelTurn, ToolCallRequest
+from physagent.agent.backends.openai_compat import (
     MalformedToolCallError,
     OpenAICompatibleBackend,
     extract_text_tool_calls,
 )
-from tools import registry
+from physagent.tools import registry
 
 _ENV_VARS = (
     "PHYSAGENT_OPENAI_BASE_URL", "PHYSAGENT_OPENAI_MODEL", "PHYSAGENT_OPENAI_API_KEY", "OPENAI_API_KEY",

@@ -7,7 +7,7 @@ from typing import Annotated
 import pytest
 from pydantic import Field
 
-from tools import ToolInputError, ToolResult, registry, tool
+from physagent.tools import ToolInputError, ToolResult, registry, tool
 
 
 class Out(ToolResult):

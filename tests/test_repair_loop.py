@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from agent import Assistant, ScriptedBackend
-from agent.backends import BackendError, ModelTurn
-from agent.backends.scripted import answer, call
-from agent.repair import SUBMIT_CODE, api_docs, extract_code, write_and_run
-from tools import Workspace
+from physagent.agent import Assistant, ScriptedBackend
+from physagent.agent.backends import BackendError, ModelTurn
+from physagent.agent.backends.scripted import answer, call
+from physagent.agent.repair import SUBMIT_CODE, api_docs, extract_code, write_and_run
+from physagent.tools import Workspace
 
 BROKEN = """
 import json

@@ -14,12 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from agent import AgentRecord
-from app._security import InsecureBindError, check_bind
-from app.cli import app as cli_app
-from app.rest import SESSION_HEADER, create_app
-from tools import registry
-from tools._artifacts import ARTIFACT_ID_PATTERN, file_sha256
+from physagent.agent import AgentRecord
+from physagent.app._security import InsecureBindError, check_bind
+from physagent.app.cli import app as cli_app
+from physagent.app.rest import SESSION_HEADER, create_app
+from physagent.tools import ARTIFACT_ID_PATTERN, file_sha256, registry
 
 DY = {"process": "drell_yan_mumu", "n_events": 50, "mpi": False, "seed": 5}
 

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from tools import Artifact, ToolDependencyError, Workspace, call_tool
-from tools._artifacts import file_sha256
-from tools.code import RunPythonResult, detect_isolation
-from tools.code import _sandbox as sandbox_module
+from physagent.tools import Artifact, ToolDependencyError, Workspace, call_tool, file_sha256
+from physagent.tools.code import RunPythonResult, detect_isolation
+from physagent.tools.code import _sandbox as sandbox_module
 
 SECRET = "physagent-test-secret-7f3e9a"
 
@@ -373,7 +372,7 @@ try:
 except OSError as exc:
     out["net"] = type(exc).__name__
 try:
-    importlib.import_module("tools._workspace"); out["agent_code"] = "imported"
+    importlib.import_module("physagent.tools._workspace"); out["agent_code"] = "imported"
 except ImportError as exc:
     out["agent_code"] = type(exc).__name__
 out["workspace"] = osmod.path.exists({str(workspace.root)!r})

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import vector
 
-from tools import CallOutcome, ToolInputError, Workspace, call_tool
+from physagent.tools import CallOutcome, ToolInputError, Workspace, call_tool
 
 vector.register_awkward()
 

@@ -6,8 +6,8 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from tools import CallOutcome, ToolInputError, Workspace, call_tool
-from tools.tag._features import PID_FEATURES, particle_feature_names, tagger_inputs
+from physagent.tools import CallOutcome, ToolInputError, Workspace, call_tool
+from physagent.tools.tag._features import PID_FEATURES, particle_feature_names, tagger_inputs
 
 # the same arguments as in test_taggers.py: whichever module runs first generates, the other hits the cache
 TOP_DATASET = {"task": "top_vs_qcd", "n_jets_per_class": 700, "pt_min_gev": 500.0, "pt_max_gev": 600.0,

@@ -15,9 +15,9 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from agent.events import AnswerEvent, ArtifactEvent, ToolCallEvent, ToolResultEvent
-from app.web import _ChatView, _field, _form_arguments, launch_ui
-from tools import ProgressUpdate, registry
+from physagent.agent.events import AnswerEvent, ArtifactEvent, ToolCallEvent, ToolResultEvent
+from physagent.app.web import _ChatView, _field, _form_arguments, launch_ui
+from physagent.tools import ProgressUpdate, registry
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"

@@ -11,8 +11,17 @@ from typing import Annotated
 import pytest
 from pydantic import Field
 
-from tools import Artifact, ToolContext, ToolResult, ToolRuntimeError, Workspace, call_tool, registry, tool
-from tools._provenance import export_script
+from physagent.tools import (
+    Artifact,
+    ToolContext,
+    ToolResult,
+    ToolRuntimeError,
+    Workspace,
+    call_tool,
+    export_script,
+    registry,
+    tool,
+)
 
 
 class _Written(ToolResult):

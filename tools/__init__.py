@@ -4,26 +4,29 @@ Every capability is a typed function registered with :func:`tool`; importing thi
 registers all built-in tools. Call them through :func:`call_tool` (validation, artifacts, cache,
 provenance) or look them up in :data:`registry`.
 
->>> from tools import call_tool, registry
+>>> from physagent.tools import call_tool, registry
 >>> "generate_events" in registry
 True
 """
 
-from tools import code, data, retrieval, simulate, tag  # noqa: F401  (registers the built-in tools)
-from tools._artifacts import Artifact, artifact_ref
-from tools._context import ProgressSink, ProgressUpdate, ToolContext
-from tools._errors import (
+from physagent.tools import code, data, retrieval, simulate, tag  # noqa: F401  (registers the built-in tools)
+from physagent.tools._artifacts import ARTIFACT_ID_PATTERN, Artifact, artifact_ref, file_sha256
+from physagent.tools._context import ProgressSink, ProgressUpdate, ToolContext
+from physagent.tools._errors import (
     ToolCancelledError,
     ToolDependencyError,
     ToolError,
     ToolInputError,
     ToolRuntimeError,
 )
-from tools._registry import ToolResult, ToolSpec, registry, tool
-from tools._runner import CallOutcome, call_tool, package_versions
-from tools._workspace import CallRecord, Workspace, default_home
+from physagent.tools._provenance import export_script
+from physagent.tools._registry import ToolResult, ToolSpec, registry, tool
+from physagent.tools._runner import CallOutcome, call_tool, package_versions
+from physagent.tools._stdio import capture_fd_stdout, stdout_to_stderr
+from physagent.tools._workspace import CallRecord, Workspace, default_home
 
 __all__ = [
+    "ARTIFACT_ID_PATTERN",
     "Artifact",
     "CallOutcome",
     "CallRecord",
@@ -40,8 +43,12 @@ __all__ = [
     "Workspace",
     "artifact_ref",
     "call_tool",
+    "capture_fd_stdout",
     "default_home",
+    "export_script",
+    "file_sha256",
     "package_versions",
     "registry",
+    "stdout_to_stderr",
     "tool",
 ]

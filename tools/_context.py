@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from tools._artifacts import Artifact
-from tools._errors import ToolCancelledError, ToolInputError
-from tools._workspace import PendingArtifact, Workspace
+from physagent.tools._artifacts import Artifact
+from physagent.tools._errors import ToolCancelledError, ToolInputError
+from physagent.tools._workspace import PendingArtifact, Workspace
 
 __all__ = ["ProgressSink", "ProgressTask", "ProgressUpdate", "ToolContext"]
 

@@ -26,14 +26,32 @@ class ToolError(Exception):
 
 
 class ToolInputError(ToolError):
-    """The caller asked for something invalid; nothing was run or written."""
+    """The caller asked for something invalid; nothing was run or written.
+
+    ``tool``, ``param`` and ``value`` name what was wrong (None where it is not one parameter), so
+    front ends point at the field without parsing the message.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, *, tool: str | None = None, param: str | None = None,
+                 value: Any = None) -> None:
+        super().__init__(message)
+        self.tool, self.param, self.value = tool, param, value
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # keyword fields survive pickling (errors cross process-pool boundaries)
+        return (_rebuild_input_error, (type(self), str(self), self.tool, self.param, self.value))
 
     @classmethod
     def for_param(cls, tool: str, param: str, value: Any, problem: str) -> ToolInputError:
         """Build ``tool: param=value problem`` — the one shape every input error takes."""
-        return cls(f"{tool}: {param}={value!r} {problem}")
+        return cls(f"{tool}: {param}={value!r} {problem}", tool=tool, param=param, value=value)
+
+
+def _rebuild_input_error(kind: type[ToolInputError], message: str, tool: str | None, param: str | None,
+                         value: Any) -> ToolInputError:
+    return kind(message, tool=tool, param=param, value=value)
 
 
 class ToolRuntimeError(ToolError):

@@ -11,8 +11,8 @@ import datetime
 import pprint
 from typing import Any
 
-from tools._registry import registry
-from tools._workspace import CallRecord, Workspace
+from physagent.tools._registry import registry
+from physagent.tools._workspace import CallRecord, Workspace
 
 __all__ = ["calls_for_export", "export_script"]
 
@@ -30,7 +30,7 @@ Each call is rerun with the cache off; every artifact's sha256 is compared with 
 import sys
 from pathlib import Path
 
-from tools import Workspace, call_tool
+from physagent.tools import Workspace, call_tool
 
 workspace = Workspace(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("physagent-reproduced"))
 new_ids = {{}}

@@ -1,10 +1,21 @@
 r"""The tool registry: one decorated, typed function → schema, validation, CLI, REST and MCP.
 
+>>> from typing import Annotated
+>>> from pydantic import Field
+>>> class Sum(ToolResult):
+...     total: int = Field(description="The sum.")
 >>> @tool(category="demo")
 ... def add(a: Annotated[int, Field(description="First term.")],
 ...         b: Annotated[int, Field(description="Second term.")] = 1) -> Sum:
 ...     '''Add two integers.'''
 ...     return Sum(total=a + b)
+>>> registry.get("add").validate({"a": 2}).model_dump()
+{'a': 2, 'b': 1}
+>>> registry.get("add").validate({"a": "two"})  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+physagent.tools._errors.ToolInputError: add: a='two' must be a valid integer, ... — First term.
+>>> registry.remove("add")
 
 The registry refuses, at import time, a tool whose parameters are untyped or undocumented or whose
 return type is not a :class:`ToolResult`.
@@ -13,6 +24,7 @@ return type is not a :class:`ToolResult`.
 from __future__ import annotations
 
 import inspect
+import json
 import re
 import typing
 from collections.abc import Callable, Iterator
@@ -22,9 +34,9 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic.fields import FieldInfo
 
-from tools._artifacts import Accepts, Artifact
-from tools._context import ToolContext
-from tools._errors import ToolInputError
+from physagent.tools._artifacts import Accepts, Artifact
+from physagent.tools._context import ToolContext
+from physagent.tools._errors import ToolInputError
 
 __all__ = ["Registry", "ToolResult", "ToolSpec", "registry", "tool"]
 
@@ -76,6 +88,16 @@ class ToolSpec:
         schema.pop("title", None)
         return schema
 
+    def catalogue_text(self) -> str:
+        """The tool described in words (name, description, parameters with types, defaults and allowed
+        values): what a person or a retriever reads to pick it."""
+        schema = self.parameters_schema()
+        required = set(schema.get("required", []))
+        lines = [f"{self.name} (category {self.category}): {self.description}", "Parameters:"]
+        for name, prop in schema.get("properties", {}).items():
+            lines.append(_parameter_line(name, _resolve_ref(prop, schema), name in required))
+        return "\n".join(lines)
+
     def json_schema(self) -> dict[str, Any]:
         """The tool as an LLM function definition: name, description, parameters."""
         return {"name": self.name, "description": self.description, "parameters": self.parameters_schema()}
@@ -83,27 +105,31 @@ class ToolSpec:
     def validate(self, arguments: dict[str, Any]) -> BaseModel:
         """Validate raw arguments; raise :class:`ToolInputError` naming the parameter and the rule."""
         if not isinstance(arguments, dict):
-            raise ToolInputError(f"{self.name}: arguments must be a JSON object, got {arguments!r}.")
+            raise ToolInputError(f"{self.name}: arguments must be a JSON object, got {arguments!r}.",
+                                 tool=self.name, value=arguments)
         try:
             return self.input_model.model_validate(arguments)
         except ValidationError as exc:
-            raise ToolInputError(self._explain(exc)) from None
+            raise self._explain(exc) from None
 
-    def _explain(self, exc: ValidationError) -> str:
+    def _explain(self, exc: ValidationError) -> ToolInputError:
         error = exc.errors()[0]
         param = ".".join(str(part) for part in error["loc"]) or "arguments"
         field = self.input_model.model_fields.get(str(error["loc"][0])) if error["loc"] else None
+        value = error.get("input")
         if error["type"] == "extra_forbidden":
             allowed = ", ".join(self.input_model.model_fields)
-            return f"{self.name}: unknown parameter {param!r}. Allowed parameters: {allowed}."
-        if error["type"] == "missing":
+            message = f"{self.name}: unknown parameter {param!r}. Allowed parameters: {allowed}."
+        elif error["type"] == "missing":
             hint = f" ({field.description})" if field and field.description else ""
-            return f"{self.name}: parameter {param!r} is required{hint}."
-        problem = re.sub(r"^(Input|String|List|Dictionary|Value) should", "must", error["msg"])
-        problem = problem.replace("Value error, ", "")
-        hint = f" — {field.description}" if field and field.description else ""
-        more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
-        return f"{self.name}: {param}={error.get('input')!r} {problem}{hint}{more}"
+            message, value = f"{self.name}: parameter {param!r} is required{hint}.", None
+        else:
+            problem = re.sub(r"^(Input|String|List|Dictionary|Value) should", "must", error["msg"])
+            problem = problem.replace("Value error, ", "")
+            hint = f" — {field.description}" if field and field.description else ""
+            more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+            message = f"{self.name}: {param}={value!r} {problem}{hint}{more}"
+        return ToolInputError(message, tool=self.name, param=param, value=value)
 
     def example(self) -> dict[str, Any]:
         """Example arguments: a value for each required parameter (defaults fill in the rest)."""
@@ -114,6 +140,28 @@ class ToolSpec:
                 enum = properties.get(name, {}).get("enum")
                 example[name] = (field.examples or enum or [f"<{name}>"])[0]
         return example
+
+
+def _parameter_line(name: str, schema: dict[str, Any], required: bool) -> str:
+    kind = schema.get("type") or "/".join(str(s.get("type", "")) for s in schema.get("anyOf", [])) or "value"
+    extras = []
+    if "enum" in schema:
+        extras.append("one of " + ", ".join(map(str, schema["enum"])))
+    if "default" in schema:
+        extras.append(f"default {json.dumps(schema['default'])}")
+    if required:
+        extras.append("required")
+    suffix = f" [{'; '.join(extras)}]" if extras else ""
+    return f"- {name} ({kind}){suffix}: {schema.get('description', '')}"
+
+
+def _resolve_ref(prop: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """Inline a ``$ref`` to a definition (enums of Literal types live there)."""
+    ref = prop.get("$ref") or next((s.get("$ref") for s in prop.get("allOf", []) if "$ref" in s), None)
+    if not ref:
+        return prop
+    definition = schema.get("$defs", {}).get(ref.split("/")[-1], {})
+    return {**definition, **{k: v for k, v in prop.items() if k not in ("$ref", "allOf")}}
 
 
 class Registry:
@@ -136,7 +184,7 @@ class Registry:
             return self._tools[name]
         except KeyError:
             known = ", ".join(sorted(self._tools))
-            raise ToolInputError(f"unknown tool {name!r}. Known tools: {known}.") from None
+            raise ToolInputError(f"unknown tool {name!r}. Known tools: {known}.", tool=name) from None
 
     def __contains__(self, name: object) -> bool:
         return name in self._tools

@@ -19,11 +19,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tools._artifacts import Artifact
-from tools._context import ProgressSink, ToolContext
-from tools._errors import ToolError, ToolInputError, ToolRuntimeError
-from tools._registry import ToolResult, ToolSpec, registry
-from tools._workspace import CallRecord, Workspace
+from physagent.tools._artifacts import Artifact
+from physagent.tools._context import ProgressSink, ToolContext
+from physagent.tools._errors import ToolError, ToolInputError, ToolRuntimeError
+from physagent.tools._registry import ToolResult, ToolSpec, registry
+from physagent.tools._workspace import CallRecord, Workspace
 
 __all__ = ["CallOutcome", "call_tool", "package_versions"]
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools._artifacts import Artifact, files_sha256, id_prefix
+from physagent.tools._artifacts import Artifact, files_sha256, id_prefix
 
 __all__ = ["CallRecord", "PendingArtifact", "Workspace", "default_home"]
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 
-from agent.backends.base import BackendError, ChatBackend, ModelTurn, ToolCallRequest, Usage
-from agent.backends.scripted import ScriptedBackend
+from physagent.agent.backends.base import BackendError, ChatBackend, ModelTurn, ToolCallRequest, Usage
+from physagent.agent.backends.scripted import ScriptedBackend
 
 __all__ = [
     "DEFAULT_BACKEND", "BackendError", "ChatBackend", "ModelTurn", "ScriptedBackend", "ToolCallRequest", "Usage",
@@ -31,15 +31,14 @@ def get_backend(spec: str | None = None) -> ChatBackend:
     spec = (spec or os.environ.get("PHYSAGENT_LLM") or DEFAULT_BACKEND).strip()
     kind, _, option = spec.partition(":")
     if kind == "embedded":
-        from agent.backends.embedded import EmbeddedBackend
+        from physagent.agent.backends.embedded import EmbeddedBackend
 
         return EmbeddedBackend(model=option or DEFAULT_BACKEND.partition(":")[2])
     if kind == "openai":
-        from agent.backends.openai_compat import OpenAICompatibleBackend
+        from physagent.agent.backends.openai_compat import OpenAICompatibleBackend
 
-        if option:
-            os.environ["PHYSAGENT_OPENAI_MODEL"] = option
-        return OpenAICompatibleBackend.from_env()
+        env = {**os.environ, "PHYSAGENT_OPENAI_MODEL": option} if option else None
+        return OpenAICompatibleBackend.from_env(env)
     if kind == "scripted":
         return ScriptedBackend.from_file(option)
     raise BackendError(

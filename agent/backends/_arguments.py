@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agent.grounding import numbers_in
+from physagent.agent.grounding import numbers_in
 
 __all__ = ["fill_stated_arguments", "keep_stated_arguments"]
 

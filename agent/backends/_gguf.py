@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from agent.backends.base import BackendError
-from tools import default_home
+from physagent.agent.backends.base import BackendError
+from physagent.tools import default_home
 
 __all__ = ["PINNED", "ModelFileError", "PinnedModel", "ensure_gguf", "install_command"]
 

@@ -29,9 +29,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from agent.backends._arguments import fill_stated_arguments, keep_stated_arguments
-from agent.backends._gguf import PINNED, ensure_gguf
-from agent.backends.base import BackendError, ModelTurn, ToolCallRequest, Usage
+from physagent.agent.backends._arguments import fill_stated_arguments, keep_stated_arguments
+from physagent.agent.backends._gguf import PINNED, ensure_gguf
+from physagent.agent.backends.base import BackendError, ModelTurn, ToolCallRequest, Usage
 
 __all__ = ["SEED", "EmbeddedBackend", "parse_reply", "render_tools", "reply_schema", "simplify_schema", "to_prompt"]
 

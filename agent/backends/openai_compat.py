@@ -32,7 +32,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
-from agent.backends.base import BackendError, ModelTurn, ToolCallRequest, Usage
+from physagent.agent.backends.base import BackendError, ModelTurn, ToolCallRequest, Usage
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from agent.backends.base import BackendError, ModelTurn, ToolCallRequest, Usage
+from physagent.agent.backends.base import BackendError, ModelTurn, ToolCallRequest, Usage
 
 __all__ = ["ScriptExhaustedError", "ScriptedBackend", "answer", "call", "last_artifact"]
 

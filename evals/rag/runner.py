@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from knowledge import KnowledgeBase, SearchMode
+from physagent.knowledge import KnowledgeBase, SearchMode
 
 __all__ = ["DEFAULT_QUESTIONS", "RetrievalScores", "evaluate_retrieval", "format_scores", "load_questions"]
 

@@ -5,10 +5,10 @@ code with bubblewrap (or says which protections are missing without it); :mod:`t
 turns the run into a :class:`ValidationReport`.
 """
 
-from tools.code import run  # noqa: F401  (registers the tool)
-from tools.code._sandbox import Isolation, Limits, Sandbox, SandboxResult, detect_isolation
-from tools.code._validate import Finding, ValidationReport, ValueCheck, relevant_traceback, static_findings
-from tools.code.run import RunPythonResult, run_python
+from physagent.tools.code import run  # noqa: F401  (registers the tool)
+from physagent.tools.code._sandbox import Isolation, Limits, Sandbox, SandboxResult, detect_isolation
+from physagent.tools.code._validate import Finding, ValidationReport, ValueCheck, relevant_traceback, static_findings
+from physagent.tools.code.run import RunPythonResult, run_python
 
 __all__ = [
     "Finding", "Isolation", "Limits", "RunPythonResult", "Sandbox", "SandboxResult", "ValidationReport", "ValueCheck",

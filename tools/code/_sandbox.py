@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal, cast
 
-from tools._errors import ToolDependencyError
-from tools.code._limits import MIB, Cgroup, Limits, apply_rlimits, user_process_count
+from physagent.tools._errors import ToolDependencyError
+from physagent.tools.code._limits import MIB, Cgroup, Limits, apply_rlimits, user_process_count
 
 __all__ = [
     "INPUTS_DIR", "OUTPUT_DIR", "Isolation", "Limits", "Mount", "Sandbox", "SandboxResult", "detect_isolation",

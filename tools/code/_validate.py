@@ -26,8 +26,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.code._formats import FORMATS, OutputInfo, check_output_file
-from tools.code._sandbox import SandboxResult
+from physagent.tools.code._formats import FORMATS, OutputInfo, check_output_file
+from physagent.tools.code._sandbox import SandboxResult
 
 __all__ = [
     "QUANTITIES", "Finding", "ValidationReport", "ValueCheck", "ValueType", "output_findings", "parse_values",

@@ -28,13 +28,13 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact
-from tools._context import ToolContext
-from tools._errors import ToolInputError
-from tools._registry import ToolResult, tool
-from tools.code._formats import OutputInfo
-from tools.code._sandbox import INPUTS_DIR, Limits, Mount, Sandbox, SandboxResult
-from tools.code._validate import (
+from physagent.tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact
+from physagent.tools._context import ToolContext
+from physagent.tools._errors import ToolInputError
+from physagent.tools._registry import ToolResult, tool
+from physagent.tools.code._formats import OutputInfo
+from physagent.tools.code._sandbox import INPUTS_DIR, Limits, Mount, Sandbox, SandboxResult
+from physagent.tools.code._validate import (
     Finding,
     ValidationReport,
     ValueCheck,
@@ -45,7 +45,7 @@ from tools.code._validate import (
     static_findings,
     value_findings,
 )
-from tools.data._common import EVENT_PARTICLE_FIELDS
+from physagent.tools.data._common import EVENT_PARTICLE_FIELDS
 
 __all__ = ["INPUT_KINDS", "RunPythonResult", "run_python"]
 

@@ -5,7 +5,7 @@ Tools: ``read_root``, ``write_root`` (:mod:`tools.data.root`), ``read_table``
 (:mod:`tools.data.plots`). Momenta, energies and masses are in GeV throughout.
 """
 
-from tools.data import histograms, plots, root, tables  # noqa: F401  (registers the tools)
-from tools.data.histograms import load_histogram
+from physagent.tools.data import histograms, plots, root, tables  # noqa: F401  (registers the tools)
+from physagent.tools.data.histograms import load_histogram
 
 __all__ = ["load_histogram"]

@@ -13,11 +13,11 @@ from typing import Any
 
 from pydantic import Field
 
-from tools._artifacts import Artifact
-from tools._context import ToolContext
-from tools._errors import ToolInputError
-from tools._io import write_parquet
-from tools._registry import ToolResult
+from physagent.tools._artifacts import Artifact
+from physagent.tools._context import ToolContext
+from physagent.tools._errors import ToolInputError
+from physagent.tools._io import write_parquet
+from physagent.tools._registry import ToolResult
 
 __all__ = [
     "EVENT_PARTICLE_FIELDS", "LoadedData", "array_kind", "check_not_empty_fields", "resolve_input_path",

@@ -20,12 +20,12 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field
 
-from tools._artifacts import Artifact, DataRef
-from tools._context import ToolContext
-from tools._errors import ToolInputError
-from tools._io import read_parquet
-from tools._registry import ToolResult, tool
-from tools.data._fields import field_label, field_unit, leaf_paths, object_ordering, resolve_field
+from physagent.tools._artifacts import Artifact, DataRef
+from physagent.tools._context import ToolContext
+from physagent.tools._errors import ToolInputError
+from physagent.tools._io import read_parquet
+from physagent.tools._registry import ToolResult, tool
+from physagent.tools.data._fields import field_label, field_unit, leaf_paths, object_ordering, resolve_field
 
 __all__ = ["HistogramResult", "histogram", "load_histogram"]
 

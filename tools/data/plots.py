@@ -17,11 +17,11 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from tools._artifacts import Artifact, HistogramRef
-from tools._context import ToolContext
-from tools._errors import ToolInputError
-from tools._registry import ToolResult, tool
-from tools.data.histograms import load_histogram
+from physagent.tools._artifacts import Artifact, HistogramRef
+from physagent.tools._context import ToolContext
+from physagent.tools._errors import ToolInputError
+from physagent.tools._registry import ToolResult, tool
+from physagent.tools.data.histograms import load_histogram
 
 __all__ = ["PlotResult", "plot"]
 

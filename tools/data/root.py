@@ -25,12 +25,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from tools._artifacts import Artifact, DataRef
-from tools._context import ToolContext
-from tools._errors import ToolInputError
-from tools._io import read_parquet
-from tools._registry import ToolResult, tool
-from tools.data._common import LoadedData, resolve_input_path, store_array
+from physagent.tools._artifacts import Artifact, DataRef
+from physagent.tools._context import ToolContext
+from physagent.tools._errors import ToolInputError
+from physagent.tools._io import read_parquet
+from physagent.tools._registry import ToolResult, tool
+from physagent.tools.data._common import LoadedData, resolve_input_path, store_array
 
 __all__ = ["RootFile", "read_root", "write_root"]
 

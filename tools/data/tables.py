@@ -17,10 +17,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from tools._context import ToolContext
-from tools._errors import ToolInputError
-from tools._registry import tool
-from tools.data._common import LoadedData, check_not_empty_fields, resolve_input_path, store_array
+from physagent.tools._context import ToolContext
+from physagent.tools._errors import ToolInputError
+from physagent.tools._registry import tool
+from physagent.tools.data._common import LoadedData, check_not_empty_fields, resolve_input_path, store_array
 
 __all__ = ["read_table"]
 

@@ -1,5 +1,5 @@
 """``search_knowledge``: retrieval over the knowledge base (documents, tool catalogue, library APIs)."""
 
-from tools.retrieval.search import KnowledgeHit, KnowledgeSearch, search_knowledge
+from physagent.tools.retrieval.search import KnowledgeHit, KnowledgeSearch, search_knowledge
 
 __all__ = ["KnowledgeHit", "KnowledgeSearch", "search_knowledge"]

@@ -13,11 +13,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from knowledge import KnowledgeBase
-from knowledge.api_reference import sync_api_reference
-from knowledge.catalogue import sync_tool_catalogue
-from tools._context import ProgressTask, ToolContext
-from tools._registry import ToolResult, tool
+from physagent.knowledge import KnowledgeBase
+from physagent.knowledge.api_reference import sync_api_reference
+from physagent.knowledge.catalogue import sync_tool_catalogue
+from physagent.tools._context import ProgressTask, ToolContext
+from physagent.tools._registry import ToolResult, registry, tool
 
 __all__ = ["KnowledgeHit", "KnowledgeSearch", "search_knowledge"]
 
@@ -89,7 +89,7 @@ def search_knowledge(
 def _prepare(kb: KnowledgeBase, collection: Collection, ctx: ToolContext) -> None:
     """Build the generated collections the query needs (only what changed since last time)."""
     if collection in ("tools", "all"):
-        sync_tool_catalogue(kb)
+        sync_tool_catalogue(kb, registry)
     if collection in ("api", "all"):
         with ctx.progress("indexing the installed libraries' API", unit="modules") as task:
             sync_api_reference(kb, progress=_advance(task))

@@ -1,3 +1,3 @@
 """Event simulation: Pythia8 generation, jet clustering with substructure, a fast detector."""
 
-from tools.simulate import detector, events, jets  # noqa: F401  (registers the tools)
+from physagent.tools.simulate import detector, events, jets  # noqa: F401  (registers the tools)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from tools._stdio import capture_fd_stdout
+from physagent.tools._stdio import capture_fd_stdout
 
 __all__ = ["ALGORITHMS", "cluster_events"]
 

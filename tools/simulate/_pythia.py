@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from tools._stdio import capture_fd_stdout
+from physagent.tools._stdio import capture_fd_stdout
 
 __all__ = ["ShardResult", "generate", "invalid_settings", "shard_plan", "try_init"]
 

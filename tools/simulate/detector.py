@@ -62,12 +62,12 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import AfterValidator, Field
 
-from tools._artifacts import Artifact, EventsRef
-from tools._context import ToolContext
-from tools._errors import ToolInputError
-from tools._registry import ToolResult, tool
-from tools.simulate import _detector
-from tools.simulate._detector import CARDS, CardName, Counts, DetectorCard
+from physagent.tools._artifacts import Artifact, EventsRef
+from physagent.tools._context import ToolContext
+from physagent.tools._errors import ToolInputError
+from physagent.tools._registry import ToolResult, tool
+from physagent.tools.simulate import _detector
+from physagent.tools.simulate._detector import CARDS, CardName, Counts, DetectorCard
 
 __all__ = ["CARDS", "DetectorCard", "DetectorSample", "detector_response"]
 
@@ -146,7 +146,7 @@ def _process(source: Path, target: Path, card: DetectorCard, seed: int, ctx: Too
     import awkward as ak
     import pyarrow.parquet as pq
 
-    from tools._io import write_parquet_row_groups
+    from physagent.tools._io import write_parquet_row_groups
 
     n_groups = pq.ParquetFile(source).metadata.num_row_groups
     totals = [Counts(0, 0, 0, 0, 0)]
@@ -172,7 +172,7 @@ def _count_events(path: Path) -> int:
 
 
 def _write_card(source_card: Path, target: Path, detector: dict[str, Any]) -> None:
-    from tools._io import write_json
+    from physagent.tools._io import write_json
 
     base = json.loads(source_card.read_text()) if source_card.exists() else {}
     write_json(base | {"detector": detector}, target)

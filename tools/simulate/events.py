@@ -19,11 +19,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from tools._artifacts import Artifact
-from tools._context import ToolContext
-from tools._errors import ToolInputError, ToolRuntimeError
-from tools._registry import ToolResult, tool
-from tools.simulate import _pythia
+from physagent.tools._artifacts import Artifact
+from physagent.tools._context import ToolContext
+from physagent.tools._errors import ToolInputError, ToolRuntimeError
+from physagent.tools._registry import ToolResult, tool
+from physagent.tools.simulate import _pythia
 
 __all__ = ["EventSample", "generate_events", "process_settings"]
 
@@ -282,7 +282,7 @@ def _write_sample(
 ) -> EventSample:
     import awkward as ak
 
-    from tools._io import write_json, write_parquet_row_groups
+    from physagent.tools._io import write_json, write_parquet_row_groups
 
     write_parquet_row_groups((r.events for r in results), pending.directory / "events.parquet")
     n_accepted = sum(r.n_accepted for r in results)

@@ -13,11 +13,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from tools._artifacts import Artifact, EventsRef
-from tools._context import ToolContext
-from tools._errors import ToolInputError
-from tools._registry import ToolResult, tool
-from tools.simulate import _jets
+from physagent.tools._artifacts import Artifact, EventsRef
+from physagent.tools._context import ToolContext
+from physagent.tools._errors import ToolInputError
+from physagent.tools._registry import ToolResult, tool
+from physagent.tools.simulate import _jets
 
 __all__ = ["JetSample", "cluster_jets"]
 
@@ -67,7 +67,7 @@ def cluster_jets(
     pending = ctx.new_artifact("jets")
     settings = (algorithm, radius, pt_min_gev, eta_max, n_constituents, (softdrop_beta, softdrop_zcut))
     chunks = list(_cluster_chunks(ctx, source.path, n_events, settings))
-    from tools._io import write_parquet_row_groups
+    from physagent.tools._io import write_parquet_row_groups
 
     write_parquet_row_groups(chunks, pending.directory / "jets.parquet")
     jets = ak.concatenate([c.jets for c in chunks])

@@ -7,9 +7,9 @@ Energy Flow Networks (arXiv:1810.05165), a gradient-boosted tree on jet substruc
 are exported to ONNX and TorchScript (:mod:`tools.tag._export`).
 """
 
-from tools.tag.apply import apply_tagger
-from tools.tag.dataset import make_jet_dataset
-from tools.tag.evaluate import evaluate_tagger
-from tools.tag.train import train_tagger
+from physagent.tools.tag.apply import apply_tagger
+from physagent.tools.tag.dataset import make_jet_dataset
+from physagent.tools.tag.evaluate import evaluate_tagger
+from physagent.tools.tag.train import train_tagger
 
 __all__ = ["apply_tagger", "evaluate_tagger", "make_jet_dataset", "train_tagger"]

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tools.tag._architectures import INPUT_NAMES
-from tools.tag._models import build_network
+from physagent.tools.tag._architectures import INPUT_NAMES
+from physagent.tools.tag._models import build_network
 
 __all__ = ["ONNX_FILE", "OPSET", "TORCHSCRIPT_FILE", "ScoreModule", "export_network", "run_onnx"]
 

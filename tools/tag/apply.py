@@ -15,11 +15,11 @@ from typing import Annotated, Any
 import numpy as np
 from pydantic import Field
 
-from tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact
-from tools._context import ToolContext
-from tools._errors import ToolInputError
-from tools._registry import ToolResult, tool
-from tools.tag.train import ModelRef, check_inputs_match, inputs_for, load_tagger, score_model
+from physagent.tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact
+from physagent.tools._context import ToolContext
+from physagent.tools._errors import ToolInputError
+from physagent.tools._registry import ToolResult, tool
+from physagent.tools.tag.train import ModelRef, check_inputs_match, inputs_for, load_tagger, score_model
 
 __all__ = ["TaggerScores", "apply_tagger"]
 
@@ -51,7 +51,7 @@ def apply_tagger(
     Works on any jets artifact from cluster_jets or on a dataset; returns the table artifact and the
     fraction of jets tagged as signal at score 0.5.
     """
-    from tools._io import read_parquet
+    from physagent.tools._io import read_parquet
 
     model_artifact = ctx.artifact(model, "model")
     fitted, card = load_tagger(model_artifact)
@@ -82,7 +82,7 @@ def _write(ctx: ToolContext, flat: Any, ids: dict[str, np.ndarray], scores: np.n
            model: Artifact, source: Artifact) -> TaggerScores:
     import awkward as ak
 
-    from tools._io import write_parquet
+    from physagent.tools._io import write_parquet
 
     kinematics = {name: np.asarray(flat[name], dtype=np.float32) for name in _KEPT}
     outside = _outside_window(kinematics, card)

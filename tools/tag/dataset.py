@@ -34,12 +34,12 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact
-from tools._context import ToolContext
-from tools._errors import ToolInputError, ToolRuntimeError
-from tools._registry import ToolResult, tool
-from tools.tag._features import JET_FEATURES, has_pid, non_finite_fields, particle_feature_names
-from tools.tag._matching import MatchStats, match_event
+from physagent.tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact
+from physagent.tools._context import ToolContext
+from physagent.tools._errors import ToolInputError, ToolRuntimeError
+from physagent.tools._registry import ToolResult, tool
+from physagent.tools.tag._features import JET_FEATURES, has_pid, non_finite_fields, particle_feature_names
+from physagent.tools.tag._matching import MatchStats, match_event
 
 __all__ = ["SPLITS", "DatasetRef", "JetDataset", "make_jet_dataset", "read_dataset", "split_rows"]
 
@@ -247,8 +247,8 @@ def _generate(
     ctx: ToolContext, source: _Source, cuts: _Cuts, n_per_class: int, balance: str, generation: dict[str, Any],
     index: int,
 ) -> _Pool:
-    from tools.simulate import _pythia
-    from tools.simulate.events import EVENTS_PER_SHARD, process_settings
+    from physagent.tools.simulate import _pythia
+    from physagent.tools.simulate.events import EVENTS_PER_SHARD, process_settings
 
     assert source.process is not None  # two_samples never generates (checked in _check_request)
     pt_hat = (cuts.pt_min_gev * _PT_HAT_WINDOW[0], min(cuts.pt_max_gev * _PT_HAT_WINDOW[1],
@@ -295,7 +295,7 @@ def _events_for(missing: int, pool: _Pool) -> int:
 
 def _run(settings: list[str], plan: list[tuple[int, int]], workers: int, report: Callable[[float], None],
          source: _Source) -> Any:
-    from tools.simulate import _pythia
+    from physagent.tools.simulate import _pythia
 
     try:
         yield from _pythia.generate(settings, plan, workers, report)
@@ -305,7 +305,7 @@ def _run(settings: list[str], plan: list[tuple[int, int]], workers: int, report:
 
 def select_jets(particles: Any, partons: Any, cuts: _Cuts, source: _Source) -> tuple[Any, np.ndarray, MatchStats]:
     """Cluster events and return the candidate jets (flat records), their labels and matching counts."""
-    from tools.simulate._jets import cluster_events
+    from physagent.tools.simulate._jets import cluster_events
 
     jets = cluster_events(particles, "antikt", cuts.radius, cuts.pt_min_gev, cuts.eta_max, cuts.n_constituents)
     return select_clustered(jets, partons, cuts, source)
@@ -345,7 +345,7 @@ def _match(jets_per_event: np.ndarray, eta: np.ndarray, phi: np.ndarray, partons
 
 
 def _from_artifact(ctx: ToolContext, source: _Source, sample: str, cuts: _Cuts, param: str) -> _Pool:
-    from tools._io import read_parquet
+    from physagent.tools._io import read_parquet
 
     artifact = ctx.artifact(sample, param)
     data = read_parquet(artifact.path)
@@ -371,7 +371,7 @@ def _partons_for(ctx: ToolContext, artifact: Artifact, data: Any, source: _Sourc
     """The hard-process partons per event of the sample (from the jets' source events), if matching needs them."""
     import awkward as ak
 
-    from tools._io import read_parquet
+    from physagent.tools._io import read_parquet
 
     if source.match is None:
         return None
@@ -471,7 +471,7 @@ def _counts(jets: Any) -> dict[str, dict[str, int]]:
 def _write(ctx: ToolContext, task: str, jets: Any, counts: dict[str, dict[str, int]], notes: list[str],
            pools: list[_Pool], sources: tuple[_Source, _Source | None], cuts: _Cuts, balance: str,
            generation: dict[str, Any]) -> JetDataset:
-    from tools._io import write_json, write_parquet
+    from physagent.tools._io import write_json, write_parquet
 
     stats = MatchStats()
     for pool in pools:
@@ -531,7 +531,7 @@ def _card(task: str, counts: dict[str, dict[str, int]], pools: list[_Pool], sour
 
 def read_dataset(path: Any) -> Any:
     """The jets of a dataset artifact (one record per jet)."""
-    from tools._io import read_parquet
+    from physagent.tools._io import read_parquet
 
     return read_parquet(path)
 

@@ -21,13 +21,13 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from tools._artifacts import Artifact
-from tools._context import ToolContext
-from tools._errors import ToolInputError
-from tools._registry import ToolResult, tool
-from tools.tag._metrics import metrics, plot_roc, save_png
-from tools.tag.dataset import DatasetRef, read_dataset, split_rows
-from tools.tag.train import ModelRef, check_inputs_match, inputs_for, load_tagger, score_model
+from physagent.tools._artifacts import Artifact
+from physagent.tools._context import ToolContext
+from physagent.tools._errors import ToolInputError
+from physagent.tools._registry import ToolResult, tool
+from physagent.tools.tag._metrics import metrics, plot_roc, save_png
+from physagent.tools.tag.dataset import DatasetRef, read_dataset, split_rows
+from physagent.tools.tag.train import ModelRef, check_inputs_match, inputs_for, load_tagger, score_model
 
 __all__ = ["TaggerEvaluation", "TaggerMetrics", "evaluate_tagger"]
 
@@ -149,7 +149,7 @@ def _write(ctx: ToolContext, results: list[TaggerMetrics], columns: dict[str, np
            truth: np.ndarray, weights: np.ndarray, source: Artifact, split: str) -> TaggerEvaluation:
     import awkward as ak
 
-    from tools._io import write_parquet
+    from physagent.tools._io import write_parquet
 
     table = ctx.new_artifact("table")
     write_parquet(ak.zip({"row": rows.astype(np.int64), "label": truth.astype(np.int8),

@@ -28,14 +28,14 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact
-from tools._context import ToolContext
-from tools._errors import ToolInputError
-from tools._registry import ToolResult, tool
-from tools.tag._architectures import ARCHITECTURES, INPUT_NAMES, REFERENCES, ModelKind, Size
-from tools.tag._features import JET_FEATURES, TaggerInputs, has_pid, non_finite_fields, particle_feature_names
-from tools.tag._metrics import metrics, plot_training_curve, save_png
-from tools.tag.dataset import DatasetRef, read_dataset, split_rows
+from physagent.tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact
+from physagent.tools._context import ToolContext
+from physagent.tools._errors import ToolInputError
+from physagent.tools._registry import ToolResult, tool
+from physagent.tools.tag._architectures import ARCHITECTURES, INPUT_NAMES, REFERENCES, ModelKind, Size
+from physagent.tools.tag._features import JET_FEATURES, TaggerInputs, has_pid, non_finite_fields, particle_feature_names
+from physagent.tools.tag._metrics import metrics, plot_training_curve, save_png
+from physagent.tools.tag.dataset import DatasetRef, read_dataset, split_rows
 
 __all__ = [
     "ModelRef", "TrainedTagger", "check_inputs_match", "device", "inputs_for", "load_tagger", "score_model",
@@ -194,7 +194,7 @@ def _split(jets: Any, name: str, n_constituents: int, feature_set: str) -> _Spli
 
 def inputs_for(jets: Any, n_constituents: int, feature_set: str) -> TaggerInputs:
     """Model inputs for flat jet records; EFN and BDT need no particle-feature choice."""
-    from tools.tag._features import tagger_inputs
+    from physagent.tools.tag._features import tagger_inputs
 
     particle_set = "kinematic+pid" if feature_set == "kinematic+pid" else "kinematic"
     return tagger_inputs(jets, n_constituents, particle_set)
@@ -260,7 +260,7 @@ def _particle_set(feature_set: str) -> str:
 
 
 def _fit_bdt(ctx: ToolContext, arch: dict[str, Any], splits: dict[str, _Split], seed: int) -> _Fitted:
-    from tools.tag._models import build_bdt
+    from physagent.tools.tag._models import build_bdt
 
     train, val = splits["train"], splits["validation"]
     data = {"X": train.inputs.jet, "y": train.labels, "sample_weight": train.weights}
@@ -290,7 +290,7 @@ def _fit_network(ctx: ToolContext, kind: str, arch: dict[str, Any], n_features: 
                  settings: _Settings) -> _Fitted:
     import torch
 
-    from tools.tag._models import build_network
+    from physagent.tools.tag._models import build_network
 
     torch.manual_seed(settings.seed)
     where = device()
@@ -425,7 +425,7 @@ def _write(pending: Any, source: Artifact, kind: str, size: str, arch: dict[str,
     exported = _export(fitted.model, kind, arch, test.inputs, feature_set, directory) if export else {}
     card = _card(source, kind, size, arch, feature_set, n_constituents, splits, settings, fitted, test_metrics,
                  exported)
-    from tools._io import write_json
+    from physagent.tools._io import write_json
 
     write_json(card, directory / "card.json")
     # ids and timings vary from run to run: they go into the artifact record, not into the hashed files
@@ -460,7 +460,7 @@ def _save_weights(model: Any, kind: str, directory: Path) -> None:
 def _save_scores(split: _Split, scores: np.ndarray, path: Path) -> None:
     import awkward as ak
 
-    from tools._io import write_parquet
+    from physagent.tools._io import write_parquet
 
     write_parquet(ak.zip({"row": split.rows.astype(np.int64), "label": split.labels.astype(np.int8),
                           "weight": split.weights.astype(np.float32), "score": scores.astype(np.float32)}), path)
@@ -470,7 +470,7 @@ def _export(model: Any, kind: str, arch: dict[str, Any], inputs: TaggerInputs, f
             ) -> dict[str, Any]:
     if kind == "bdt":
         return {}
-    from tools.tag._export import export_network
+    from physagent.tools.tag._export import export_network
 
     example = {name: getattr(inputs, name) for name in INPUT_NAMES[kind]}
     n_features = len(particle_feature_names(_particle_set(feature_set)))
@@ -506,7 +506,7 @@ def _card(source: Artifact, kind: str, size: str, arch: dict[str, Any], feature_
 
 
 def _count_parameters(model: Any) -> int:
-    from tools.tag._models import count_parameters
+    from physagent.tools.tag._models import count_parameters
 
     return count_parameters(model)
 
@@ -529,7 +529,7 @@ def load_tagger(artifact: Artifact) -> tuple[Any, dict[str, Any]]:
         return joblib.load(artifact.directory / "model.joblib"), card
     import torch
 
-    from tools.tag._models import build_network
+    from physagent.tools.tag._models import build_network
 
     net = build_network(kind, card["architecture"], card["features"]["n_particle_features"])
     net.load_state_dict(torch.load(artifact.directory / "model.pt", map_location="cpu", weights_only=True))
