@@ -5,59 +5,116 @@ answer is *supported* when some source number rounds to it at the precision the 
 (``173`` is supported by ``172.6``; ``0.3`` by ``0.298``), or agrees within 1 % (for rescaled
 units, ``1.5 pb`` vs ``1.50e+00``), or equals it ×100 / ÷100 (fractions quoted as percentages).
 Artifact ids and call ids are removed before numbers are read, so their hex digits never count.
+
+Sources carry the quantity their field holds (:func:`physagent.agent.claims.quantity_of_field`), so a
+number written after a quantity word must come from a source of that quantity: "the median is 172"
+backed only by a field ``mean`` is *mislabelled*. Small integers (0–3) written as counts ("2 jets",
+"1 plot") are not claims; written as a result ("the fraction is 0") they need a source of the same
+quantity or the request — a zero somewhere in an unrelated field is no support.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-__all__ = ["extract_numbers", "numbers_in", "unsupported_numbers"]
+from physagent.agent.claims import conflicting, quantity_before, quantity_of_field
+
+__all__ = ["Source", "extract_numbers", "mislabelled_numbers", "numbers_in", "sources_in", "unsupported_numbers"]
 
 _IDS = re.compile(r"\b[a-z]{1,5}-[0-9a-f]{10}\b")
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?(?!\w|\.\d)")
-_SKIP = {"0", "1", "2", "3"}  # counts like "two jets" or "1 plot" are not claims worth checking
+_TRIVIAL = {0.0, 1.0, 2.0, 3.0}
+_COUNT_WORD = re.compile(r"\s+(?!gev|tev|mev|pb|fb|nb|mm|cm|%|percent|sigma)[a-zA-Zα-ωΑ-Ω]")
+
+Origin = Literal["request", "argument", "result", "passage", "error"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """A number the answer may quote: its value, the quantity its field holds (if known), where it came from."""
+
+    value: float
+    quantity: str | None = None
+    origin: Origin = "result"
 
 
 def extract_numbers(text: str) -> list[str]:
     """The numbers written in ``text``, as written (artifact ids removed)."""
-    cleaned = _IDS.sub(" ", text)
-    return [m.group(0) for m in _NUMBER.finditer(cleaned) if re.search(r"\d", m.group(0))]
+    return [m.group(0) for m in _numbers(_IDS.sub(lambda m: " " * len(m.group(0)), text))]
+
+
+def _numbers(text: str) -> list[re.Match[str]]:
+    return [m for m in _NUMBER.finditer(text) if re.search(r"\d", m.group(0))]
 
 
 def numbers_in(value: Any) -> list[float]:
     """Every number in a JSON-like value, including numbers written inside its strings."""
+    return [source.value for source in sources_in(value)]
+
+
+def sources_in(value: Any, origin: Origin = "result", path: str = "") -> list[Source]:
+    """Every number in a JSON-like value as a :class:`Source` labelled by its field path."""
     if isinstance(value, bool):
         return []
     if isinstance(value, (int, float)):
-        return [float(value)]
+        return [Source(float(value), quantity_of_field(path) if path else None, origin)]
     if isinstance(value, str):
-        return [_to_float(n) for n in extract_numbers(value)]
+        return [Source(_to_float(n), None, origin) for n in extract_numbers(value)]
     if isinstance(value, dict):
-        value = list(value.values())
+        return [s for key, item in value.items() for s in sources_in(item, origin, f"{path}.{key}".strip("."))]
     if isinstance(value, (list, tuple)):
-        return [number for item in value for number in numbers_in(item)]
+        return [s for item in value for s in sources_in(item, origin, path)]
     return []
 
 
-def unsupported_numbers(answer: str, sources: Iterable[float]) -> list[str]:
+def unsupported_numbers(answer: str, sources: Iterable[Source | float]) -> list[str]:
     """Numbers in ``answer`` that no source supports (see the module docstring)."""
-    pool = list(sources)
-    return [n for n in extract_numbers(answer) if n.lstrip("+-") not in _SKIP and not _supported(n, pool)]
+    return [written for written, verdict in _verdicts(answer, sources) if verdict == "unsupported"]
+
+
+def mislabelled_numbers(answer: str, sources: Iterable[Source | float]) -> list[str]:
+    """Numbers in ``answer`` whose only support is a source holding another quantity than the word beside it."""
+    return [written for written, verdict in _verdicts(answer, sources) if verdict == "mislabelled"]
+
+
+def _verdicts(answer: str, sources: Iterable[Source | float]) -> list[tuple[str, str]]:
+    pool = [s if isinstance(s, Source) else Source(float(s), None, "request") for s in sources]
+    cleaned = _IDS.sub(lambda m: " " * len(m.group(0)), answer)
+    verdicts = []
+    for match in _numbers(cleaned):
+        written, value = match.group(0), _to_float(match.group(0))
+        if abs(value) in _TRIVIAL and _COUNT_WORD.match(cleaned, match.end()):
+            continue  # "2 jets", "1 plot": a count in the prose, not a claim
+        said = quantity_before(cleaned, match.start())
+        verdicts.append((written, _verdict(written, value, said, pool)))
+    return [(w, v) for w, v in verdicts if v != "supported"]
+
+
+def _verdict(written: str, value: float, said: str | None, pool: list[Source]) -> str:
+    if abs(value) in _TRIVIAL:  # a result of 0 or 1 needs a source that says so, not any stray zero
+        matching = [s for s in pool if abs(s.value - value) <= 0.01
+                    and (s.origin in ("request", "argument", "error") or s.quantity is not None)]
+    else:
+        matching = [s for s in pool if _matches(written, value, s.value)]
+    if not matching:
+        return "unsupported"
+    if any(not conflicting(said, s.quantity) for s in matching):
+        return "supported"
+    return "mislabelled"
 
 
 def _to_float(text: str) -> float:
     return float(text.replace(",", ""))
 
 
-def _supported(written: str, pool: list[float]) -> bool:
-    value = _to_float(written)
+def _matches(written: str, value: float, source: float) -> bool:
     half_step = 0.5 * 10.0 ** -_decimals(written)
-    for source in pool:
-        for candidate in (source, source * 100.0, source / 100.0):
-            if abs(candidate - value) <= half_step * 1.0001 or abs(candidate - value) <= 0.01 * abs(candidate):
-                return True
+    for candidate in (source, source * 100.0, source / 100.0):
+        if abs(candidate - value) <= half_step * 1.0001 or abs(candidate - value) <= 0.01 * abs(candidate):
+            return True
     return False
 
 

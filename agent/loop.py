@@ -1,61 +1,91 @@
-r"""The agent loop: request → relevant tools → model turns with validated tool calls → grounded answer.
+r"""The agent: request → context (tools, worked examples, artifacts, passages) → plan or steps → grounded answer.
 
 A small loop of our own rather than a framework's: small local models need their tool list cut to a
-few relevant tools, constrained JSON replies and a number check on the final answer, and those fit
-in one readable function. Every step is emitted as a typed event (:mod:`agent.events`); tool errors,
-unknown tools and invalid arguments become observations the model can act on, never crashes.
+few relevant tools, worked examples to copy, constrained JSON replies and a check of every number in
+the answer, and those fit in a few readable functions. Two modes:
+
+- ``plan`` (default): the whole plan in one constrained reply, checked against every schema before
+  anything runs, executed, replanned from a failed step (:mod:`physagent.agent.planner`);
+- ``step``: one tool call per model turn, each result read before the next call (below).
+
+Every step is emitted as a typed event (:mod:`physagent.agent.events`); tool errors, unknown tools and
+invalid arguments become observations the model can act on, never crashes.
 """
 
 from __future__ import annotations
 
 import json
-import time
+import os
+import re
+import typing
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
-from physagent.agent.backends import BackendError, ChatBackend, ModelTurn, ToolCallRequest, Usage
+from physagent.agent.agent_tools import spec
+from physagent.agent.backends import BackendError, ChatBackend, ToolCallRequest
 from physagent.agent.backends.scripted import ScriptExhaustedError
-from physagent.agent.events import (
-    AgentEvent,
-    AnswerEvent,
-    ArtifactEvent,
-    ErrorEvent,
-    PlanEvent,
-    ToolCallEvent,
-    ToolResultEvent,
-)
-from physagent.agent.grounding import extract_numbers, numbers_in, unsupported_numbers
+from physagent.agent.claims import mislabelled
+from physagent.agent.context import gather_context
+from physagent.agent.events import AgentEvent, PlanEvent
+from physagent.agent.execution import Run, observation
+from physagent.agent.planner import PlanRun
 from physagent.agent.prompts import prompt
 from physagent.agent.record import AgentRecord
-from physagent.agent.selection import ToolSelector, wants_code, wants_knowledge
-from physagent.tools import CallOutcome, ProgressSink, ToolError, Workspace, call_tool, registry
+from physagent.agent.selection import ToolSelector
+from physagent.tools import ProgressSink, Workspace
 
-__all__ = ["Assistant"]
+__all__ = ["Assistant", "Mode", "checked_mode", "default_mode"]
 
-_OBSERVATION_CHARS = 900
-_LONG_OBSERVATION_CHARS = 2400  # results that are text to read (passages), written compactly by the tool
+Mode = Literal["plan", "step"]
+# the user asked for the same call again: the repeat guard must not cut it
+_ASKED_TO_REPEAT = re.compile(r"\b(twice|again|two times|three times|repeat|re-?run|once more|second time|same .* "
+                              r"(?:as before|again))\b", re.IGNORECASE)
 
 
 class Assistant:
-    """A conversation with tools: ``ask`` one request, or keep calling it for a chat with memory."""
+    """A conversation with tools: ``ask`` one request, or keep calling it for a chat with memory.
+
+    Args:
+        backend: the model (default: ``$PHYSAGENT_LLM`` or the embedded one).
+        workspace: where artifacts and provenance go (default: ``$PHYSAGENT_HOME`` or ``~/.physagent``).
+        mode: ``"plan"`` (plan-then-execute) or ``"step"`` (one call per model turn); default: the mode a
+            scripted backend's script was written for, else ``$PHYSAGENT_AGENT_MODE``, else ``"plan"``.
+        max_steps: model turns allowed per request.
+        max_seconds: wall time allowed per request.
+        tools_per_request: tools offered by similarity (plus those the examples and the request name).
+        examples_per_request: worked examples shown to the model (0: none).
+        replans: plans allowed after a failed step; ``plan_fixes``: corrected plans after a refused one.
+        hygiene: drop optional arguments nobody stated (default: when the backend is a small model).
+        retrieve_first: put passages close to the request into the prompt before the first turn.
+    """
 
     def __init__(
         self,
         backend: ChatBackend | None = None,
         workspace: Workspace | None = None,
+        mode: Mode | None = None,
         max_steps: int = 10,
         max_seconds: float = 1800.0,
         tools_per_request: int = 5,
+        examples_per_request: int = 3,
         grounding_retries: int = 1,
+        replans: int = 2,
+        plan_fixes: int = 2,
+        hygiene: bool | None = None,
+        retrieve_first: bool = True,
         progress: ProgressSink | None = None,
     ) -> None:
         from physagent.agent.backends import get_backend
 
         self.backend = backend or get_backend()
         self.workspace = workspace or Workspace()
+        self.mode: Mode = checked_mode(mode or default_mode(self.backend))
         self.max_steps, self.max_seconds = max_steps, max_seconds
-        self.grounding_retries = grounding_retries
+        self.examples_per_request = examples_per_request
+        self.grounding_retries, self.replans, self.plan_fixes = grounding_retries, replans, plan_fixes
+        self.hygiene = getattr(self.backend, "needs_hygiene", False) if hygiene is None else hygiene
+        self.retrieve_first = retrieve_first
         self.progress = progress
         self.selector = ToolSelector(k=tools_per_request)
         self.session = f"s-{uuid.uuid4().hex[:10]}"
@@ -70,7 +100,9 @@ class Assistant:
 
     def stream(self, request: str) -> Iterator[AgentEvent]:
         """Run one request, yielding each event as it happens."""
-        run = _Run(self, request)
+        context = gather_context(self, request)
+        run: Run = PlanRun(self, request, context) if self.mode == "plan" else StepRun(self, request, context)
+        run.record.mode = self.mode
         try:
             yield from run.events()
         finally:
@@ -81,181 +113,103 @@ class Assistant:
             )
 
 
-class _Run:
-    """The state of one request: messages, sources for the number check, the record."""
+def default_mode(backend: ChatBackend) -> str:
+    """The mode a scripted backend's script was written for, else ``$PHYSAGENT_AGENT_MODE``, else plan."""
+    return getattr(backend, "mode", None) or os.environ.get("PHYSAGENT_AGENT_MODE") or "plan"
 
-    def __init__(self, assistant: Assistant, request: str) -> None:
-        self.a = assistant
-        self.request = request
-        self.start = time.perf_counter()
-        self.step = 0
-        self.usage = Usage()
-        self.sources: list[float] = numbers_in(request) + numbers_in([m["content"] for m in assistant.history])
-        self.record = AgentRecord(session=assistant.session, backend=assistant.backend.name, request=request)
-        wanted = ["search_knowledge"] if wants_knowledge(request, assistant.workspace.root) else []
-        wanted += ["run_python"] if wants_code(request) else []
-        self.offered = assistant.selector.select(self._context(), wanted)
-        self.succeeded: set[str] = set()  # calls that ran, to catch a model repeating itself
-        self.failed: dict[str, str] = {}  # failing calls and their errors: repeating one ends the run
-        self.messages: list[dict[str, Any]] = [
-            {"role": "system", "content": prompt("system")}, *assistant.history,
-            {"role": "user", "content": request},
-        ]
 
-    def _context(self) -> str:
-        earlier = " ".join(m["content"] for m in self.a.history[-2:] if m["role"] == "user")
-        return f"{earlier} {self.request}".strip()
+def checked_mode(mode: str) -> Mode:
+    if mode in ("plan", "step"):
+        return typing.cast(Mode, mode)
+    raise ValueError(f"mode={mode!r}: use 'plan' (plan-then-execute) or 'step' (one tool call per model turn); "
+                     "set it with --mode or PHYSAGENT_AGENT_MODE.")
+
+
+class StepRun(Run):
+    """One request in step mode: a tool call per model turn, each observation read before the next."""
 
     def events(self) -> Iterator[AgentEvent]:
-        yield self._emit(PlanEvent(session=self.a.session, step=0, request=self.request, tools=self.offered))
-        schemas = [registry.get(name).json_schema() for name in self.offered]
-        while True:
-            stop = self._limit_reached()
-            if stop:
-                yield from self._stop(stop)
-                return
-            self.step += 1
+        yield self.emit(PlanEvent(session=self.a.session, step=0, request=self.request, tools=self.context.offered))
+        self.messages = self._messages()
+        schemas = [spec(name).json_schema() for name in self.context.offered]
+        succeeded: set[str] = set()
+        failed: dict[str, str] = {}
+        while (stop := self.out_of_budget()) is None:
             try:
-                turn = self._complete(schemas)
+                turn = self.complete(self.messages, schemas)
             except ScriptExhaustedError:
                 raise
             except BackendError as exc:
                 if exc.retryable:
                     self.messages.append({"role": "user", "content": f"{exc} Reply again with a valid tool call."})
                     continue
-                yield from self._stop(f"the model backend failed: {exc}")
+                yield from self.stop(f"the model backend failed: {exc}")
                 return
             if not turn.tool_calls:
                 yield from self._answer(turn.text)
                 return
-            if any(_key(r) in self.failed for r in turn.tool_calls):
-                yield from self._stop(f"the model repeated a failing call: {self.failed[_key(turn.tool_calls[0])]}")
+            if any(_key(r) in failed for r in turn.tool_calls):
+                yield from self.stop(f"the model repeated a failing call: {failed[_key(turn.tool_calls[0])]}")
                 return
-            if any(_key(r) in self.succeeded for r in turn.tool_calls):
+            if any(_key(r) in succeeded for r in turn.tool_calls) and not _ASKED_TO_REPEAT.search(self.request):
                 yield from self._answer(self._forced_answer(turn.tool_calls[0]))
                 return
-            for request in turn.tool_calls:
-                yield from self._tool(request)
+            for call in turn.tool_calls:
+                yield from self._step(call, succeeded, failed)
+        yield from self.stop(stop)
 
-    def _complete(self, schemas: list[dict[str, Any]]) -> ModelTurn:
-        turn = self.a.backend.complete(self.messages, schemas)
-        self.usage += turn.usage
-        return turn
+    def _messages(self) -> list[dict[str, Any]]:
+        system = "\n\n".join(filter(None, [prompt("system"), self.context.sections()]))
+        self.context.prompt_text = prompt("system")
+        return [{"role": "system", "content": system}, *self.a.history, {"role": "user", "content": self.request}]
+
+    def _step(self, call: ToolCallRequest, succeeded: set[str], failed: dict[str, str]) -> Iterator[AgentEvent]:
+        number = len(self.steps) + 1
+        yield from self.execute(number, call.name, call.arguments)
+        step = self.steps[number]
+        record = {"id": call.id or f"call-{number}", "name": call.name, "arguments": call.arguments}
+        self.messages.append({"role": "assistant", "content": "", "tool_calls": [record]})
+        if step.outcome is None:
+            failed[_key(call)] = step.error
+            text = f"{call.name} FAILED: {step.error} Fix the arguments and try again, or answer if you cannot."
+        else:
+            succeeded.add(_key(call))
+            text = observation(step.outcome)
+        self.messages.append({"role": "tool", "tool_call_id": record["id"], "content": text})
 
     def _forced_answer(self, repeated: ToolCallRequest) -> str:
         """Small models repeat a finished call instead of answering: take that as 'done', ask for the answer."""
         self.messages.append({"role": "user", "content": (
             f"{repeated.name} already ran with these arguments; its result is above. "
             f"Now answer my request: {self.request}")})
-        self.step += 1
-        return self._complete([]).text
+        return self.complete(self.messages, []).text
 
-    def _limit_reached(self) -> str | None:
-        if self.step >= self.a.max_steps:
-            return f"stopped after {self.step} model turns without a final answer (max_steps={self.a.max_steps})"
-        if time.perf_counter() - self.start > self.a.max_seconds:
-            return f"stopped after {self.a.max_seconds:.0f} s without a final answer"
-        return None
-
-    # tools -------------------------------------------------------------------------------------
-
-    def _tool(self, request: ToolCallRequest) -> Iterator[AgentEvent]:
-        yield self._emit(ToolCallEvent(session=self.a.session, step=self.step, tool=request.name,
-                                       arguments=request.arguments))
-        self.sources += numbers_in(request.arguments)
-        outcome, error = self._run_tool(request)
-        call = {"id": request.id or f"call-{self.step}", "name": request.name, "arguments": request.arguments}
-        self.messages.append({"role": "assistant", "content": "", "tool_calls": [call]})
-        if outcome is None:
-            observation = f"{request.name} FAILED: {error} Fix the arguments and try again, or answer if you cannot."
-            self.failed[_key(request)] = error
-            self.record.add_call(request.name, request.arguments, ok=False, error=error)
-            yield self._emit(ToolResultEvent(session=self.a.session, step=self.step, tool=request.name,
-                                             ok=False, summary=error))
-        else:
-            observation = _observation(outcome)
-            self.succeeded.add(_key(request))
-            self.sources += numbers_in(outcome.result.model_dump(mode="json"))
-            self.record.add_call(request.name, request.arguments, ok=True, call_id=outcome.call_id)
-            yield self._emit(ToolResultEvent(
-                session=self.a.session, step=self.step, tool=request.name, ok=True, summary=observation,
-                call_id=outcome.call_id, cached=outcome.cached, result=outcome.result.model_dump(mode="json"),
-            ))
-            for artifact in outcome.artifacts:
-                yield self._emit(ArtifactEvent(session=self.a.session, step=self.step, id=artifact.id,
-                                               kind=artifact.kind, path=str(artifact.path), summary=artifact.summary))
-        self.messages.append({"role": "tool", "tool_call_id": call["id"], "content": observation})
-
-    def _run_tool(self, request: ToolCallRequest) -> tuple[CallOutcome | None, str]:
-        if request.name not in self.offered and request.name not in registry:
-            return None, f"unknown tool {request.name!r}. Available tools: {', '.join(self.offered)}."
-        try:
-            return call_tool(request.name, request.arguments, workspace=self.a.workspace,
-                             session=self.a.session, progress=self.a.progress), ""
-        except ToolError as exc:
-            return None, str(exc)
-
-    # answers -----------------------------------------------------------------------------------
-
-    def _answer(self, text: str) -> Iterator[AgentEvent]:
-        unsupported = unsupported_numbers(text, self.sources)
+    def _answer(self, template: str) -> Iterator[AgentEvent]:
+        text, problems = self.render_answer(template)
+        unsupported, wrong = self.check_numbers(text)
         for _ in range(self.a.grounding_retries):
-            if not unsupported:
+            if not (unsupported or wrong or mislabelled(template)):
                 break
-            self.messages += [
-                {"role": "assistant", "content": text},
-                {"role": "user", "content": "These numbers appear in no tool result: " + ", ".join(unsupported)
-                 + ". Answer again using only numbers the tools returned."},
-            ]
-            text = self._complete([]).text
-            unsupported = unsupported_numbers(text, self.sources)
-        if unsupported:
-            text += f"\n\n[unverified: {', '.join(unsupported)} appear in no tool result]"
-        yield from self._finish(text, unsupported)
+            self.messages += [{"role": "assistant", "content": template}, {"role": "user", "content": (
+                _grounding_feedback(unsupported, wrong, mislabelled(template)))}]
+            template = self.complete(self.messages, []).text
+            text, problems = self.render_answer(template)
+            unsupported, wrong = self.check_numbers(text)
+        note = self.failure_note()
+        self.record.findings = problems
+        text = f"{text}\n\n{note}".strip() if note else text
+        yield from self.finish(text, unsupported, wrong + mislabelled(template))
 
-    def _stop(self, reason: str) -> Iterator[AgentEvent]:
-        yield self._emit(ErrorEvent(session=self.a.session, step=self.step, message=reason))
-        self.record.error = reason
-        done = [f"{c['tool']} ({'ok' if c['ok'] else 'failed'})" for c in self.record.tool_calls]
-        text = f"I could not finish: {reason}." + (f" Tool calls so far: {', '.join(done)}." if done else "")
-        yield from self._finish(text, [])
 
-    def _finish(self, text: str, unsupported: list[str]) -> Iterator[AgentEvent]:
-        self.record.finish(text, extract_numbers(text), unsupported, self.usage, time.perf_counter() - self.start,
-                           self.step)
-        yield self._emit(AnswerEvent(session=self.a.session, step=self.step, text=text,
-                                     numbers=self.record.numbers, unsupported=unsupported))
-
-    def _emit(self, event: AgentEvent) -> AgentEvent:
-        self.record.events.append(event.model_dump(mode="json"))
-        if isinstance(event, ArtifactEvent):
-            self.record.artifacts.append({"id": event.id, "kind": event.kind, "path": event.path,
-                                          "summary": event.summary})
-        return event
-
-    def memory(self) -> list[dict[str, Any]]:
-        """What later turns of a chat remember: the request and the answer with its artifact ids."""
-        made = "; ".join(f"{a['id']} ({a['kind']}): {a['summary']}" for a in self.record.artifacts)
-        answer = self.record.answer + (f"\nArtifacts: {made}" if made else "")
-        return [{"role": "user", "content": self.request}, {"role": "assistant", "content": answer}]
+def _grounding_feedback(unsupported: list[str], wrong: list[str], labels: list[str]) -> str:
+    parts = []
+    if unsupported:
+        parts.append("these numbers appear in no tool result: " + ", ".join(unsupported))
+    if wrong or labels:
+        parts.append("these values are labelled as the wrong quantity: " + ", ".join(wrong + labels))
+    return ("; ".join(parts).capitalize() + ". Answer again with placeholders {artifact-id:field} for values the "
+            "tools returned, naming each quantity correctly.")
 
 
 def _key(request: ToolCallRequest) -> str:
     return f"{request.name}:{json.dumps(request.arguments, sort_keys=True, default=str)}"
-
-
-def _observation(outcome: CallOutcome) -> str:
-    """A short text for the model: inline values, then each artifact's id and summary."""
-    if (custom := outcome.result.observation()) is not None:  # e.g. retrieved passages: citations first
-        text = f"{outcome.tool} OK. {custom}"
-        return text if len(text) <= _LONG_OBSERVATION_CHARS else text[: _LONG_OBSERVATION_CHARS - 3] + "..."
-    values = {k: v for k, v in outcome.result.model_dump(mode="json").items() if not _is_artifact(v)}
-    artifacts = "; ".join(f"{a.id} ({a.kind}): {a.summary}" for a in outcome.artifacts)
-    status = "ran, but its checks FAILED (see report)" if values.get("ok") is False else "OK"
-    text = f"{outcome.tool} {status}. Artifacts: {artifacts or 'none'}. {json.dumps(values, default=str)}"
-    return text if len(text) <= _OBSERVATION_CHARS else text[: _OBSERVATION_CHARS - 3] + "..."
-
-
-def _is_artifact(value: Any) -> bool:
-    items = value if isinstance(value, list) else [value]
-    return bool(items) and all(isinstance(i, dict) and {"id", "sha256"} <= i.keys() for i in items)

@@ -22,6 +22,14 @@ class AgentRecord(BaseModel):
     artifacts: list[dict[str, Any]] = Field(default_factory=list)
     numbers: list[str] = Field(default_factory=list, description="Numbers the answer reports.")
     unsupported: list[str] = Field(default_factory=list, description="Numbers no source supports.")
+    mislabelled: list[str] = Field(default_factory=list,
+                                   description="Numbers whose only source holds another quantity than the answer says.")
+    findings: list[str] = Field(default_factory=list,
+                                description="Placeholders that could not be filled, and other problems of the answer.")
+    mode: str = Field(default="plan", description="How the agent ran: 'plan' (plan-then-execute) or 'step'.")
+    plan: list[dict[str, Any]] = Field(default_factory=list, description="The plans submitted, in order.")
+    timing: dict[str, float] = Field(default_factory=dict,
+                                     description="Seconds in the model (prompt, generation) and in tools.")
     error: str | None = None
     steps: int = 0
     prompt_tokens: int = 0
@@ -42,5 +50,5 @@ class AgentRecord(BaseModel):
 
     @property
     def ok(self) -> bool:
-        """Finished with an answer, no stop, and every reported number supported."""
-        return self.error is None and not self.unsupported
+        """Finished with an answer, no stop, and every reported number supported and labelled right."""
+        return self.error is None and not self.unsupported and not self.mislabelled

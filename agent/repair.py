@@ -22,7 +22,8 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -77,6 +78,8 @@ class RepairResult(BaseModel):
     attempts: list[Attempt]
     final: RunPythonResult | None = Field(description="The last run's full result (None if nothing ran).")
     error: str | None = Field(description="Why it failed after the last attempt (None when ok).")
+    prompt_tokens: int = Field(default=0, description="Tokens the model read over all attempts.")
+    completion_tokens: int = Field(default=0, description="Tokens the model wrote over all attempts.")
 
     @property
     def values(self) -> dict[str, Any]:
@@ -154,15 +157,27 @@ def write_and_run(
         from physagent.agent.backends import get_backend
 
         backend = get_backend()
-        if getattr(backend, "max_tokens", _CODE_TOKENS) < _CODE_TOKENS:  # the embedded default (512) cuts programs
-            backend.max_tokens = _CODE_TOKENS  # type: ignore[attr-defined]
     workspace = workspace or Workspace()
     if docs is None:
         docs = _indexed_api_docs(workspace)
     loop = _RepairLoop(backend, workspace, session or f"s-{uuid.uuid4().hex[:10]}", docs)
     arguments = {"inputs": list(inputs), "outputs": list(outputs), "values": values or {}, "checks": checks or {},
                  "timeout_s": timeout_s, "memory_mb": memory_mb}
-    return loop.run(task, arguments, max_attempts)
+    with _long_replies(backend):
+        return loop.run(task, arguments, max_attempts)
+
+
+@contextmanager
+def _long_replies(backend: ChatBackend) -> Iterator[None]:
+    """Whole programs need longer replies than tool calls (the embedded default of 512 tokens cuts them)."""
+    before = getattr(backend, "max_tokens", None)
+    if before is not None and before < _CODE_TOKENS:
+        backend.max_tokens = _CODE_TOKENS  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        if before is not None:
+            backend.max_tokens = before  # type: ignore[attr-defined]
 
 
 class _RepairLoop:
@@ -274,7 +289,8 @@ class _RepairLoop:
         self.workspace.save_session(self.session, self.backend.name, {
             "turns": [record.model_dump(mode="json")], "repair": [a.model_dump(mode="json") for a in self.attempts]})
         return RepairResult(ok=last.ok, task=task, session=self.session, attempts=self.attempts, final=self.final,
-                            error=error)
+                            error=error, prompt_tokens=record.prompt_tokens,
+                            completion_tokens=record.completion_tokens)
 
     @staticmethod
     def _event(record: AgentRecord, event: Any) -> None:

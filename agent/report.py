@@ -45,5 +45,10 @@ def _artifacts(record: AgentRecord, folder: Path) -> list[str]:
 
 def _footer(record: AgentRecord) -> list[str]:
     note = f" Unverified numbers: {', '.join(record.unsupported)}." if record.unsupported else ""
-    return [f"_Backend {record.backend}; {record.steps} model turns; {record.prompt_tokens} prompt + "
-            f"{record.completion_tokens} completion tokens; {record.wall_s:.1f} s.{note}_"]
+    if record.mislabelled:
+        note += f" Mislabelled numbers: {', '.join(record.mislabelled)}."
+    timing = record.timing
+    split = (f" (model {timing.get('model_s', 0):.1f} s: prompt {timing.get('prompt_s', 0):.1f} s, generation "
+             f"{timing.get('generation_s', 0):.1f} s; tools {timing.get('tools_s', 0):.1f} s)") if timing else ""
+    return [f"_Backend {record.backend}, {record.mode} mode; {record.steps} model turns; {record.prompt_tokens} "
+            f"prompt + {record.completion_tokens} completion tokens; {record.wall_s:.1f} s{split}.{note}_"]

@@ -17,13 +17,13 @@ import numpy as np
 from physagent.knowledge import embedder
 from physagent.tools import registry
 
-__all__ = ["ToolSelector", "embedder", "wants_code", "wants_knowledge"]
+__all__ = ["SOURCE_WORDS", "ToolSelector", "wants_code", "wants_knowledge"]
 
 # words that ask for sources: a tool description cannot compete with them on embedding similarity
-_SOURCE_WORDS = re.compile(r"\b(cite|citation|according to|abstract|paper|talk|proceedings|literature|"
+SOURCE_WORDS = re.compile(r"\b(cite|citation|according to|abstract|paper|talk|proceedings|literature|"
                            r"conference|workshop|book of abstracts|round table)\b", re.IGNORECASE)
 # words that ask for a computation no tool names: offer run_python (generated code in the sandbox)
-_CODE_WORDS = re.compile(r"\b(compute|calculate|fraction of|python|script|write code|count the)\b", re.IGNORECASE)
+_CODE_WORDS = re.compile(r"\b(compute|calculate|fraction of|python|write code|count the)\b", re.IGNORECASE)
 _RELEVANT_PASSAGE = 0.62  # cosine similarity to a passage; tool requests score up to ~0.6 on the sample corpus
 
 
@@ -37,7 +37,7 @@ def wants_knowledge(request: str, home: Path) -> bool:
     passage close to it (the retrieve-first step of the loop)."""
     from physagent.knowledge import KnowledgeBase
 
-    if _SOURCE_WORDS.search(request):
+    if SOURCE_WORDS.search(request):
         return True
     kb = KnowledgeBase.open(home)
     if not kb.exists():

@@ -31,6 +31,7 @@ from typing import Any
 
 from physagent.agent import AgentEvent, AgentRecord, Assistant, ChatBackend, get_backend
 from physagent.agent.backends import DEFAULT_BACKEND, BackendError, ModelTurn
+from physagent.agent.loop import checked_mode, default_mode
 from physagent.tools import Artifact, ProgressUpdate, ToolError, Workspace, call_tool, export_script
 
 __all__ = [
@@ -141,7 +142,7 @@ class Session:
     def __post_init__(self) -> None:
         self._notes: list[str] = []  # remembered before the assistant existed
 
-    def assistant_for(self, choice: BackendChoice, max_steps: int = 10) -> Assistant:
+    def assistant_for(self, choice: BackendChoice, max_steps: int = 10, mode: str | None = None) -> Assistant:
         """The session's assistant, switched to ``choice`` if another backend was used before.
 
         Raises:
@@ -155,6 +156,7 @@ class Session:
         elif self.backend_label != choice.label:
             self.assistant.backend = choice.build()
         self.assistant.max_steps = max_steps
+        self.assistant.mode = checked_mode(mode or default_mode(self.assistant.backend))
         self.backend_label = choice.label
         return self.assistant
 
@@ -222,7 +224,7 @@ _DONE = object()
 
 
 def stream_request(session: Session, choice: BackendChoice, request: str, max_steps: int = 10,
-                   progress_interval_s: float = 0.25) -> Iterator[StreamItem]:
+                   progress_interval_s: float = 0.25, mode: str | None = None) -> Iterator[StreamItem]:
     """Run ``request`` in a worker thread; yield its events and (throttled) tool progress as they happen,
     then its :class:`AgentRecord` (what ``physagent ask --json`` prints).
 
@@ -237,7 +239,7 @@ def stream_request(session: Session, choice: BackendChoice, request: str, max_st
     if not session.lock.acquire(blocking=False):
         raise SessionBusyError(f"session {session.id} is still answering a request; wait for it to finish.")
     try:
-        assistant = session.assistant_for(choice, max_steps)
+        assistant = session.assistant_for(choice, max_steps, mode)
     except BaseException:
         session.lock.release()
         raise

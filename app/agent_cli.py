@@ -5,21 +5,28 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 
-from physagent.agent import AgentEvent, AgentRecord, Assistant, get_backend
+from physagent.agent import AgentEvent, AgentRecord, Assistant, BackendError, get_backend
+from physagent.agent.loop import checked_mode
 from physagent.agent.report import write_report
 from physagent.app._common import JsonFlag, err, out, print_json, reporting_errors
 from physagent.app._progress import RichProgress
 from physagent.tools import Workspace, stdout_to_stderr
+
+if TYPE_CHECKING:
+    from physagent.agent.loop import Mode
 
 __all__ = ["register"]
 
 Backend = Annotated[str | None, typer.Option(help="embedded | embedded:1.5b | embedded:/path.gguf | openai "
                                                   "(default: $PHYSAGENT_LLM or embedded).")]
 MaxSteps = Annotated[int, typer.Option(help="Model turns allowed per request.")]
+ModeOption = Annotated[str | None, typer.Option(
+    "--mode", help="plan: the whole plan in one reply, checked, then run; step: one tool call per model turn "
+                   "(default: $PHYSAGENT_AGENT_MODE or plan).")]
 
 
 def render(event: AgentEvent) -> None:
@@ -53,12 +60,13 @@ def ask(
     request: Annotated[str, typer.Argument(help="What you want, in plain language.")],
     backend: Backend = None,
     max_steps: MaxSteps = 10,
+    mode: ModeOption = None,
     report: Annotated[Path | None, typer.Option(help="Also write a Markdown report (plots copied beside it).")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run one request to completion: steps, artifacts, and a grounded answer."""
     with reporting_errors():
-        assistant = Assistant(backend=get_backend(backend), workspace=Workspace(), max_steps=max_steps)
+        assistant = _assistant(backend, max_steps, mode)
         record = _run(assistant, request, as_json)
     if report is not None:
         write_report(record, report)
@@ -70,10 +78,10 @@ def ask(
         raise typer.Exit(1)
 
 
-def chat(backend: Backend = None, max_steps: MaxSteps = 10) -> None:
+def chat(backend: Backend = None, max_steps: MaxSteps = 10, mode: ModeOption = None) -> None:
     """An interactive session that remembers earlier turns and their artifacts (Ctrl-D or 'exit' ends it)."""
     with reporting_errors():
-        assistant = Assistant(backend=get_backend(backend), workspace=Workspace(), max_steps=max_steps)
+        assistant = _assistant(backend, max_steps, mode)
     out.print(f"physagent chat — backend {assistant.backend.name}, session {assistant.session}. "
               "Type a request; 'exit' or Ctrl-D ends.")
     while True:
@@ -90,6 +98,14 @@ def chat(backend: Backend = None, max_steps: MaxSteps = 10) -> None:
               "writes a script that reproduces its artifacts.")
 
 
+def _assistant(backend: str | None, max_steps: int, mode: str | None) -> Assistant:
+    try:
+        return Assistant(backend=get_backend(backend), workspace=Workspace(), max_steps=max_steps,
+                         mode=checked_mode(mode) if mode else None)
+    except ValueError as exc:
+        raise BackendError(str(exc)) from None
+
+
 def register(app: typer.Typer) -> None:
     """Add the agent commands to the main CLI."""
     app.command()(ask)
@@ -98,24 +114,45 @@ def register(app: typer.Typer) -> None:
 
 
 def eval_suite(
-    suite: Annotated[Path | None, typer.Option(help="Suite file (default: the built-in evals/basic.yaml).")] = None,
-    backend: Backend = None,
+    suite: Annotated[list[Path] | None, typer.Option(help="Suite file or folder (repeatable; default: every "
+                                                         "evals/*.yaml of the package).")] = None,
+    backend: Annotated[list[str] | None, typer.Option(help="Backend spec, as for ask (repeatable: one report "
+                                                           "each).")] = None,
+    mode: Annotated[list[str] | None, typer.Option(help="Agent mode: plan | step (repeatable: one report each; "
+                                                        "default: the agent's default).")] = None,
+    repeat: Annotated[int, typer.Option(min=1, help="Runs per task; pass^N counts tasks that pass all N.")] = 1,
     only: Annotated[list[str] | None, typer.Option(help="Run only these task ids (repeatable).")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Run only tasks with one of these tags (repeatable).")] = None,
     output: Annotated[Path | None, typer.Option(help="Also write the report to this file.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Run an eval suite on a backend: pass rate, tool-call accuracy, steps, tokens and time."""
+    """Run the eval suite: pass@1, pass^N, failure taxonomy, tool-call accuracy, time and tokens per task."""
     from physagent.evals import DEFAULT_SUITE, EvalSuiteError, format_report, load_suite, run_suite, select_tasks
 
+    bad = [m for m in mode or [] if m not in ("plan", "step")]
+    if bad:
+        err.print(f"[bold red]error:[/] --mode {bad[0]!r}: use plan or step", highlight=False)
+        raise typer.Exit(2)
+    paths = suite or [DEFAULT_SUITE]
     try:
-        tasks = select_tasks(load_suite(suite or DEFAULT_SUITE), only)
+        tasks = select_tasks(load_suite(paths), only, tag)
     except EvalSuiteError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
+    name = ", ".join(p.stem if p.is_file() else p.name for p in paths)
+    reports = []
     with reporting_errors(), stdout_to_stderr():
-        report = run_suite(tasks, backend, Workspace().root / "eval-runs", suite=Path(suite or DEFAULT_SUITE).stem,
-                           progress=lambda r, i, n: err.print(f"[{i}/{n}] {r.id}: {r.verdict}", highlight=False))
-    text = report.model_dump_json(indent=2) if as_json else format_report(report)
+        for spec in backend or [None]:
+            for chosen in mode or [None]:
+                reports.append(run_suite(
+                    tasks, spec, Workspace().root / "eval-runs", suite=name, mode=cast("Mode | None", chosen),
+                    repeats=repeat, progress=lambda r, i, n: err.print(f"[{i}/{n}] {r.id}: {r.verdict}",
+                                                                        highlight=False)))
+    if as_json:
+        dumped = [r.model_dump(mode="json") for r in reports]
+        text = json.dumps(dumped[0] if len(dumped) == 1 else dumped, indent=2)
+    else:
+        text = format_report(reports)
     if output is not None:
         output.write_text(text + "\n")
     out.print(text, highlight=False, markup=False)

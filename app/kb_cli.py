@@ -11,15 +11,31 @@ import typer
 
 from physagent.app._common import JsonFlag, err, out, print_json, print_rows
 from physagent.app._progress import RichProgress
-from physagent.knowledge import COLLECTIONS, IngestReport, KnowledgeBase, SearchMode, sample_corpus
+from physagent.knowledge import (
+    COLLECTIONS,
+    GENERATED,
+    SAMPLES,
+    IngestReport,
+    KnowledgeBase,
+    SearchMode,
+    ingest_sample_corpus,
+    sync_samples,
+)
 from physagent.tools import ProgressUpdate, Workspace
 
 __all__ = ["kb_app"]
 
-kb_app = typer.Typer(help="The knowledge base: documents, tool catalogue and library API docs, with citations.",
+kb_app = typer.Typer(help="The knowledge base: your documents, the bundled sample corpus, the tool catalogue and "
+                          "library API docs, with citations.",
                      no_args_is_help=True)
 
 Collection = Annotated[str, typer.Option(help="Collection: 'documents' (default) or a name of yours.")]
+_ABOUT = {  # what the built-in collections hold, for `kb list`
+    "documents": "your documents",
+    SAMPLES: "bundled sample corpus (built on first search; your copy of a book replaces it)",
+    "tools": "this assistant's tool catalogue",
+    "api": "installed libraries' API reference",
+}
 
 
 def _kb() -> KnowledgeBase:
@@ -70,24 +86,36 @@ def ingest(
 
 @kb_app.command("ingest-sample")
 def ingest_sample(as_json: JsonFlag = False) -> None:
-    """Add the bundled sample corpus: five books of abstracts from physics-and-ML meetings."""
+    """Add the bundled sample corpus to your documents (searches already include it as 'samples').
+
+    Five books of abstracts from physics-and-ML meetings. Your copy then replaces the 'samples' one in
+    results, so no passage appears twice.
+    """
     with _progress("embedding the sample corpus") as progress:
-        report = _kb().ingest(sample_corpus(), "documents", progress=progress)
+        report = ingest_sample_corpus(_kb(), "documents", progress=progress)
     _print_report(report, as_json)
 
 
 @kb_app.command()
 def build(
     api: Annotated[bool, typer.Option(help="Also index the installed libraries' API (≈ 1-3 min once).")] = True,
+    samples: Annotated[bool, typer.Option(help="Also index the bundled sample corpus (≈ 1-3 min the first time "
+                                                "on this machine, seconds after).")] = True,
     as_json: JsonFlag = False,
 ) -> None:
-    """(Re)build the generated collections: the tool catalogue and the library API reference."""
+    """(Re)build the generated collections: the tool catalogue, the sample corpus and the library API reference.
+
+    `search_knowledge` builds each on first use; this does it ahead of time.
+    """
     from physagent.knowledge.api_reference import sync_api_reference
     from physagent.knowledge.catalogue import sync_tool_catalogue
     from physagent.tools import registry
 
     kb = _kb()
     reports = [sync_tool_catalogue(kb, registry)]
+    if samples:
+        with _progress("indexing the sample corpus") as progress:
+            reports.append(sync_samples(kb, progress=progress))
     if api:
         with _progress("indexing library APIs") as progress:
             reports.append(sync_api_reference(kb, progress=progress))
@@ -103,12 +131,18 @@ def list_documents(
     """Collections with document and chunk counts, then the documents."""
     kb = _kb()
     if not kb.exists():
-        out.print("The knowledge base is empty: `physagent kb ingest PATH` or `physagent kb ingest-sample`.")
+        out.print("The knowledge base is empty. The bundled sample corpus is indexed on the first search_knowledge "
+                  "call (or now: `physagent kb build`); add your own with `physagent kb ingest PATH`.")
         return
+    collections = [c | {"generated": c["collection"] in GENERATED, "holds": _ABOUT.get(c["collection"], "yours")}
+                   for c in kb.collections()]
     if as_json:
-        print_json({"collections": kb.collections(), "documents": kb.documents(collection)})
+        print_json({"collections": collections, "documents": kb.documents(collection)})
         return
-    print_rows(kb.collections(), ("collection", "documents", "chunks"), False)
+    print_rows(collections, ("collection", "documents", "chunks", "holds"), False)
+    if not any(c["collection"] == SAMPLES for c in collections):
+        out.print("[dim]No 'samples' collection: the first search_knowledge call (or `physagent kb build`) indexes "
+                  "the bundled books of abstracts you have not ingested yourself.[/]", highlight=False)
     out.print()
     print_rows(kb.documents(collection), ("collection", "source", "chunks"), False)
 
@@ -146,7 +180,8 @@ def search(
         print_json({"query": query, "mode": mode, "hits": [h.to_dict() for h in hits]})
         return
     if not hits:
-        out.print("No passages found. Is the knowledge base empty? See `physagent kb list`.")
+        out.print("No passages found. Is the knowledge base empty? See `physagent kb list`; "
+                  "`physagent kb build` indexes the bundled sample corpus.")
     for rank, hit in enumerate(hits, start=1):
         page = f", page {hit.page}" if hit.page else ""
         out.print(f"[bold]{rank}. {hit.title}[/]  [dim]{hit.source}{page} · {hit.collection} · "
@@ -175,7 +210,7 @@ def evaluate(
 
     kb = _kb()
     with _progress("embedding the sample corpus") as progress:
-        kb.ingest(sample_corpus(), "documents", progress=progress)
+        ingest_sample_corpus(kb, "documents", progress=progress)
     results = evaluate_retrieval(kb, load_questions(questions or DEFAULT_QUESTIONS))
     if as_json:
         print_json([r.to_dict() for r in results])

@@ -4,11 +4,15 @@ r"""The MCP server: every registered tool, and every artifact as a resource, for
 subprocess); ``physagent mcp --transport http`` serves streamable HTTP at ``http://127.0.0.1:8765/mcp``.
 
 - **Tools**: each tool's name, description and JSON input schema come straight from the registry
-  (the low-level SDK server, not signature introspection: the schemas already exist). A call runs
-  :func:`tools.call_tool` in a worker thread, reports the tool's progress to the client, and returns
-  the typed result as structured content (the same JSON ``physagent tools call --json`` prints), a
-  text copy of it, a link to each artifact and, for plots, the PNG inline. A tool error (bad
-  argument, failed run) is an error *result* the model can read; protocol faults stay protocol errors.
+  (the low-level SDK server, not signature introspection: the schemas already exist), with an
+  ``outputSchema`` (the tool's result model inside the call document, :func:`app._schemas.call_model`)
+  and annotations: ``readOnlyHint`` for tools that add no artifact (:attr:`ToolSpec.read_only`),
+  ``idempotentHint`` for cacheable ones, whose repeated call replays the cached result
+  (:attr:`ToolSpec.idempotent`). A call runs :func:`tools.call_tool` in a worker thread, reports the
+  tool's progress to the client, and returns the typed result as structured content conforming to
+  that schema (the same JSON ``physagent tools call --json`` prints), a text copy of it, a link to
+  each artifact and, for plots, the PNG inline. A tool error (bad argument, failed run) is an error
+  *result* the model can read; protocol faults stay protocol errors.
 - **Resources**: every artifact of the workspace as ``artifact://<id>`` (primary file) and
   ``artifact://<id>/<file>`` (any file of it), with its MIME type; text files as text, others base64.
 
@@ -34,6 +38,7 @@ from mcp.server import Server, ServerRequestContext
 from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS
 
+from physagent.app._schemas import call_model, output_schema
 from physagent.app._session import ThrottledProgress
 from physagent.tools import (
     ARTIFACT_ID_PATTERN,
@@ -94,8 +99,15 @@ def create_server(workspace: Workspace | None = None) -> Server[Any]:
 
 
 def _tool(spec: ToolSpec) -> types.Tool:
-    return types.Tool(name=spec.name, title=spec.summary, description=spec.description,
-                      input_schema=spec.parameters_schema())
+    title = _title(spec)
+    annotations = types.ToolAnnotations(title=title, read_only_hint=spec.read_only, idempotent_hint=spec.idempotent)
+    return types.Tool(name=spec.name, title=title, description=spec.description, input_schema=spec.parameters_schema(),
+                      output_schema=output_schema(spec), annotations=annotations)
+
+
+def _title(spec: ToolSpec) -> str:
+    """A display name from the tool's verb phrase: ``generate_events`` → 'Generate events'."""
+    return spec.name.replace("_", " ").capitalize()
 
 
 # calls ---------------------------------------------------------------------------------------------
@@ -123,7 +135,8 @@ def _report(ctx: ServerRequestContext[Any], update: ProgressUpdate) -> None:
 
 
 def _result(outcome: CallOutcome) -> types.CallToolResult:
-    document = outcome.to_json()
+    """The call document, checked against the tool's ``outputSchema`` model, as structured content and text."""
+    document = call_model(registry.get(outcome.tool)).model_validate(outcome.to_json()).model_dump(mode="json")
     content: list[types.ContentBlock] = [types.TextContent(text=json.dumps(document, indent=1))]
     for artifact in outcome.artifacts:
         content.append(types.ResourceLink(**_resource(artifact).model_dump(exclude_none=True)))

@@ -21,7 +21,11 @@ session; the response's ``X-Physagent-Session`` header says which — reuse it t
 
 **Errors.** Invalid input → 422 ``{"detail": [{"loc", "field", "msg", "type"}]}`` with the message the
 CLI prints; unknown tool, session or artifact → 404; a busy session → 409; an upload over the limit
-→ 413; a model backend that cannot be reached → 503; a tool that failed on valid input → 500.
+→ 413; a model backend that cannot be reached → 503; a tool that failed on valid input → 500. Other errors
+have the body ``{"detail": "<message>", "type"?: "<error class>"}``. The OpenAPI document declares these
+bodies (``InvalidInput``, ``ErrorBody``) on the routes that can return them, and each tool route's own
+response model (``GenerateEventsResponse`` …: call id, cached, wall time, the typed result, artifacts with
+download URLs, session).
 
 **Security.** Binds to 127.0.0.1 by default; another address needs ``PHYSAGENT_API_TOKEN``, and a
 configured token is required on every route as ``Authorization: Bearer <token>``. Artifact ids are
@@ -29,14 +33,16 @@ checked against their pattern before any path is built; uploads are size-limited
 paths on the server, so a token holder can read files the server can: give tokens to trusted users only.
 """
 
+import dataclasses
 import importlib.metadata
 import inspect
 import json
 import mimetypes
 import re
+import typing
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Body, Depends, FastAPI, File, Header, HTTPException, Query, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -44,8 +50,9 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
 
-from physagent.agent import AgentRecord
+from physagent.agent import AgentEvent, AgentRecord
 from physagent.agent.backends import BackendError
+from physagent.app._schemas import rest_call_model
 from physagent.app._security import BearerTokenMiddleware
 from physagent.app._session import (
     BackendChoice,
@@ -64,6 +71,7 @@ from physagent.app._session import (
 from physagent.tools import (
     ARTIFACT_ID_PATTERN,
     CallOutcome,
+    ProgressUpdate,
     ToolCancelledError,
     ToolDependencyError,
     ToolInputError,
@@ -74,7 +82,7 @@ from physagent.tools import (
     registry,
 )
 
-__all__ = ["SESSION_HEADER", "AskBody", "create_app"]
+__all__ = ["SESSION_HEADER", "AskBody", "ErrorBody", "InvalidInput", "Problem", "create_app"]
 
 SESSION_HEADER = "X-Physagent-Session"
 DEFAULT_MAX_UPLOAD_MB = 200
@@ -93,7 +101,49 @@ class AskBody(BaseModel):
     backend: str | None = Field(None, description="embedded | embedded:0.5b | embedded:1.5b | openai | "
                                 "openai:<model> (the server's endpoint); default: the server's backend.")
     max_steps: int = Field(10, ge=1, le=50, description="Model turns allowed for this request.")
+    mode: Literal["plan", "step"] | None = Field(None, description="'plan': the whole plan in one reply, checked, "
+                                                "then run (default); 'step': one tool call per model turn.")
     stream: bool = Field(True, description="true: Server-Sent Events as the agent works; false: one JSON record.")
+
+
+class Problem(BaseModel):
+    """One reason a request was refused."""
+
+    loc: list[str | int] = Field(description="Where: ['body', <parameter>], ['query', ...], ['header', ...].")
+    field: str | None = Field(description="The parameter or field at fault (null when the whole body is).")
+    msg: str = Field(description="What is wrong and what is allowed: the message the CLI prints.")
+    type: str = Field(description="Kind of problem, e.g. tool_input, missing, int_parsing, value_error.")
+
+
+class InvalidInput(BaseModel):
+    """The body of a 422: every problem found."""
+
+    detail: list[Problem]
+
+
+class ErrorBody(BaseModel):
+    """The body of every other error (401, 404, 409, 411, 413, 500, 503)."""
+
+    detail: str = Field(description="What went wrong and what to do next.")
+    type: str | None = Field(None, description="The error's class (e.g. SessionNotFoundError, ToolRuntimeError); "
+                                               "absent for unknown tools and artifacts and for upload limits.")
+
+
+_ERRORS: dict[int, tuple[type[BaseModel], str]] = {
+    401: (ErrorBody, "Missing or wrong API token."),
+    404: (ErrorBody, "Unknown tool, session or artifact."),
+    409: (ErrorBody, "The session is still answering another request."),
+    411: (ErrorBody, "The upload has no Content-Length header."),
+    413: (ErrorBody, "The upload is over the server's size limit."),
+    422: (InvalidInput, "Invalid input: each problem names its field and says what is allowed."),
+    500: (ErrorBody, "The tool failed on valid input."),
+    503: (ErrorBody, "A dependency or the model backend is not available."),
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the error statuses a route can return, with the bodies the handlers send."""
+    return {code: {"model": _ERRORS[code][0], "description": _ERRORS[code][1]} for code in codes}
 
 
 def create_app(home: Path | str | None = None, token: str | None = None, *, backend: str | None = None,
@@ -105,7 +155,7 @@ def create_app(home: Path | str | None = None, token: str | None = None, *, back
     store = SessionStore(home or default_home())
     app = FastAPI(title="physagent", version=importlib.metadata.version("physagent"),
                   summary="Typed physics and ML tools, and an agent that uses them.",
-                  description=(__doc__ or "").split("\n\n", 1)[1])
+                  description=(__doc__ or "").split("\n\n", 1)[1], responses=_errors(401) if token else None)
     app.state.store = store
     _add_error_handlers(app)
     _add_tool_routes(app, store)
@@ -149,19 +199,21 @@ def _problem(loc: list[Any], field: str | None, msg: str, kind: str) -> dict[str
 def _add_tool_routes(app: FastAPI, store: SessionStore) -> None:
     session_dep = _session_dependency(store, create=True)
 
-    @app.get("/tools", tags=["tools"], summary="List registered tools.")
+    @app.get("/tools", tags=["tools"], summary="List registered tools.", responses=_errors(422))
     def list_tools(category: str | None = None) -> list[dict[str, str]]:
         return [{"name": s.name, "category": s.category, "version": s.version, "summary": s.summary}
                 for s in registry if category in (None, s.category)]
 
-    @app.get("/tools/{name}", tags=["tools"], summary="Describe one tool: its JSON schema and an example call.")
+    @app.get("/tools/{name}", tags=["tools"], summary="Describe one tool: its JSON schema and an example call.",
+             responses=_errors(404, 422))
     def describe_tool(name: str) -> dict[str, Any]:
         spec = _known_tool(name)
         return spec.json_schema() | {"category": spec.category, "version": spec.version, "example": spec.example()}
 
     for spec in registry:
         app.add_api_route(f"/tools/{spec.name}", _tool_endpoint(spec, session_dep), methods=["POST"], tags=["tools"],
-                          summary=spec.summary, description=spec.description, operation_id=f"call_{spec.name}")
+                          summary=spec.summary, description=spec.description, operation_id=f"call_{spec.name}",
+                          response_model=rest_call_model(spec), responses=_errors(404, 422, 500, 503))
 
     @app.post("/tools/{name}", tags=["tools"], summary="Unknown tools: 404.", include_in_schema=False)
     def unknown_tool(name: str) -> None:
@@ -207,17 +259,40 @@ def _add_agent_routes(app: FastAPI, store: SessionStore, default: BackendChoice)
     session_dep = _session_dependency(store, create=True)
 
     @app.post("/agent/ask", tags=["agent"], summary="Ask the agent; stream its events (SSE) or get the record.",
-              responses={200: {"description": "text/event-stream of agent events (event: plan, tool_call, "
-                                               "tool_result, artifact, progress, answer, error), then event: "
-                                               "record; or, with stream=false, the JSON record."}})
+              responses={200: _ask_response()} | _errors(404, 409, 422, 503))
     def ask(body: AskBody, session: Annotated[Session, Depends(session_dep)]) -> Response:
         choice = _backend_choice(body.backend, default)
-        items = stream_request(session, choice, body.request, body.max_steps)
+        items = stream_request(session, choice, body.request, body.max_steps, mode=body.mode)
         headers = {SESSION_HEADER: session.id}
         if body.stream:
             return EventSourceResponse(_sse(items), headers=headers, ping=15)
         record = _last_record(items)
         return JSONResponse(record.model_dump(mode="json"), headers=headers)
+
+
+def _ask_response() -> dict[str, Any]:
+    """The 200 of /agent/ask: an SSE stream (``stream: true``) or the JSON record (``stream: false``)."""
+    stream = {"schema": {"type": "string", "description": "Server-Sent Events; see the response description."},
+              "itemSchema": {"type": "object", "required": ["event", "data"], "properties": {
+                  "event": {"type": "string", "enum": [*_event_fields(), "record"]},
+                  "data": {"type": "string", "contentMediaType": "application/json"}}}}
+    return {"model": AgentRecord, "description": _ask_description(), "content": {"text/event-stream": stream}}
+
+
+def _ask_description() -> str:
+    events = "\n".join(f"- `{kind}`: {', '.join(fields)}" for kind, fields in _event_fields().items())
+    return ("With stream=true (the default), text/event-stream: one message per agent event, `event:` its type "
+            "and `data:` one JSON object whose `type` repeats it:\n\n" + events +
+            f"\n- `record` (last): the AgentRecord ({', '.join(AgentRecord.model_fields)})\n\n"
+            "A run that fails after the stream has started ends with `event: error`, data `{type, message}`. "
+            "With stream=false, application/json: the AgentRecord that `physagent ask --json` prints.")
+
+
+def _event_fields() -> dict[str, list[str]]:
+    """Event type → the fields of its JSON payload (see ``event_payload``), besides ``type``."""
+    fields = {model.model_fields["type"].default: [f for f in model.model_fields if f != "type"]
+              for model in typing.get_args(AgentEvent)}
+    return fields | {"progress": [f.name for f in dataclasses.fields(ProgressUpdate)]}
 
 
 def _backend_choice(requested: str | None, default: BackendChoice) -> BackendChoice:
@@ -261,12 +336,14 @@ def _add_session_routes(app: FastAPI, store: SessionStore, max_upload_bytes: int
         session = store.create()
         return JSONResponse({"session": session.id}, status_code=201, headers={SESSION_HEADER: session.id})
 
-    @app.get("/sessions/{session_id}", tags=["sessions"], summary="A session's provenance.")
+    @app.get("/sessions/{session_id}", tags=["sessions"], summary="A session's provenance.",
+             responses=_errors(404, 422))
     def session_provenance(session_id: str) -> dict[str, Any]:
         return provenance(store.get(session_id))
 
     @app.get("/sessions/{session_id}/export", tags=["sessions"], response_class=PlainTextResponse,
-             summary="A Python script that reproduces the session's artifacts without the agent.")
+             summary="A Python script that reproduces the session's artifacts without the agent.",
+             responses=_errors(404, 422))
     def export_session(session_id: str) -> PlainTextResponse:
         session = store.get(session_id)
         try:
@@ -275,7 +352,8 @@ def _add_session_routes(app: FastAPI, store: SessionStore, max_upload_bytes: int
             raise HTTPException(404, detail=exc.args[0]) from None
         return PlainTextResponse(script.read_text(), media_type="text/x-python")
 
-    @app.post("/uploads", tags=["sessions"], summary="Upload a data file or a document into the session.")
+    @app.post("/uploads", tags=["sessions"], summary="Upload a data file or a document into the session.",
+              responses=_errors(404, 411, 413, 422))
     def upload(file: Annotated[UploadFile, File(description="ROOT, Parquet, CSV, HDF5, PDF or Markdown file.")],
                session: Annotated[Session, Depends(new_session)]) -> dict[str, Any]:
         try:
@@ -288,7 +366,8 @@ def _add_session_routes(app: FastAPI, store: SessionStore, max_upload_bytes: int
         return import_upload(session, path).to_json() | {"session": session.id}
 
     @app.get("/artifacts/{artifact_id}", tags=["artifacts"], response_class=FileResponse,
-             summary="Download an artifact's primary file, or another of its files with ?file=.")
+             summary="Download an artifact's primary file, or another of its files with ?file=.",
+             responses=_errors(404, 422))
     def download(artifact_id: str, session: Annotated[Session, Depends(existing_session)],
                  file: Annotated[str | None, Query(description="One of the artifact's files.")] = None,
                  ) -> FileResponse:

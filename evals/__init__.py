@@ -1,35 +1,42 @@
 r"""physagent evals: plain-language tasks with machine-checkable expectations, run through the agent.
 
-- :func:`load_suite` reads a YAML suite (``evals/basic.yaml``, :data:`DEFAULT_SUITE`) into validated
-  :class:`Task` models; :func:`select_tasks` picks tasks by id.
-- :func:`run_suite` runs the tasks through one backend, each in a fresh workspace, and returns a
-  :class:`SuiteReport` (pass rate, tool-call accuracy, mean steps, tokens, wall time).
-- :func:`check` judges one :class:`agent.AgentRecord` against a task; :func:`format_report` renders
-  Markdown, ``report.model_dump(mode="json")`` the JSON.
+- :func:`load_suite` reads YAML suites (by default every ``evals/*.yaml`` file, :data:`DEFAULT_SUITE`)
+  into validated :class:`Task` models — with ``setup`` calls, ``files`` of the physicist's, a ``history``
+  of earlier requests, and expectations — and :func:`select_tasks` picks tasks by id or tag;
+- :func:`run_suite` runs the tasks through one backend in one mode, ``repeats`` times, each run in a fresh
+  workspace, and returns a :class:`SuiteReport` (pass@1, pass^k, the failure taxonomy, tool-call accuracy,
+  median wall time and tokens, the per-task table);
+- :func:`check` judges one :class:`agent.AgentRecord` against a task, recomputing values from the
+  artifacts' files (:func:`measure`); :func:`format_report` renders Markdown, ``report.model_dump(mode="json")``
+  the JSON.
 
 >>> from physagent.evals import load_suite
->>> len(load_suite()) >= 15
+>>> len(load_suite()) >= 60
 True
 """
 
-from physagent.evals.runner import (
+from physagent.evals.checks import Failure, check, refuses
+from physagent.evals.measures import MeasureError, measure
+from physagent.evals.report import FAILURE_KINDS, SuiteReport, TaskResult, TaskSummary, format_report
+from physagent.evals.runner import ProgressCallback, prepare_task, run_suite
+from physagent.evals.schema import (
     DEFAULT_SUITE,
+    MEASURES,
     ArgumentMatch,
+    ArtifactCheck,
     EvalSuiteError,
     Expectation,
+    FileSpec,
     NumberExpectation,
-    ProgressCallback,
-    SuiteReport,
+    SetupStep,
     Task,
-    TaskResult,
-    check,
-    format_report,
     load_suite,
-    run_suite,
     select_tasks,
 )
 
 __all__ = [
-    "DEFAULT_SUITE", "ArgumentMatch", "EvalSuiteError", "Expectation", "NumberExpectation", "ProgressCallback",
-    "SuiteReport", "Task", "TaskResult", "check", "format_report", "load_suite", "run_suite", "select_tasks",
+    "DEFAULT_SUITE", "FAILURE_KINDS", "MEASURES", "ArgumentMatch", "ArtifactCheck", "EvalSuiteError", "Expectation",
+    "Failure", "FileSpec", "MeasureError", "NumberExpectation", "ProgressCallback", "SetupStep", "SuiteReport", "Task",
+    "TaskResult", "TaskSummary", "check", "format_report", "load_suite", "measure", "prepare_task", "refuses",
+    "run_suite", "select_tasks",
 ]

@@ -1,444 +1,65 @@
-r"""Run an eval suite through the agent and score every answer against machine-checkable expectations.
+r"""Run an eval suite through the agent and score every run against machine-checkable expectations.
 
-A suite is a YAML file of tasks (see ``evals/basic.yaml`` for the schema): a plain-language request
-and what a correct run must show — tools called successfully in order, artifact kinds made, argument
-values, numbers in the answer (or in a tool result) within a range, and a grounded answer. Each task
-runs in a fresh workspace; a backend that raises fails its task, never the suite.
+A suite is YAML files of tasks (schema: the header of ``evals/basic.yaml``; models:
+:mod:`physagent.evals.schema`). Each run of a task gets a fresh task directory and workspace:
 
+1. files with literal ``text`` are written to ``<task dir>/data/``;
+2. the ``setup`` calls run through :func:`~physagent.tools.call_tool` — in the task's workspace, so the
+   agent sees their artifacts as earlier work, or (``setup_visible: false``) in a scratch workspace
+   ``<task dir>/setup`` it never sees — and ``files`` copied from setup artifacts land in ``data/``;
+3. the ``history`` requests run through the same :class:`~physagent.agent.Assistant`, unjudged;
+4. the request runs (``{files.NAME}`` → the file's absolute path, ``{setup.NAME}`` → the setup artifact's
+   id) and :func:`~physagent.evals.checks.check` judges it.
+
+A backend that raises fails its run, never the suite; so does a setup call that fails (``setup_failed``).
 The ``physagent eval`` command is a few lines over this module:
 
 >>> from physagent.evals import DEFAULT_SUITE, format_report, load_suite, run_suite, select_tasks
->>> tasks = select_tasks(load_suite(DEFAULT_SUITE), only=["dy_explicit"])   # --suite, --only
->>> report = run_suite(tasks, "embedded:1.5b", "eval-runs",                 # --backend
-...                    progress=lambda r, i, n: print(f"[{i}/{n}] {r.id}: {r.verdict}"))  # doctest: +SKIP
->>> print(format_report(report))                                           # doctest: +SKIP
->>> Path("report.json").write_text(report.model_dump_json(indent=2))        # --json --output  # doctest: +SKIP
+>>> tasks = select_tasks(load_suite(DEFAULT_SUITE), tags=["follow_up"])        # --suite, --only, --tag
+>>> report = run_suite(tasks, "embedded:1.5b", "eval-runs", mode="step",        # --backend, --mode
+...                    repeats=3)                                                 # --repeat  # doctest: +SKIP
+>>> print(format_report(report))                                                # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import math
-import re
 import shutil
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, field_validator, model_validator
+from typing import Any
 
 from physagent.agent import AgentRecord, Assistant, ChatBackend, get_backend
+from physagent.agent.loop import Mode
+from physagent.evals.checks import Failure, check
+from physagent.evals.report import SuiteReport, TaskResult
+from physagent.evals.schema import Task, substitute
 from physagent.knowledge import KnowledgeBase, sample_corpus
-from physagent.tools import Workspace, registry
+from physagent.tools import CallOutcome, ToolError, Workspace, call_tool
 
-__all__ = [
-    "DEFAULT_SUITE", "ArgumentMatch", "EvalSuiteError", "Expectation", "NumberExpectation", "ProgressCallback",
-    "SuiteReport", "Task", "TaskResult", "check", "format_report", "load_suite", "run_suite", "select_tasks",
-]
+__all__ = ["ProgressCallback", "prepare_task", "run_suite"]
 
-DEFAULT_SUITE = Path(__file__).with_name("basic.yaml")
+ProgressCallback = Callable[[TaskResult, int, int], None]
+"""Called after each run with its result, the number of runs done and the total."""
 
-ArtifactKind = Literal["events", "jets", "table", "histogram", "plot", "root"]
-ProgressCallback = Callable[["TaskResult", int, int], None]
-"""Called after each task with its result, the number of tasks done and the total."""
 
+class SetupError(RuntimeError):
+    """A setup step or file of a task could not be made."""
 
-class EvalSuiteError(ValueError):
-    """A suite file or a task selection is malformed; the message names the file, task and field."""
 
+@dataclass
+class Prepared:
+    """A task ready to run: its workspace, its files and setup results, and the texts with placeholders filled."""
 
-# the suite schema ---------------------------------------------------------------------------------
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ArgumentMatch(_Strict):
-    """How one argument is judged: ``equals`` a value, is ``one_of`` several, or lies in ``[min, max]``."""
-
-    equals: Any = None
-    one_of: list[Any] | None = None
-    min: float | None = None
-    max: float | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _bare_value_means_equals(cls, value: Any) -> Any:
-        return value if isinstance(value, dict) else {"equals": value}
-
-    @model_validator(mode="after")
-    def _exactly_one_kind(self) -> ArgumentMatch:
-        kinds = [self.equals is not None, self.one_of is not None, self.min is not None or self.max is not None]
-        if sum(kinds) != 1:
-            raise ValueError("give a bare value, or a mapping with exactly one of: equals, one_of, min/max")
-        return self
-
-    def matches(self, value: Any) -> bool:
-        if self.one_of is not None:
-            return any(_same(value, option) for option in self.one_of)
-        if self.equals is not None:
-            return _same(value, self.equals)
-        return _is_number(value) and _in_range(float(value), self.min, self.max)
-
-    def describe(self) -> str:
-        if self.one_of is not None:
-            return "one of " + ", ".join(map(repr, self.one_of))
-        return repr(self.equals) if self.equals is not None else _range_text(self.min, self.max)
-
-
-class NumberExpectation(_Strict):
-    """A quantity that must lie in ``[min, max]``: some number of the answer, and/or a tool's result field."""
-
-    in_answer: bool = True
-    result: str | None = Field(default=None, description="'tool.field' of the first successful call's result.")
-    min: float | None = None
-    max: float | None = None
-
-    @model_validator(mode="after")
-    def _is_checkable(self) -> NumberExpectation:
-        if self.min is None and self.max is None:
-            raise ValueError("give min, max or both")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min={self.min} is above max={self.max}")
-        if not self.in_answer and self.result is None:
-            raise ValueError("in_answer is false and no result field is given: nothing to check")
-        return self
-
-
-class Expectation(_Strict):
-    """What a correct run shows (every field optional; an empty expectation passes any finished run)."""
-
-    tools: list[str] = Field(default_factory=list, description="Called successfully, in this order (subsequence).")
-    artifacts: list[ArtifactKind] = Field(default_factory=list, description="Artifact kinds that must exist.")
-    arguments: dict[str, ArgumentMatch] = Field(default_factory=dict, description="'tool.param' → expected value.")
-    numbers: dict[str, NumberExpectation] = Field(default_factory=dict)
-    grounded: bool = Field(default=True, description="No number in the answer lacks a source.")
-    answer_contains: list[str] = Field(default_factory=list, description="Phrases the answer must contain "
-                                       "(case-insensitive).")
-    cites: bool = Field(default=False, description="The answer cites a retrieved passage as [source: title].")
-    finished: bool = Field(default=True, description="The run ended with an answer, not at a step/time limit.")
-
-    @field_validator("tools")
-    @classmethod
-    def _known_tools(cls, tools: list[str]) -> list[str]:
-        unknown = [t for t in tools if t not in registry]
-        if unknown:
-            raise ValueError(f"unknown tool(s) {unknown}; registered: {', '.join(s.name for s in registry)}")
-        return tools
-
-    @model_validator(mode="after")
-    def _references_resolve(self) -> Expectation:
-        for key in self.arguments:
-            _check_reference(key, self.tools, "arguments", lambda spec: spec.input_model.model_fields)
-        for name, number in self.numbers.items():
-            if number.result:
-                _check_reference(number.result, self.tools, f"numbers.{name}.result",
-                                 lambda spec: spec.result_model.model_fields)
-        return self
-
-
-class Task(_Strict):
-    """One request of a suite and what a correct run of it shows."""
-
-    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
-    request: str = Field(min_length=1)
-    expect: Expectation = Field(default_factory=Expectation)
-    max_steps: int = Field(default=8, ge=1, le=50, description="Model turns allowed.")
-    max_seconds: float = Field(default=300.0, gt=0, description="Wall-time cap of the run.")
-    tags: list[str] = Field(default_factory=list, description="e.g. explicit, implicit, multi_step.")
-    knowledge: Literal["none", "sample"] = Field(
-        default="none", description="'sample': the task's workspace starts with the sample corpus ingested.")
-
-
-def _check_reference(dotted: str, tools: list[str], where: str, fields: Callable[[Any], dict[str, Any]]) -> None:
-    tool, _, name = dotted.partition(".")
-    if tool not in tools:
-        raise ValueError(f"{where}: {dotted!r} names tool {tool!r}, which is not in expect.tools {tools}")
-    known = fields(registry.get(tool))
-    if name not in known:
-        raise ValueError(f"{where}: {tool} has no field {name!r}; it has: {', '.join(known)}")
-
-
-# loading -------------------------------------------------------------------------------------------
-
-
-def load_suite(path: Path | str = DEFAULT_SUITE) -> list[Task]:
-    """Read and validate a suite file: a mapping with ``tasks:``, or a bare list of tasks.
-
-    Raises:
-        EvalSuiteError: unreadable YAML, a malformed task (its id and field named), or duplicate ids.
-    """
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise EvalSuiteError(f"{path}: cannot read the suite: {exc}") from exc
-    raw = data.get("tasks") if isinstance(data, dict) else data
-    if not isinstance(raw, list) or not raw:
-        raise EvalSuiteError(f"{path}: expected a non-empty list of tasks under 'tasks:'")
-    tasks = [_parse_task(path, i, item) for i, item in enumerate(raw)]
-    duplicates = sorted(name for name, count in Counter(t.id for t in tasks).items() if count > 1)
-    if duplicates:
-        raise EvalSuiteError(f"{path}: duplicate task ids: {', '.join(duplicates)}")
-    return tasks
-
-
-def _parse_task(path: Path, index: int, item: Any) -> Task:
-    name = item.get("id", f"#{index + 1}") if isinstance(item, dict) else f"#{index + 1}"
-    try:
-        return Task.model_validate(item)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'task'}: {e['msg'].removeprefix('Value error, ')}"
-                             for e in exc.errors())
-        raise EvalSuiteError(f"{path}: task {name!r}: {problems}") from exc
-
-
-def select_tasks(tasks: Sequence[Task], only: Sequence[str] | None = None) -> list[Task]:
-    """The tasks whose ids are in ``only`` (all when empty), in suite order.
-
-    Raises:
-        EvalSuiteError: an id in ``only`` is not in the suite (the known ids are listed).
-    """
-    if not only:
-        return list(tasks)
-    unknown = sorted(set(only) - {t.id for t in tasks})
-    if unknown:
-        raise EvalSuiteError(f"no task {', '.join(unknown)} in the suite; known: {', '.join(t.id for t in tasks)}")
-    return [t for t in tasks if t.id in set(only)]
-
-
-# checking ------------------------------------------------------------------------------------------
-
-
-class TaskResult(BaseModel):
-    """One task's verdict, the expectations it failed (in words), and what the run cost."""
-
-    id: str
-    passed: bool
-    failures: list[str] = Field(default_factory=list)
-    expected_calls: int = Field(description="Tool calls the task expects.")
-    correct_calls: int = Field(description="Expected calls made successfully with the expected arguments.")
-    tool_calls: list[str] = Field(default_factory=list, description="Calls made, e.g. 'cluster_jets (failed)'.")
-    answer: str = ""
-    error: str | None = None
-    steps: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    wall_s: float = 0.0
-    workspace: str | None = None
-
-    @property
-    def verdict(self) -> str:
-        return "pass" if self.passed else "FAIL"
-
-
-def check(task: Task, record: AgentRecord) -> TaskResult:
-    """Judge one agent record against a task's expectations; every failure is a sentence."""
-    expect = task.expect
-    failures = [
-        *_check_finished(expect, record), *_check_tools(expect, record), *_check_artifacts(expect, record),
-        *_check_arguments(expect, record), *_check_numbers(expect, record), *_check_grounded(expect, record),
-        *_check_answer(expect, record),
-    ]
-    return TaskResult(
-        id=task.id, passed=not failures, failures=failures, expected_calls=len(expect.tools),
-        correct_calls=_correct_calls(expect, record),
-        tool_calls=[f"{c['tool']} ({'ok' if c['ok'] else 'failed'})" for c in record.tool_calls],
-        answer=record.answer, error=record.error, steps=record.steps, prompt_tokens=record.prompt_tokens,
-        completion_tokens=record.completion_tokens, wall_s=record.wall_s,
-    )
-
-
-def _ok_tools(record: AgentRecord) -> list[str]:
-    return [c["tool"] for c in record.tool_calls if c["ok"]]
-
-
-def _first_ok_call(record: AgentRecord, tool: str) -> dict[str, Any] | None:
-    return next((c for c in record.tool_calls if c["ok"] and c["tool"] == tool), None)
-
-
-def _check_finished(expect: Expectation, record: AgentRecord) -> list[str]:
-    return [f"the run did not finish: {record.error}"] if expect.finished and record.error else []
-
-
-def _check_tools(expect: Expectation, record: AgentRecord) -> list[str]:
-    made = _ok_tools(record)
-    missing = [t for t in dict.fromkeys(expect.tools) if made.count(t) < expect.tools.count(t)]
-    failures = [f"expected a successful call of {t}{_failed_attempts(record, t)}" for t in missing]
-    if not missing and not _is_subsequence(expect.tools, made):
-        failures.append(f"expected the calls in the order {' → '.join(expect.tools)}; "
-                        f"they ran as {' → '.join(made)}")
-    return failures
-
-
-def _failed_attempts(record: AgentRecord, tool: str) -> str:
-    errors = [c["error"] for c in record.tool_calls if c["tool"] == tool and not c["ok"]]
-    if errors:
-        return f"; it was called {len(errors)} time(s) and failed: {_clip(errors[-1])}"
-    return f"; it was never called (successful calls: {', '.join(_ok_tools(record)) or 'none'})"
-
-
-def _is_subsequence(wanted: list[str], made: list[str]) -> bool:
-    remaining = iter(made)
-    return all(tool in remaining for tool in wanted)
-
-
-def _check_artifacts(expect: Expectation, record: AgentRecord) -> list[str]:
-    made = [a["kind"] for a in record.artifacts]
-    return [f"expected a {kind!r} artifact; made: {', '.join(made) or 'none'}"
-            for kind in dict.fromkeys(expect.artifacts) if kind not in made]
-
-
-def _check_arguments(expect: Expectation, record: AgentRecord) -> list[str]:
-    failures = []
-    for key, match in expect.arguments.items():
-        tool, _, param = key.partition(".")
-        call = _first_ok_call(record, tool)
-        if call is None:
-            continue  # already reported as a missing tool
-        value = _argument(tool, param, call["arguments"])
-        if not match.matches(value):
-            failures.append(f"{key} was {value!r}, expected {match.describe()}")
-    return failures
-
-
-def _argument(tool: str, param: str, arguments: dict[str, Any]) -> Any:
-    """The argument as the tool saw it: the given value, else the tool's default."""
-    if param in arguments:
-        return arguments[param]
-    default = registry.get(tool).input_model.model_fields[param].get_default(call_default_factory=True)
-    return getattr(default, "value", default)  # enums compare by their value
-
-
-def _correct_calls(expect: Expectation, record: AgentRecord) -> int:
-    made = _ok_tools(record)
-    correct = 0
-    for i, tool in enumerate(expect.tools):
-        if made.count(tool) <= expect.tools[:i].count(tool):
-            continue
-        call = _first_ok_call(record, tool)
-        checks = [(k, m) for k, m in expect.arguments.items() if k.partition(".")[0] == tool]
-        correct += all(m.matches(_argument(tool, k.partition(".")[2], call["arguments"])) for k, m in checks)
-    return correct
-
-
-def _check_numbers(expect: Expectation, record: AgentRecord) -> list[str]:
-    failures = []
-    for name, spec in expect.numbers.items():
-        wanted = _range_text(spec.min, spec.max)
-        values = [float(n.replace(",", "")) for n in record.numbers]
-        if spec.in_answer and not any(_in_range(v, spec.min, spec.max) for v in values):
-            failures.append(f"{name}: no number in the answer lies in {wanted} (the answer has: "
-                            f"{', '.join(record.numbers) or 'no numbers'})")
-        if spec.result:
-            value = _result_value(record, spec.result)
-            if value is None or not _is_number(value) or not _in_range(float(value), spec.min, spec.max):
-                failures.append(f"{name}: {spec.result} was {value!r}, expected {wanted}")
-    return failures
-
-
-def _result_value(record: AgentRecord, dotted: str) -> Any:
-    tool, _, field = dotted.partition(".")
-    for event in record.events:
-        if event.get("type") == "tool_result" and event.get("tool") == tool and event.get("ok"):
-            return (event.get("result") or {}).get(field)
-    return None
-
-
-def _check_grounded(expect: Expectation, record: AgentRecord) -> list[str]:
-    if expect.grounded and record.unsupported:
-        return [f"the answer has numbers no tool result supports: {', '.join(record.unsupported)}"]
-    return []
-
-
-def _check_answer(expect: Expectation, record: AgentRecord) -> list[str]:
-    answer = (record.answer or "").casefold()
-    failures = [f"the answer does not mention {p!r}" for p in expect.answer_contains if p.casefold() not in answer]
-    if expect.cites and not any(c.casefold() in answer for c in _retrieved_citations(record)):
-        failures.append("the answer cites no retrieved passage as [source: title]")
-    return failures
-
-
-def _retrieved_citations(record: AgentRecord) -> list[str]:
-    """Citations of every passage search_knowledge returned in the run."""
-    return [hit.get("citation", "") for event in record.events
-            if event.get("type") == "tool_result" and event.get("tool") == "search_knowledge" and event.get("ok")
-            for hit in (event.get("result") or {}).get("hits", [])]
-
-
-def _same(value: Any, expected: Any) -> bool:
-    if _is_number(value) and _is_number(expected):
-        return math.isclose(float(value), float(expected), rel_tol=1e-9, abs_tol=1e-12)
-    if isinstance(value, list) and isinstance(expected, list):
-        return len(value) == len(expected) and all(map(_same, value, expected))
-    if isinstance(value, dict) and isinstance(expected, dict):
-        return value.keys() == expected.keys() and all(_same(value[k], expected[k]) for k in value)
-    return value == expected
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _in_range(value: float, low: float | None, high: float | None) -> bool:
-    return (low is None or value >= low) and (high is None or value <= high)
-
-
-def _range_text(low: float | None, high: float | None) -> str:
-    if low is None:
-        return f"≤ {high:g}"
-    return f"≥ {low:g}" if high is None else f"[{low:g}, {high:g}]"
-
-
-def _clip(text: str, limit: int = 160) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-# running -------------------------------------------------------------------------------------------
-
-
-class SuiteReport(BaseModel):
-    """One backend's results over a suite, with the aggregates people compare backends by."""
-
-    backend: str
-    suite: str = ""
-    tasks: list[TaskResult] = Field(default_factory=list)
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def pass_rate(self) -> float:
-        return sum(t.passed for t in self.tasks) / len(self.tasks) if self.tasks else 0.0
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def tool_call_accuracy(self) -> float:
-        """Expected tool calls made successfully with the expected arguments, over all expected calls."""
-        expected = sum(t.expected_calls for t in self.tasks)
-        return sum(t.correct_calls for t in self.tasks) / expected if expected else 1.0
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def mean_steps(self) -> float:
-        return sum(t.steps for t in self.tasks) / len(self.tasks) if self.tasks else 0.0
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def prompt_tokens(self) -> int:
-        return sum(t.prompt_tokens for t in self.tasks)
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def completion_tokens(self) -> int:
-        return sum(t.completion_tokens for t in self.tasks)
-
-    @computed_field  # type: ignore[prop-decorator]
-    @property
-    def wall_s(self) -> float:
-        return round(sum(t.wall_s for t in self.tasks), 3)
+    workspace: Workspace
+    files: dict[str, Path] = field(default_factory=dict)
+    outcomes: dict[str, CallOutcome] = field(default_factory=dict)
+    visible: list[dict[str, str]] = field(default_factory=list)  # setup artifacts the agent sees
+    history: list[str] = field(default_factory=list)
+    request: str = ""
+    setup_s: float = 0.0
 
 
 def run_suite(
@@ -447,51 +68,138 @@ def run_suite(
     workspace_dir: Path | str = "eval-runs",
     progress: ProgressCallback | None = None,
     *,
+    mode: Mode | None = None,
+    repeats: int = 1,
     suite: str = "",
     max_seconds: float | None = None,
     tools_per_request: int = 5,
 ) -> SuiteReport:
-    """Run every task through one backend, each in a fresh workspace under ``workspace_dir``.
+    """Run every task ``repeats`` times through one backend in one mode, each run in a fresh workspace.
 
     Args:
         tasks: from :func:`load_suite` (optionally :func:`select_tasks`).
         backend: a spec for :func:`agent.get_backend` ('embedded:1.5b', 'openai', None: the default) or a
-            backend object; it is made once and shared by all tasks.
-        workspace_dir: parent of the per-task workspaces (``<task id>-<random>``; never reused or deleted).
-        progress: called after each task with its result, the count done and the total.
-        suite: a name for the report (e.g. the suite file's stem).
-        max_seconds: wall-time cap per task, overriding each task's ``max_seconds``.
+            backend object; it is made once and shared by all runs.
+        workspace_dir: parent of the per-run task directories (``<task id>-<random>``; never reused or deleted).
+        progress: called after each run with its result, the count done and the total.
+        mode: the agent mode, 'plan' or 'step' (None: the Assistant's default).
+        repeats: runs per task (pass^k needs k ≥ 2); the runs of a task follow each other.
+        suite: a name for the report.
+        max_seconds: wall-time cap per request, overriding each task's ``max_seconds``.
         tools_per_request: tools offered to the model per request (the Assistant's selector).
 
     Returns:
-        The report; a task whose backend raised is a failed task with the exception in its failures.
+        The report; a run whose backend raised or whose setup failed is a failed run with the reason.
     """
+    if repeats < 1:
+        raise ValueError(f"repeats={repeats} must be at least 1")
     chat = get_backend(backend) if backend is None or isinstance(backend, str) else backend
     root = Path(workspace_dir)
     root.mkdir(parents=True, exist_ok=True)
-    report = SuiteReport(backend=chat.name, suite=suite)
-    for done, task in enumerate(tasks, start=1):
-        result = _run_task(task, chat, root, max_seconds or task.max_seconds, tools_per_request)
-        report.tasks.append(result)
-        if progress:
-            progress(result, done, len(tasks))
+    report = SuiteReport(backend=chat.name, mode=mode or "", suite=suite, repeats=repeats)
+    total = len(tasks) * repeats
+    for task in tasks:
+        for repeat in range(repeats):
+            result = _run_task(task, chat, root, mode, max_seconds or task.max_seconds, tools_per_request)
+            result.repeat = repeat
+            report.runs.append(result)
+            if progress:
+                progress(result, len(report.runs), total)
+    if report.runs and not report.mode:
+        report.mode = report.runs[0].mode
     return report
 
 
-def _run_task(task: Task, backend: ChatBackend, root: Path, max_seconds: float, tools_per_request: int) -> TaskResult:
+def _run_task(task: Task, backend: ChatBackend, root: Path, mode: Mode | None, max_seconds: float,
+              tools_per_request: int) -> TaskResult:
     workspace = Workspace(tempfile.mkdtemp(prefix=f"{task.id}-", dir=root))
     if task.knowledge == "sample":
         shutil.copytree(_sample_knowledge(root), workspace.root / "knowledge")
-    assistant = Assistant(backend=backend, workspace=workspace, max_steps=task.max_steps, max_seconds=max_seconds,
-                          tools_per_request=tools_per_request)
+    try:
+        prepared = prepare_task(task, workspace)
+    except SetupError as exc:
+        return _setup_failed(task, workspace, str(exc))
+    assistant = Assistant(backend=backend, workspace=workspace, mode=mode, max_steps=task.max_steps,
+                          max_seconds=max_seconds, tools_per_request=tools_per_request)
+    history: list[AgentRecord] = []
+    request = prepared.history[0] if prepared.history else prepared.request
     start = time.perf_counter()
     try:
-        record = assistant.ask(task.request)
-    except Exception as exc:  # a crashing backend or loop fails this task only; the suite goes on
-        record = _crashed(assistant, task, exc, time.perf_counter() - start)
-    result = check(task, record)
-    result.workspace = str(workspace.root)
+        for request in prepared.history:
+            history.append(assistant.ask(request))
+        request = prepared.request
+        record = assistant.ask(request)
+    except Exception as exc:  # a crashing backend or loop fails this run only; the suite goes on
+        elapsed = time.perf_counter() - start - sum(r.wall_s for r in history)
+        record = _crashed(assistant, request, len(history), exc, elapsed)
+    result = check(task, record, history, prepared.visible)
+    result.workspace, result.setup_s = str(workspace.root), round(prepared.setup_s, 3)
     return result
+
+
+def prepare_task(task: Task, workspace: Workspace) -> Prepared:
+    """Write the task's files, make its setup calls and fill the placeholders of its requests.
+
+    Raises:
+        SetupError: a setup call failed, or an artifact named in ``files`` has no such file.
+    """
+    began = time.perf_counter()
+    prepared = Prepared(workspace)
+    data = workspace.root / "data"
+    for name, spec in task.files.items():
+        if spec.text is not None:
+            prepared.files[name] = _write(data / spec.name, spec.text)
+    setup_space = workspace if task.setup_visible else Workspace(workspace.root / "setup")
+
+    def lookup(group: str, name: str, path: str | None) -> Any:
+        if group == "files":
+            return str(prepared.files[name])
+        outcome = prepared.outcomes[name]
+        if path is None:
+            return outcome.artifacts[0].id
+        value = getattr(outcome.result, path.partition(".")[0])
+        return getattr(value, "id", value)
+
+    for step in task.setup:
+        arguments = substitute(step.arguments, lookup)
+        try:
+            prepared.outcomes[step.name] = call_tool(step.tool, arguments, workspace=setup_space)
+        except ToolError as exc:
+            raise SetupError(f"setup step {step.name!r} ({step.tool}) failed: {exc}") from exc
+    for name, spec in task.files.items():
+        if spec.source is not None:
+            prepared.files[name] = _copy(prepared.outcomes[spec.source], spec.file, data / spec.name)
+    if task.setup_visible:
+        prepared.visible = [{"id": a.id, "kind": a.kind, "path": str(a.path), "tool": o.tool}
+                            for o in prepared.outcomes.values() for a in o.artifacts]
+    prepared.history = [substitute(h, lookup) for h in task.history]
+    prepared.request = substitute(task.request, lookup)
+    prepared.setup_s = time.perf_counter() - began
+    return prepared
+
+
+def _write(target: Path, text: str) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text)
+    return target
+
+
+def _copy(outcome: CallOutcome, name: str | None, target: Path) -> Path:
+    if not outcome.artifacts:
+        raise SetupError(f"{outcome.tool} made no artifact to copy a file from")
+    artifact = outcome.artifacts[0]
+    source = artifact.path if name is None else artifact.directory / name
+    if not source.is_file():
+        raise SetupError(f"artifact {artifact.id} has no file {source.name!r}; it has: {', '.join(artifact.files)}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copyfile(source, target))
+
+
+def _setup_failed(task: Task, workspace: Workspace, reason: str) -> TaskResult:
+    failure = Failure("setup_failed", reason)
+    return TaskResult(id=task.id, suite=task.suite, tags=task.tags, passed=False, failures=[failure.message],
+                      failure_kinds=[failure.kind], expected_calls=len(task.expect.tools), correct_calls=0,
+                      error=reason, workspace=str(workspace.root))
 
 
 def _sample_knowledge(root: Path) -> Path:
@@ -501,44 +209,11 @@ def _sample_knowledge(root: Path) -> Path:
     return home / "knowledge"
 
 
-def _crashed(assistant: Assistant, task: Task, exc: Exception, wall_s: float) -> AgentRecord:
-    """The partial record of a run that raised, with the exception as its error."""
-    partial = assistant.records[-1] if assistant.records else None
-    record = partial or AgentRecord(session=assistant.session, backend=assistant.backend.name, request=task.request)
+def _crashed(assistant: Assistant, request: str, turn: int, exc: Exception, wall_s: float) -> AgentRecord:
+    """The partial record of the request that raised, with the exception as its error."""
+    partial = assistant.records[turn] if len(assistant.records) > turn else None
+    record = partial or AgentRecord(session=assistant.session, backend=assistant.backend.name, request=request,
+                                    mode=assistant.mode)
     record.error = f"{type(exc).__name__}: {exc}"
     record.wall_s, record.steps = round(wall_s, 3), max(record.steps, 1)
     return record
-
-
-# reporting -----------------------------------------------------------------------------------------
-
-
-def format_report(reports: SuiteReport | Sequence[SuiteReport]) -> str:
-    """A Markdown report: one summary row per backend, then each backend's tasks with their failures."""
-    reports = [reports] if isinstance(reports, SuiteReport) else list(reports)
-    suite = reports[0].suite if reports else ""
-    lines = [f"## physagent eval{f' — suite {suite}' if suite else ''}", "",
-             "| backend | passed | pass rate | tool-call accuracy | mean steps | prompt tokens | completion tokens "
-             "| wall time |", "|---|---|---|---|---|---|---|---|"]
-    lines += [_summary_row(r) for r in reports]
-    for report in reports:
-        lines += ["", f"### {report.backend}", "", "| task | result | steps | tokens in/out | wall s | failures |",
-                  "|---|---|---|---|---|---|"]
-        lines += [_task_row(t) for t in report.tasks]
-    return "\n".join(lines) + "\n"
-
-
-def _summary_row(r: SuiteReport) -> str:
-    passed = sum(t.passed for t in r.tasks)
-    return (f"| {r.backend} | {passed}/{len(r.tasks)} | {r.pass_rate:.0%} | {r.tool_call_accuracy:.0%} "
-            f"| {r.mean_steps:.1f} | {r.prompt_tokens:,} | {r.completion_tokens:,} | {r.wall_s:.1f} s |")
-
-
-def _task_row(t: TaskResult) -> str:
-    failures = "<br>".join(_cell(f) for f in t.failures)
-    return (f"| {t.id} | {'pass' if t.passed else '**FAIL**'} | {t.steps} | {t.prompt_tokens:,}/"
-            f"{t.completion_tokens:,} | {t.wall_s:.1f} | {failures} |")
-
-
-def _cell(text: str) -> str:
-    return re.sub(r"\s+", " ", _clip(text, 300)).replace("|", "\\|")

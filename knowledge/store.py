@@ -10,19 +10,27 @@ only return chunks the manifest lists, so a crash at any point leaves the previo
 Search fuses a dense ranking (MiniLM cosine similarity) and a BM25 ranking by weighted reciprocal
 rank (Cormack et al., SIGIR 2009): ``score = Σ w / (10 + rank)`` with w = 1.5 for dense, 1 for BM25;
 the best chunk per section is kept, so the ``k`` hits name ``k`` different abstracts or sections.
+Document collections (``documents``, the generated ``samples``, any of the user's) are ranked together
+as one pool, so a passage's rank does not depend on which collection holds it; a generated
+collection's copy of a file the user also ingested (same file name) is left out of the pool, so each
+passage appears once. The reference collections ``tools`` and ``api`` are ranked on their own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import numpy as np
 
 from physagent.knowledge._chunk import CHUNK_OVERLAP_WORDS, CHUNK_WORDS, Chunk, chunk_sections
 from physagent.knowledge._embed import embed
@@ -30,12 +38,15 @@ from physagent.knowledge._lexical import LexicalIndex
 from physagent.knowledge._load import MAX_FILE_MB, SUPPORTED_SUFFIXES, UnreadableFileError, load_sections
 from physagent.knowledge._sections import Section
 
-__all__ = ["COLLECTIONS", "Hit", "IngestReport", "KnowledgeBase", "SearchMode", "SourceDocument"]
+__all__ = ["COLLECTIONS", "GENERATED", "Hit", "IngestReport", "KnowledgeBase", "SearchMode", "SourceDocument",
+           "file_document"]
 
 SearchMode = Literal["hybrid", "dense", "bm25"]
 _SECTIONS_VERSION = "sections-2"  # bump when parsing changes: files are then re-ingested
-COLLECTIONS = ("documents", "tools", "api")
-_GENERATED = ("tools", "api")
+COLLECTIONS = ("documents", "samples", "tools", "api")
+# built by physagent (``sync``), never by ``ingest``: the bundled sample corpus, the tool catalogue, library APIs
+GENERATED = ("samples", "tools", "api")
+_REFERENCE = ("tools", "api")  # searched only when named, each ranked on its own
 # weighted reciprocal-rank fusion, tuned on evals/rag (README): a small k lets a passage that one
 # ranking puts first beat passages both rankings put in the middle (k = 60 lost the paraphrased
 # questions BM25 cannot match), and meaning counts 1.5× exact words
@@ -78,12 +89,17 @@ class Hit:
 
 @dataclass(frozen=True)
 class SourceDocument:
-    """A document to ingest: a stable key, a display name, a content hash and a way to read it."""
+    """A document to ingest: a stable key, a display name, a content hash and a way to read it.
+
+    ``vector_cache``: a file where this document's chunk embeddings may be kept and found again (by
+    any workspace); name it by the content hash. Only for public documents such as the bundled corpus.
+    """
 
     key: str
     source: str
     sha256: str
     read: Callable[[list[str]], list[Section]]
+    vector_cache: Path | None = None
 
 
 @dataclass
@@ -111,14 +127,14 @@ class IngestReport:
 class _Snapshot:
     """What a search needs of one collection's manifest, cached until the collection changes."""
 
-    generation: int
+    generation: tuple[int, ...]
     index: LexicalIndex
     ids: list[str]
     live: frozenset[str]
     titles: dict[str, list[str]]  # lower-cased title → the first chunk of each section with that title
 
     @classmethod
-    def build(cls, generation: int, rows: list[sqlite3.Row]) -> _Snapshot:
+    def build(cls, generation: tuple[int, ...], rows: list[sqlite3.Row]) -> _Snapshot:
         titles: dict[str, list[str]] = {}
         seen: set[tuple[str, str]] = set()
         for r in rows:  # a section's first chunk stands for it (a signature, an abstract's start)
@@ -142,7 +158,7 @@ class KnowledgeBase:
         self.chunking = (chunk_words, overlap_words)
         self.pipeline_version = f"{_SECTIONS_VERSION}/chunks-{chunk_words}-{overlap_words}"
         self._chroma: Any = None
-        self._snapshots: dict[str, _Snapshot] = {}
+        self._snapshots: dict[tuple[str, ...], _Snapshot] = {}
         self._schema_ready = False
 
     @classmethod
@@ -191,6 +207,9 @@ class KnowledgeBase:
         in the report; the rest of the batch still ingests.
         """
         _check_collection(collection)
+        if collection in GENERATED:
+            raise ValueError(f"collection {collection!r} is built by physagent itself and would drop what you "
+                             "add at its next update: ingest into 'documents' or a collection of your own")
         report = IngestReport(collection)
         documents = []
         for path in _expand(paths, report):
@@ -269,7 +288,7 @@ class KnowledgeBase:
     def _replace_document(self, collection: str, document: SourceDocument, chunks: list[Chunk],
                           progress: Callable[[int, int], None]) -> None:
         ids = [_chunk_id(document, i) for i in range(len(chunks))]
-        vectors = embed([c.embedding_text for c in chunks], progress)
+        vectors = _document_vectors(document, chunks, progress)
         store = self._vectors(collection)
         for start in range(0, len(ids), 1000):
             store.upsert(ids=ids[start : start + 1000], embeddings=vectors[start : start + 1000].tolist())
@@ -352,26 +371,30 @@ class KnowledgeBase:
                mode: SearchMode = "hybrid") -> list[Hit]:
         """The ``k`` best passages for ``query`` (at most one per section), best first.
 
-        ``collections=None`` searches the documents (every collection but the generated ``tools``
-        and ``api``); name those to search them.
+        ``collections=None`` searches the document collections (every collection but the reference
+        collections ``tools`` and ``api``); name those to search them. Document collections are ranked
+        together as one pool; a file the user ingested hides the generated ``samples`` copy of it.
         """
         if not query.strip():
             raise ValueError("the search query is empty: give a question or some key words")
         populated = self._populated()
-        wanted = collections or [c for c in populated if c not in _GENERATED]
-        names = [c for c in wanted if c in populated]
+        wanted = collections or [c for c in populated if c not in _REFERENCE]
+        names = [c for c in dict.fromkeys(wanted) if c in populated]
+        pools = [tuple(c for c in names if c not in _REFERENCE)] + [(c,) for c in names if c in _REFERENCE]
+        vector = embed([query]).tolist() if names and mode != "bm25" else []
         scored: dict[str, float] = {}
-        for name in names:
-            scored.update(self._ranked(name, query, max(40, 8 * k), mode))
+        for pool in filter(None, pools):
+            scored.update(self._ranked(pool, query, vector, max(40, 8 * k), mode))
         return self._hits(scored, k)
 
     def _populated(self) -> list[str]:
         return [c["collection"] for c in self.collections()]
 
-    def _ranked(self, collection: str, query: str, depth: int, mode: SearchMode) -> dict[str, float]:
+    def _ranked(self, pool: tuple[str, ...], query: str, vector: list[list[float]], depth: int,
+                mode: SearchMode) -> dict[str, float]:
         """Chunk id → score: cosine similarity, BM25, or the reciprocal-rank fusion of both."""
-        snapshot = self._snapshot(collection)
-        dense = self._dense(collection, snapshot, query, depth) if mode != "bm25" else []
+        snapshot = self._snapshot(pool)
+        dense = self._dense(pool, snapshot, vector, depth) if mode != "bm25" else []
         lexical = snapshot.rank(query, depth) if mode != "dense" else []
         if mode == "hybrid":
             fused: dict[str, float] = {}
@@ -385,26 +408,34 @@ class KnowledgeBase:
             scored[chunk_id] = scored.get(chunk_id, 0.0) + 1.0  # "uproot.open" asks for uproot.open first
         return scored
 
-    def _dense(self, collection: str, snapshot: _Snapshot, query: str, depth: int) -> list[tuple[str, float]]:
-        store = self._vectors(collection)
-        n = min(depth, store.count())
-        if n == 0:
-            return []
-        found = store.query(query_embeddings=embed([query]).tolist(), n_results=n, include=["distances"])
-        pairs = zip(found["ids"][0], found["distances"][0], strict=True)
-        return [(i, 1.0 - float(d)) for i, d in pairs if i in snapshot.live]
+    def _dense(self, pool: tuple[str, ...], snapshot: _Snapshot, vector: list[list[float]],
+               depth: int) -> list[tuple[str, float]]:
+        """The pool's nearest chunks by cosine similarity (one query per collection, merged), best first."""
+        pairs: list[tuple[str, float]] = []
+        for collection in pool:
+            store = self._vectors(collection)
+            n = min(depth, store.count())
+            if n == 0:
+                continue
+            found = store.query(query_embeddings=vector, n_results=n, include=["distances"])
+            pairs += [(i, 1.0 - float(d)) for i, d in zip(found["ids"][0], found["distances"][0], strict=True)
+                      if i in snapshot.live]
+        return sorted(pairs, key=lambda pair: -pair[1])[:depth]
 
-    def _snapshot(self, collection: str) -> _Snapshot:
-        """The collection's chunk ids, titles and BM25 index, rebuilt only when it changed (its generation)."""
+    def _snapshot(self, pool: tuple[str, ...]) -> _Snapshot:
+        """The pool's chunk ids, titles and BM25 index, rebuilt only when one of its collections changed."""
+        marks = ",".join("?" * len(pool))
         with self._db() as con:
-            row = con.execute("SELECT value FROM generation WHERE collection = ?", (collection,)).fetchone()
-            generation = row[0] if row else 0
-            cached = self._snapshots.get(collection)
+            found = {r["collection"]: r["value"] for r in con.execute(
+                f"SELECT collection, value FROM generation WHERE collection IN ({marks})", pool)}
+            generation = tuple(found.get(c, 0) for c in pool)
+            cached = self._snapshots.get(pool)
             if cached is None or cached.generation != generation:
-                rows = con.execute("SELECT id, doc_key, title, text FROM chunks WHERE collection = ? "
-                                   "ORDER BY doc_key, ordinal", (collection,)).fetchall()
-                self._snapshots[collection] = _Snapshot.build(generation, rows)
-        return self._snapshots[collection]
+                rows = con.execute(f"SELECT id, collection, doc_key, source, title, text FROM chunks "
+                                   f"WHERE collection IN ({marks}) ORDER BY collection, doc_key, ordinal",
+                                   pool).fetchall()
+                self._snapshots[pool] = _Snapshot.build(generation, _without_shadowed(rows))
+        return self._snapshots[pool]
 
     def _hits(self, scored: dict[str, float], k: int) -> list[Hit]:
         if not scored:
@@ -423,6 +454,44 @@ class KnowledgeBase:
             if len(hits) == k:
                 break
         return hits
+
+
+def _without_shadowed(rows: list[sqlite3.Row]) -> list[sqlite3.Row]:
+    """Leave out a generated collection's chunks of a file the user ingested too (same file name): theirs wins."""
+    own = {r["source"] for r in rows if r["collection"] not in GENERATED}
+    return [r for r in rows if r["collection"] not in GENERATED or r["source"] not in own]
+
+
+def _document_vectors(document: SourceDocument, chunks: list[Chunk],
+                      progress: Callable[[int, int], None]) -> np.ndarray:
+    """The chunks' embeddings: from the document's vector cache when it holds them, else computed (and kept)."""
+    texts = [c.embedding_text for c in chunks]
+    cache = document.vector_cache
+    if cache is not None:
+        try:
+            cached = np.load(cache, allow_pickle=False)
+        except (OSError, ValueError, EOFError):  # absent, unreadable or truncated: embed again
+            cached = None
+        if cached is not None and cached.ndim == 2 and cached.shape[0] == len(texts):
+            progress(len(texts), len(texts))
+            return cached.astype(np.float32, copy=False)
+    vectors = embed(texts, progress)
+    if cache is not None:
+        _keep(cache, vectors)
+    return vectors
+
+
+def _keep(path: Path, vectors: np.ndarray) -> None:
+    """Write ``vectors`` to ``path`` atomically; a cache that cannot be written is only a missed saving."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as handle:
+            np.save(handle, vectors, allow_pickle=False)
+        tmp.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def file_document(path: Path, max_file_mb: float = MAX_FILE_MB, pipeline_version: str = "") -> SourceDocument:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from physagent.agent.backends._arguments import keep_stated_arguments
+from physagent.agent.arguments import keep_stated_arguments
 from physagent.tools import registry
 
 PARAMETERS = registry.get("generate_events").parameters_schema()
@@ -30,7 +30,7 @@ def test_numbers_from_tool_observations_and_spelling_variants_are_kept() -> None
 
 def test_stated_choices_the_model_left_out_are_filled_in() -> None:
     """'all-hadronic' sets decay, 'MPI off' sets mpi, 'leading' sets object_index — when the model forgot."""
-    from physagent.agent.backends._arguments import fill_stated_arguments
+    from physagent.agent.arguments import fill_stated_arguments
 
     request = _user("Generate 200 all-hadronic ttbar events with MPI off")
     assert fill_stated_arguments({"process": "ttbar", "n_events": 200}, PARAMETERS, request) == {
@@ -45,7 +45,7 @@ def test_stated_choices_the_model_left_out_are_filled_in() -> None:
 
 def test_the_process_the_user_named_wins_over_the_models_guess() -> None:
     """'top quark pair' means ttbar even when a small model picked w_jets; two named processes stay ambiguous."""
-    from physagent.agent.backends._arguments import fill_stated_arguments
+    from physagent.agent.arguments import fill_stated_arguments
 
     fixed = fill_stated_arguments({"process": "w_jets", "n_events": 2000}, PARAMETERS,
                                   _user("Generate 2000 boosted top quark pair events"))
@@ -56,7 +56,7 @@ def test_the_process_the_user_named_wins_over_the_models_guess() -> None:
 
 def test_a_number_written_next_to_a_parameter_name_fills_it() -> None:
     """'seed 4' sets seed when the model forgot; '30 bins' sets bins; two different seeds stay unset."""
-    from physagent.agent.backends._arguments import fill_stated_arguments
+    from physagent.agent.arguments import fill_stated_arguments
 
     assert fill_stated_arguments({"process": "ttbar"}, PARAMETERS, _user("ttbar with seed 4"))["seed"] == 4
     histogram = registry.get("histogram").parameters_schema()

@@ -13,7 +13,8 @@ import pytest
 from physagent.agent.backends import _gguf
 from physagent.agent.backends._gguf import ModelFileError, PinnedModel, ensure_gguf, install_command
 from physagent.agent.backends.base import BackendError, ModelTurn, ToolCallRequest
-from physagent.agent.backends.embedded import EmbeddedBackend, parse_reply, reply_schema, simplify_schema, to_prompt
+from physagent.agent.backends.embedded import EmbeddedBackend, parse_reply, reply_schema, to_prompt
+from physagent.agent.prompting import simplify_schema
 from physagent.tools import registry
 
 PARTS = [b"GGUF" + b"a" * 3000, b"b" * 5000, b"c" * 17]

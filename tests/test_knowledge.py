@@ -1,4 +1,5 @@
-"""The knowledge base: ingest → search with titles, incremental updates, bad files, crash safety, API docs."""
+"""The knowledge base: ingest → search with titles, incremental updates, bad files, crash safety, API docs, and the
+bundled sample corpus searchable with no setup."""
 
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import physagent.knowledge.samples
+import physagent.knowledge.store
 from physagent.app.cli import app
 from physagent.evals.rag import load_questions
-from physagent.knowledge import KnowledgeBase, sample_corpus
+from physagent.knowledge import KnowledgeBase, sample_corpus, sync_samples
 from physagent.knowledge._sections import split_sections
 from physagent.knowledge.api_reference import api_entries, sync_api_reference
 from physagent.knowledge.catalogue import sync_tool_catalogue
-from physagent.tools import Workspace, call_tool, registry
+from physagent.tools import ProgressUpdate, Workspace, call_tool, registry
 
 SMALL_BOOKS = ("dpg-normalizing-flows-session-abstracts.txt", "desy-deep-learning-round-table-2022-abstracts.txt")
+SAXS = "[dpg-normalizing-flows-session-abstracts.txt: Reconstruction of SAXS Data using Invertible Neural Networks]"
 
 
 def _norm(text: str) -> str:
@@ -34,6 +38,27 @@ def books_kb(tmp_path_factory: pytest.TempPathFactory) -> KnowledgeBase:
     report = kb.ingest([p for p in sample_corpus() if p.name in SMALL_BOOKS])
     assert sorted(report.added) == sorted(SMALL_BOOKS) and not report.skipped
     return kb
+
+
+@pytest.fixture
+def small_samples(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The bundled corpus cut to its two small books (64 chunks), with a private vector cache (its folder)."""
+    books = [p for p in sample_corpus() if p.name in SMALL_BOOKS]
+    monkeypatch.setattr(physagent.knowledge.samples, "sample_corpus", lambda: books)
+    monkeypatch.setenv("PHYSAGENT_CACHE", str(tmp_path / "cache"))
+    return physagent.knowledge.samples.vector_cache_dir()
+
+
+def _embed_only(query: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on embedding anything but the search query itself fails the test."""
+    real = physagent.knowledge.store.embed
+
+    def only_the_query(texts: list[str], progress: object = None) -> object:
+        if list(texts) != [query]:
+            raise AssertionError(f"{len(texts)} passages were embedded again")
+        return real(texts)
+
+    monkeypatch.setattr(physagent.knowledge.store, "embed", only_the_query)
 
 
 def _write(path: Path, text: str) -> Path:
@@ -83,8 +108,6 @@ def test_each_mode_ranks_and_bm25_matches_exact_terms(books_kb: KnowledgeBase) -
 
 
 def test_reingesting_unchanged_files_does_no_work(books_kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch) -> None:
-    import physagent.knowledge.store
-
     def no_embedding(*args: object, **kwargs: object) -> None:
         raise AssertionError("an unchanged file was embedded again")
 
@@ -250,15 +273,75 @@ def test_tool_catalogue_follows_the_registry(tmp_path: Path) -> None:
     assert hit.title == "cluster_jets" and "radius" in hit.text
 
 
-def test_search_knowledge_tool_cites_and_explains_an_empty_base(workspace: Workspace) -> None:
-    empty = call_tool("search_knowledge", {"query": "normalizing flows"}, workspace=workspace).result
-    assert empty.hits == [] and "kb ingest-sample" in (empty.note or "")
-    KnowledgeBase.open(workspace.root).ingest([p for p in sample_corpus() if p.name == SMALL_BOOKS[0]])
-    found = call_tool("search_knowledge", {"query": "SAXS reconstruction", "k": 2}, workspace=workspace).result
-    assert found.hits[0].citation == ("[dpg-normalizing-flows-session-abstracts.txt: "
-                                      "Reconstruction of SAXS Data using Invertible Neural Networks]")
+def test_a_fresh_workspace_searches_the_bundled_samples_and_cites_them(
+        workspace: Workspace, small_samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setup: the first search indexes the sample books with a progress bar; the second embeds only the query."""
+    updates: list[ProgressUpdate] = []
+    found = call_tool("search_knowledge", {"query": "SAXS reconstruction", "k": 2}, workspace=workspace,
+                      progress=updates.append)
+    assert found.result.hits[0].citation == SAXS and found.result.hits[0].collection == "samples"
+    indexing = [u for u in updates if u.task.startswith("indexing the bundled sample corpus")]
+    assert indexing[-1].finished and indexing[-1].completed == indexing[-1].total == 64
+    assert len(list(small_samples.glob("*.npy"))) == len(SMALL_BOOKS)  # kept for the next workspace
+
+    _embed_only("SAXS reconstruction", monkeypatch)
     again = call_tool("search_knowledge", {"query": "SAXS reconstruction", "k": 2}, workspace=workspace)
     assert not again.cached  # the base can change between calls: never served from the cache
+    assert again.result.hits[0].citation == SAXS
+
+
+def test_a_new_workspace_copies_the_sample_vectors_from_the_machine_cache(
+        tmp_path: Path, small_samples: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another workspace (a web session, an eval task) embeds nothing; a damaged cache file is embedded again."""
+    built = sync_samples(KnowledgeBase.open(tmp_path / "first"))
+    assert sorted(built.added) == sorted(SMALL_BOOKS) and built.chunks_written == 64
+    damaged = sorted(small_samples.glob("*.npy"))[0]
+    damaged.write_bytes(damaged.read_bytes()[:100])
+    repaired = sync_samples(KnowledgeBase.open(tmp_path / "second"))
+    assert repaired.chunks_written == 64 and damaged.stat().st_size > 1000
+
+    _embed_only("never", monkeypatch)
+    copied = KnowledgeBase.open(tmp_path / "third")
+    assert sync_samples(copied).chunks_written == 64
+    hits = copied.search("SAXS reconstruction", k=1, mode="bm25")
+    assert hits[0].citation == SAXS and hits[0].collection == "samples"
+
+
+def test_sample_books_the_user_ingested_too_appear_once(workspace: Workspace, small_samples: Path) -> None:
+    """`kb ingest-sample` still works; the user's copy then replaces the samples copy, and removing it brings it
+    back."""
+    call_tool("search_knowledge", {"query": "normalizing flows"}, workspace=workspace)
+    runner = CliRunner()
+    ingested = runner.invoke(app, ["kb", "ingest-sample", "--json"])
+    assert ingested.exit_code == 0, ingested.output
+    assert sorted(json.loads(ingested.stdout)["added"]) == sorted(SMALL_BOOKS)
+    searched = runner.invoke(app, ["kb", "search", "SAXS reconstruction", "-k", "10", "--json"])
+    shadowed = json.loads(searched.stdout)["hits"]  # 'samples' still holds both books: the search hides them
+    assert {h["collection"] for h in shadowed} == {"documents"} and len({h["citation"] for h in shadowed}) == 10
+    hits = call_tool("search_knowledge", {"query": "SAXS reconstruction", "k": 10}, workspace=workspace).result.hits
+    assert hits[0].citation == SAXS and {h.collection for h in hits} == {"documents"}
+    assert len({h.citation for h in hits}) == len(hits) == 10
+    listed = json.loads(runner.invoke(app, ["kb", "list", "--json"]).stdout)["collections"]
+    assert [(c["collection"], c["generated"], c["documents"]) for c in listed] == [("documents", False, 2)]
+
+    assert runner.invoke(app, ["kb", "remove", SMALL_BOOKS[0]]).exit_code == 0
+    back = call_tool("search_knowledge", {"query": "SAXS reconstruction", "k": 1}, workspace=workspace).result.hits
+    assert back[0].citation == SAXS and back[0].collection == "samples"
+
+
+def test_with_nothing_to_search_the_note_says_how_to_add_documents(workspace: Workspace,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """No user documents and no sample books: no hits, and a note naming the command that adds documents."""
+    monkeypatch.setattr(physagent.knowledge.samples, "sample_corpus", list)
+    empty = call_tool("search_knowledge", {"query": "normalizing flows"}, workspace=workspace).result
+    assert empty.hits == [] and "`physagent kb ingest PATH`" in (empty.note or "")
+
+
+def test_generated_collections_refuse_ingest(tmp_path: Path) -> None:
+    """What a user ingests into 'samples' would vanish at its next update: refused, naming where to put it."""
+    note = _write(tmp_path / "notes.md", "# A note\nSome text about jets.\n")
+    with pytest.raises(ValueError, match="ingest into 'documents' or a collection of your own"):
+        KnowledgeBase.open(tmp_path / "home").ingest([note], collection="samples")
 
 
 def test_kb_cli_ingest_search_list_remove(workspace: Workspace, tmp_path: Path) -> None:
@@ -277,12 +360,14 @@ def test_kb_cli_ingest_search_list_remove(workspace: Workspace, tmp_path: Path) 
     assert bad.exit_code == 2 and "must be one of" in bad.output
 
 
-def test_the_agent_retrieves_and_its_answer_cites_the_passage(workspace: Workspace) -> None:
+def test_the_agent_retrieves_and_its_answer_cites_the_passage(workspace: Workspace,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Through the real loop: the model asks search_knowledge, sees the passages, and cites one."""
     from physagent.agent import Assistant
     from physagent.agent.backends.scripted import ScriptedBackend, answer, call
 
     KnowledgeBase.open(workspace.root).ingest([p for p in sample_corpus() if p.name == SMALL_BOOKS[0]])
+    monkeypatch.setattr(physagent.knowledge.samples, "sample_corpus", lambda: [])  # only the ingested book
 
     def cite(messages: list[dict[str, object]]) -> object:
         seen = str(messages[-1]["content"])
@@ -308,6 +393,23 @@ def test_hybrid_retrieval_keeps_its_recall_on_the_eval_set(tmp_path: Path) -> No
     dense, bm25, hybrid = evaluate_retrieval(kb, load_questions())
     assert hybrid.recall(5) >= 0.9, hybrid.misses
     assert hybrid.recall(5) >= max(dense.recall(5), bm25.recall(5))
+
+
+@pytest.mark.slow  # the first use indexes the whole sample corpus (1,028 chunks) unless this machine has before
+@pytest.mark.parametrize(("question", "source", "title", "fact"), [
+    ("Which clustering algorithm does the Cluster Scanning method presented at ML4Jets 2023 use?",
+     "ml4jets-2023-contributions.txt", "Cluster Scanning", "k-means"),
+    ("Which two tasks did the OmniJet-alpha foundation model transfer between, at the DESY round table 2024?",
+     "desy-deep-learning-round-table-2024-abstracts.txt",
+     "OmniJet-α : The first cross-task foundation model for particle physics", "jet tagging"),
+])
+def test_a_fresh_workspace_answers_about_the_shipped_books_with_no_setup(
+        workspace: Workspace, question: str, source: str, title: str, fact: str) -> None:
+    """The whole bundled corpus: the passage that answers is among the three the model reads, with its citation."""
+    hits = call_tool("search_knowledge", {"query": question, "k": 3}, workspace=workspace).result.hits
+    answering = [h for h in hits if h.source == source and _norm(h.title) == _norm(title)]
+    assert answering, [h.citation for h in hits]
+    assert fact in answering[0].text and answering[0].citation == f"[{source}: {answering[0].title}]"
 
 
 def test_the_agent_offers_search_knowledge_when_the_request_needs_sources(books_kb: KnowledgeBase,

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import jsonschema
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
 
+from physagent.app._schemas import call_model
 from physagent.app.mcp_server import create_server
 from physagent.tools import Workspace, registry
 
@@ -40,6 +42,49 @@ def test_listed_tools_match_the_registry_with_their_schemas(workspace: Workspace
     for spec in registry:
         assert listed[spec.name].input_schema == spec.parameters_schema()
         assert listed[spec.name].description == spec.description
+
+
+def test_listed_tools_declare_output_schemas_and_behaviour_annotations(workspace: Workspace) -> None:
+    """Every tool has an outputSchema around its result model; generate_events is idempotent, not read-only;
+    search_knowledge is read-only, not idempotent."""
+
+    async def scenario(client: Client) -> Any:
+        return (await client.list_tools()).tools
+
+    listed = {tool.name: tool for tool in _run(workspace, scenario)}
+    for spec in registry:
+        schema = listed[spec.name].output_schema
+        assert schema == call_model(spec).model_json_schema(mode="serialization")
+        assert schema["type"] == "object" and schema["properties"]["tool"]["const"] == spec.name
+        result = schema["$defs"][schema["properties"]["result"]["$ref"].rsplit("/", 1)[-1]]
+        assert set(result["properties"]) == set(spec.result_model.model_fields)
+    events, search = listed["generate_events"], listed["search_knowledge"]
+    assert {"n_events", "sigma_pb", "events"} <= set(events.output_schema["$defs"]["EventSample"]["properties"])
+    assert events.title == events.annotations.title == "Generate events"
+    assert (events.annotations.read_only_hint, events.annotations.idempotent_hint) == (False, True)
+    assert search.annotations.title == "Search knowledge"
+    assert (search.annotations.read_only_hint, search.annotations.idempotent_hint) == (True, False)
+
+
+def test_structured_content_validates_and_the_hints_hold(workspace: Workspace) -> None:
+    """Structured content conforms to outputSchema; the read-only tool adds no artifact; repeating the
+    idempotent tool replays the same result and adds none."""
+
+    async def scenario(client: Client) -> Any:
+        tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+        calls = [await client.call_tool("generate_events", DY), await client.call_tool("generate_events", DY),
+                 await client.call_tool("search_knowledge", {"query": "anti-kt jet clustering"})]
+        return tools, calls
+
+    tools, (first, again, search) = _run(workspace, scenario)
+    for name, result in (("generate_events", first), ("generate_events", again), ("search_knowledge", search)):
+        assert not result.is_error
+        jsonschema.validate(result.structured_content, tools[name].output_schema)
+    assert not jsonschema.Draft202012Validator(tools["search_knowledge"].output_schema).is_valid(
+        first.structured_content)  # another tool's document does not fit
+    assert again.structured_content["cached"] and not first.structured_content["cached"]
+    assert again.structured_content["result"] == first.structured_content["result"]
+    assert [a.kind for a in workspace.list_artifacts()] == ["events"]  # search and the replay added nothing
 
 
 def test_a_tool_call_returns_the_typed_result_with_progress(workspace: Workspace) -> None:

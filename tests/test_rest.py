@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -50,6 +51,19 @@ def _sse(lines: list[str]) -> list[tuple[str, dict[str, Any]]]:
         elif line.startswith("data:"):
             events.append((kind or "message", json.loads(line.removeprefix("data:").strip())))
     return events
+
+
+def _declared(client: TestClient, path: str, method: str, status: int, media: str = "application/json"
+              ) -> jsonschema.Draft202012Validator:
+    """A validator for the body a route declares in /openapi.json for ``status`` (refs resolve in the document)."""
+    document = client.get("/openapi.json").json()
+    schema = document["paths"][path][method]["responses"][str(status)]["content"][media]["schema"]
+    return jsonschema.Draft202012Validator(schema | {"components": document["components"]})
+
+
+def _component(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    """The component a ``{"$ref": "#/components/schemas/<name>"}`` points to."""
+    return document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[-1]]
 
 
 def test_tools_are_listed_and_described_from_the_registry(client: TestClient) -> None:
@@ -136,6 +150,84 @@ def test_artifact_ids_and_file_names_cannot_traverse_paths(client: TestClient) -
     for name in ("../../session.json", "/etc/passwd", "..", "events.parquet/../../../session.json"):
         response = client.get(f"/artifacts/{artifact['id']}", params={"file": name}, headers=headers)
         assert response.status_code == 404 and b'"created"' not in response.content
+
+
+@pytest.mark.parametrize("name", ["generate_events", "cluster_jets"])
+def test_openapi_documents_each_tools_own_result_and_its_errors(client: TestClient, name: str) -> None:
+    """Each tool route declares its own 200 schema (the call document around its result model) and its errors."""
+    document = client.get("/openapi.json").json()
+    responses = document["paths"][f"/tools/{name}"]["post"]["responses"]
+    response = _component(document, responses["200"]["content"]["application/json"]["schema"])
+    assert response["title"] == "".join(part.title() for part in name.split("_")) + "Response"
+    assert set(response["required"]) == {"call_id", "tool", "cached", "wall_s", "result", "artifacts", "session"}
+    assert response["properties"]["tool"]["const"] == name
+    result = _component(document, response["properties"]["result"])
+    assert set(result["properties"]) == set(registry.get(name).result_model.model_fields)
+    linked = _component(document, response["properties"]["artifacts"]["items"])
+    assert {"id", "kind", "path", "sha256", "summary", "url"} == set(linked["properties"])
+    errors = {code: responses[code]["content"]["application/json"]["schema"]["$ref"] for code in responses
+              if code != "200"}
+    assert errors == {"404": "#/components/schemas/ErrorBody", "422": "#/components/schemas/InvalidInput",
+                      "500": "#/components/schemas/ErrorBody", "503": "#/components/schemas/ErrorBody"}
+
+
+def test_openapi_gives_distinct_response_schemas_per_tool(client: TestClient) -> None:
+    """generate_events and cluster_jets (and every other tool) have different response components."""
+    paths = client.get("/openapi.json").json()["paths"]
+    refs = {spec.name: paths[f"/tools/{spec.name}"]["post"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["$ref"] for spec in registry}
+    assert len(set(refs.values())) == len(registry)
+    assert refs["generate_events"] != refs["cluster_jets"]
+
+
+def test_real_calls_validate_against_their_declared_response_schemas(client: TestClient) -> None:
+    """The JSON of a real generate_events and cluster_jets call conforms to the schema its route declares."""
+    events = _generate(client)
+    jets = client.post("/tools/cluster_jets", json={"events": events["artifacts"][0]["id"], "pt_min_gev": 5.0},
+                       headers={SESSION_HEADER: events["session"]})
+    assert jets.status_code == 200, jets.text
+    for name, body in (("generate_events", events), ("cluster_jets", jets.json())):
+        validator = _declared(client, f"/tools/{name}", "post", 200)
+        assert not list(validator.iter_errors(body)), name
+        assert body["tool"] == name and body["artifacts"][0]["url"].startswith("/artifacts/")
+    wrong = events | {"result": events["result"] | {"n_events": "fifty"}}
+    assert not _declared(client, "/tools/generate_events", "post", 200).is_valid(wrong)  # the schema can fail
+
+
+def test_agent_ask_documents_the_event_stream_and_the_json_record(client: TestClient) -> None:
+    """/agent/ask declares text/event-stream (every event type described) and the AgentRecord as JSON."""
+    document = client.get("/openapi.json").json()
+    ok = document["paths"]["/agent/ask"]["post"]["responses"]["200"]
+    assert set(ok["content"]) == {"text/event-stream", "application/json"}
+    assert ok["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/AgentRecord"}
+    kinds = ok["content"]["text/event-stream"]["itemSchema"]["properties"]["event"]["enum"]
+    assert set(kinds) == {"plan", "tool_call", "tool_result", "artifact", "answer", "error", "progress", "record"}
+    assert all(f"`{kind}`" in ok["description"] for kind in kinds)
+    assert "tool, task, completed, total, unit, finished" in ok["description"]
+    assert set(document["components"]["schemas"]["AgentRecord"]["properties"]) == set(AgentRecord.model_fields)
+
+
+def test_error_bodies_match_the_declared_error_schemas(client: TestClient) -> None:
+    """404, 409 and 422 bodies sent by the handlers validate against the schemas their routes declare."""
+    session = client.post("/sessions").json()["session"]
+    cases = [
+        ("/tools/generate_events", "post", 404, client.post("/tools/generate_events", json=DY,
+                                                           headers={SESSION_HEADER: "0123456789abcdef"})),
+        ("/tools/{name}", "get", 404, client.get("/tools/make_coffee")),
+        ("/artifacts/{artifact_id}", "get", 404, client.get("/artifacts/ev-0123456789",
+                                                            headers={SESSION_HEADER: session})),
+        ("/tools/generate_events", "post", 422, client.post("/tools/generate_events", json=DY | {"n_events": -5})),
+        ("/artifacts/{artifact_id}", "get", 422, client.get("/artifacts/ev-0123456789")),
+        ("/agent/ask", "post", 422, client.post("/agent/ask", json={"request": ""})),
+    ]
+    with client.app.state.store.get(session).lock:  # type: ignore[attr-defined]
+        cases.append(("/agent/ask", "post", 409, client.post("/agent/ask", json={"request": "hi"},
+                                                             headers={SESSION_HEADER: session})))
+    for path, method, status, response in cases:
+        assert response.status_code == status, (path, response.text)
+        assert not list(_declared(client, path, method, status).iter_errors(response.json())), (path, status)
+    assert cases[0][3].json()["type"] == "SessionNotFoundError"
+    assert not _declared(client, "/tools/generate_events", "post", 422).is_valid({"detail": "just a string"})
 
 
 @pytest.mark.slow  # the first agent run in a process loads the MiniLM tool selector (10-20 s on 2 busy cores)
@@ -264,6 +356,8 @@ def test_a_configured_token_is_required_on_every_route(tmp_path: Path) -> None:
         assert client.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.post("/tools/generate_events", json=DY).status_code == 401
     assert client.get("/tools", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+    paths = client.get("/openapi.json", headers={"Authorization": "Bearer s3cret-token"}).json()["paths"]
+    assert all("401" in operation["responses"] for route in paths.values() for operation in route.values())
 
 
 def test_listening_beyond_loopback_needs_a_token(monkeypatch: pytest.MonkeyPatch) -> None:

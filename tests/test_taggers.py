@@ -14,8 +14,8 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from physagent.tools import Artifact, CallOutcome, CallRecord, ToolInputError, Workspace, call_tool
 from physagent.tools._io import read_parquet, write_json, write_parquet
+from physagent.tools.tag import inputs_for, load_tagger, score_model
 from physagent.tools.tag._export import ONNX_FILE, TORCHSCRIPT_FILE, run_onnx
-from physagent.tools.tag.train import inputs_for, load_tagger, score_model
 
 # the same arguments as in test_tag_dataset.py: whichever module runs first generates, the other hits the cache
 TOP_DATASET = {"task": "top_vs_qcd", "n_jets_per_class": 700, "pt_min_gev": 500.0, "pt_max_gev": 600.0,

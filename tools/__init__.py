@@ -9,7 +9,7 @@ provenance) or look them up in :data:`registry`.
 True
 """
 
-from physagent.tools import code, data, retrieval, simulate, tag  # noqa: F401  (registers the built-in tools)
+from physagent.tools import code, data, retrieval, session, simulate, tag  # noqa: F401  (registers the built-in tools)
 from physagent.tools._artifacts import ARTIFACT_ID_PATTERN, Artifact, artifact_ref, file_sha256
 from physagent.tools._context import ProgressSink, ProgressUpdate, ToolContext
 from physagent.tools._errors import (
@@ -20,9 +20,10 @@ from physagent.tools._errors import (
     ToolRuntimeError,
 )
 from physagent.tools._provenance import export_script
-from physagent.tools._registry import ToolResult, ToolSpec, registry, tool
+from physagent.tools._registry import ToolResult, ToolSpec, registry, tool, tool_spec
 from physagent.tools._runner import CallOutcome, call_tool, package_versions
 from physagent.tools._stdio import capture_fd_stdout, stdout_to_stderr
+from physagent.tools._workers import worker_count
 from physagent.tools._workspace import CallRecord, Workspace, default_home
 
 __all__ = [
@@ -51,4 +52,6 @@ __all__ = [
     "registry",
     "stdout_to_stderr",
     "tool",
+    "tool_spec",
+    "worker_count",
 ]

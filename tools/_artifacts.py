@@ -27,6 +27,7 @@ KIND_PREFIXES = {
     "histogram": "hist",
     "plot": "plot",
     "root": "root",
+    "script": "scr",
 }
 
 

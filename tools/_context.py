@@ -1,4 +1,5 @@
-r"""What a running tool can reach: the workspace (read artifacts, create new ones), progress, cancellation.
+r"""What a running tool can reach: the workspace (read artifacts, create new ones), progress, cancellation,
+and the agent session that made the call (``ctx.session``; None for a call from the CLI or a script).
 
 A tool declares a parameter ``ctx: ToolContext`` to receive it; the parameter is not part of the
 schema the LLM sees. Progress goes through one protocol, :class:`ProgressSink`, which the CLI renders
@@ -57,7 +58,7 @@ class ProgressTask:
 
 @dataclass
 class ToolContext:
-    """Per-call services for a tool: artifacts in, artifacts out, progress, cancellation."""
+    """Per-call services for a tool: artifacts in, artifacts out, progress, cancellation, the calling session."""
 
     tool: str
     workspace: Workspace
@@ -65,6 +66,7 @@ class ToolContext:
     progress_sink: ProgressSink | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
     pending: list[PendingArtifact] = field(default_factory=list)
+    session: str | None = None  # the agent session the call belongs to (as tagged in provenance)
 
     def artifact(self, artifact_id: str, param: str = "artifact") -> Artifact:
         """The committed artifact ``artifact_id`` (checked to exist before the tool ran)."""
@@ -91,7 +93,7 @@ class ToolContext:
         try:
             yield handle
         finally:
-            self._emit(ProgressUpdate(self.tool, task, handle.completed, total, unit, finished=True))
+            self._emit(ProgressUpdate(self.tool, task, handle.completed, handle.total, unit, finished=True))
 
     def check_cancelled(self) -> None:
         """Raise :class:`ToolCancelledError` if the caller asked to stop."""

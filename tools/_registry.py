@@ -38,7 +38,7 @@ from physagent.tools._artifacts import Accepts, Artifact
 from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolInputError
 
-__all__ = ["Registry", "ToolResult", "ToolSpec", "registry", "tool"]
+__all__ = ["Registry", "ToolResult", "ToolSpec", "registry", "tool", "tool_spec"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -82,6 +82,19 @@ class ToolSpec:
         """The first docstring line: one imperative sentence."""
         return self.description.splitlines()[0]
 
+    @property
+    def read_only(self) -> bool:
+        """True when a call adds no artifact to the workspace: the result model holds no :class:`Artifact`
+        anywhere, so the tool returns none (e.g. ``search_knowledge``). The call is still logged in the
+        provenance record, and derived caches (a search index) may be refreshed."""
+        return not _holds_artifacts(self.result_model)
+
+    @property
+    def idempotent(self) -> bool:
+        """True when repeating a call with the same inputs gives the same result and no new artifact:
+        a cacheable tool (deterministic given its inputs and seed) replays the stored call."""
+        return self.cacheable
+
     def parameters_schema(self) -> dict[str, Any]:
         """JSON schema of the parameters (what an LLM or a form sees)."""
         schema = self.input_model.model_json_schema()
@@ -110,9 +123,10 @@ class ToolSpec:
         try:
             return self.input_model.model_validate(arguments)
         except ValidationError as exc:
-            raise self._explain(exc) from None
+            raise self.explain(exc) from None
 
-    def _explain(self, exc: ValidationError) -> ToolInputError:
+    def explain(self, exc: ValidationError) -> ToolInputError:
+        """The error a front end shows for a pydantic validation failure of these arguments."""
         error = exc.errors()[0]
         param = ".".join(str(part) for part in error["loc"]) or "arguments"
         field = self.input_model.model_fields.get(str(error["loc"][0])) if error["loc"] else None
@@ -153,6 +167,15 @@ def _parameter_line(name: str, schema: dict[str, Any], required: bool) -> str:
         extras.append("required")
     suffix = f" [{'; '.join(extras)}]" if extras else ""
     return f"- {name} ({kind}){suffix}: {schema.get('description', '')}"
+
+
+def _holds_artifacts(annotation: Any, seen: frozenset[type] = frozenset()) -> bool:
+    """Whether a type, or any type inside it (unions, lists, nested models), is an :class:`Artifact`."""
+    if inspect.isclass(annotation) and issubclass(annotation, BaseModel):
+        if issubclass(annotation, Artifact) or annotation in seen:
+            return issubclass(annotation, Artifact)
+        return any(_holds_artifacts(f.annotation, seen | {annotation}) for f in annotation.model_fields.values())
+    return any(_holds_artifacts(arg, seen) for arg in typing.get_args(annotation))
 
 
 def _resolve_ref(prop: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
@@ -214,6 +237,13 @@ def tool(*, category: str, version: str = "1", name: str | None = None, cacheabl
         return function
 
     return register
+
+
+def tool_spec(function: Callable[..., Any], *, category: str, version: str = "1", name: str | None = None,
+              cacheable: bool = True) -> ToolSpec:
+    """A spec for a typed function without registering it: for tools that live above the tool layer
+    (the agent's ``write_code`` needs a model), validated by the same rules as :func:`tool`."""
+    return _build_spec(function, category, version, name or function.__name__, cacheable)
 
 
 def _build_spec(function: Callable[..., Any], category: str, version: str, name: str,

@@ -86,7 +86,8 @@ def call_tool(
 ) -> CallOutcome:
     """Validate and run one tool call in ``workspace``; raise a :class:`ToolError` on failure.
 
-    ``session`` tags the provenance record with the agent session that made the call.
+    ``session`` tags the provenance record with the agent session that made the call; the tool reads
+    it as ``ctx.session``.
     """
     spec = registry.get(name)
     inputs = spec.validate(arguments or {})
@@ -115,7 +116,7 @@ def _run(
     call_id = f"c-{uuid.uuid4().hex[:10]}"
     started, t0 = time.time(), time.perf_counter()
     with workspace.staging_area() as staging:
-        ctx = ToolContext(spec.name, workspace, staging, progress, cancel_event or threading.Event())
+        ctx = ToolContext(spec.name, workspace, staging, progress, cancel_event or threading.Event(), session=session)
         kwargs = {field: getattr(inputs, field) for field in type(inputs).model_fields}
         if spec.wants_context:
             kwargs["ctx"] = ctx

@@ -35,13 +35,16 @@ class ToolCallRequest:
 
 @dataclass(frozen=True)
 class Usage:
-    """Tokens the model read and wrote for one turn."""
+    """Tokens the model read and wrote for one turn, and (where the backend knows) the time each took."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    prompt_ms: float = 0.0
+    generation_ms: float = 0.0
 
     def __add__(self, other: Usage) -> Usage:
-        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens)
+        return Usage(self.prompt_tokens + other.prompt_tokens, self.completion_tokens + other.completion_tokens,
+                     self.prompt_ms + other.prompt_ms, self.generation_ms + other.generation_ms)
 
 
 @dataclass(frozen=True)

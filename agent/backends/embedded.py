@@ -21,53 +21,50 @@ Weights: :func:`agent.backends._gguf.ensure_gguf` (hash-pinned, assembled once).
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
-from physagent.agent.backends._arguments import fill_stated_arguments, keep_stated_arguments
+from physagent.agent.arguments import drop_defaults
 from physagent.agent.backends._gguf import PINNED, ensure_gguf
 from physagent.agent.backends.base import BackendError, ModelTurn, ToolCallRequest, Usage
+from physagent.agent.plan import PLAN_TOOL
+from physagent.agent.prompting import render_tools, simplify_schema
+from physagent.tools import worker_count
 
-__all__ = ["SEED", "EmbeddedBackend", "parse_reply", "render_tools", "reply_schema", "simplify_schema", "to_prompt"]
+__all__ = ["SEED", "EmbeddedBackend", "parse_reply", "reply_schema", "to_prompt"]
 
 SEED = 1234
 _FORMAT = ('Reply with one JSON object: {"tool": <tool name>, "arguments": {...}} to call a tool, '
            'or {"answer": <text>} when every step the user asked for is done.')
 _ANSWER_ONLY = 'Reply with one JSON object: {"answer": <text>}.'
+_PLAN_FORMAT = ('Reply with one JSON object: {"tool": "submit_plan", "arguments": {"steps": [...], "answer": <text>}}, '
+                'or {"answer": <text>} when the request cannot or need not be done with the tools.')
 _ANSWER = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
            "additionalProperties": False}
-_LITERAL = frozenset({"default", "enum", "const", "examples", "required", "description", "title"})
-_PYTHON_TYPES = {"integer": "int", "number": "float", "string": "str", "boolean": "bool", "null": "None",
-                 "object": "dict"}
-# Keywords dropped by simplify_schema: llama.cpp either rejects or cannot enforce them.
-_UNSUPPORTED = frozenset({"pattern", "format", "not", "if", "then", "else", "dependentSchemas", "dependentRequired",
-                          "patternProperties", "propertyNames", "unevaluatedProperties", "contains", "$schema", "$id"})
-
-
 class EmbeddedBackend:
     """Qwen2.5-Coder-Instruct in-process via xllamacpp; no network, no server, no API key.
+
+    ``needs_hygiene``: the agent drops optional arguments this small model invents
+    (:mod:`physagent.agent.arguments`).
 
     Args:
         model: ``"0.5b"`` (default, ~0.5 GB), ``"1.5b"`` (~1.1 GB, better arguments) or a ``.gguf`` path.
         n_ctx: context window in tokens; 8 tools take ~2,400 tokens of it, a few steps of history the rest.
-        threads: CPU threads (default: every core this process may use).
+        threads: CPU threads (default: ``PHYSAGENT_WORKERS``, else every core this process may use; see
+            :func:`physagent.tools.worker_count`).
         max_tokens: longest reply in tokens.
-        keep_unstated: keep optional arguments the conversation never stated (small models invent them;
-            by default they are dropped and the tool's defaults apply, see :mod:`agent.backends._arguments`).
     """
 
-    def __init__(self, model: str = "0.5b", n_ctx: int = 8192, threads: int | None = None, max_tokens: int = 512,
-                 keep_unstated: bool = False):
+    needs_hygiene = True
+
+    def __init__(self, model: str = "0.5b", n_ctx: int = 8192, threads: int | None = None, max_tokens: int = 512):
         self.model = model
         self.name = f"embedded:{model if model in PINNED else Path(model).name}"
         self.n_ctx, self.max_tokens = n_ctx, max_tokens
-        self.keep_unstated = keep_unstated  # False: drop optional arguments nobody stated (see _arguments)
-        self.threads = threads or _usable_cores()
+        self.threads = threads or worker_count()
         self._server: Any = None
         self.last_response: dict[str, Any] = {}  # the raw llama.cpp reply, with "timings" (for benchmarks)
         self._simplify = 0  # how far tool schemas must be simplified for the grammar (0, 1, 2)
@@ -78,13 +75,7 @@ class EmbeddedBackend:
         request = {"messages": to_prompt(messages, tools), "temperature": 0.0, "seed": SEED,
                    "max_tokens": self.max_tokens}
         response = self.last_response = self._chat(request, tools)
-        turn = parse_reply(response, tools, call_id=f"call-{next(self._ids)}")
-        if self.keep_unstated or not turn.tool_calls:
-            return turn
-        parameters = {tool["name"]: tool.get("parameters", {}) for tool in tools}
-        calls = [ToolCallRequest(c.name, _hygiene(c.arguments, parameters[c.name], messages), c.id)
-                 for c in turn.tool_calls]
-        return ModelTurn(tool_calls=calls, usage=turn.usage)
+        return parse_reply(response, tools, call_id=f"call-{next(self._ids)}")
 
     def load(self) -> None:
         """Load the model now (otherwise the first :meth:`complete` does); idempotent."""
@@ -105,12 +96,6 @@ class EmbeddedBackend:
                 self._simplify += 1
                 continue
             return _checked(response, self)
-
-
-def _usable_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):  # Linux: respects taskset/cgroup pinning, unlike os.cpu_count()
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _load_server(gguf: Path, n_ctx: int, threads: int) -> Any:
@@ -172,82 +157,7 @@ def _call_shape(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
             "required": ["tool", "arguments"], "additionalProperties": False}
 
 
-def simplify_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``schema`` with local ``$ref``s inlined and grammar-hostile keywords (patterns...) dropped.
-
-    >>> simplify_schema({"$defs": {"R": {"type": "number", "format": "x"}}, "properties": {"r": {"$ref": "#/$defs/R"}}})
-    {'properties': {'r': {'type': 'number'}}}
-    """
-    definitions = {**schema.get("definitions", {}), **schema.get("$defs", {})}
-    return _simplified(copy.deepcopy(schema), definitions, depth=0)
-
-
-def _simplified(node: Any, definitions: dict[str, Any], depth: int) -> Any:
-    if isinstance(node, list):
-        return [_simplified(item, definitions, depth) for item in node]
-    if not isinstance(node, dict):
-        return node
-    ref = node.get("$ref")
-    if isinstance(ref, str) and ref.startswith(("#/$defs/", "#/definitions/")) and depth < 8:  # bounds recursion
-        merged = {**definitions.get(ref.rsplit("/", 1)[-1], {}), **{k: v for k, v in node.items() if k != "$ref"}}
-        return _simplified(merged, definitions, depth + 1)
-    simplified: dict[str, Any] = {}
-    for key, value in node.items():
-        if key in _UNSUPPORTED or key in ("$ref", "$defs", "definitions"):
-            continue  # an unresolvable $ref is dropped too: any value then passes
-        if key == "properties" and isinstance(value, dict):  # its keys are parameter names, not keywords
-            simplified[key] = {name: _simplified(sub, definitions, depth) for name, sub in value.items()}
-        else:
-            simplified[key] = value if key in _LITERAL else _simplified(value, definitions, depth)
-    return simplified
-
-
 # ------------------------------------------------------------------------------------------------- prompt
-
-
-def render_tools(tools: list[dict[str, Any]]) -> str:
-    '''The offered tools as Python signatures with ``Args:`` docstrings, in a ```python block.
-
-    >>> print(render_tools([{"name": "f", "description": "Do f.", "parameters": {"properties": {
-    ...     "n": {"type": "integer", "default": 1, "description": "How many."}}}}]))
-    Tools:
-    ```python
-    def f(n: int = 1):
-        """Do f.
-    <BLANKLINE>
-        Args:
-            n: How many.
-        """
-    ```
-    '''
-    return "Tools:\n```python\n" + "\n\n".join(_signature(tool) for tool in tools) + "\n```"
-
-
-def _signature(tool: dict[str, Any]) -> str:
-    parameters = simplify_schema(tool.get("parameters", {}))
-    properties, required = parameters.get("properties", {}), set(parameters.get("required", []))
-    arguments = [f"{name}: {_python_type(sub)}" + ("" if name in required or "default" not in sub else
-                                                  f" = {sub['default']!r}") for name, sub in properties.items()]
-    summary = tool.get("description", "").strip().split("\n\n")[0]
-    lines = [f"def {tool['name']}({', '.join(arguments)}):", f'    """{summary}']
-    if properties:
-        lines += ["", "    Args:", *(f"        {name}: {sub.get('description', '')}"
-                                      for name, sub in properties.items())]
-    return "\n".join([*lines, '    """'])
-
-
-def _python_type(schema: dict[str, Any]) -> str:
-    if "enum" in schema or "const" in schema:
-        return "Literal[" + ", ".join(json.dumps(v) for v in schema.get("enum", [schema.get("const")])) + "]"
-    for key in ("anyOf", "oneOf"):
-        if key in schema:
-            return " | ".join(_python_type(alternative) for alternative in schema[key])
-    kinds = schema.get("type", "Any")
-    if isinstance(kinds, list):
-        return " | ".join(_python_type({**schema, "type": kind}) for kind in kinds)
-    if kinds == "array":
-        return f"list[{_python_type(schema.get('items', {}))}]"
-    return _PYTHON_TYPES.get(kinds, "Any")
 
 
 def to_prompt(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -266,7 +176,10 @@ def to_prompt(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> li
             prompt.append({"role": "assistant", "content": _replay(message)})
         else:
             prompt.append({"role": role, "content": content})
-    instruction = f"{render_tools(tools)}\n\n{_FORMAT}" if tools else _ANSWER_ONLY
+    if [tool["name"] for tool in tools] == [PLAN_TOOL]:  # the loop lists the real tools in the system message
+        instruction = _PLAN_FORMAT
+    else:
+        instruction = f"{render_tools(tools)}\n\n{_FORMAT}" if tools else _ANSWER_ONLY
     if prompt and prompt[0]["role"] == "system":
         prompt[0] = {"role": "system", "content": f"{prompt[0]['content']}\n\n{instruction}"}
     else:
@@ -299,11 +212,6 @@ def _as_dict(arguments: Any) -> dict[str, Any]:
 # -------------------------------------------------------------------------------------------------- reply
 
 
-def _hygiene(arguments: dict[str, Any], parameters: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
-    """What the user stated, not what a small model imagined (see :mod:`agent.backends._arguments`)."""
-    return fill_stated_arguments(keep_stated_arguments(arguments, parameters, messages), parameters, messages)
-
-
 def parse_reply(response: dict[str, Any], tools: list[dict[str, Any]], call_id: str = "call-1") -> ModelTurn:
     """Map a chat completion whose content matches :func:`reply_schema` to a :class:`ModelTurn`.
 
@@ -312,15 +220,16 @@ def parse_reply(response: dict[str, Any], tools: list[dict[str, Any]], call_id: 
             that was not offered.
     """
     choice = response["choices"][0]
-    counts = response.get("usage", {})
-    usage = Usage(counts.get("prompt_tokens", 0), counts.get("completion_tokens", 0))
+    counts, timings = response.get("usage", {}), response.get("timings", {})
+    usage = Usage(counts.get("prompt_tokens", 0), counts.get("completion_tokens", 0),
+                  float(timings.get("prompt_ms", 0.0)), float(timings.get("predicted_ms", 0.0)))
     reply = _decode(choice.get("message", {}).get("content") or "", choice.get("finish_reason"))
     if "tool" not in reply:
         return ModelTurn(text=str(reply.get("answer", "")), usage=usage)
     offered = {tool["name"]: tool for tool in tools}
     if reply["tool"] not in offered:
         raise BackendError(f"embedded model called {reply['tool']!r}, which was not offered ({sorted(offered)}).")
-    arguments = _drop_defaults(_as_dict(reply.get("arguments")), offered[reply["tool"]].get("parameters", {}))
+    arguments = drop_defaults(_as_dict(reply.get("arguments")), offered[reply["tool"]].get("parameters", {}))
     return ModelTurn(tool_calls=[ToolCallRequest(reply["tool"], arguments, id=call_id)], usage=usage)
 
 
@@ -350,14 +259,3 @@ def _salvage_answer(content: str) -> str | None:
         return str(json.loads(f'"{body}"')) + " […]"
     except json.JSONDecodeError:
         return None
-
-
-def _drop_defaults(arguments: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
-    """Drop arguments equal, in value and JSON type, to their parameter's default (small models spell them out)."""
-    properties = parameters.get("properties", {})
-
-    def is_default(name: str, value: Any) -> bool:
-        schema = properties.get(name, {})
-        return "default" in schema and type(value) is type(schema["default"]) and value == schema["default"]
-
-    return {name: value for name, value in arguments.items() if not is_default(name, value)}

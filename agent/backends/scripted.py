@@ -9,7 +9,9 @@ from typing import Any
 
 from physagent.agent.backends.base import BackendError, ModelTurn, ToolCallRequest, Usage
 
-__all__ = ["ScriptExhaustedError", "ScriptedBackend", "answer", "call", "last_artifact"]
+__all__ = ["ScriptExhaustedError", "ScriptedBackend", "answer", "call", "last_artifact", "plan"]
+
+PLAN_TOOL = "submit_plan"  # the plan-then-execute reply (physagent.agent.plan)
 
 Turn = ModelTurn | Callable[[list[dict[str, Any]]], ModelTurn]
 
@@ -21,6 +23,11 @@ class ScriptExhaustedError(BackendError):
 def call(name: str, **arguments: Any) -> ModelTurn:
     """A scripted turn that calls one tool."""
     return ModelTurn(tool_calls=[ToolCallRequest(name, arguments, id=f"call-{name}")], usage=Usage(10, 5))
+
+
+def plan(steps: list[dict[str, Any]], answer: str = "") -> ModelTurn:
+    """A scripted plan: ``[{"tool": ..., "arguments": {...}}, ...]`` and an answer template."""
+    return call(PLAN_TOOL, steps=steps, answer=answer)
 
 
 def answer(text: str) -> ModelTurn:
@@ -49,6 +56,8 @@ class ScriptedBackend:
     def __init__(self, turns: Iterable[Turn]) -> None:
         self._turns = list(turns)
         self.seen: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
+        plans = any(isinstance(t, ModelTurn) and any(c.name == PLAN_TOOL for c in t.tool_calls) for t in self._turns)
+        self.mode = "plan" if plans else "step"  # the agent mode this script was written for
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ModelTurn:
         self.seen.append((list(messages), list(tools)))
@@ -66,7 +75,8 @@ class ScriptedBackend:
 
     @classmethod
     def from_file(cls, path: str) -> ScriptedBackend:
-        """Turns from a JSON list of ``{"tool": name, "arguments": {...}}`` or ``{"answer": text}``.
+        """Turns from a JSON list of ``{"tool": name, "arguments": {...}}``, ``{"answer": text}`` or
+        ``{"plan": [steps], "answer": template}`` (a plan-mode script).
 
         An argument written ``"$last:ev"`` becomes the latest ``ev-…`` id in the conversation, so a
         script can chain tools from the command line (``PHYSAGENT_LLM=scripted:script.json``).
@@ -76,6 +86,8 @@ class ScriptedBackend:
 
 
 def _turn_from_json(item: dict[str, Any]) -> Turn:
+    if "plan" in item:
+        return plan(item["plan"], item.get("answer", ""))
     if "answer" in item:
         return answer(item["answer"])
 

@@ -50,7 +50,7 @@ from physagent.tools.data._common import EVENT_PARTICLE_FIELDS
 __all__ = ["INPUT_KINDS", "RunPythonResult", "run_python"]
 
 # Every artifact kind the tools make; a new kind must be added here to be readable by code.
-INPUT_KINDS = ("events", "jets", "table", "histogram", "plot", "root", "dataset", "model", "file")
+INPUT_KINDS = ("events", "jets", "table", "histogram", "plot", "root", "dataset", "model", "file", "script")
 AnyRef = Annotated[str, Accepts(INPUT_KINDS), Field(pattern=ARTIFACT_ID_PATTERN)]
 OutputName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
 

@@ -14,7 +14,6 @@ and ``card.json`` with the settings, seeds and the generator cross-section in pb
 from __future__ import annotations
 
 import math
-import os
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -23,6 +22,7 @@ from physagent.tools._artifacts import Artifact
 from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolInputError, ToolRuntimeError
 from physagent.tools._registry import ToolResult, tool
+from physagent.tools._workers import worker_count
 from physagent.tools.simulate import _pythia
 
 __all__ = ["EventSample", "generate_events", "process_settings"]
@@ -75,7 +75,9 @@ _PROCESS_PHRASES = {
     "w+jets": "w_jets", "w + jets": "w_jets", "w plus jets": "w_jets", "w+jet": "w_jets",
     "z+jets": "z_jets", "z + jets": "z_jets", "z plus jets": "z_jets", "z+jet": "z_jets",
     "drell-yan": "drell_yan_mumu", "drell yan": "drell_yan_mumu", "z to mumu": "drell_yan_mumu",
-    "z→μμ": "drell_yan_mumu", "dimuon": "drell_yan_mumu",
+    "z to mu mu": "drell_yan_mumu", "z→μμ": "drell_yan_mumu", "z->mumu": "drell_yan_mumu",
+    "z -> mu mu": "drell_yan_mumu", "z to muons": "drell_yan_mumu", "z→mumu": "drell_yan_mumu",
+    "dimuon": "drell_yan_mumu", "muon pair": "drell_yan_mumu",
     "higgs": "higgs_gammagamma", "diphoton": "higgs_gammagamma", "h→γγ": "higgs_gammagamma",
     "w'": "wprime_to_xy", "w′": "wprime_to_xy", "wprime": "wprime_to_xy", "w prime": "wprime_to_xy",
 }
@@ -266,7 +268,7 @@ def _check_settings(process: str, lines: list[str]) -> None:
 def _run_shards(
     ctx: ToolContext, process: str, settings: list[str], plan: list[tuple[int, int]], n_events: int
 ) -> list[_pythia.ShardResult]:
-    workers = int(os.environ.get("PHYSAGENT_WORKERS") or os.cpu_count() or 1)
+    workers = worker_count()
     results = []
     with ctx.progress(f"Pythia8 {process}", total=n_events, unit="events") as bar:
         try:

@@ -37,7 +37,8 @@ class JetSample(ToolResult):
 
 @tool(category="simulate", version="1")
 def cluster_jets(
-    events: Annotated[EventsRef, Field(description="Id of an events artifact, e.g. 'ev-3f2a9c1b7d'.")],
+    events: Annotated[EventsRef, Field(description="Id of an events artifact (from generate_events, "
+                                                   "detector_response, read_root or read_table).")],
     algorithm: Annotated[
         Literal["antikt", "kt", "cambridge"], Field(description="Clustering algorithm (anti-kT, kT, Cambridge/Aachen).")
     ] = "antikt",

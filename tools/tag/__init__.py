@@ -5,11 +5,17 @@ Tools: ``make_jet_dataset`` (:mod:`tools.tag.dataset`), ``train_tagger`` (:mod:`
 Particle Transformer (arXiv:2202.03772) and ParticleNet (arXiv:1902.08570) from weaver-core, Particle and
 Energy Flow Networks (arXiv:1810.05165), a gradient-boosted tree on jet substructure. Trained networks
 are exported to ONNX and TorchScript (:mod:`tools.tag._export`).
+
+To score jets outside the tools: ``load_tagger(artifact)`` gives the model and its card,
+``inputs_for(jets, n_constituents, feature_set)`` the model inputs, ``score_model(model, kind, inputs)``
+the signal scores (:mod:`tools.tag._inference`).
 """
 
+from physagent.tools.tag._inference import inputs_for, load_tagger, score_model
 from physagent.tools.tag.apply import apply_tagger
 from physagent.tools.tag.dataset import make_jet_dataset
 from physagent.tools.tag.evaluate import evaluate_tagger
 from physagent.tools.tag.train import train_tagger
 
-__all__ = ["apply_tagger", "evaluate_tagger", "make_jet_dataset", "train_tagger"]
+__all__ = ["apply_tagger", "evaluate_tagger", "inputs_for", "load_tagger", "make_jet_dataset", "score_model",
+           "train_tagger"]

@@ -14,6 +14,11 @@ an ``events`` artifact, statuses 21–29): the daughters of a resonance sum to i
 sum matches the W best, and a top's b is the b quark that completes a W of the same charge sign to the
 top best. A top whose W decayed to leptons has
 no quark pair and is never matched. ΔR uses pseudorapidity η and azimuth φ.
+
+For ``make_jet_dataset`` (:mod:`tools.tag.dataset`): :func:`select_jets` clusters events and keeps the
+candidate jets inside the cuts (:class:`Cuts`), :func:`select_clustered` does it for already clustered
+jets; both label them by the matching mode of their :class:`Source`, and a :class:`Pool` collects them.
+:func:`partons_for` finds the hard-process partons of a given sample.
 """
 
 from __future__ import annotations
@@ -24,7 +29,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["MATCH_MODES", "MatchStats", "match_event"]
+from physagent.tools._artifacts import Artifact
+from physagent.tools._context import ToolContext
+from physagent.tools._errors import ToolInputError
+
+__all__ = [
+    "MATCH_MODES", "Cuts", "MatchStats", "Pool", "Source", "match_event", "partons_for", "select_clustered",
+    "select_jets",
+]
 
 MATCH_MODES = ("top", "w", "quark_gluon")
 _QUARKS = {1, 2, 3, 4, 5}
@@ -48,6 +60,50 @@ class MatchStats:
         self.contained += other.contained
         for key, value in other.labels.items():
             self.labels[key] = self.labels.get(key, 0) + value
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one class (or both, for quark/gluon) comes from and how its jets are labelled."""
+
+    name: str
+    process: str | None
+    decay: str
+    match: str | None  # top, w, quark_gluon or None (every jet gets ``label``)
+    label: int
+
+
+@dataclass(frozen=True)
+class Cuts:
+    """The jet selection: pT window in GeV, |η| < η_max, radius R, hardest jets per event, constituents kept."""
+
+    pt_min_gev: float
+    pt_max_gev: float
+    eta_max: float
+    radius: float
+    jets_per_event: int
+    n_constituents: int
+
+
+@dataclass
+class Pool:
+    """Jets collected for one source, with their labels (−1: failed truth matching)."""
+
+    chunks: list[Any] = field(default_factory=list)
+    labels: list[np.ndarray] = field(default_factory=list)
+    stats: MatchStats = field(default_factory=MatchStats)
+    events: int = 0
+    record: dict[str, Any] = field(default_factory=dict)
+    artifact: str | None = None  # the sample artifact's id, when the jets came from one
+
+    def add(self, jets: Any, labels: np.ndarray, stats: MatchStats, n_events: int) -> None:
+        self.chunks.append(jets)
+        self.labels.append(labels)
+        self.stats.add(stats)
+        self.events += n_events
+
+    def count(self, label: int) -> int:
+        return int(sum(int((labels == label).sum()) for labels in self.labels))
 
 
 @dataclass(frozen=True)
@@ -155,3 +211,68 @@ def _mismatch(total: np.ndarray, mother: np.ndarray) -> float:
 def _delta_r(eta1: Any, phi1: Any, eta2: Any, phi2: Any) -> Any:
     dphi = (np.asarray(phi1) - phi2 + np.pi) % (2 * np.pi) - np.pi
     return np.hypot(np.asarray(eta1) - eta2, dphi)
+
+
+# --- jets of events: selection and labels for make_jet_dataset ----------------------------------
+
+
+def select_jets(particles: Any, partons: Any, cuts: Cuts, source: Source) -> tuple[Any, np.ndarray, MatchStats]:
+    """Cluster events and return the candidate jets (flat records), their labels and matching counts."""
+    from physagent.tools.simulate._jets import cluster_events
+
+    jets = cluster_events(particles, "antikt", cuts.radius, cuts.pt_min_gev, cuts.eta_max, cuts.n_constituents)
+    return select_clustered(jets, partons, cuts, source)
+
+
+def select_clustered(jets: Any, partons: Any, cuts: Cuts, source: Source) -> tuple[Any, np.ndarray, MatchStats]:
+    """The window and truth matching on already clustered ``events × jets`` records."""
+    import awkward as ak
+
+    jets = jets[(jets.pt > cuts.pt_min_gev) & (abs(jets.eta) < cuts.eta_max)][:, :cuts.jets_per_event]
+    jets = jets[jets.pt < cuts.pt_max_gev]
+    flat = ak.flatten(jets)
+    if source.match is None:
+        return flat, np.full(len(flat), source.label, dtype=np.int8), MatchStats()
+    labels, stats = _match(np.asarray(ak.num(jets)), np.asarray(flat.eta), np.asarray(flat.phi), partons,
+                           source.match, cuts.radius)
+    return flat, labels, stats
+
+
+def _match(jets_per_event: np.ndarray, eta: np.ndarray, phi: np.ndarray, partons: Any, mode: str,
+           radius: float) -> tuple[np.ndarray, MatchStats]:
+    import awkward as ak
+
+    p4 = np.stack([np.asarray(ak.flatten(partons[name]), dtype=np.float64) for name in ("px", "py", "pz", "e")], 1)
+    pid = np.asarray(ak.flatten(partons.pid), dtype=np.int64)
+    status = np.asarray(ak.flatten(partons.status), dtype=np.int64)
+    parton_offsets = np.concatenate([[0], np.cumsum(np.asarray(ak.num(partons)))])
+    jet_offsets = np.concatenate([[0], np.cumsum(jets_per_event)])
+    labels = np.full(len(eta), -1, dtype=np.int8)
+    stats = MatchStats()
+    for event in np.flatnonzero(jets_per_event):
+        jsl = slice(jet_offsets[event], jet_offsets[event + 1])
+        psl = slice(parton_offsets[event], parton_offsets[event + 1])
+        labels[jsl], event_stats = match_event(eta[jsl], phi[jsl], p4[psl], pid[psl], status[psl], mode, radius)
+        stats.add(event_stats)
+    return labels, stats
+
+
+def partons_for(ctx: ToolContext, artifact: Artifact, data: Any, source: Source, param: str) -> Any:
+    """The hard-process partons per event of the sample (from the jets' source events), if matching needs them."""
+    import awkward as ak
+
+    from physagent.tools._io import read_parquet
+
+    if source.match is None:
+        return None
+    if artifact.kind == "events":
+        events = data
+    else:
+        source_id = artifact.metadata.get("source")
+        found = ctx.workspace.get_artifact(source_id) if source_id else None
+        events = read_parquet(found.path, columns=["partons"])[np.asarray(data.event)] if found else None
+    if events is None or "partons" not in ak.fields(events):
+        raise ToolInputError.for_param(
+            "make_jet_dataset", param, artifact.id, "has no hard-process partons, which truth matching needs. "
+            "Use a sample from generate_events, or set truth_matching=False.")
+    return events.partons

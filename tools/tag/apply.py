@@ -19,7 +19,8 @@ from physagent.tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact
 from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolInputError
 from physagent.tools._registry import ToolResult, tool
-from physagent.tools.tag.train import ModelRef, check_inputs_match, inputs_for, load_tagger, score_model
+from physagent.tools.tag._inference import check_inputs_match, inputs_for, load_tagger, score_model
+from physagent.tools.tag.train import ModelRef
 
 __all__ = ["TaggerScores", "apply_tagger"]
 

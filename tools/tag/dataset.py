@@ -11,10 +11,10 @@ Tasks and what the classes are (signal label 1, background label 0):
 
 Samples are generated with the cores of ``generate_events`` and ``cluster_jets`` (p̂T window
 [0.9 pT_min, 1.25 pT_max], anti-kT with radius R, soft drop β = 0, z_cut = 0.1) in seeded rounds until
-every class has its jets; or taken from given artifacts. Per event, the ``jets_per_event`` hardest jets
-with pT > pT_min and |η| < η_max are candidates, kept when pT < pT_max. Truth matching: see
-:mod:`tools.tag._matching`; the containment fraction (candidate jets near a top/W that contain all its
-decay quarks) goes into the dataset card.
+every class has its jets (:mod:`tools.tag._generation`); or taken from given artifacts. Per event, the
+``jets_per_event`` hardest jets with pT > pT_min and |η| < η_max are candidates, kept when pT < pT_max.
+Selection and truth matching: see :mod:`tools.tag._matching`; the containment fraction (candidate jets
+near a top/W that contain all its decay quarks) goes into the dataset card.
 
 Output: a ``dataset`` artifact, ``dataset.parquet`` with one row per jet — the fields of a
 ``cluster_jets`` jet (pt, eta, phi, e, mass, msd in GeV, tau1–3, tau21, tau32, n_constituents,
@@ -26,9 +26,6 @@ and ``card.json`` (processes, Pythia settings and seeds, cuts, counts, containme
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -36,10 +33,11 @@ from pydantic import Field
 
 from physagent.tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact
 from physagent.tools._context import ToolContext
-from physagent.tools._errors import ToolInputError, ToolRuntimeError
+from physagent.tools._errors import ToolInputError
 from physagent.tools._registry import ToolResult, tool
 from physagent.tools.tag._features import JET_FEATURES, has_pid, non_finite_fields, particle_feature_names
-from physagent.tools.tag._matching import MatchStats, match_event
+from physagent.tools.tag._generation import generate_jets
+from physagent.tools.tag._matching import Cuts, MatchStats, Pool, Source, partons_for, select_clustered, select_jets
 
 __all__ = ["SPLITS", "DatasetRef", "JetDataset", "make_jet_dataset", "read_dataset", "split_rows"]
 
@@ -49,62 +47,14 @@ Task = Literal["top_vs_qcd", "w_vs_qcd", "quark_vs_gluon", "two_samples"]
 Balance = Literal["equal_counts", "weights"]
 SPLITS = {"train": 0, "validation": 1, "test": 2}
 
-_PT_HAT_WINDOW = (0.9, 1.25)  # p̂T window as fractions of the jet pT window
-_FIRST_YIELD_GUESS = 0.3  # useful jets per event assumed before the first round has measured it
-_MAX_ROUNDS = 8
-_MIN_SHARDS = 2  # fixed (not the core count), so the events depend on the seed only
-
-
-@dataclass(frozen=True)
-class _Source:
-    """Where one class (or both, for quark/gluon) comes from and how its jets are labelled."""
-
-    name: str
-    process: str | None
-    decay: str
-    match: str | None  # top, w, quark_gluon or None (every jet gets ``label``)
-    label: int
-
-
-_TASKS: dict[str, tuple[_Source, _Source | None]] = {
-    "top_vs_qcd": (_Source("top", "ttbar", "hadronic", "top", 1), _Source("QCD", "qcd_dijet", "default", None, 0)),
-    "w_vs_qcd": (_Source("W", "w_jets", "hadronic", "w", 1), _Source("QCD", "qcd_dijet", "default", None, 0)),
-    "quark_vs_gluon": (_Source("quark/gluon", "z_jets", "invisible", "quark_gluon", 1), None),
-    "two_samples": (_Source("signal", None, "default", None, 1), _Source("background", None, "default", None, 0)),
+_TASKS: dict[str, tuple[Source, Source | None]] = {
+    "top_vs_qcd": (Source("top", "ttbar", "hadronic", "top", 1), Source("QCD", "qcd_dijet", "default", None, 0)),
+    "w_vs_qcd": (Source("W", "w_jets", "hadronic", "w", 1), Source("QCD", "qcd_dijet", "default", None, 0)),
+    "quark_vs_gluon": (Source("quark/gluon", "z_jets", "invisible", "quark_gluon", 1), None),
+    "two_samples": (Source("signal", None, "default", None, 1), Source("background", None, "default", None, 0)),
 }
 _CLASS_NAMES = {"top_vs_qcd": ("top", "QCD"), "w_vs_qcd": ("W", "QCD"), "quark_vs_gluon": ("quark", "gluon"),
                 "two_samples": ("signal", "background")}
-
-
-@dataclass(frozen=True)
-class _Cuts:
-    pt_min_gev: float
-    pt_max_gev: float
-    eta_max: float
-    radius: float
-    jets_per_event: int
-    n_constituents: int
-
-
-@dataclass
-class _Pool:
-    """Jets collected for one source, with their labels (−1: failed truth matching)."""
-
-    chunks: list[Any] = field(default_factory=list)
-    labels: list[np.ndarray] = field(default_factory=list)
-    stats: MatchStats = field(default_factory=MatchStats)
-    events: int = 0
-    record: dict[str, Any] = field(default_factory=dict)
-    artifact: str | None = None  # the sample artifact's id, when the jets came from one
-
-    def add(self, jets: Any, labels: np.ndarray, stats: MatchStats, n_events: int) -> None:
-        self.chunks.append(jets)
-        self.labels.append(labels)
-        self.stats.add(stats)
-        self.events += n_events
-
-    def count(self, label: int) -> int:
-        return int(sum(int((labels == label).sum()) for labels in self.labels))
 
 
 class JetDataset(ToolResult):
@@ -175,7 +125,7 @@ def make_jet_dataset(
     Generates the processes with Pythia8 (or takes given artifacts), clusters anti-kT jets, truth-matches
     signal jets, keeps the leading constituents, and splits train/validation/test.
     """
-    cuts = _Cuts(pt_min_gev, pt_max_gev, eta_max, radius, jets_per_event, n_constituents)
+    cuts = Cuts(pt_min_gev, pt_max_gev, eta_max, radius, jets_per_event, n_constituents)
     _check_request(task, cuts, truth_matching, signal_sample, background_sample, validation_fraction + test_fraction)
     sources = _sources(task, truth_matching)
     generation = {"sqrt_s_tev": sqrt_s_tev, "mpi": mpi, "seed": seed}
@@ -189,7 +139,7 @@ def make_jet_dataset(
 
 
 def _check_request(
-    task: str, cuts: _Cuts, truth_matching: bool, signal: str | None, background: str | None, held_out: float,
+    task: str, cuts: Cuts, truth_matching: bool, signal: str | None, background: str | None, held_out: float,
 ) -> None:
     if cuts.pt_max_gev <= cuts.pt_min_gev:
         raise ToolInputError.for_param(
@@ -213,10 +163,10 @@ def _check_request(
             "is required for quark_vs_gluon: the parton flavour is the label. Set truth_matching=True.")
 
 
-def _sources(task: str, truth_matching: bool) -> tuple[_Source, _Source | None]:
+def _sources(task: str, truth_matching: bool) -> tuple[Source, Source | None]:
     signal, background = _TASKS[task]
     if not truth_matching and signal.match in ("top", "w"):
-        signal = _Source(signal.name, signal.process, signal.decay, None, signal.label)
+        signal = Source(signal.name, signal.process, signal.decay, None, signal.label)
     return signal, background
 
 
@@ -224,134 +174,22 @@ def _sources(task: str, truth_matching: bool) -> tuple[_Source, _Source | None]:
 
 
 def _collect(
-    ctx: ToolContext, source: _Source, sample: str | None, cuts: _Cuts, n_per_class: int, balance: str,
+    ctx: ToolContext, source: Source, sample: str | None, cuts: Cuts, n_per_class: int, balance: str,
     generation: dict[str, Any], index: int,
-) -> _Pool:
+) -> Pool:
     if sample is not None:
         return _from_artifact(ctx, source, sample, cuts, "signal_sample" if index == 0 else "background_sample")
-    return _generate(ctx, source, cuts, n_per_class, balance, generation, index)
+    return generate_jets(ctx, source, cuts, n_per_class, balance, generation, index)
 
 
-def _wanted_labels(source: _Source) -> tuple[int, ...]:
-    return (1, 0) if source.match == "quark_gluon" else (source.label,)
-
-
-def _missing(pool: _Pool, source: _Source, n_per_class: int, balance: str) -> int:
-    labels = _wanted_labels(source)
-    if balance == "weights" and len(labels) == 2:
-        return max(0, len(labels) * n_per_class - sum(pool.count(label) for label in labels))
-    return sum(max(0, n_per_class - pool.count(label)) for label in labels)
-
-
-def _generate(
-    ctx: ToolContext, source: _Source, cuts: _Cuts, n_per_class: int, balance: str, generation: dict[str, Any],
-    index: int,
-) -> _Pool:
-    from physagent.tools.simulate import _pythia
-    from physagent.tools.simulate.events import EVENTS_PER_SHARD, process_settings
-
-    assert source.process is not None  # two_samples never generates (checked in _check_request)
-    pt_hat = (cuts.pt_min_gev * _PT_HAT_WINDOW[0], min(cuts.pt_max_gev * _PT_HAT_WINDOW[1],
-                                                       0.45 * generation["sqrt_s_tev"] * 1000.0))
-    settings = process_settings(
-        source.process, generation["sqrt_s_tev"], pt_hat[0], pt_hat[1], None, None, source.decay,
-        (3500.0, 500.0, 100.0), (generation["mpi"], True, True, True), [])
-    pool = _Pool(record={"process": source.process, "decay": source.decay, "pythia_settings": settings,
-                         "pt_hat_window_gev": list(pt_hat), "rounds": []})
-    workers = int(os.environ.get("PHYSAGENT_WORKERS") or os.cpu_count() or 1)
-    seeds = np.random.SeedSequence([generation["seed"], index]).generate_state(_MAX_ROUNDS)
-    total = _missing(pool, source, n_per_class, balance)
-    with ctx.progress(f"{source.name} jets from Pythia8 {source.process}", total=total, unit="jets") as bar, \
-            ctx.progress(f"Pythia8 {source.process} events", total=None, unit="events") as events_bar:
-        for round_seed in seeds:
-            missing = _missing(pool, source, n_per_class, balance)
-            if missing == 0:
-                break
-            n_events = _events_for(missing, pool)
-            plan = _pythia.shard_plan(n_events, max(_MIN_SHARDS, math.ceil(n_events / EVENTS_PER_SHARD)),
-                                      int(round_seed))
-            pool.record["rounds"].append({"n_events": n_events, "seed": int(round_seed),
-                                          "shards": [{"n_events": n, "pythia_seed": s} for n, s in plan]})
-            for shard in _run(settings, plan, workers, events_bar.advance, source):
-                jets, labels, stats = select_jets(shard.events.particles, shard.events.partons, cuts, source)
-                pool.add(jets, labels, stats, shard.n_accepted)
-                still_missing = _missing(pool, source, n_per_class, balance)
-                bar.advance(missing - still_missing)
-                missing = still_missing
-            if not any(pool.count(label) for label in _wanted_labels(source)):
-                raise ToolRuntimeError(
-                    f"make_jet_dataset: {n_events:,} {source.process} events gave no {source.name} jet with "
-                    f"{cuts.pt_min_gev:g} < pT < {cuts.pt_max_gev:g} GeV and |eta| < {cuts.eta_max:g}. "
-                    "Widen the pT window or check the process.")
-    return pool
-
-
-def _events_for(missing: int, pool: _Pool) -> int:
-    """Events for the next round: the missing jets over the measured yield, with 15% to spare."""
-    collected = sum(int((labels >= 0).sum()) for labels in pool.labels)
-    per_event = collected / pool.events if pool.events and collected else _FIRST_YIELD_GUESS
-    return math.ceil(missing / max(per_event, 0.01) * 1.15) + 100
-
-
-def _run(settings: list[str], plan: list[tuple[int, int]], workers: int, report: Callable[[float], None],
-         source: _Source) -> Any:
-    from physagent.tools.simulate import _pythia
-
-    try:
-        yield from _pythia.generate(settings, plan, workers, report)
-    except RuntimeError as exc:
-        raise ToolRuntimeError(f"make_jet_dataset: Pythia failed for process {source.process!r}: {exc}") from exc
-
-
-def select_jets(particles: Any, partons: Any, cuts: _Cuts, source: _Source) -> tuple[Any, np.ndarray, MatchStats]:
-    """Cluster events and return the candidate jets (flat records), their labels and matching counts."""
-    from physagent.tools.simulate._jets import cluster_events
-
-    jets = cluster_events(particles, "antikt", cuts.radius, cuts.pt_min_gev, cuts.eta_max, cuts.n_constituents)
-    return select_clustered(jets, partons, cuts, source)
-
-
-def select_clustered(jets: Any, partons: Any, cuts: _Cuts, source: _Source) -> tuple[Any, np.ndarray, MatchStats]:
-    """The window and truth matching on already clustered ``events × jets`` records."""
-    import awkward as ak
-
-    jets = jets[(jets.pt > cuts.pt_min_gev) & (abs(jets.eta) < cuts.eta_max)][:, :cuts.jets_per_event]
-    jets = jets[jets.pt < cuts.pt_max_gev]
-    flat = ak.flatten(jets)
-    if source.match is None:
-        return flat, np.full(len(flat), source.label, dtype=np.int8), MatchStats()
-    labels, stats = _match(np.asarray(ak.num(jets)), np.asarray(flat.eta), np.asarray(flat.phi), partons,
-                           source.match, cuts.radius)
-    return flat, labels, stats
-
-
-def _match(jets_per_event: np.ndarray, eta: np.ndarray, phi: np.ndarray, partons: Any, mode: str,
-           radius: float) -> tuple[np.ndarray, MatchStats]:
-    import awkward as ak
-
-    p4 = np.stack([np.asarray(ak.flatten(partons[name]), dtype=np.float64) for name in ("px", "py", "pz", "e")], 1)
-    pid = np.asarray(ak.flatten(partons.pid), dtype=np.int64)
-    status = np.asarray(ak.flatten(partons.status), dtype=np.int64)
-    parton_offsets = np.concatenate([[0], np.cumsum(np.asarray(ak.num(partons)))])
-    jet_offsets = np.concatenate([[0], np.cumsum(jets_per_event)])
-    labels = np.full(len(eta), -1, dtype=np.int8)
-    stats = MatchStats()
-    for event in np.flatnonzero(jets_per_event):
-        jsl = slice(jet_offsets[event], jet_offsets[event + 1])
-        psl = slice(parton_offsets[event], parton_offsets[event + 1])
-        labels[jsl], event_stats = match_event(eta[jsl], phi[jsl], p4[psl], pid[psl], status[psl], mode, radius)
-        stats.add(event_stats)
-    return labels, stats
-
-
-def _from_artifact(ctx: ToolContext, source: _Source, sample: str, cuts: _Cuts, param: str) -> _Pool:
+def _from_artifact(ctx: ToolContext, source: Source, sample: str, cuts: Cuts, param: str) -> Pool:
     from physagent.tools._io import read_parquet
 
     artifact = ctx.artifact(sample, param)
     data = read_parquet(artifact.path)
     if len(data) == 0:
         raise ToolInputError.for_param("make_jet_dataset", param, sample, "holds no events. Use a non-empty sample.")
-    partons = _partons_for(ctx, artifact, data, source, param)
+    partons = partons_for(ctx, artifact, data, source, param)
     if artifact.kind == "jets":
         _check_radius(artifact, cuts, param)
         jets, labels, stats = select_clustered(data.jets, partons, cuts, source)
@@ -362,33 +200,12 @@ def _from_artifact(ctx: ToolContext, source: _Source, sample: str, cuts: _Cuts, 
         raise ToolInputError.for_param(
             "make_jet_dataset", param, sample, f"has NaN or infinite values in {', '.join(bad)}. "
             "Remove or fix those jets before building a dataset.")
-    pool = _Pool(record={"kind": artifact.kind, "sha256": artifact.sha256}, artifact=sample)
+    pool = Pool(record={"kind": artifact.kind, "sha256": artifact.sha256}, artifact=sample)
     pool.add(jets, labels, stats, n_events=0)  # nothing generated here
     return pool
 
 
-def _partons_for(ctx: ToolContext, artifact: Artifact, data: Any, source: _Source, param: str) -> Any:
-    """The hard-process partons per event of the sample (from the jets' source events), if matching needs them."""
-    import awkward as ak
-
-    from physagent.tools._io import read_parquet
-
-    if source.match is None:
-        return None
-    if artifact.kind == "events":
-        events = data
-    else:
-        source_id = artifact.metadata.get("source")
-        found = ctx.workspace.get_artifact(source_id) if source_id else None
-        events = read_parquet(found.path, columns=["partons"])[np.asarray(data.event)] if found else None
-    if events is None or "partons" not in ak.fields(events):
-        raise ToolInputError.for_param(
-            "make_jet_dataset", param, artifact.id, "has no hard-process partons, which truth matching needs. "
-            "Use a sample from generate_events, or set truth_matching=False.")
-    return events.partons
-
-
-def _check_radius(artifact: Artifact, cuts: _Cuts, param: str) -> None:
+def _check_radius(artifact: Artifact, cuts: Cuts, param: str) -> None:
     radius = artifact.metadata.get("radius")
     if radius is not None and not math.isclose(float(radius), cuts.radius):
         raise ToolInputError.for_param(
@@ -399,7 +216,7 @@ def _check_radius(artifact: Artifact, cuts: _Cuts, param: str) -> None:
 # --- assembling and writing ---------------------------------------------------------------
 
 
-def _class_rows(pools: list[_Pool]) -> dict[int, Any]:
+def _class_rows(pools: list[Pool]) -> dict[int, Any]:
     """label → the jets of that class, in collection order."""
     import awkward as ak
 
@@ -413,7 +230,7 @@ def _class_rows(pools: list[_Pool]) -> dict[int, Any]:
     return {label: ak.concatenate(chunks) if chunks else None for label, chunks in rows.items()}
 
 
-def _assemble(pools: list[_Pool], n_per_class: int, balance: str, held_out: tuple[float, float], seed: int
+def _assemble(pools: list[Pool], n_per_class: int, balance: str, held_out: tuple[float, float], seed: int
               ) -> tuple[Any, dict[str, dict[str, int]], list[str]]:
     import awkward as ak
 
@@ -469,7 +286,7 @@ def _counts(jets: Any) -> dict[str, dict[str, int]]:
 
 
 def _write(ctx: ToolContext, task: str, jets: Any, counts: dict[str, dict[str, int]], notes: list[str],
-           pools: list[_Pool], sources: tuple[_Source, _Source | None], cuts: _Cuts, balance: str,
+           pools: list[Pool], sources: tuple[Source, Source | None], cuts: Cuts, balance: str,
            generation: dict[str, Any]) -> JetDataset:
     from physagent.tools._io import write_json, write_parquet
 
@@ -503,8 +320,8 @@ def _write(ctx: ToolContext, task: str, jets: Any, counts: dict[str, dict[str, i
     )
 
 
-def _card(task: str, counts: dict[str, dict[str, int]], pools: list[_Pool], sources: tuple[_Source, _Source | None],
-          cuts: _Cuts, balance: str, generation: dict[str, Any], stats: MatchStats | None, pid: bool
+def _card(task: str, counts: dict[str, dict[str, int]], pools: list[Pool], sources: tuple[Source, Source | None],
+          cuts: Cuts, balance: str, generation: dict[str, Any], stats: MatchStats | None, pid: bool
           ) -> dict[str, Any]:
     signal_name, background_name = _CLASS_NAMES[task]
     samples = {source.name: pool.record | {"events": pool.events, "truth_matching": source.match}

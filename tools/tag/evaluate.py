@@ -25,9 +25,10 @@ from physagent.tools._artifacts import Artifact
 from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolInputError
 from physagent.tools._registry import ToolResult, tool
+from physagent.tools.tag._inference import check_inputs_match, inputs_for, load_tagger, score_model
 from physagent.tools.tag._metrics import metrics, plot_roc, save_png
 from physagent.tools.tag.dataset import DatasetRef, read_dataset, split_rows
-from physagent.tools.tag.train import ModelRef, check_inputs_match, inputs_for, load_tagger, score_model
+from physagent.tools.tag.train import ModelRef
 
 __all__ = ["TaggerEvaluation", "TaggerMetrics", "evaluate_tagger"]
 

@@ -10,18 +10,14 @@ Output: a ``model`` artifact with ``model.pt`` (state dict) or ``model.joblib`` 
 curve, test metrics, export checks), ``training_curve.png``, ``test_scores.parquet`` (the scores the
 metrics come from) and, for networks, ``model.onnx`` and ``model.torchscript.pt``
 (:mod:`tools.tag._export`). Runs on CUDA when available, else on the CPU with one thread per core.
+The training loop lives in :mod:`tools.tag._training`, model loading and scoring in :mod:`tools.tag._inference`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import importlib.metadata
-import math
-import os
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -34,37 +30,16 @@ from physagent.tools._errors import ToolInputError
 from physagent.tools._registry import ToolResult, tool
 from physagent.tools.tag._architectures import ARCHITECTURES, INPUT_NAMES, REFERENCES, ModelKind, Size
 from physagent.tools.tag._features import JET_FEATURES, TaggerInputs, has_pid, non_finite_fields, particle_feature_names
+from physagent.tools.tag._inference import inputs_for, particle_set, score_model
 from physagent.tools.tag._metrics import metrics, plot_training_curve, save_png
+from physagent.tools.tag._training import Fitted, Settings, Split, fit
 from physagent.tools.tag.dataset import DatasetRef, read_dataset, split_rows
 
-__all__ = [
-    "ModelRef", "TrainedTagger", "check_inputs_match", "device", "inputs_for", "load_tagger", "score_model",
-    "score_network", "torch_threads", "train_tagger",
-]
+__all__ = ["ModelRef", "TrainedTagger", "train_tagger"]
 
 ModelRef = Annotated[str, Accepts(("model",)), Field(pattern=ARTIFACT_ID_PATTERN)]
 FeatureSet = Literal["auto", "kinematic", "kinematic+pid"]
 Schedule = Literal["cosine", "one_cycle", "constant"]
-_SCORE_BATCH = 1024
-
-
-@dataclass(frozen=True)
-class _Split:
-    rows: np.ndarray  # row indices in the dataset
-    inputs: TaggerInputs
-    labels: np.ndarray
-    weights: np.ndarray
-
-
-@dataclass(frozen=True)
-class _Settings:
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    lr_schedule: str
-    weight_decay: float
-    patience: int
-    seed: int
 
 
 class TrainedTagger(ToolResult):
@@ -133,9 +108,9 @@ def train_tagger(
     arch = ARCHITECTURES[model][size]
     _check_trainable(jets, dataset, model, arch, n_constituents)
     splits = {name: _split(jets, name, n_constituents, feature_set) for name in ("train", "validation", "test")}
-    settings = _Settings(epochs, batch_size, learning_rate, lr_schedule, weight_decay, patience, seed)
+    settings = Settings(epochs, batch_size, learning_rate, lr_schedule, weight_decay, patience, seed)
     pending = ctx.new_artifact("model")
-    fitted = _fit(ctx, model, arch, feature_set, splits, settings)
+    fitted = fit(ctx, model, arch, feature_set, splits, settings)
     return _write(pending, source, model, size, arch, feature_set, n_constituents, splits, settings, fitted, export)
 
 
@@ -185,232 +160,18 @@ def _check_trainable(jets: Any, dataset: str, model: str, arch: dict[str, Any], 
                 f"{n_constituents} constituents per jet. Rebuild with n_constituents > {k_max} or pick a smaller size.")
 
 
-def _split(jets: Any, name: str, n_constituents: int, feature_set: str) -> _Split:
+def _split(jets: Any, name: str, n_constituents: int, feature_set: str) -> Split:
     rows = split_rows(jets, name)
     picked = jets[rows]
     inputs = inputs_for(picked, n_constituents, feature_set)
-    return _Split(rows, inputs, np.asarray(picked.label, dtype=np.int64), np.asarray(picked.weight, dtype=np.float64))
-
-
-def inputs_for(jets: Any, n_constituents: int, feature_set: str) -> TaggerInputs:
-    """Model inputs for flat jet records; EFN and BDT need no particle-feature choice."""
-    from physagent.tools.tag._features import tagger_inputs
-
-    particle_set = "kinematic+pid" if feature_set == "kinematic+pid" else "kinematic"
-    return tagger_inputs(jets, n_constituents, particle_set)
-
-
-# --- fitting ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Fitted:
-    model: Any  # nn.Module (best weights) or fitted sklearn estimator
-    history: list[dict[str, Any]]
-    best_epoch: int
-    wall_s: float
-    device: str
-    threads: int
-
-
-def device() -> str:
-    """``cuda`` when a GPU is usable, else ``cpu``."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def thread_count() -> int:
-    """Threads for torch and sklearn: ``PHYSAGENT_WORKERS`` if set, else one per available core.
-
-    The count changes the floating-point summation order, so it is fixed per machine (recorded in the
-    model card) rather than adapted to the load. On a machine shared with other busy processes set
-    ``PHYSAGENT_WORKERS=1``: spin-waiting OpenMP threads on occupied cores made training 5–40× slower
-    than one thread here (load 7 on 2 cores).
-    """
-    override = os.environ.get("PHYSAGENT_WORKERS")
-    return max(1, int(override)) if override else max(1, len(os.sched_getaffinity(0)))
-
-
-@contextlib.contextmanager
-def torch_threads() -> Iterator[int]:
-    """Limit torch and the OpenMP/BLAS pools (sklearn) to :func:`thread_count` threads, then restore."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    wanted = thread_count()
-    before = torch.get_num_threads()
-    torch.set_num_threads(wanted)
-    try:
-        with threadpool_limits(limits=wanted):
-            yield wanted
-    finally:
-        torch.set_num_threads(before)
-
-
-def _fit(ctx: ToolContext, kind: str, arch: dict[str, Any], feature_set: str, splits: dict[str, _Split],
-         settings: _Settings) -> _Fitted:
-    if kind == "bdt":
-        return _fit_bdt(ctx, arch, splits, settings.seed)
-    return _fit_network(ctx, kind, arch, len(particle_feature_names(_particle_set(feature_set))), splits, settings)
-
-
-def _particle_set(feature_set: str) -> str:
-    return "kinematic+pid" if feature_set == "kinematic+pid" else "kinematic"
-
-
-def _fit_bdt(ctx: ToolContext, arch: dict[str, Any], splits: dict[str, _Split], seed: int) -> _Fitted:
-    from physagent.tools.tag._models import build_bdt
-
-    train, val = splits["train"], splits["validation"]
-    data = {"X": train.inputs.jet, "y": train.labels, "sample_weight": train.weights}
-    validation = {"X_val": val.inputs.jet, "y_val": val.labels, "sample_weight_val": val.weights}
-    start = time.perf_counter()
-    with ctx.progress("train bdt", total=2, unit="fits") as bar, torch_threads() as threads:
-        probe = build_bdt(arch, seed).fit(**data, **validation)
-        bar.advance()
-        # sklearn keeps the n_iter_no_change trees after the best one; refit to the best iteration count
-        # (boosting is deterministic, so these are the same first trees)
-        history = _bdt_history(probe, val)
-        best = int(np.argmin([row["val_loss"] for row in history])) + 1
-        bdt = build_bdt(arch | {"max_iter": best}, seed).set_params(early_stopping=False).fit(**data)
-        bar.advance()
-    return _Fitted(bdt, history, best, time.perf_counter() - start, "cpu", threads)
-
-
-def _bdt_history(bdt: Any, val: _Split) -> list[dict[str, Any]]:
-    """Per boosting iteration: training and validation loss (sklearn stores them negated), validation AUC."""
-    aucs = [metrics(val.labels, proba[:, 1], val.weights)["auc"] for proba in bdt.staged_predict_proba(val.inputs.jet)]
-    losses = zip(bdt.train_score_[1:], bdt.validation_score_[1:], aucs, strict=True)
-    return [{"epoch": i, "train_loss": -float(t), "val_loss": -float(v), "val_auc": auc}
-            for i, (t, v, auc) in enumerate(losses, start=1)]
-
-
-def _fit_network(ctx: ToolContext, kind: str, arch: dict[str, Any], n_features: int, splits: dict[str, _Split],
-                 settings: _Settings) -> _Fitted:
-    import torch
-
-    from physagent.tools.tag._models import build_network
-
-    torch.manual_seed(settings.seed)
-    where = device()
-    with torch_threads() as threads:
-        net = build_network(kind, arch, n_features).to(where)
-        start = time.perf_counter()
-        history, best_state, best_epoch = _epochs(ctx, kind, net, splits, settings, where)
-        net.load_state_dict(best_state)
-        wall = time.perf_counter() - start
-    return _Fitted(net.eval(), history, best_epoch, wall, where, threads)
-
-
-def _epochs(ctx: ToolContext, kind: str, net: Any, splits: dict[str, _Split], settings: _Settings, where: str
-            ) -> tuple[list[dict[str, float]], dict[str, Any], int]:
-    import torch
-
-    train, val = splits["train"], splits["validation"]
-    tensors = _tensors(kind, train)
-    weights = torch.from_numpy(train.weights).float()
-    labels = torch.from_numpy(train.labels)
-    steps = max(1, math.ceil(len(train.labels) / settings.batch_size))
-    optimiser = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    scheduler = _scheduler(optimiser, settings, steps)
-    generator = torch.Generator().manual_seed(settings.seed)
-    history: list[dict[str, float]] = []
-    best = (math.inf, copy.deepcopy(net.state_dict()), 0)
-    with ctx.progress(f"train {kind}", total=settings.epochs, unit="epochs") as bar:
-        for epoch in range(1, settings.epochs + 1):
-            t0 = time.perf_counter()
-            train_loss = _train_epoch(net, tensors, labels, weights, optimiser, scheduler, settings.batch_size,
-                                      generator, where, ctx.check_cancelled)
-            val_loss, val_scores = _validate(net, kind, val, where)
-            val_auc = metrics(val.labels, val_scores, val.weights)["auc"]
-            history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_auc": val_auc,
-                            "lr": optimiser.param_groups[0]["lr"], "wall_s": time.perf_counter() - t0})
-            if val_loss < best[0]:
-                best = (val_loss, copy.deepcopy(net.state_dict()), epoch)
-            bar.unit = f"epochs (loss {train_loss:.3f}, val loss {val_loss:.3f}, val AUC {val_auc:.3f})"
-            bar.advance()
-            if settings.patience and epoch - best[2] >= settings.patience:
-                break
-    return history, best[1], best[2]
-
-
-def _scheduler(optimiser: Any, settings: _Settings, steps_per_epoch: int) -> Any:
-    import torch
-
-    total = settings.epochs * steps_per_epoch
-    if settings.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total)
-    if settings.lr_schedule == "one_cycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=settings.learning_rate, total_steps=total)
-    return None
-
-
-def _tensors(kind: str, split: _Split) -> list[Any]:
-    import torch
-
-    return [torch.from_numpy(getattr(split.inputs, name)) for name in INPUT_NAMES[kind]]
-
-
-def _train_epoch(net: Any, tensors: list[Any], labels: Any, weights: Any, optimiser: Any, scheduler: Any,
-                 batch_size: int, generator: Any, where: str, check_cancelled: Callable[[], None]) -> float:
-    import torch
-
-    net.train()
-    order = torch.randperm(len(labels), generator=generator)
-    total, norm = 0.0, 0.0
-    for start in range(0, len(order), batch_size):
-        check_cancelled()  # an epoch of a large model can take minutes
-        index = order[start:start + batch_size]
-        if len(index) < 2:  # batch norm cannot train on a single jet
-            continue
-        w = weights[index].to(where)
-        logits = net(*(t[index].to(where) for t in tensors))
-        per_jet = torch.nn.functional.cross_entropy(logits, labels[index].to(where), reduction="none")
-        loss = (per_jet * w).sum() / w.sum()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        if scheduler is not None:
-            scheduler.step()
-        total += loss.item() * w.sum().item()
-        norm += w.sum().item()
-    return total / max(norm, 1e-12)
-
-
-def _validate(net: Any, kind: str, split: _Split, where: str) -> tuple[float, np.ndarray]:
-    scores = score_network(net, kind, split.inputs, where)
-    p = np.clip(np.where(split.labels == 1, scores, 1.0 - scores), 1e-7, 1.0)
-    return float(np.sum(-np.log(p) * split.weights) / np.sum(split.weights)), scores
-
-
-def score_network(net: Any, kind: str, inputs: TaggerInputs, where: str = "cpu") -> np.ndarray:
-    """Signal probabilities of a (logit-returning) network, in eval mode, in fixed-size batches."""
-    import torch
-
-    net.eval()
-    tensors = [torch.from_numpy(getattr(inputs, name)) for name in INPUT_NAMES[kind]]
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(inputs), _SCORE_BATCH):
-            logits = net(*(t[start:start + _SCORE_BATCH].to(where) for t in tensors))
-            out.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
-    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
-
-
-def score_model(model: Any, kind: str, inputs: TaggerInputs) -> np.ndarray:
-    """Signal scores of a network or a fitted BDT."""
-    with torch_threads():
-        if kind == "bdt":
-            return model.predict_proba(inputs.jet)[:, 1].astype(np.float32)
-        return score_network(model, kind, inputs, device())
+    return Split(rows, inputs, np.asarray(picked.label, dtype=np.int64), np.asarray(picked.weight, dtype=np.float64))
 
 
 # --- writing the model artifact -----------------------------------------------------------
 
 
 def _write(pending: Any, source: Artifact, kind: str, size: str, arch: dict[str, Any], feature_set: str,
-           n_constituents: int, splits: dict[str, _Split], settings: _Settings, fitted: _Fitted, export: bool
+           n_constituents: int, splits: dict[str, Split], settings: Settings, fitted: Fitted, export: bool
            ) -> TrainedTagger:
     test = splits["test"]
     start = time.perf_counter()
@@ -457,7 +218,7 @@ def _save_weights(model: Any, kind: str, directory: Path) -> None:
     torch.save({name: t.detach().cpu() for name, t in model.state_dict().items()}, directory / "model.pt")
 
 
-def _save_scores(split: _Split, scores: np.ndarray, path: Path) -> None:
+def _save_scores(split: Split, scores: np.ndarray, path: Path) -> None:
     import awkward as ak
 
     from physagent.tools._io import write_parquet
@@ -473,16 +234,16 @@ def _export(model: Any, kind: str, arch: dict[str, Any], inputs: TaggerInputs, f
     from physagent.tools.tag._export import export_network
 
     example = {name: getattr(inputs, name) for name in INPUT_NAMES[kind]}
-    n_features = len(particle_feature_names(_particle_set(feature_set)))
+    n_features = len(particle_feature_names(particle_set(feature_set)))
     return export_network(kind, arch, n_features, model.state_dict(), example, directory)
 
 
 def _card(source: Artifact, kind: str, size: str, arch: dict[str, Any], feature_set: str, n_constituents: int,
-          splits: dict[str, _Split], settings: _Settings, fitted: _Fitted, test_metrics: dict[str, float],
+          splits: dict[str, Split], settings: Settings, fitted: Fitted, test_metrics: dict[str, float],
           exported: dict[str, Any]) -> dict[str, Any]:
     """The model card written to card.json: everything that a rerun reproduces (no ids, no timings)."""
     particle = [] if kind == "bdt" else (
-        ["z", "deta", "dphi"] if kind == "efn" else particle_feature_names(_particle_set(feature_set)))
+        ["z", "deta", "dphi"] if kind == "efn" else particle_feature_names(particle_set(feature_set)))
     return {
         "model": kind, "size": size, "architecture": arch, "reference": REFERENCES[kind],
         "n_parameters": _count_parameters(fitted.model),
@@ -491,7 +252,7 @@ def _card(source: Artifact, kind: str, size: str, arch: dict[str, Any], feature_
                     "labels": source.metadata.get("labels")},
         "features": {"set": feature_set, "particle": particle, "jet": list(JET_FEATURES) if kind == "bdt" else [],
                      "n_constituents": n_constituents, "n_particle_features": len(
-                         particle_feature_names(_particle_set(feature_set)))},
+                         particle_feature_names(particle_set(feature_set)))},
         "training": {"epochs": settings.epochs, "epochs_run": len(fitted.history), "best_epoch": fitted.best_epoch,
                      "batch_size": settings.batch_size, "learning_rate": settings.learning_rate,
                      "lr_schedule": settings.lr_schedule, "weight_decay": settings.weight_decay,
@@ -517,42 +278,3 @@ def _versions() -> dict[str, str]:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             found[name] = importlib.metadata.version(name)
     return found
-
-
-def load_tagger(artifact: Artifact) -> tuple[Any, dict[str, Any]]:
-    """The fitted model of a model artifact (network in eval mode, or BDT) and its card (with the ids)."""
-    card = dict(artifact.metadata)
-    kind = card["model"]
-    if kind == "bdt":
-        import joblib
-
-        return joblib.load(artifact.directory / "model.joblib"), card
-    import torch
-
-    from physagent.tools.tag._models import build_network
-
-    net = build_network(kind, card["architecture"], card["features"]["n_particle_features"])
-    net.load_state_dict(torch.load(artifact.directory / "model.pt", map_location="cpu", weights_only=True))
-    return net.to(device()).eval(), card
-
-
-def check_inputs_match(card: dict[str, Any], jets: Any, tool_name: str, param: str, data_id: str) -> None:
-    """Raise a ToolInputError when ``jets`` lack what the model of ``card`` was trained on, or hold NaNs."""
-    import awkward as ak
-
-    kind, feature_set = card["model"], card["features"]["set"]
-    fields = set(ak.fields(jets))
-    needed = set(JET_FEATURES) if kind == "bdt" else {"constituents", "pt", "e"}
-    missing = sorted(needed - fields)
-    if missing:
-        raise ToolInputError.for_param(
-            tool_name, param, data_id, f"has no {', '.join(missing)}, which model {kind} ({feature_set} features) "
-            "reads. Use jets from cluster_jets or make_jet_dataset.")
-    if feature_set == "kinematic+pid" and not has_pid(jets):
-        raise ToolInputError.for_param(
-            tool_name, param, data_id, "has no pid and charge for its constituents, but the model was trained "
-            "with features 'kinematic+pid'. Use jets with particle ids, or train with features='kinematic'.")
-    bad = non_finite_fields(jets)
-    if bad:
-        raise ToolInputError.for_param(
-            tool_name, param, data_id, f"has NaN or infinite values in {', '.join(bad)}. Drop or fix those jets first.")

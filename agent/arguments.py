@@ -1,0 +1,196 @@
+r"""Keep only the optional arguments a person actually stated: small models invent the rest.
+
+A 0.5B model asked for "300 Drell-Yan events with MPI off" also writes ``pt_hat_max_gev=20`` and
+``isr=false``; a 1.5B model adds ``style="CMS"`` nobody asked for. Optional arguments are therefore kept
+only when the conversation supports them, or a worked example the model was shown gave the same
+parameter the same value (``shown``: "boosted" → a p̂T cut is derived, not invented):
+
+- numbers: the value is written in the conversation — also as ``2 TeV`` for 2000 (GeV), ``5k`` for
+  5000, ``30%`` for 0.3;
+- booleans: a word of the parameter's name (``mpi``, ``hadronisation``/``hadronization``,
+  ``density``/"normalised", ``log``) appears in a user message;
+- enum choices: the value's stem ("hadronic" in "hadronically", "leptonic" in "dileptonic", "cambridge
+  aachen" for ``cambridge_aachen``) or one of the parameter's ``x-phrases`` for it appears in a user
+  message;
+- free strings, lists and objects (selections, field names, queries, artifact ids, ``$N`` references):
+  kept — they are content the model derives, and the tool validates them.
+
+Required arguments are always kept. Dropped arguments take the tool's documented defaults.
+
+What the user stated goes to the tool as stated (:func:`fill_stated_arguments`): a phrase that names
+one value ("top quark pair" → ``ttbar``) or a number written next to the parameter's name ("-5
+events", "seed 4", "20k events") wins over the model's value — unless the model's own value is stated
+too — so the tool, not the model, refuses a bad one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from physagent.agent.grounding import numbers_in
+
+__all__ = ["clean_arguments", "drop_defaults", "fill_stated_arguments", "is_stated", "keep_stated_arguments"]
+
+_SPELLINGS = {
+    "hadronisation": ("hadronisation", "hadronization", "hadronise", "hadronize"),
+    "density": ("density", "normalis", "normaliz", "unit area"),
+}
+_UNIT_WORDS = {"gev", "tev", "min", "max", "mm", "pb", "n"}
+_SCALED = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*([kKmM])\b")
+
+
+def clean_arguments(arguments: dict[str, Any], parameters: dict[str, Any], messages: list[dict[str, Any]],
+                    shown: dict[str, list[Any]] | None = None) -> dict[str, Any]:
+    """What the user stated, not what a small model imagined: drop the unstated, fill the stated."""
+    kept = keep_stated_arguments(drop_defaults(arguments, parameters), parameters, messages, shown)
+    return fill_stated_arguments(kept, parameters, messages, model_wrote=set(arguments))
+
+
+def keep_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],
+                          messages: list[dict[str, Any]], shown: dict[str, list[Any]] | None = None) -> dict[str, Any]:
+    """``arguments`` without the optional ones the conversation does not state (module docstring)."""
+    required = set(parameters.get("required", []))
+    properties = parameters.get("properties", {})
+    user_text = _user_text(messages)
+    numbers = _stated_numbers(messages)
+    shown = shown or {}
+    return {name: value for name, value in arguments.items()
+            if name in required or value in shown.get(name, [])
+            or _stated(name, value, properties.get(name, {}), user_text, numbers)}
+
+
+def is_stated(name: str, value: Any, parameters: dict[str, Any], messages: list[dict[str, Any]]) -> bool:
+    """Whether the user stated this argument (required ones count as stated)."""
+    if name in parameters.get("required", []):
+        return True
+    return _stated(name, value, parameters.get("properties", {}).get(name, {}), _user_text(messages),
+                   _stated_numbers(messages))
+
+
+def _user_text(messages: list[dict[str, Any]]) -> str:
+    return " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "user").lower()
+
+
+def _stated_numbers(messages: list[dict[str, Any]]) -> list[float]:
+    """Numbers of the conversation (earlier answers and their artifact summaries included), with
+    the scalings people write: 2 TeV = 2000 GeV, 5k = 5000, 30% = 0.3."""
+    text = " ".join(str(m.get("content", "")) for m in messages if m.get("role") in {"user", "tool", "assistant"})
+    plain = numbers_in(text)
+    scaled = [float(n) * {"k": 1e3, "m": 1e6}[s.lower()] for n, s in _SCALED.findall(text)]
+    return plain + scaled + [n * 1000 for n in plain] + [n / 100 for n in plain]
+
+
+def _stated(name: str, value: Any, schema: dict[str, Any], user_text: str, numbers: list[float]) -> bool:
+    if isinstance(value, bool):
+        words = _SPELLINGS.get(name, tuple(w for w in name.split("_") if w not in _UNIT_WORDS and len(w) >= 3))
+        return any(re.search(rf"\b{re.escape(word)}", user_text) for word in words) or _phrase_names(
+            schema, value, user_text)
+    if isinstance(value, (int, float)):
+        return any(abs(value - number) <= 1e-9 * max(1.0, abs(number)) for number in numbers)
+    if isinstance(value, str) and "enum" in _enum_schema(schema):
+        return _enum_stated(value, _enum_schema(schema), user_text)
+    return True
+
+
+def _enum_stated(value: str, schema: dict[str, Any], user_text: str) -> bool:
+    """The value's stem, its words, or an x-phrase for it, appears in the user's text."""
+    lowered = value.lower()
+    if len(lowered) <= 4:  # short values ("CMS", "all", "log") must be whole words
+        return _said(lowered, user_text) or _phrase_names(schema, value, user_text)
+    stem = lowered[: max(4, len(lowered) - 2)]
+    spellings = {lowered.replace("_", " "), lowered.replace("_", "-")}
+    if stem in user_text or any(s in user_text for s in spellings):
+        return True
+    return _phrase_names(schema, value, user_text)
+
+
+def _phrase_names(schema: dict[str, Any], value: Any, user_text: str) -> bool:
+    return any(v == value and _said(phrase, user_text) for phrase, v in schema.get("x-phrases", {}).items())
+
+
+def _said(phrase: str, user_text: str) -> bool:
+    return re.search(rf"(?<![\w]){re.escape(phrase.lower())}(?![\w])", user_text) is not None
+
+
+def _enum_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema itself, or its one non-null alternative (``Literal[...] | None``)."""
+    options = [s for s in schema.get("anyOf", []) if s.get("type") != "null"]
+    return {**options[0], **{k: v for k, v in schema.items() if k != "anyOf"}} if len(options) == 1 else schema
+
+
+def fill_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any], messages: list[dict[str, Any]],
+                          model_wrote: set[str] | None = None) -> dict[str, Any]:
+    """Set the arguments the user stated, where the model left them out or got them wrong.
+
+    A parameter may list phrases that state its value (``"x-phrases": {"leading": 0}`` on
+    ``histogram.object_index``, ``{"top quark": "ttbar"}`` on ``generate_events.process``): when the
+    user's words state exactly one value that way, it wins over the model's — unless the model's value
+    is stated in the text too ("VBF Higgs with custom settings": ``custom`` stays). A number written
+    next to the parameter's one-word name ("seed 4", "-5 events") wins likewise. An enum value written
+    as a word ("all-hadronic" → ``decay="hadronic"``) fills a parameter the model did not write at all
+    (``model_wrote``: the model's own keys, before hygiene), when exactly one non-default value is written.
+    """
+    user_text = _user_text(messages)
+    wrote = set(arguments) if model_wrote is None else model_wrote
+    filled = dict(arguments)
+    for name, schema in parameters.get("properties", {}).items():
+        own = filled.get(name)
+        if own is not None and isinstance(own, str) and _enum_stated(own, _enum_schema(schema), user_text):
+            continue  # the model took a value the user named: keep it
+        phrased = _phrased_values(schema, user_text)
+        named = _named_number(name, schema, user_text)
+        if len(phrased) == 1:
+            filled[name] = phrased[0]
+        elif len(named) == 1:  # the user's own number, even one the tool will refuse
+            filled[name] = named[0]
+        elif name not in wrote and not phrased:
+            words = _enum_words(_enum_schema(schema), user_text)
+            if len(words) == 1:
+                filled[name] = words[0]
+    return filled
+
+
+def _named_number(name: str, schema: dict[str, Any], user_text: str) -> list[Any]:
+    """A number written right next to the parameter's one-word name: "seed 4", "radius = 1.0", "30 bins",
+    "-5 events", "20k events". Bounds (``*_min``/``*_max``) are never guessed from "range 0 to 200"."""
+    types = {s.get("type") for s in schema.get("anyOf", [schema])}
+    parts = name.split("_")
+    stems = [w for w in parts if w not in _UNIT_WORDS]
+    if len(stems) != 1 or {"min", "max"} & set(parts) or not types & {"integer", "number"}:
+        return []
+    stem = re.escape(stems[0])
+    number = r"([-+]?\d[\d,]*(?:\.\d+)?)\s*([km])?"
+    found = re.findall(rf"\b{stem}\s*(?:=|:|of|is)?\s*{number}(?![\w.])", user_text)
+    between = r"(?:(?!(?:gev|tev|mev|mm|pb|fb|%)\b)[a-z][\w-]*\s+){0,2}"  # "-5 ttbar events", not "400 GeV events"
+    found += re.findall(rf"(?<![\w.]){number}\s+{between}{stem}\b", user_text)
+    values = {float(digits.replace(",", "")) * {"k": 1e3, "m": 1e6}.get(suffix, 1) for digits, suffix in found}
+    if len(values) != 1:
+        return []
+    value = values.pop()
+    return [int(value) if "integer" in types and value.is_integer() else value]
+
+
+def _phrased_values(schema: dict[str, Any], user_text: str) -> list[Any]:
+    stated = [value for phrase, value in schema.get("x-phrases", {}).items() if _said(phrase, user_text)]
+    return list({_json_key(v): v for v in stated}.values())
+
+
+def _json_key(value: Any) -> str:
+    return f"{type(value).__name__}:{value}"
+
+
+def _enum_words(schema: dict[str, Any], user_text: str) -> list[str]:
+    return [v for v in schema.get("enum", []) if isinstance(v, str) and len(v) >= 3
+            and v != schema.get("default") and re.search(rf"\b{re.escape(v.lower())}\b", user_text)]
+
+
+def drop_defaults(arguments: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    """Drop arguments equal, in value and JSON type, to their parameter's default (small models spell them out)."""
+    properties = parameters.get("properties", {})
+
+    def is_default(name: str, value: Any) -> bool:
+        schema = properties.get(name, {})
+        return "default" in schema and type(value) is type(schema["default"]) and value == schema["default"]
+
+    return {name: value for name, value in arguments.items() if not is_default(name, value)}

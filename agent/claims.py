@@ -1,0 +1,260 @@
+r"""Claim-level grounding: answers name values of tool results by placeholder; the loop writes the numbers.
+
+A placeholder names one value of one result:
+
+- ``{$3.peak}`` — field ``peak`` of step 3's result (plans);
+- ``{hist-3f2a9c1b7d:mean}`` — field ``mean`` of the call that made that artifact (any turn);
+- paths go into nested values: ``{$2.values.fraction}``, ``{$2.stats.jets.pt.median}`` (dict keys may
+  contain dots; the longest key that matches wins).
+
+:func:`render` replaces each by the value with its unit and, at its first mention, the artifact id
+(``172.4 GeV [hist-3f2a9c1b7d]``). :func:`mislabelled` catches a placeholder whose field is another
+quantity than the word written beside it (the *median* asked for, the *mean* referenced). Units come
+from the field name (``sigma_pb`` → pb, ``pt_min_gev`` → GeV), a sibling ``unit`` value, or the
+``[unit]`` of the result's axis label.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+__all__ = [
+    "Placeholder", "Rendered", "find_placeholders", "format_value", "is_single_value", "mislabelled", "quantity_before",
+    "quantity_of_field", "render", "resolve_path", "result_field_type", "unit_of",
+]
+
+_PLACEHOLDER = re.compile(r"\{\s*(?:\$(\d+)|([a-z]{2,5}-[0-9a-f]{10}))\s*[.:]\s*([A-Za-z_][\w.\-\[\]]*)\s*\}")
+_UNITS = {"gev": "GeV", "tev": "TeV", "mev": "MeV", "pb": "pb", "fb": "fb", "nb": "nb", "mm": "mm", "cm": "cm",
+          "s": "s", "mb": "MB", "percent": "%"}
+_LABEL_UNIT = re.compile(r"\[([^\]]+)\]\s*$")
+
+# words a person writes for a quantity, and the field-name tokens that hold it
+QUANTITIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "mean": (("mean", "average", "avg"), ("mean",)),
+    "median": (("median",), ("median", "q50", "p50")),
+    "std": (("standard deviation", "std", "rms", "spread", "width"), ("std", "stddev", "rms")),
+    "peak": (("peak", "peaks", "mode", "most probable"), ("peak", "mode")),
+    "auc": (("auc", "area under"), ("auc",)),
+    "accuracy": (("accuracy",), ("accuracy",)),
+    "efficiency": (("efficiency", "efficiencies"), ("efficiency",)),
+    "rejection": (("rejection",), ("rejection",)),
+    "cross_section": (("cross-section", "cross section", "σ"), ("sigma",)),
+    "fraction": (("fraction", "percentage", "share"), ("fraction",)),
+    "minimum": (("minimum", "lowest", "smallest"), ("min", "minimum")),
+    "maximum": (("maximum", "highest", "largest"), ("max", "maximum")),
+}
+_COMPATIBLE = {frozenset({"peak", "maximum"})}
+_WINDOW_WORDS = 6
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """One ``{...}`` reference in an answer; exactly one of ``step`` and ``artifact`` is set."""
+
+    text: str
+    step: int | None
+    artifact: str | None
+    path: str
+    start: int
+    end: int
+
+    @property
+    def source(self) -> str:
+        return f"${self.step}" if self.step is not None else str(self.artifact)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A placeholder's value as the answer shows it, or why it cannot be shown."""
+
+    text: str
+    value: Any = None
+    artifact: str | None = None
+    problem: str | None = None
+
+
+def find_placeholders(text: str) -> list[Placeholder]:
+    """Every placeholder in ``text``, in order."""
+    return [Placeholder(m.group(0), int(m.group(1)) if m.group(1) else None, m.group(2), m.group(3).rstrip("."),
+                        m.start(), m.end()) for m in _PLACEHOLDER.finditer(text)]
+
+
+def result_field_type(model: type[BaseModel], path: str) -> Any:
+    """The annotation at ``path`` in a result model, or None if the path cannot exist.
+
+    Goes through nested models, list indices (``hits.0.citation``) and dict keys (``stats.jets_pt_gev.mean``,
+    ``values.fraction``); below a plain dict of unknown keys any path is accepted (``Any``).
+    """
+    head, _, rest = path.partition(".")
+    info = model.model_fields.get(head)
+    if info is None:
+        return None
+    return _walk(info.annotation, rest)
+
+
+def _walk(annotation: Any, rest: str) -> Any:
+    if not rest:
+        return annotation if annotation is not None else Any
+    nested = _model_in(annotation)
+    origin = typing.get_origin(annotation)
+    if nested is not None and origin not in (list, dict):
+        return result_field_type(nested, rest)
+    head, _, tail = rest.partition(".")
+    if origin is list:
+        return _walk(typing.get_args(annotation)[0], tail) if head.lstrip("-").isdigit() else None
+    if origin is dict:
+        value_type = typing.get_args(annotation)[1] if typing.get_args(annotation) else Any
+        return Any if _model_in(value_type) is None else _walk_keyed(value_type, rest)
+    return Any if annotation is Any or (origin is None and nested is None and annotation is dict) else None
+
+
+def _walk_keyed(value_type: Any, rest: str) -> Any:
+    """Below a dict of models: the key may contain dots, so try every split point."""
+    parts = rest.split(".")
+    for size in range(1, len(parts) + 1):
+        found = _walk(value_type, ".".join(parts[size:]))
+        if found is not None:
+            return found
+    return None
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def is_single_value(annotation: Any) -> bool:
+    """Whether a placeholder to a field of this type names one value (not a list, dict or model)."""
+    origin = typing.get_origin(annotation)
+    if origin in (list, dict) or annotation in (list, dict):
+        return False
+    if origin is not None:  # Optional / Union: one value if every alternative is
+        return all(is_single_value(a) for a in typing.get_args(annotation) if a is not type(None))
+    return _model_in(annotation) is None
+
+
+def resolve_path(data: Any, path: str) -> Any:
+    """The value at a dotted ``path`` in JSON-like ``data`` (dict keys with dots match whole).
+
+    Raises:
+        KeyError: nothing at that path; the message names what is there.
+    """
+    parts = path.split(".")
+    while parts:
+        data, parts = _step_into(data, parts, path)
+    return data
+
+
+def _step_into(data: Any, parts: list[str], path: str) -> tuple[Any, list[str]]:
+    if isinstance(data, dict):
+        for size in range(len(parts), 0, -1):  # the longest key first: field paths such as 'jets.pt' are keys
+            key = ".".join(parts[:size])
+            if key in data:
+                return data[key], parts[size:]
+        raise KeyError(f"no {parts[0]!r} in {path!r}; there is {', '.join(map(str, data)) or 'nothing'}")
+    if isinstance(data, list) and parts[0].lstrip("-").isdigit() and abs(int(parts[0])) < len(data) + 1:
+        return data[int(parts[0])], parts[1:]
+    raise KeyError(f"{path!r} goes into a {type(data).__name__}, which has no {parts[0]!r}")
+
+
+def quantity_of_field(path: str) -> str | None:
+    """The quantity a result field holds, from its name (``leading_jet_mean_mass_gev`` → mean), if known.
+
+    The last path segment that names a quantity decides (``stats.jets.pt.median`` → median); an
+    uncertainty (``sigma_err_pb``) or a segment naming two quantities decides nothing.
+    """
+    for segment in reversed(path.lower().split(".")):
+        tokens = set(re.split(r"[_\-\[\]]+", segment))
+        if tokens & {"err", "error", "unc"}:
+            return None
+        found = [q for q, (_, field_tokens) in QUANTITIES.items() if tokens & set(field_tokens)]
+        if found:
+            return found[0] if len(found) == 1 else None
+    return None
+
+
+def quantity_before(text: str, position: int) -> str | None:
+    """The quantity named by the nearest word before ``position`` in the same clause (a few words back)."""
+    clause = re.split(r"[.;:!?\n]|\}|,\s+(?:and|while|with)\b", text[:position])[-1].lower()
+    words = clause.split()[-_WINDOW_WORDS:]
+    window = " ".join(words)
+    best: tuple[int, str] | None = None
+    for quantity, (spoken, _) in QUANTITIES.items():
+        for word in spoken:
+            for match in re.finditer(rf"(?<![\w-]){re.escape(word)}(?![\w-])", window):
+                if best is None or match.start() > best[0]:
+                    best = (match.start(), quantity)
+    return best[1] if best else None
+
+
+def conflicting(said: str | None, holds: str | None) -> bool:
+    """Whether the quantity written and the quantity held are both known and different."""
+    return bool(said and holds and said != holds and frozenset({said, holds}) not in _COMPATIBLE)
+
+
+def mislabelled(template: str) -> list[str]:
+    """Each placeholder whose field holds another quantity than the word written before it."""
+    problems = []
+    for placeholder in find_placeholders(template):
+        said, holds = quantity_before(template, placeholder.start), quantity_of_field(placeholder.path)
+        if conflicting(said, holds):
+            problems.append(f"the answer says {said!r} before {placeholder.text}, but that field is a {holds}")
+    return problems
+
+
+def unit_of(path: str, result: Any) -> str:
+    """The unit of a result value: from its field name, a sibling ``unit``, or the result's axis label."""
+    last = path.rsplit(".", maxsplit=1)[-1].lower()
+    words = last.split("_")
+    if len(words) >= 3 and words[-2] == "per" and words[-1] in _UNITS:  # inference_jets_per_s → jets/s
+        return f"{words[-3]}/{_UNITS[words[-1]]}"
+    suffix = words[-1] if len(words) > 1 else ""
+    if suffix in _UNITS:
+        return _UNITS[suffix]
+    parent = path.rsplit(".", 1)[0] if "." in path else None
+    try:
+        sibling = resolve_path(result, f"{parent}.unit") if parent else None
+    except KeyError:
+        sibling = None
+    if isinstance(sibling, str):
+        return sibling
+    label = result.get("label") if isinstance(result, dict) else None
+    match = _LABEL_UNIT.search(label) if isinstance(label, str) and last in ("mean", "std", "peak") else None
+    return match.group(1) if match else ""
+
+
+def format_value(value: Any, unit: str = "") -> str:
+    """A number as a physicist writes it (4 significant digits, integers whole), with its unit."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        text = str(value)
+    elif isinstance(value, int) or (float(value).is_integer() and abs(value) < 1e7):
+        text = f"{int(value)}"
+    elif abs(value) >= 1e7 or abs(value) < 1e-3:
+        text = f"{value:.3e}"
+    elif abs(value) >= 1e4:
+        text = f"{value:.0f}"
+    else:
+        text = f"{value:.4g}"
+    if not unit:
+        return text
+    return f"{text}{unit}" if unit == "%" else f"{text} {unit}"
+
+
+def render(template: str, lookup: Callable[[Placeholder], Rendered]) -> tuple[str, list[Rendered]]:
+    """The template with each placeholder replaced by ``lookup``'s text; also returns every lookup."""
+    parts, rendered, last = [], [], 0
+    for placeholder in find_placeholders(template):
+        value = lookup(placeholder)
+        rendered.append(value)
+        parts += [template[last:placeholder.start], value.text]
+        last = placeholder.end
+    parts.append(template[last:])
+    return "".join(parts), rendered

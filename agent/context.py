@@ -1,0 +1,159 @@
+r"""Everything the model is shown before its first turn, gathered once per request.
+
+- the tools on offer: the most similar by embedding (:class:`~physagent.agent.selection.ToolSelector`),
+  the tools of the closest worked examples, and the ones the request asks for outright;
+- the closest worked examples (:mod:`physagent.agent.examples`);
+- the artifacts the session may use — made in earlier turns of this chat, or the workspace's latest —
+  with kind and summary: the only ids a call may name;
+- passages from the documents close to the request (retrieval first: a question about a talk is
+  answered from it even when the model would have picked another tool), with their citations.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from physagent.agent.agent_tools import WRITE_CODE
+from physagent.agent.examples import WorkedExample, default_bank
+from physagent.agent.grounding import Source, sources_in
+from physagent.agent.selection import SOURCE_WORDS, wants_code
+from physagent.knowledge import Hit, KnowledgeBase, sync_samples
+from physagent.tools import ProgressUpdate, registry
+
+if TYPE_CHECKING:
+    from physagent.agent.loop import Assistant
+
+__all__ = ["RequestContext", "gather_context"]
+
+_LISTED_WORKSPACE_ARTIFACTS = 8
+_PASSAGE_SCORE = 0.62  # dense cosine; tool requests score up to ~0.6 on the sample corpus
+_PASSAGE_SCORE_ASKED = 0.35  # when the request asks for sources outright
+_PASSAGE_CHARS = 420
+_MAX_TOOLS = 7
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+@dataclass
+class RequestContext:
+    """The prompt material for one request."""
+
+    request: str
+    offered: list[str]
+    examples: list[WorkedExample]
+    artifacts: dict[str, str]  # id → kind
+    artifact_lines: list[str]
+    passages: list[Hit]
+    messages: list[dict[str, Any]] = field(default_factory=list)  # history + the request (argument hygiene)
+    prompt_text: str = ""
+
+    def example_values(self, tool: str) -> dict[str, list[Any]]:
+        """Values the shown examples give each parameter of ``tool`` (a model copying one derives it)."""
+        values: dict[str, list[Any]] = {}
+        for example in self.examples:
+            for step in example.steps:
+                if step["tool"] == tool:
+                    for name, value in step.get("arguments", {}).items():
+                        values.setdefault(name, []).append(value)
+        return values
+
+    @property
+    def sources(self) -> list[Source]:
+        """Numbers the answer may quote before any tool ran: the passages' (and earlier answers')."""
+        found = [s for hit in self.passages for s in sources_in(hit.text, "passage")]
+        history = [m["content"] for m in self.messages[:-1] if m.get("role") in ("user", "assistant")]
+        return found + sources_in(history, "passage")
+
+    def sections(self) -> str:
+        """Examples, session artifacts and passages as prompt text (empty sections left out)."""
+        parts = []
+        if self.examples:
+            parts.append("Worked examples (similar requests and the replies that answered them):\n\n"
+                         + "\n\n".join(e.as_prompt() for e in self.examples))
+        if self.artifact_lines:
+            parts.append("Session artifacts (the only ids you may pass; or use '$N.field' for a step's output):\n"
+                         + "\n".join(self.artifact_lines))
+        if self.passages:
+            parts.append("Passages from the documents (cite each you use as written in brackets):\n"
+                         + "\n".join(f"{h.citation} {_excerpt(h.text)}" for h in self.passages))
+        return "\n\n".join(parts)
+
+    def without_prompt_echo(self, answer: str) -> str:
+        """The answer without sentences copied from the instructions (a small model sometimes echoes them)."""
+        instructions = {_normal(s) for s in _SENTENCE.split(self.prompt_text) if len(s.split()) >= 6}
+        kept = [s for s in _SENTENCE.split(answer) if _normal(s) not in instructions]
+        return " ".join(kept).strip() or answer
+
+
+def gather_context(assistant: Assistant, request: str) -> RequestContext:
+    """Select tools and examples, list the artifacts, retrieve passages — before the first model turn."""
+    examples = default_bank().similar(_selection_text(assistant, request), k=assistant.examples_per_request) \
+        if assistant.examples_per_request else []
+    artifacts, lines = _session_artifacts(assistant)
+    passages = _passages(assistant, request)
+    offered = _offered(assistant, request, examples, bool(passages))
+    messages = [*assistant.history, {"role": "user", "content": request}]
+    return RequestContext(request, offered, examples, artifacts, lines, passages, messages)
+
+
+def _selection_text(assistant: Assistant, request: str) -> str:
+    earlier = " ".join(m["content"] for m in assistant.history[-2:] if m["role"] == "user")
+    return f"{earlier} {request}".strip()
+
+
+def _offered(assistant: Assistant, request: str, examples: list[WorkedExample], has_passages: bool) -> list[str]:
+    wanted = [tool for example in reversed(examples) for tool in example.tools]
+    if has_passages or SOURCE_WORDS.search(request):
+        wanted.insert(0, "search_knowledge")
+    chosen = assistant.selector.select(_selection_text(assistant, request), list(dict.fromkeys(wanted)))
+    names = [s.name for s in registry if s.name in chosen][:max(_MAX_TOOLS, assistant.selector.k)]
+    if wants_code(request) or WRITE_CODE in wanted:  # code no tool covers: written and repaired for the model
+        names.append(WRITE_CODE)
+    return names
+
+
+def _session_artifacts(assistant: Assistant) -> tuple[dict[str, str], list[str]]:
+    """This chat's artifacts, then the workspace's latest (uploads, earlier sessions)."""
+    listed: dict[str, tuple[str, str]] = {}
+    for record in assistant.records:
+        for artifact in record.artifacts:
+            listed[artifact["id"]] = (artifact["kind"], artifact["summary"])
+    for artifact in assistant.workspace.list_artifacts()[-_LISTED_WORKSPACE_ARTIFACTS:]:
+        listed.setdefault(artifact.id, (artifact.kind, artifact.summary))
+    lines = [f"- {i} ({kind}): {summary}" for i, (kind, summary) in listed.items()]
+    return {i: kind for i, (kind, _) in listed.items()}, lines
+
+
+def _passages(assistant: Assistant, request: str) -> list[Hit]:
+    """The user's documents and the bundled books, searched before the model's first turn."""
+    if not assistant.retrieve_first:
+        return []
+    kb = KnowledgeBase.open(assistant.workspace.root)
+    sync_samples(kb, progress=_progress(assistant))  # seconds once cached on this machine; ~1 min the first time
+    threshold = _PASSAGE_SCORE_ASKED if SOURCE_WORDS.search(request) else _PASSAGE_SCORE
+    hits = kb.search(request, k=3, mode="dense", collections=["documents", "samples"])
+    return [h for h in hits if h.score >= threshold]
+
+
+def _progress(assistant: Assistant) -> Callable[[int, int, str], None] | None:
+    sink = assistant.progress
+    if sink is None:
+        return None
+
+    def report(done: int, total: int, message: str) -> None:
+        del message
+        sink(ProgressUpdate(tool="knowledge", task="indexing the bundled books of abstracts", completed=done,
+                            total=total, unit="chunks", finished=done >= total))
+
+    return report
+
+
+def _excerpt(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= _PASSAGE_CHARS else flat[:_PASSAGE_CHARS].rsplit(" ", 1)[0] + " …"
+
+
+def _normal(sentence: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", sentence.lower()).split())

@@ -1,0 +1,299 @@
+r"""What both agent modes share: running one tool call safely, and finishing a grounded answer.
+
+:class:`Run` holds one request's state — the record, the event list, the numbers an answer may quote
+(:class:`~physagent.agent.grounding.Source`) and each step's outcome. :meth:`Run.execute` runs a call:
+arguments cleaned for small models (:mod:`physagent.agent.arguments`), artifact ids checked against
+the session's, and, when a tool rejects an argument nobody stated, one retry without it.
+:meth:`Run.finish` renders placeholders, checks the numbers and strips any echo of the prompt.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from physagent.agent.agent_tools import WRITE_CODE, is_known, run_write_code, spec
+from physagent.agent.arguments import clean_arguments, is_stated
+from physagent.agent.backends import ChatBackend, ModelTurn, Usage
+from physagent.agent.claims import Placeholder, Rendered, format_value, render, resolve_path, unit_of
+from physagent.agent.events import AgentEvent, AnswerEvent, ArtifactEvent, ErrorEvent, ToolCallEvent, ToolResultEvent
+from physagent.agent.grounding import Source, extract_numbers, mislabelled_numbers, sources_in, unsupported_numbers
+from physagent.agent.record import AgentRecord
+from physagent.tools import ARTIFACT_ID_PATTERN, CallOutcome, ToolError, ToolInputError, call_tool
+
+if TYPE_CHECKING:
+    from physagent.agent.context import RequestContext
+    from physagent.agent.loop import Assistant
+
+__all__ = ["Run", "StepOutcome"]
+
+_OBSERVATION_CHARS = 900
+_LONG_OBSERVATION_CHARS = 2400  # results that are text to read (passages), written compactly by the tool
+_ID = re.compile(ARTIFACT_ID_PATTERN.strip("^$"))
+_CLAUSE_END = re.compile(r"[.;:!?](?=\s|$)|\n|\s\(")
+
+
+@dataclass
+class StepOutcome:
+    """One executed step: the call as run, and its outcome or error."""
+
+    number: int
+    tool: str
+    arguments: dict[str, Any]
+    outcome: CallOutcome | None
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is not None
+
+
+class Run:
+    """The state of one request; subclasses drive the model (plan or step by step)."""
+
+    def __init__(self, assistant: Assistant, request: str, context: RequestContext) -> None:
+        self.a, self.request, self.context = assistant, request, context
+        self.start = time.perf_counter()
+        self.turns = 0
+        self.usage = Usage()
+        self.model_s = 0.0
+        self.tool_s = 0.0
+        self.record = AgentRecord(session=assistant.session, backend=assistant.backend.name, request=request)
+        self.sources: list[Source] = sources_in(request, "request") + context.sources
+        self.steps: dict[int, StepOutcome] = {}
+        self.pending: list[AgentEvent] = []
+
+    @property
+    def backend(self) -> ChatBackend:
+        return self.a.backend
+
+    # model -------------------------------------------------------------------------------------
+
+    def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ModelTurn:
+        began = time.perf_counter()
+        self.turns += 1  # a turn that failed still counts against max_steps
+        try:
+            turn = self.backend.complete(messages, tools)
+        finally:
+            self.model_s += time.perf_counter() - began
+        self.usage += turn.usage
+        return turn
+
+    def out_of_budget(self) -> str | None:
+        if self.turns >= self.a.max_steps:
+            return f"stopped after {self.turns} model turns without a final answer (max_steps={self.a.max_steps})"
+        if time.perf_counter() - self.start > self.a.max_seconds:
+            return f"stopped after {self.a.max_seconds:.0f} s without a final answer"
+        return None
+
+    # tools -------------------------------------------------------------------------------------
+
+    def execute(self, number: int, tool: str, arguments: dict[str, Any]) -> Iterator[AgentEvent]:
+        """Run one call (cleaned, ids checked, one retry without an unstated rejected argument)."""
+        if self.a.hygiene and is_known(tool):
+            arguments = clean_arguments(arguments, spec(tool).parameters_schema(), self.context.messages,
+                                        self.context.example_values(tool))
+        yield self.emit(ToolCallEvent(session=self.a.session, step=number, tool=tool, arguments=arguments))
+        self.sources += sources_in(arguments, "argument")
+        outcome, error, arguments = self._call_with_retry(tool, arguments)
+        if outcome is not None and getattr(outcome.result, "ok", True) is False:
+            # the code ran but failed its checks: its values must not reach an answer
+            outcome, error = None, f"its checks failed: {getattr(outcome.result, 'report', '')}".strip()
+        step = StepOutcome(number, tool, arguments, outcome, error)
+        self.steps[number] = step
+        yield from self._report(step)
+
+    def _call_with_retry(self, tool: str, arguments: dict[str, Any]
+                         ) -> tuple[CallOutcome | None, str, dict[str, Any]]:
+        outcome, error, rejected = self._call(tool, arguments)
+        if outcome is None and rejected is not None and rejected.param in arguments and is_known(tool):
+            parameters = spec(tool).parameters_schema()
+            param = rejected.param
+            # numbers are left alone: dropping one falls back to a default that may be costly (10,000 events)
+            choice = isinstance(arguments[param], (str, bool))
+            if choice and not is_stated(param, arguments[param], parameters, self.context.messages):
+                retry = {k: v for k, v in arguments.items() if k != param}
+                self.record.add_call(tool, arguments, ok=False, error=error)
+                outcome, second, _ = self._call(tool, retry)
+                note = f"(retried without {param}={arguments[param]!r}, which nobody asked for) "
+                return outcome, (note + second if second else ""), retry
+        return outcome, error, arguments
+
+    def _call(self, tool: str, arguments: dict[str, Any]) -> tuple[CallOutcome | None, str, ToolInputError | None]:
+        unknown = self._unknown_ids(arguments)
+        if not is_known(tool):
+            offered = ", ".join(self.context.offered)
+            return None, f"unknown tool {tool!r}. Available tools: {offered}.", None
+        if unknown:
+            return None, unknown, None
+        began = time.perf_counter()
+        try:
+            if tool == WRITE_CODE:
+                outcome, error = run_write_code(self, arguments)
+                return outcome, error, None
+            outcome = call_tool(tool, arguments, workspace=self.a.workspace, session=self.a.session,
+                                progress=self.a.progress)
+            return outcome, "", None
+        except ToolInputError as exc:
+            self.sources += sources_in(str(exc), "error")  # the limits a refusal may quote
+            return None, str(exc), exc
+        except ToolError as exc:
+            return None, str(exc), None
+        finally:
+            self.tool_s += time.perf_counter() - began
+
+    def _unknown_ids(self, arguments: dict[str, Any]) -> str:
+        """An error naming ids the session does not hold (a copied example id, a tool name), or ''."""
+        allowed = self.allowed_ids()
+        for name, value in arguments.items():
+            for item in value if isinstance(value, list) else [value]:
+                if isinstance(item, str) and _ID.fullmatch(item) and item not in allowed:
+                    listed = ", ".join(f"{i} ({k})" for i, k in allowed.items()) or "none yet"
+                    return (f"{name}={item!r} is not an artifact of this session. Session artifacts: {listed}. "
+                            "Use an id from this list or the output of an earlier step.")
+        return ""
+
+    def allowed_ids(self) -> dict[str, str]:
+        made = {a.id: a.kind for s in self.steps.values() if s.outcome for a in s.outcome.artifacts}
+        return {**self.context.artifacts, **made}
+
+    def _report(self, step: StepOutcome) -> Iterator[AgentEvent]:
+        session = self.a.session
+        if step.outcome is None:
+            self.record.add_call(step.tool, step.arguments, ok=False, error=step.error)
+            yield self.emit(ToolResultEvent(session=session, step=step.number, tool=step.tool, ok=False,
+                                            summary=step.error))
+            return
+        outcome = step.outcome
+        self.sources += sources_in(outcome.result.model_dump(mode="json"), "result")
+        self.record.add_call(step.tool, step.arguments, ok=True, call_id=outcome.call_id)
+        yield self.emit(ToolResultEvent(session=session, step=step.number, tool=step.tool, ok=True,
+                                        summary=observation(outcome), call_id=outcome.call_id, cached=outcome.cached,
+                                        result=outcome.result.model_dump(mode="json")))
+        for artifact in outcome.artifacts:
+            yield self.emit(ArtifactEvent(session=session, step=step.number, id=artifact.id, kind=artifact.kind,
+                                          path=str(artifact.path), summary=artifact.summary))
+
+    # answers -----------------------------------------------------------------------------------
+
+    def lookup(self, placeholder: Placeholder) -> Rendered:
+        """The value a placeholder names, with its unit and artifact id, or why it cannot be shown."""
+        result, artifact, failed = self._result_for(placeholder)
+        if failed:
+            return Rendered(f"[not available: {failed}]", problem=failed)
+        if result is None:
+            return Rendered(f"[unknown {placeholder.text}]", problem=f"{placeholder.text} names no result")
+        try:
+            value = resolve_path(result, placeholder.path)
+        except KeyError as exc:
+            return Rendered(f"[unknown {placeholder.text}]", problem=str(exc).strip("'\""))
+        if isinstance(value, (dict, list)):
+            return Rendered(f"[{placeholder.text} is not one value]", problem=f"{placeholder.text} is not one value")
+        return Rendered(format_value(value, unit_of(placeholder.path, result)), value, artifact)
+
+    def _result_for(self, placeholder: Placeholder) -> tuple[dict[str, Any] | None, str | None, str | None]:
+        if placeholder.step is not None:
+            step = self.steps.get(placeholder.step)
+            if step is None:
+                return None, None, f"step {placeholder.step} did not run"
+            if step.outcome is None:
+                return None, None, f"step {placeholder.step} ({step.tool}) failed"
+            made = step.outcome.artifacts
+            return step.outcome.result.model_dump(mode="json"), made[0].id if made else None, None
+        for step in self.steps.values():
+            if step.outcome and placeholder.artifact in {a.id for a in step.outcome.artifacts}:
+                return step.outcome.result.model_dump(mode="json"), placeholder.artifact, None
+        for call in reversed(self.a.workspace.calls()):
+            if placeholder.artifact in call.outputs:
+                return call.result, placeholder.artifact, None
+        return None, None, None
+
+    def render_answer(self, template: str) -> tuple[str, list[str]]:
+        """The answer with its placeholders filled; the problems of those that could not be."""
+        text, rendered = render(template, self.lookup)
+        text = _tag_artifacts(text, [v for v in rendered if v.problem is None])
+        for value in rendered:
+            if value.problem is None and isinstance(value.value, (int, float)):
+                self.sources.append(Source(float(value.value), None, "result"))
+        return text, [v.problem for v in rendered if v.problem]
+
+    def check_numbers(self, text: str) -> tuple[list[str], list[str]]:
+        """(unsupported, mislabelled) numbers of a rendered answer."""
+        return unsupported_numbers(text, self.sources), mislabelled_numbers(text, self.sources)
+
+    def failure_note(self) -> str:
+        """A sentence for each step that failed and was not recovered, or ''."""
+        done_tools = {s.tool for s in self.steps.values() if s.ok}
+        failed = [s for s in self.steps.values() if not s.ok and s.tool not in done_tools]
+        return " ".join(f"Step {s.number} ({s.tool}) failed: {s.error}" for s in failed)
+
+    def finish(self, text: str, unsupported: list[str], mislabelled: list[str]) -> Iterator[AgentEvent]:
+        text = self.context.without_prompt_echo(text)
+        if unsupported:
+            text += f"\n\n[unverified: {', '.join(unsupported)} appear in no tool result]"
+        if mislabelled:
+            text += f"\n\n[mislabelled: {', '.join(mislabelled)} come from a result of another quantity]"
+        self.record.mislabelled = mislabelled
+        self.record.timing = {"model_s": round(self.model_s, 2), "tools_s": round(self.tool_s, 2),
+                              "prompt_s": round(self.usage.prompt_ms / 1e3, 2),
+                              "generation_s": round(self.usage.generation_ms / 1e3, 2)}
+        self.record.finish(text, extract_numbers(text), unsupported, self.usage, time.perf_counter() - self.start,
+                           self.turns)
+        yield self.emit(AnswerEvent(session=self.a.session, step=self.turns, text=text,
+                                    numbers=self.record.numbers, unsupported=unsupported))
+
+    def stop(self, reason: str) -> Iterator[AgentEvent]:
+        yield self.emit(ErrorEvent(session=self.a.session, step=self.turns, message=reason))
+        self.record.error = reason
+        done = [f"{c['tool']} ({'ok' if c['ok'] else 'failed'})" for c in self.record.tool_calls]
+        text = f"I could not finish: {reason}." + (f" Tool calls so far: {', '.join(done)}." if done else "")
+        yield from self.finish(text, [], [])
+
+    def emit(self, event: AgentEvent) -> AgentEvent:
+        self.record.events.append(event.model_dump(mode="json"))
+        if isinstance(event, ArtifactEvent):
+            self.record.artifacts.append({"id": event.id, "kind": event.kind, "path": event.path,
+                                          "summary": event.summary})
+        return event
+
+    def memory(self) -> list[dict[str, Any]]:
+        """What later turns of a chat remember: the request and the answer with its artifact ids."""
+        made = "; ".join(f"{a['id']} ({a['kind']}): {a['summary']}" for a in self.record.artifacts)
+        answer = self.record.answer + (f"\nArtifacts: {made}" if made else "")
+        return [{"role": "user", "content": self.request}, {"role": "assistant", "content": answer}]
+
+
+def _tag_artifacts(text: str, rendered: list[Rendered]) -> str:
+    """Each artifact's id once, at the end of the clause holding the first value taken from it."""
+    position = 0
+    for artifact in dict.fromkeys(v.artifact for v in rendered if v.artifact):
+        first = next(v for v in rendered if v.artifact == artifact)
+        start = text.find(first.text, position)
+        if start < 0:
+            continue
+        end = _CLAUSE_END.search(text, start + len(first.text))
+        cut = end.start() if end else len(text)
+        tag = f" [{artifact}]"
+        text, position = text[:cut] + tag + text[cut:], cut + len(tag)
+    return text
+
+
+def observation(outcome: CallOutcome) -> str:
+    """A short text for the model: inline values, then each artifact's id and summary."""
+    if (custom := outcome.result.observation()) is not None:  # e.g. retrieved passages: citations first
+        text = f"{outcome.tool} OK. {custom}"
+        return text if len(text) <= _LONG_OBSERVATION_CHARS else text[: _LONG_OBSERVATION_CHARS - 3] + "..."
+    values = {k: v for k, v in outcome.result.model_dump(mode="json").items() if not _is_artifact(v)}
+    artifacts = "; ".join(f"{a.id} ({a.kind}): {a.summary}" for a in outcome.artifacts)
+    status = "ran, but its checks FAILED (see report)" if values.get("ok") is False else "OK"
+    text = f"{outcome.tool} {status}. Artifacts: {artifacts or 'none'}. {json.dumps(values, default=str)}"
+    return text if len(text) <= _OBSERVATION_CHARS else text[: _OBSERVATION_CHARS - 3] + "..."
+
+
+def _is_artifact(value: Any) -> bool:
+    items = value if isinstance(value, list) else [value]
+    return bool(items) and all(isinstance(i, dict) and {"id", "sha256"} <= i.keys() for i in items)

@@ -1,0 +1,278 @@
+r"""Plans: the whole request as one constrained reply, checked against every schema before anything runs.
+
+A plan (ReWOO / LLMCompiler style) is a list of steps — a tool and its arguments — and an answer
+template. An argument may reference an earlier step's output instead of an id nobody knows yet:
+
+- ``"$2.jets"`` — the artifact in field ``jets`` of step 2's result;
+- ``"$2"`` — step 2's first artifact.
+
+The answer template names values of the results by placeholder (``{$3.peak}``, ``{hist-3f2a9c1b7d:mean}``;
+see :mod:`physagent.agent.claims`). :func:`check_plan` refuses a plan with an unknown tool, an argument
+the tool's schema rejects, a reference to a later, missing or failed step or to a field that is no
+artifact, an artifact id the session does not hold, or a placeholder to a field the result lacks —
+all problems at once, so the model can fix them in one reply.
+"""
+
+from __future__ import annotations
+
+import re
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from physagent.agent.agent_tools import is_known, spec
+from physagent.agent.claims import Placeholder, find_placeholders, is_single_value, result_field_type
+from physagent.tools import ARTIFACT_ID_PATTERN, Artifact, ToolInputError, ToolSpec
+
+__all__ = [
+    "PLAN_TOOL", "Plan", "PlanError", "Step", "check_plan", "parse_plan", "plan_schema", "resolve_arguments",
+    "step_reference",
+]
+
+PLAN_TOOL = "submit_plan"
+MAX_STEPS = 8
+_REFERENCE = re.compile(r"^\$(\d+)(?:\.(\w+))?$")
+_ID = re.compile(ARTIFACT_ID_PATTERN)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One planned tool call; ``number`` counts from 1 across replans."""
+
+    number: int
+    tool: str
+    arguments: dict[str, Any]
+
+
+@dataclass
+class Plan:
+    """Steps to run in order, and the answer to render from their results."""
+
+    steps: list[Step]
+    answer: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+class PlanError(ValueError):
+    """A plan that must not run; ``problems`` lists each reason in words the model can act on."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def step_reference(value: Any) -> tuple[int, str | None] | None:
+    """``(step, field)`` when ``value`` is a reference such as ``"$2.jets"``, else None."""
+    match = _REFERENCE.match(value) if isinstance(value, str) else None
+    return (int(match.group(1)), match.group(2)) if match else None
+
+
+def plan_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``submit_plan`` tool: its parameters hold every step's tool and that tool's own argument schema.
+
+    Artifact arguments stay strings, so a reference (``"$1.events"``) passes the grammar; the checker
+    then validates it.
+    """
+    shapes = [{"type": "object", "properties": {"tool": {"const": t["name"]}, "arguments": _lenient(t["parameters"])},
+               "required": ["tool", "arguments"], "additionalProperties": False} for t in tools]
+    return {
+        "name": PLAN_TOOL,
+        "description": "Submit the whole plan: the tool calls in order, then the answer with placeholders.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "steps": {"type": "array", "items": {"anyOf": shapes}, "maxItems": MAX_STEPS,
+                          "description": "Tool calls in order; '$N.field' uses step N's output."},
+                "answer": {"type": "string",
+                           "description": "The answer; write values as {$N.field} placeholders, never as numbers."},
+            },
+            "required": ["steps", "answer"],
+            "additionalProperties": False,
+        },
+    }
+
+
+def _lenient(parameters: dict[str, Any]) -> dict[str, Any]:
+    """The parameters schema without id patterns, so a ``$N.field`` reference fits where an id goes."""
+    if isinstance(parameters, dict):
+        return {k: _lenient(v) for k, v in parameters.items() if not (k == "pattern" and v == ARTIFACT_ID_PATTERN)}
+    if isinstance(parameters, list):
+        return [_lenient(v) for v in parameters]
+    return parameters
+
+
+def parse_plan(arguments: Mapping[str, Any], first_number: int = 1) -> Plan:
+    """A :class:`Plan` from the ``submit_plan`` arguments a model sent.
+
+    Raises:
+        PlanError: the reply is not a list of ``{"tool", "arguments"}`` steps with a string answer.
+    """
+    steps_in = arguments.get("steps")
+    if not isinstance(steps_in, list):
+        raise PlanError([f"'steps' must be a list of {{'tool', 'arguments'}} objects, got {steps_in!r}"])
+    steps, problems = [], []
+    for offset, raw in enumerate(steps_in):
+        number = first_number + offset
+        if not isinstance(raw, dict) or not isinstance(raw.get("tool"), str):
+            problems.append(f"step {number} must be an object with 'tool' and 'arguments', got {raw!r}")
+            continue
+        steps.append(Step(number, raw["tool"], dict(raw.get("arguments") or {})))
+    answer = arguments.get("answer", "")
+    if not isinstance(answer, str):
+        problems.append(f"'answer' must be text, got {answer!r}")
+    if problems:
+        raise PlanError(problems)
+    return Plan(steps, answer if isinstance(answer, str) else "")
+
+
+@dataclass(frozen=True)
+class _Known:
+    """What the checker may rely on: finished steps' outputs and the session's artifacts."""
+
+    done: Mapping[int, tuple[str, BaseModel]]  # step → (tool, result) of steps that succeeded earlier
+    artifacts: Mapping[str, str]  # id → kind, every artifact the session may use
+    offered: tuple[str, ...]
+
+
+def check_plan(plan: Plan, offered: list[str], artifacts: Mapping[str, str],
+               done: Mapping[int, tuple[str, BaseModel]] | None = None) -> None:
+    """Refuse, before anything runs, a plan that cannot work (module docstring); list every problem.
+
+    Args:
+        plan: the steps and the answer template.
+        offered: tools the model was offered.
+        artifacts: id → kind of every artifact the plan may name literally.
+        done: results of steps finished before a replan, by step number.
+
+    Raises:
+        PlanError: one or more problems.
+    """
+    known = _Known(done or {}, artifacts, tuple(offered))
+    planned: dict[int, str] = {}
+    problems: list[str] = []
+    for step in plan.steps:
+        problems += _step_problems(step, planned, known)
+        planned[step.number] = step.tool
+    problems += _answer_problems(plan.answer, planned, known)
+    if problems:
+        raise PlanError(problems)
+
+
+def _step_problems(step: Step, planned: Mapping[int, str], known: _Known) -> list[str]:
+    if step.tool == PLAN_TOOL or not is_known(step.tool):
+        return [f"step {step.number}: there is no tool {step.tool!r}; use one of {', '.join(known.offered)}"]
+    tool_spec = spec(step.tool)
+    problems = [p for name, value in step.arguments.items()
+                for p in _value_problems(step, name, value, planned, known)]
+    if problems:
+        return problems
+    try:
+        tool_spec.validate(_with_placeholder_ids(step.arguments))
+    except ToolInputError as error:
+        return [f"step {step.number}: {error}"]
+    return []
+
+
+def _value_problems(step: Step, name: str, value: Any, planned: Mapping[int, str], known: _Known) -> list[str]:
+    if isinstance(value, list):
+        return [p for item in value for p in _value_problems(step, name, item, planned, known)]
+    reference = step_reference(value)
+    if reference is not None:
+        return _reference_problems(step, name, reference, planned, known)
+    if isinstance(value, str) and _ID.match(value) and value not in known.artifacts:
+        listed = ", ".join(f"{i} ({k})" for i, k in known.artifacts.items()) or "none yet"
+        return [f"step {step.number}: {name}={value!r} is not an artifact of this session (session artifacts: "
+                f"{listed}); use '$N.field' for the output of an earlier step"]
+    return []
+
+
+def _reference_problems(step: Step, name: str, reference: tuple[int, str | None], planned: Mapping[int, str],
+                        known: _Known) -> list[str]:
+    number, field_name = reference
+    tool = planned.get(number) or (known.done[number][0] if number in known.done else None)
+    if number >= step.number or tool is None:
+        return [f"step {step.number}: {name}='${number}{'.' + field_name if field_name else ''}' refers to step "
+                f"{number}, which does not come before it; refer to an earlier step"]
+    fields = _artifact_fields(spec(tool))
+    if field_name is not None and field_name not in fields:
+        return [f"step {step.number}: {name} refers to '{field_name}' of step {number} ({tool}), which is no "
+                f"artifact; its artifacts are {', '.join(fields) or 'none'}"]
+    if not fields:
+        return [f"step {step.number}: {name} refers to step {number} ({tool}), which makes no artifact"]
+    return []
+
+
+def _artifact_fields(spec: ToolSpec) -> list[str]:
+    """Result fields that hold an artifact (or a list of them)."""
+    return [name for name, info in spec.result_model.model_fields.items()
+            if Artifact in {info.annotation, *typing.get_args(info.annotation)}]
+
+
+def _with_placeholder_ids(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Arguments with each reference replaced by a well-formed id, so the schema check can run."""
+    def replace(value: Any) -> Any:
+        if isinstance(value, list):
+            return [replace(item) for item in value]
+        return "ref-0000000000" if step_reference(value) else value
+
+    return {name: replace(value) for name, value in arguments.items()}
+
+
+def _answer_problems(answer: str, planned: Mapping[int, str], known: _Known) -> list[str]:
+    problems = []
+    for placeholder in find_placeholders(answer):
+        problem = _placeholder_problem(placeholder, planned, known)
+        if problem:
+            problems.append(f"answer: {problem}")
+    return problems
+
+
+def _placeholder_problem(placeholder: Placeholder, planned: Mapping[int, str], known: _Known) -> str | None:
+    if placeholder.step is not None:
+        tool = planned.get(placeholder.step) or (known.done.get(placeholder.step, ("", None))[0] or None)
+        if tool is None:
+            return f"{placeholder.text} names step {placeholder.step}, which the plan does not have"
+        model: type[BaseModel] = spec(tool).result_model
+    elif placeholder.artifact not in known.artifacts:
+        return f"{placeholder.text} names {placeholder.artifact}, which is not an artifact of this session"
+    else:
+        return None  # an earlier turn's result: checked when it is rendered
+    annotation = result_field_type(model, placeholder.path)
+    if annotation is None:
+        fields = ", ".join(n for n in model.model_fields if n not in _artifact_fields(spec(tool)))
+        return f"{placeholder.text}: {tool} results have no field {placeholder.path!r}; they have {fields}"
+    if annotation is not Any and not is_single_value(annotation):
+        return (f"{placeholder.text} is a list or a group of values, not one value; name one entry "
+                f"(e.g. {placeholder.path}.0 or a key inside it)")
+    return None
+
+
+def resolve_arguments(arguments: dict[str, Any], outputs: Mapping[int, list[tuple[str, Artifact]]]
+                      ) -> dict[str, Any]:
+    """Arguments with every reference replaced by the artifact id the earlier step made.
+
+    ``outputs`` maps a finished step to its (field name, artifact) pairs, in field order.
+    """
+    def resolve(value: Any) -> Any:
+        if isinstance(value, list):
+            return [resolve(item) for item in value]
+        reference = step_reference(value)
+        if reference is None:
+            return value
+        number, field_name = reference
+        made = outputs[number]
+        return next(a.id for name, a in made if field_name in (None, name))
+
+    return {name: resolve(value) for name, value in arguments.items()}
+
+
+def iter_references(arguments: Mapping[str, Any]) -> Iterator[int]:
+    """Step numbers an argument set refers to."""
+    for value in arguments.values():
+        for item in value if isinstance(value, list) else [value]:
+            reference = step_reference(item)
+            if reference:
+                yield reference[0]

@@ -1,0 +1,216 @@
+r"""Plan-then-execute: one constrained reply holds the whole plan; the loop checks it, runs it, renders the answer.
+
+1. The model sees the offered tools (signatures with their result fields), the closest worked
+   examples, the session's artifacts and any passages, and replies with ``submit_plan`` (steps +
+   answer template) — or a plain answer when no tool applies (a refusal, a question from passages).
+2. :func:`~physagent.agent.plan.check_plan` refuses a plan that cannot work before anything runs
+   (dangling references, schema errors, unknown ids, placeholders to missing fields, a quantity word
+   that disagrees with its placeholder's field); the problems go back to the model, a bounded number
+   of times.
+3. The steps run in order (``$N.field`` resolved to the ids they made). A failed step: the model gets
+   the error, its plan and the results so far, and replans from that step (bounded).
+4. The answer template is rendered from the results; a step that failed contributes no value.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from physagent.agent.agent_tools import spec
+from physagent.agent.backends import BackendError
+from physagent.agent.backends.scripted import ScriptExhaustedError
+from physagent.agent.claims import mislabelled
+from physagent.agent.events import AgentEvent, PlanEvent
+from physagent.agent.execution import Run, observation
+from physagent.agent.grounding import sources_in
+from physagent.agent.plan import Plan, PlanError, check_plan, parse_plan, plan_schema, resolve_arguments
+from physagent.agent.prompting import relevant_parameters, render_tools
+from physagent.agent.prompts import prompt
+
+__all__ = ["PlanRun"]
+
+
+class PlanRun(Run):
+    """One request in plan-then-execute mode."""
+
+    def events(self) -> Iterator[AgentEvent]:
+        yield self.emit(PlanEvent(session=self.a.session, step=0, request=self.request, tools=self.context.offered))
+        self.messages = self._messages()
+        self.plan_tool = plan_schema([spec(name).json_schema() for name in self.context.offered])
+        self.checked_labels = False
+        replans, fixes = self.a.replans, self.a.plan_fixes
+        while True:
+            if (stop := self.out_of_budget()) is not None:
+                yield from self.stop(stop)
+                return
+            try:
+                reply = self._ask_for_plan()
+            except ScriptExhaustedError:
+                raise
+            except BackendError as exc:
+                yield from self.stop(f"the model backend failed: {exc}")
+                return
+            if isinstance(reply, str):
+                yield from self._answer_directly(reply)
+                return
+            if isinstance(reply, PlanError):
+                if fixes <= 0:
+                    yield from self.stop(f"the model's plan could not run: {reply}")
+                    return
+                fixes -= 1
+                continue
+            failed = yield from self._execute(reply)
+            if failed is None:
+                yield from self._answer(reply)
+                return
+            if replans <= 0:
+                yield from self._answer(reply)
+                return
+            replans -= 1
+            self._ask_to_replan(reply, failed)
+
+    # prompt ------------------------------------------------------------------------------------
+
+    def _messages(self) -> list[dict[str, Any]]:
+        tools = [spec(name).json_schema() for name in self.context.offered]
+        listing = render_tools(tools, _returns(self.context.offered), self._shown_parameters(tools))
+        system = "\n\n".join(filter(None, [prompt("plan"), listing, self.context.sections()]))
+        self.context.prompt_text = prompt("plan")
+        return [{"role": "system", "content": system}, *self.a.history, {"role": "user", "content": self.request}]
+
+    def _shown_parameters(self, tools: list[dict[str, Any]]) -> dict[str, set[str]] | None:
+        """For a small model: each tool's parameters the request mentions or the similar examples use."""
+        if not self.a.hygiene:
+            return None
+        used: dict[str, set[str]] = {}
+        for example in self.context.examples:
+            for step in example.steps:
+                used.setdefault(step["tool"], set()).update(step.get("arguments", {}))
+        text = " ".join([self.request, *(m["content"] for m in self.a.history if m["role"] == "user")])
+        return {t["name"]: used.get(t["name"], set()) | relevant_parameters(t["parameters"], text) for t in tools}
+
+    # model turns -------------------------------------------------------------------------------
+
+    def _ask_for_plan(self) -> Plan | PlanError | str:
+        """The model's plan (checked), its problems, or a direct answer."""
+        try:
+            turn = self.complete(self.messages, [self.plan_tool])
+        except BackendError as exc:
+            if not exc.retryable or isinstance(exc, ScriptExhaustedError):
+                raise
+            self.messages.append({"role": "user", "content": f"{exc} Reply again with a valid plan."})
+            return PlanError([str(exc)])
+        if not turn.tool_calls:
+            return turn.text
+        call = turn.tool_calls[0]
+        self.messages.append({"role": "assistant", "content": "", "tool_calls": [
+            {"id": call.id or f"plan-{self.turns}", "name": call.name, "arguments": call.arguments}]})
+        try:
+            plan = parse_plan(call.arguments, first_number=len(self.steps) + 1)
+            self._check(plan)
+        except PlanError as error:
+            self.sources += sources_in(error.problems, "error")  # limits the model may quote in a refusal
+            self._tell(call.id, "Your plan was NOT run. Problems: " + "; ".join(error.problems)
+                       + ". Reply with a corrected submit_plan (or an answer if the request cannot be done).")
+            self.record.plan.append({"steps": call.arguments.get("steps"), "refused": error.problems})
+            return error
+        self.record.plan.append({"steps": [s.__dict__ for s in plan.steps], "answer": plan.answer})
+        return plan
+
+    def _check(self, plan: Plan) -> None:
+        done = {n: (s.tool, s.outcome.result) for n, s in self.steps.items() if s.outcome is not None}
+        check_plan(plan, self.context.offered, self.allowed_ids(), done)
+        labels = mislabelled(plan.answer)
+        if labels and not self.checked_labels:  # sent back once; a second time it runs and is reported
+            self.checked_labels = True
+            raise PlanError(labels)
+
+    def _tell(self, call_id: str, text: str) -> None:
+        self.messages.append({"role": "tool", "tool_call_id": call_id or f"plan-{self.turns}", "content": text})
+
+    def _ask_to_replan(self, plan: Plan, failed: int) -> None:
+        done = [f"step {n} {s.tool}: {observation(s.outcome)}" for n, s in self.steps.items() if s.outcome]
+        error = self.steps[failed].error
+        self._tell("", f"Step {failed} ({self.steps[failed].tool}) FAILED: {error}\nResults so far:\n"
+                       + ("\n".join(done) or "none")
+                       + f"\nReply with submit_plan for the remaining work only; its steps are numbered from "
+                         f"{len(self.steps) + 1} on, and $N.field still refers to the finished steps above. "
+                         "Or answer if it cannot be done.")
+
+    # execution ---------------------------------------------------------------------------------
+
+    def _execute(self, plan: Plan) -> Iterator[AgentEvent]:
+        """Run the steps in order; returns the number of the first failed step, or None."""
+        for step in plan.steps:
+            outputs = {n: [(name, a) for name, a in _artifact_items(s.outcome.result)]
+                       for n, s in self.steps.items() if s.outcome}
+            arguments = resolve_arguments(step.arguments, outputs)
+            yield from self.execute(step.number, step.tool, arguments)
+            if not self.steps[step.number].ok:
+                return step.number
+        return None
+
+    # answers -----------------------------------------------------------------------------------
+
+    def _answer(self, plan: Plan) -> Iterator[AgentEvent]:
+        template = plan.answer or self._answer_template()
+        text, problems = self.render_answer(template)
+        note = self.failure_note()
+        if note:
+            text = f"{text}\n\n{note}".strip()
+        unsupported, mislabelled_numbers = self.check_numbers(text)
+        if problems:
+            self.record.findings = problems
+        yield from self.finish(text, unsupported, mislabelled_numbers + mislabelled(template))
+
+    def _answer_template(self) -> str:
+        """When the plan left the answer empty: ask for one, with the results in view."""
+        results = "\n".join(f"step {n} {s.tool}: {observation(s.outcome)}" for n, s in self.steps.items()
+                            if s.outcome)
+        self.messages.append({"role": "user", "content": f"Results:\n{results}\nNow answer the request. Write each "
+                                                         "value as a placeholder {$N.field}."})
+        return self.complete(self.messages, []).text
+
+    def _answer_directly(self, text: str) -> Iterator[AgentEvent]:
+        """A reply without a plan: a refusal, or an answer from passages; its numbers must have a source."""
+        rendered, problems = self.render_answer(text)
+        unsupported, mislabelled_numbers = self.check_numbers(rendered)
+        if (unsupported or problems) and self.a.grounding_retries:
+            self.messages += [{"role": "assistant", "content": text}, {"role": "user", "content": (
+                "These values have no source: " + ", ".join(unsupported + problems)
+                + ". Answer again using only numbers from the passages or the request, or plan tool calls.")}]
+            retry = self.complete(self.messages, [self.plan_tool])
+            if not retry.tool_calls:
+                rendered, problems = self.render_answer(retry.text)
+                unsupported, mislabelled_numbers = self.check_numbers(rendered)
+        yield from self.finish(rendered, unsupported, mislabelled_numbers)
+
+
+def _returns(offered: list[str]) -> dict[str, str]:
+    """Each tool's result fields for its signature: artifacts (for '$N.field') and values (for placeholders)."""
+    lines = {}
+    for name in offered:
+        tool = spec(name)
+        artifacts = [f for f, info in tool.result_model.model_fields.items() if "Artifact" in str(info.annotation)]
+        values = [f for f in tool.result_model.model_fields if f not in artifacts]
+        lines[name] = (f"artifacts {', '.join(artifacts)}; " if artifacts else "") + f"values {', '.join(values)}"
+    return lines
+
+
+def _artifact_items(result: Any) -> list[tuple[str, Any]]:
+    """(field, artifact) pairs of a result, in field order (lists of artifacts flattened)."""
+    items = []
+    for name in type(result).model_fields:
+        value = getattr(result, name)
+        for item in value if isinstance(value, list) else [value]:
+            if hasattr(item, "sha256") and hasattr(item, "kind"):
+                items.append((name, item))
+    return items
+
+
+def plan_json(plan: Plan) -> str:
+    """A plan as the JSON the model wrote (for logs and reports)."""
+    return json.dumps({"steps": [{"tool": s.tool, "arguments": s.arguments} for s in plan.steps],
+                       "answer": plan.answer}, ensure_ascii=False)

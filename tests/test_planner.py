@@ -1,0 +1,192 @@
+"""Plan-then-execute with a scripted model through the real tools: checks before running, replans,
+placeholders rendered with units, failed steps contributing no value, retries without unstated arguments."""
+
+from __future__ import annotations
+
+from physagent.agent import Assistant, ScriptedBackend
+from physagent.agent.backends.scripted import answer, call, plan
+from physagent.agent.claims import find_placeholders, format_value, mislabelled, quantity_before
+from physagent.agent.grounding import Source, mislabelled_numbers, unsupported_numbers
+from physagent.agent.plan import PlanError, check_plan, parse_plan
+from physagent.tools import Workspace, registry
+
+DY = {"process": "drell_yan_mumu", "n_events": 120, "mpi": False, "seed": 2}
+ALL_TOOLS = registry.names()
+
+
+def _assistant(turns: list, workspace: Workspace, **options: object) -> tuple[Assistant, ScriptedBackend]:
+    backend = ScriptedBackend(turns)
+    return Assistant(backend=backend, workspace=workspace, examples_per_request=0, **options), backend
+
+
+def _problems(steps: list[dict], answer_text: str = "", artifacts: dict[str, str] | None = None) -> list[str]:
+    try:
+        check_plan(parse_plan({"steps": steps, "answer": answer_text}), ALL_TOOLS, artifacts or {})
+    except PlanError as error:
+        return error.problems
+    return []
+
+
+def test_a_plan_with_a_dangling_reference_is_refused_before_any_tool_runs(workspace: Workspace) -> None:
+    """'$2.events' in step 1, a field that is no artifact, and an invented id: all refused, nothing runs."""
+    problems = _problems([
+        {"tool": "cluster_jets", "arguments": {"events": "$2.events"}},
+        {"tool": "generate_events", "arguments": DY},
+        {"tool": "histogram", "arguments": {"source": "$2.sigma_pb", "field": "m_hat_gev"}},
+        {"tool": "plot", "arguments": {"histograms": ["hist-3f2a9c1b7d"]}},
+    ], "The mean is {$3.median}.")
+    assert any("step 1: events='$2.events' refers to step 2, which does not come before it" in p for p in problems)
+    assert any("'sigma_pb' of step 2 (generate_events), which is no artifact; its artifacts are events" in p
+               for p in problems)
+    assert any("'hist-3f2a9c1b7d' is not an artifact of this session" in p for p in problems)
+    assert any("histogram results have no field 'median'" in p for p in problems)
+
+    assistant, backend = _assistant([
+        plan([{"tool": "cluster_jets", "arguments": {"events": "$2.events"}},
+              {"tool": "generate_events", "arguments": DY}], "Done."),
+        answer("I could not make a valid plan."),
+    ], workspace, plan_fixes=1)
+    record = assistant.ask("Cluster jets in some Drell-Yan events")
+    assert record.tool_calls == [] and workspace.list_artifacts() == []
+    refusal = backend.seen[1][0][-1]
+    assert refusal["role"] == "tool" and "Your plan was NOT run" in refusal["content"]
+    assert record.plan[0]["refused"] and record.answer == "I could not make a valid plan."
+
+
+def test_schema_errors_and_unknown_tools_are_named_per_step() -> None:
+    """A negative count and a made-up tool are refused with the tool's own message."""
+    problems = _problems([{"tool": "generate_events", "arguments": {**DY, "n_events": -5}},
+                          {"tool": "make_jet_dataset(...)", "arguments": {}}])
+    assert problems[0].startswith("step 1: generate_events: n_events=-5 must be greater than or equal to 1")
+    assert "step 2: there is no tool 'make_jet_dataset(...)'" in problems[1]
+
+
+def test_a_plan_runs_and_its_placeholders_render_with_units_and_artifact_ids(workspace: Workspace) -> None:
+    """generate → histogram from one reply; the answer's values come from the results, with units and ids."""
+    assistant, backend = _assistant([plan([
+        {"tool": "generate_events", "arguments": DY},
+        {"tool": "histogram", "arguments": {"source": "$1.events", "field": "m_hat_gev", "bins": 30,
+                                            "range_min": 60, "range_max": 120}},
+    ], "Generated {$1.n_events} events with σ = {$1.sigma_pb}; the dimuon mass peaks at {$2.peak} "
+       "(mean {$2.mean}).")], workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events without MPI, seed 2, and histogram the dimuon mass")
+    assert backend.remaining == 0 and record.ok and record.steps == 1 and record.mode == "plan"
+    events_id, hist_id = (a["id"] for a in record.artifacts)
+    sigma = next(c for c in workspace.calls() if c.tool == "generate_events").result["sigma_pb"]
+    hist = next(c for c in workspace.calls() if c.tool == "histogram").result
+    assert f"σ = {format_value(sigma, 'pb')} [{events_id}];" in record.answer
+    assert f"peaks at {format_value(hist['peak'], 'GeV')} [{hist_id}]" in record.answer
+    assert 80 <= hist["peak"] <= 100 and "{$" not in record.answer
+    assert record.timing["tools_s"] > 0
+
+
+def test_a_failed_step_leads_to_a_replan_that_succeeds(workspace: Workspace) -> None:
+    """Step 2 fails at run time; the model sees the error and the results so far and plans the rest."""
+    assistant, backend = _assistant([
+        plan([{"tool": "generate_events", "arguments": DY},
+              {"tool": "histogram", "arguments": {"source": "$1.events", "field": "jets.pt"}}],
+             "The mean is {$2.mean}."),
+        plan([{"tool": "histogram", "arguments": {"source": "$1.events", "field": "m_hat_gev", "bins": 20,
+                                                  "range_min": 60, "range_max": 120}}],
+             "The mean dimuon mass is {$3.mean}."),
+    ], workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events, seed 2, MPI off, and tell me the mean dimuon mass")
+    assert [c["ok"] for c in record.tool_calls] == [True, False, True]
+    replan_prompt = backend.seen[1][0][-1]["content"]
+    assert "Step 2 (histogram) FAILED" in replan_prompt
+    assert "step 1 generate_events: generate_events OK" in replan_prompt
+    mean = next(c for c in reversed(workspace.calls()) if c.tool == "histogram").result["mean"]
+    assert record.ok and f"The mean dimuon mass is {format_value(mean, 'GeV')}" in record.answer
+
+
+def test_a_failed_step_contributes_no_value_to_the_answer(workspace: Workspace) -> None:
+    """With no replans left, the answer says what failed and quotes nothing the step would have made."""
+    assistant, _ = _assistant([plan([
+        {"tool": "generate_events", "arguments": DY},
+        {"tool": "run_python", "arguments": {  # the wrong input id: the code fails its checks
+            "code": "import json\nimport awkward as ak\ndata = ak.from_parquet(INPUTS['ev-0000000000'])\n"
+                    "print(json.dumps({'fraction': 0.0}))",
+            "inputs": ["$1.events"], "values": {"fraction": "float"}}},
+    ], "The fraction is {$2.values.fraction}.")], workspace, replans=0)
+    record = assistant.ask("Generate 120 Drell-Yan events and compute the fraction of events with two muons")
+    assert not record.tool_calls[1]["ok"]
+    assert "0.0" not in record.answer.replace("(", " ").split("failed")[0]
+    assert "[not available: step 2 (run_python) failed]" in record.answer
+    assert "Step 2 (run_python) failed:" in record.answer
+
+
+def test_a_median_or_mean_mismatch_is_flagged_and_sent_back_once(workspace: Workspace) -> None:
+    """'median' before {$2.mean} is refused before running; the corrected plan runs."""
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "histogram", "arguments": {"source": "$1.events", "field": "m_hat_gev", "bins": 20,
+                                                 "range_min": 60, "range_max": 120}}]
+    assert mislabelled("The median mass is {$2.mean}.") == [
+        "the answer says 'median' before {$2.mean}, but that field is a mean"]
+    assert mislabelled("mean {$2.mean} ± {$2.std}; AUC {$1.test_auc}") == []
+    assistant, backend = _assistant([plan(steps, "The median mass is {$2.mean}."),
+                                     plan(steps, "The mean mass is {$2.mean}.")], workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events and give the median dimuon mass")
+    assert "that field is a mean" in backend.seen[1][0][-1]["content"]
+    assert record.ok and record.answer.startswith("The mean mass is")
+
+
+def test_an_unstated_argument_the_tool_rejects_is_retried_without_it(workspace: Workspace) -> None:
+    """A decay mode for a process that has none is dropped and the call retried; a stated one would not be."""
+    assistant, _ = _assistant([plan([{"tool": "generate_events", "arguments": {**DY, "decay": "leptonic"}}],
+                                    "Generated {$1.n_events} events.")], workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events, seed 2, MPI off")
+    assert [c["ok"] for c in record.tool_calls] == [False, True]
+    assert "decay" in record.tool_calls[0]["arguments"] and "decay" not in record.tool_calls[1]["arguments"]
+    assert record.ok and "Generated 120 events" in record.answer
+
+
+def test_a_stated_value_is_passed_as_stated_and_refused_by_the_tool(workspace: Workspace) -> None:
+    """The user's -5 reaches the checker unchanged; the model is told why and answers with a refusal."""
+    assistant, backend = _assistant([
+        plan([{"tool": "generate_events", "arguments": {"process": "ttbar", "n_events": -5}}], "Done."),
+        answer("I can't generate -5 events: n_events must be at least 1."),
+    ], workspace)
+    record = assistant.ask("generate -5 ttbar events")
+    assert "n_events=-5 must be greater than or equal to 1" in backend.seen[1][0][-1]["content"]
+    assert record.ok and workspace.list_artifacts() == [] and "at least 1" in record.answer
+
+
+def test_numbers_typed_freely_are_checked_with_their_quantity() -> None:
+    """A mean quoted as a median is mislabelled; a stray zero does not support 'the fraction is 0'."""
+    sources = [Source(172.4, "mean"), Source(0.0, None), Source(12.0, "std")]
+    assert mislabelled_numbers("The median jet mass is 172.4 GeV.", sources) == ["172.4"]
+    assert mislabelled_numbers("The mean jet mass is 172.4 GeV.", sources) == []
+    assert unsupported_numbers("The fraction is 0.", sources) == ["0"]
+    assert unsupported_numbers("I made 2 plots and 1 histogram.", sources) == []
+    assert unsupported_numbers("The fraction is 0.", [Source(0.0, "fraction")]) == []
+
+
+def test_placeholders_and_quantity_words_are_found() -> None:
+    """Both placeholder forms parse; the nearest quantity word in the clause is the one that counts."""
+    found = find_placeholders("σ = {$1.sigma_pb}, peak {hist-3f2a9c1b7d:peak}, f = {$2.values.fraction}")
+    assert [(p.step, p.artifact, p.path) for p in found] == [
+        (1, None, "sigma_pb"), (None, "hist-3f2a9c1b7d", "peak"), (2, None, "values.fraction")]
+    assert quantity_before("the mean is 3 and the median of the mass is ", 44) == "median"
+    assert format_value(555.2341, "pb") == "555.2 pb" and format_value(0.000123) == "1.230e-04"
+
+
+def test_write_code_in_a_plan_writes_runs_and_validates_code_for_the_model(workspace: Workspace) -> None:
+    """A computation no tool names: the plan says what; a focused code turn (seeing the row type) writes it."""
+    code = ("import json\nimport awkward as ak\ndata = ak.from_parquet(INPUT_FILES[0])\n"
+            "muons = data.particles[abs(data.particles.pid) == 13]\n"
+            "pt = (muons.px ** 2 + muons.py ** 2) ** 0.5\n"
+            "print(json.dumps({'fraction': float(ak.mean(ak.sum(pt > 20, axis=1) >= 2))}))")
+    assistant, backend = _assistant([
+        plan([{"tool": "generate_events", "arguments": DY},
+              {"tool": "write_code", "arguments": {"task": "fraction of events with two muons above 20 GeV",
+                                                   "inputs": ["$1.events"], "values": {"fraction": "float"}}}],
+             "The fraction of events with two muons above 20 GeV is {$2.values.fraction}."),
+        lambda m: call("submit_code", code=code),
+    ], workspace, mode="plan")
+    record = assistant.ask("Generate 120 Drell-Yan events, seed 2, MPI off; compute the fraction of events with "
+                           "two muons above 20 GeV")
+    code_prompt = backend.seen[1][0][-1]["content"]
+    assert "INPUTS[" in code_prompt and "each row:" in code_prompt and "particles" in code_prompt
+    fraction = next(c for c in workspace.calls() if c.tool == "run_python").result["values"]["fraction"]
+    assert 0.3 < fraction <= 1.0 and record.ok
+    assert f"is {format_value(fraction)}" in record.answer
