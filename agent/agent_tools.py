@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
-from physagent.tools import ToolSpec, artifact_ref, registry, tool_spec
+from physagent.tools import ARTIFACT_ID_PATTERN, Accepts, ToolSpec, registry, tool_spec
 from physagent.tools.code import RunPythonResult, ValueCheck
 
 if TYPE_CHECKING:
@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 __all__ = ["AGENT_TOOLS", "WRITE_CODE", "is_known", "spec"]
 
 WRITE_CODE = "write_code"
-_InputRef = artifact_ref("events", "jets", "table", "histogram", "root", "dataset", "model", "file")
+_InputRef = Annotated[str, Accepts(("events", "jets", "table", "histogram", "root", "dataset", "model", "file")),
+                      Field(pattern=ARTIFACT_ID_PATTERN)]
 
 
 def write_code(

@@ -30,7 +30,10 @@ from typing import Any
 
 from physagent.agent.grounding import numbers_in
 
-__all__ = ["clean_arguments", "drop_defaults", "fill_stated_arguments", "is_stated", "keep_stated_arguments"]
+__all__ = [
+    "clean_arguments", "drop_defaults", "fill_stated_arguments", "is_stated", "keep_stated_arguments",
+    "stated_settings",
+]
 
 _SPELLINGS = {
     "hadronisation": ("hadronisation", "hadronization", "hadronise", "hadronize"),
@@ -139,7 +142,7 @@ def fill_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],
         if own is not None and isinstance(own, str) and _enum_stated(own, _enum_schema(schema), user_text):
             continue  # the model took a value the user named: keep it
         phrased = _phrased_values(schema, user_text)
-        named = _named_number(name, schema, user_text)
+        named = _named_number(name, schema, user_text) or _bound_number(name, schema, user_text)
         if len(phrased) == 1:
             filled[name] = phrased[0]
         elif len(named) == 1:  # the user's own number, even one the tool will refuse
@@ -149,6 +152,17 @@ def fill_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],
             if len(words) == 1:
                 filled[name] = words[0]
     return filled
+
+
+def stated_settings(parameters: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """Numbers the user's words give this tool's parameters ("pT-hat above 400 GeV", "seed 4")."""
+    user_text = _user_text(messages)
+    found = {}
+    for name, schema in parameters.get("properties", {}).items():
+        values = _named_number(name, schema, user_text) or _bound_number(name, schema, user_text)
+        if values:
+            found[name] = values[0]
+    return found
 
 
 def _named_number(name: str, schema: dict[str, Any], user_text: str) -> list[Any]:
@@ -165,6 +179,32 @@ def _named_number(name: str, schema: dict[str, Any], user_text: str) -> list[Any
     between = r"(?:(?!(?:gev|tev|mev|mm|pb|fb|%)\b)[a-z][\w-]*\s+){0,2}"  # "-5 ttbar events", not "400 GeV events"
     found += re.findall(rf"(?<![\w.]){number}\s+{between}{stem}\b", user_text)
     values = {float(digits.replace(",", "")) * {"k": 1e3, "m": 1e6}.get(suffix, 1) for digits, suffix in found}
+    if len(values) != 1:
+        return []
+    value = values.pop()
+    return [int(value) if "integer" in types and value.is_integer() else value]
+
+
+_ABOVE = r"(?:above|over|greater than|larger than|at least|>=|>|≥)"
+_BELOW = r"(?:below|under|less than|smaller than|at most|<=|<|≤)"
+
+
+def _bound_number(name: str, schema: dict[str, Any], user_text: str) -> list[Any]:
+    """A bound written as words: "pT-hat above 400 GeV" → ``pt_hat_min_gev=400``, "minimum pT of 30" →
+    ``pt_min_gev=30``, "|eta| below 2.5" → ``eta_max=2.5``."""
+    parts = name.split("_")
+    bound = "min" if "min" in parts else "max" if "max" in parts else None
+    stems = [w for w in parts if w not in _UNIT_WORDS]
+    types = {s.get("type") for s in schema.get("anyOf", [schema])}
+    if bound is None or not stems or not types & {"integer", "number"}:
+        return []
+    quantity = r"[\s\-_|]*".join(re.escape(w) for w in stems) + r"\|?"
+    number = r"([-+]?\d[\d,]*(?:\.\d+)?)"
+    word = _ABOVE if bound == "min" else _BELOW
+    extreme = "min(?:imum)?" if bound == "min" else "max(?:imum)?"
+    found = re.findall(rf"(?<![\w-]){quantity}\s*{word}\s*{number}", user_text)
+    found += re.findall(rf"\b{extreme}\s+{quantity}\s*(?:of|=|:|is)?\s*{number}", user_text)
+    values = {float(v.replace(",", "")) for v in found}
     if len(values) != 1:
         return []
     value = values.pop()

@@ -25,7 +25,8 @@ from typing import Any
 from pydantic import BaseModel
 
 __all__ = [
-    "Placeholder", "Rendered", "find_placeholders", "format_value", "is_single_value", "mislabelled", "quantity_before",
+    "Placeholder", "Rendered", "find_placeholders", "format_value", "is_single_value", "mislabelled",
+    "missing_quantities", "quantity_before",
     "quantity_of_field", "render", "resolve_path", "result_field_type", "unit_of",
 ]
 
@@ -208,6 +209,23 @@ def mislabelled(template: str) -> list[str]:
         if conflicting(said, holds):
             problems.append(f"the answer says {said!r} before {placeholder.text}, but that field is a {holds}")
     return problems
+
+
+_ASKABLE = ("median", "mean", "fraction", "peak", "cross_section", "auc", "efficiency", "rejection", "std")
+
+
+def missing_quantities(request: str, template: str) -> list[str]:
+    """Quantities the request asks for that no placeholder of the answer holds ("the fraction of events
+    with ≥ 4 jets" answered with a mean multiplicity)."""
+    held = {quantity_of_field(p.path) for p in find_placeholders(template)}
+    asked = []
+    lowered = request.lower()
+    for quantity in _ASKABLE:
+        spoken = QUANTITIES[quantity][0]
+        if any(re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", lowered) for w in spoken) and quantity not in held:
+            asked.append(quantity)
+    return [f"the request asks for the {q.replace('_', '-')}, but no placeholder in the answer holds one"
+            for q in asked]
 
 
 def unit_of(path: str, result: Any) -> str:

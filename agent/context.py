@@ -31,6 +31,9 @@ __all__ = ["RequestContext", "gather_context"]
 _LISTED_WORKSPACE_ARTIFACTS = 8
 _PASSAGE_SCORE = 0.62  # dense cosine; tool requests score up to ~0.6 on the sample corpus
 _PASSAGE_SCORE_ASKED = 0.35  # when the request asks for sources outright
+_PASSAGE_SCORE_QUESTION = 0.5  # a question (not an order): a talk's passage scores 0.55–0.6
+_QUESTION = re.compile(r"^\s*(which|what|who|whom|whose|when|where|how|why|does|do|did|is|are|was|were|can|"
+                       r"according)\b|\?\s*$", re.IGNORECASE)
 _PASSAGE_CHARS = 420
 _MAX_TOOLS = 7
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
@@ -118,8 +121,8 @@ def _session_artifacts(assistant: Assistant) -> tuple[dict[str, str], list[str]]
     """This chat's artifacts, then the workspace's latest (uploads, earlier sessions)."""
     listed: dict[str, tuple[str, str]] = {}
     for record in assistant.records:
-        for artifact in record.artifacts:
-            listed[artifact["id"]] = (artifact["kind"], artifact["summary"])
+        for made in record.artifacts:
+            listed[made["id"]] = (made["kind"], made["summary"])
     for artifact in assistant.workspace.list_artifacts()[-_LISTED_WORKSPACE_ARTIFACTS:]:
         listed.setdefault(artifact.id, (artifact.kind, artifact.summary))
     lines = [f"- {i} ({kind}): {summary}" for i, (kind, summary) in listed.items()]
@@ -132,7 +135,8 @@ def _passages(assistant: Assistant, request: str) -> list[Hit]:
         return []
     kb = KnowledgeBase.open(assistant.workspace.root)
     sync_samples(kb, progress=_progress(assistant))  # seconds once cached on this machine; ~1 min the first time
-    threshold = _PASSAGE_SCORE_ASKED if SOURCE_WORDS.search(request) else _PASSAGE_SCORE
+    threshold = (_PASSAGE_SCORE_ASKED if SOURCE_WORDS.search(request) else
+                 _PASSAGE_SCORE_QUESTION if _QUESTION.search(request) else _PASSAGE_SCORE)
     hits = kb.search(request, k=3, mode="dense", collections=["documents", "samples"])
     return [h for h in hits if h.score >= threshold]
 

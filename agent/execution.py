@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from physagent.agent.agent_tools import WRITE_CODE, is_known, run_write_code, spec
-from physagent.agent.arguments import clean_arguments, is_stated
+from physagent.agent.arguments import clean_arguments, is_stated, stated_settings
 from physagent.agent.backends import ChatBackend, ModelTurn, Usage
 from physagent.agent.claims import Placeholder, Rendered, format_value, render, resolve_path, unit_of
 from physagent.agent.events import AgentEvent, AnswerEvent, ArtifactEvent, ErrorEvent, ToolCallEvent, ToolResultEvent
@@ -53,7 +53,7 @@ class StepOutcome:
 
 
 class Run:
-    """The state of one request; subclasses drive the model (plan or step by step)."""
+    """The state of one request; subclasses drive the model (plan or step by step) in :meth:`events`."""
 
     def __init__(self, assistant: Assistant, request: str, context: RequestContext) -> None:
         self.a, self.request, self.context = assistant, request, context
@@ -65,7 +65,11 @@ class Run:
         self.record = AgentRecord(session=assistant.session, backend=assistant.backend.name, request=request)
         self.sources: list[Source] = sources_in(request, "request") + context.sources
         self.steps: dict[int, StepOutcome] = {}
-        self.pending: list[AgentEvent] = []
+        self.made: dict[str, str] = {}  # id → kind of every artifact this request made (kept across replans)
+
+    def events(self) -> Iterator[AgentEvent]:
+        """Run the request, yielding each event (the subclass's mode)."""
+        raise TypeError(f"{type(self).__name__} does not drive a model; use PlanRun or StepRun")
 
     @property
     def backend(self) -> ChatBackend:
@@ -102,7 +106,8 @@ class Run:
         outcome, error, arguments = self._call_with_retry(tool, arguments)
         if outcome is not None and getattr(outcome.result, "ok", True) is False:
             # the code ran but failed its checks: its values must not reach an answer
-            outcome, error = None, f"its checks failed: {getattr(outcome.result, 'report', '')}".strip()
+            error = f"its checks failed: {getattr(outcome.result, 'report', '')}".strip()
+            outcome = None
         step = StepOutcome(number, tool, arguments, outcome, error)
         self.steps[number] = step
         yield from self._report(step)
@@ -158,8 +163,7 @@ class Run:
         return ""
 
     def allowed_ids(self) -> dict[str, str]:
-        made = {a.id: a.kind for s in self.steps.values() if s.outcome for a in s.outcome.artifacts}
-        return {**self.context.artifacts, **made}
+        return {**self.context.artifacts, **self.made}
 
     def _report(self, step: StepOutcome) -> Iterator[AgentEvent]:
         session = self.a.session
@@ -169,6 +173,7 @@ class Run:
                                             summary=step.error))
             return
         outcome = step.outcome
+        self.made |= {a.id: a.kind for a in outcome.artifacts}
         self.sources += sources_in(outcome.result.model_dump(mode="json"), "result")
         self.record.add_call(step.tool, step.arguments, ok=True, call_id=outcome.call_id)
         yield self.emit(ToolResultEvent(session=session, step=step.number, tool=step.tool, ok=True,
@@ -222,8 +227,23 @@ class Run:
         return text, [v.problem for v in rendered if v.problem]
 
     def check_numbers(self, text: str) -> tuple[list[str], list[str]]:
-        """(unsupported, mislabelled) numbers of a rendered answer."""
-        return unsupported_numbers(text, self.sources), mislabelled_numbers(text, self.sources)
+        """(unsupported, mislabelled) numbers of a rendered answer; a setting the user stated that no
+        call used ("pT-hat above 400 GeV" while no step cut at 400) is unsupported when quoted."""
+        unsupported = unsupported_numbers(text, self.sources)
+        unused = self._unused_settings()
+        unsupported += [n for n in extract_numbers(text) if n not in unsupported and _to_float(n) in unused]
+        return unsupported, mislabelled_numbers(text, self.sources)
+
+    def _unused_settings(self) -> set[float]:
+        """Values the request states for a parameter of an offered tool that no successful call used."""
+        if not any(step.ok for step in self.steps.values()):
+            return set()  # a refusal may quote the request
+        stated: set[float] = set()
+        for name in self.context.offered:
+            settings = stated_settings(spec(name).parameters_schema(), self.context.messages)
+            stated |= {float(v) for v in settings.values() if isinstance(v, (int, float))}
+        used = {s.value for s in self.sources if s.origin in ("argument", "result")}
+        return {v for v in stated if not any(abs(v - u) <= 1e-9 * max(1.0, abs(v)) for u in used)}
 
     def failure_note(self) -> str:
         """A sentence for each step that failed and was not recovered, or ''."""
@@ -265,6 +285,10 @@ class Run:
         made = "; ".join(f"{a['id']} ({a['kind']}): {a['summary']}" for a in self.record.artifacts)
         answer = self.record.answer + (f"\nArtifacts: {made}" if made else "")
         return [{"role": "user", "content": self.request}, {"role": "assistant", "content": answer}]
+
+
+def _to_float(written: str) -> float:
+    return float(written.replace(",", ""))
 
 
 def _tag_artifacts(text: str, rendered: list[Rendered]) -> str:

@@ -15,17 +15,18 @@ r"""Plan-then-execute: one constrained reply holds the whole plan; the loop chec
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any
 
-from physagent.agent.agent_tools import spec
+from physagent.agent.agent_tools import is_known, spec
+from physagent.agent.arguments import clean_arguments
 from physagent.agent.backends import BackendError
 from physagent.agent.backends.scripted import ScriptExhaustedError
-from physagent.agent.claims import mislabelled
+from physagent.agent.claims import mislabelled, missing_quantities
 from physagent.agent.events import AgentEvent, PlanEvent
 from physagent.agent.execution import Run, observation
 from physagent.agent.grounding import sources_in
-from physagent.agent.plan import Plan, PlanError, check_plan, parse_plan, plan_schema, resolve_arguments
+from physagent.agent.plan import Plan, PlanError, Step, check_plan, parse_plan, plan_schema, resolve_arguments
 from physagent.agent.prompting import relevant_parameters, render_tools
 from physagent.agent.prompts import prompt
 
@@ -108,7 +109,7 @@ class PlanRun(Run):
         self.messages.append({"role": "assistant", "content": "", "tool_calls": [
             {"id": call.id or f"plan-{self.turns}", "name": call.name, "arguments": call.arguments}]})
         try:
-            plan = parse_plan(call.arguments, first_number=len(self.steps) + 1)
+            plan = self._cleaned(parse_plan(call.arguments))
             self._check(plan)
         except PlanError as error:
             self.sources += sources_in(error.problems, "error")  # limits the model may quote in a refusal
@@ -123,25 +124,46 @@ class PlanRun(Run):
         done = {n: (s.tool, s.outcome.result) for n, s in self.steps.items() if s.outcome is not None}
         check_plan(plan, self.context.offered, self.allowed_ids(), done)
         labels = mislabelled(plan.answer)
+        if plan.answer and not self._reads_text(plan):
+            labels += missing_quantities(self.request, plan.answer)
         if labels and not self.checked_labels:  # sent back once; a second time it runs and is reported
             self.checked_labels = True
             raise PlanError(labels)
+
+    @staticmethod
+    def _reads_text(plan: Plan) -> bool:
+        """Whether the plan's answer must come from reading passages (no values to check yet)."""
+        return any(step.tool == "search_knowledge" for step in plan.steps)
 
     def _tell(self, call_id: str, text: str) -> None:
         self.messages.append({"role": "tool", "tool_call_id": call_id or f"plan-{self.turns}", "content": text})
 
     def _ask_to_replan(self, plan: Plan, failed: int) -> None:
+        """Show the error and the results so far; the model sends a corrected complete plan. Steps that
+        ran before are served from the tool cache, so a plan numbered from 1 again costs nothing extra."""
         done = [f"step {n} {s.tool}: {observation(s.outcome)}" for n, s in self.steps.items() if s.outcome]
         error = self.steps[failed].error
         self._tell("", f"Step {failed} ({self.steps[failed].tool}) FAILED: {error}\nResults so far:\n"
                        + ("\n".join(done) or "none")
-                       + f"\nReply with submit_plan for the remaining work only; its steps are numbered from "
-                         f"{len(self.steps) + 1} on, and $N.field still refers to the finished steps above. "
-                         "Or answer if it cannot be done.")
+                       + "\nReply with a corrected complete submit_plan, steps numbered from 1 (steps that "
+                         "already ran are served from the cache), or answer if it cannot be done.")
+        self.record.failed_steps += [{"step": n, "tool": s.tool, "error": s.error}
+                                     for n, s in self.steps.items() if not s.ok]
+        self.steps = {}
+
+    def _cleaned(self, plan: Plan) -> Plan:
+        """The plan with each step's arguments as the user stated them, before it is checked: a stated
+        value the model changed ("-10 bins" written as 10) goes back as stated, and the check says why."""
+        if not self.a.hygiene:
+            return plan
+        steps = [Step(s.number, s.tool, clean_arguments(s.arguments, spec(s.tool).parameters_schema(),
+                                                        self.context.messages, self.context.example_values(s.tool)))
+                 if is_known(s.tool) else s for s in plan.steps]
+        return Plan(steps, plan.answer, plan.notes)
 
     # execution ---------------------------------------------------------------------------------
 
-    def _execute(self, plan: Plan) -> Iterator[AgentEvent]:
+    def _execute(self, plan: Plan) -> Generator[AgentEvent, None, int | None]:
         """Run the steps in order; returns the number of the first failed step, or None."""
         for step in plan.steps:
             outputs = {n: [(name, a) for name, a in _artifact_items(s.outcome.result)]
@@ -155,7 +177,9 @@ class PlanRun(Run):
     # answers -----------------------------------------------------------------------------------
 
     def _answer(self, plan: Plan) -> Iterator[AgentEvent]:
-        template = plan.answer or self._answer_template()
+        # a template written before the passages were read cannot know what they say: answer after reading
+        reading = any(s.outcome is not None and s.outcome.result.observation() is not None for s in self.steps.values())
+        template = self._answer_template() if reading or not plan.answer else plan.answer
         text, problems = self.render_answer(template)
         note = self.failure_note()
         if note:
@@ -169,13 +193,18 @@ class PlanRun(Run):
         """When the plan left the answer empty: ask for one, with the results in view."""
         results = "\n".join(f"step {n} {s.tool}: {observation(s.outcome)}" for n, s in self.steps.items()
                             if s.outcome)
-        self.messages.append({"role": "user", "content": f"Results:\n{results}\nNow answer the request. Write each "
-                                                         "value as a placeholder {$N.field}."})
+        self.messages.append({"role": "user", "content": (
+            f"Results:\n{results}\nNow answer the request from these results in two or three sentences. Cite "
+            "each passage you use as [source: title], exactly as written. Write each value a tool computed as a "
+            "placeholder {$N.field}.")})
         return self.complete(self.messages, []).text
 
     def _answer_directly(self, text: str) -> Iterator[AgentEvent]:
         """A reply without a plan: a refusal, or an answer from passages; its numbers must have a source."""
         rendered, problems = self.render_answer(text)
+        note = self.failure_note()
+        if note:  # after a failed step and a reply without a new plan: say what failed
+            rendered = f"{rendered}\n\n{note}".strip()
         unsupported, mislabelled_numbers = self.check_numbers(rendered)
         if (unsupported or problems) and self.a.grounding_retries:
             self.messages += [{"role": "assistant", "content": text}, {"role": "user", "content": (

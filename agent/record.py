@@ -28,6 +28,8 @@ class AgentRecord(BaseModel):
                                 description="Placeholders that could not be filled, and other problems of the answer.")
     mode: str = Field(default="plan", description="How the agent ran: 'plan' (plan-then-execute) or 'step'.")
     plan: list[dict[str, Any]] = Field(default_factory=list, description="The plans submitted, in order.")
+    failed_steps: list[dict[str, Any]] = Field(default_factory=list,
+                                               description="Steps that failed before a replan (step, tool, error).")
     timing: dict[str, float] = Field(default_factory=dict,
                                      description="Seconds in the model (prompt, generation) and in tools.")
     error: str | None = None

@@ -139,7 +139,7 @@ def eval_suite(
     except EvalSuiteError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
-    name = ", ".join(p.stem if p.is_file() else p.name for p in paths)
+    name = ", ".join(p.stem if p.is_file() else f"{p.name}/*.yaml" for p in paths)
     reports = []
     with reporting_errors(), stdout_to_stderr():
         for spec in backend or [None]:

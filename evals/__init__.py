@@ -20,7 +20,6 @@ from physagent.evals.measures import MeasureError, measure
 from physagent.evals.report import FAILURE_KINDS, SuiteReport, TaskResult, TaskSummary, format_report
 from physagent.evals.runner import ProgressCallback, prepare_task, run_suite
 from physagent.evals.schema import (
-    DEFAULT_SUITE,
     MEASURES,
     ArgumentMatch,
     ArtifactCheck,
@@ -30,9 +29,8 @@ from physagent.evals.schema import (
     NumberExpectation,
     SetupStep,
     Task,
-    load_suite,
-    select_tasks,
 )
+from physagent.evals.suite import DEFAULT_SUITE, load_suite, select_tasks
 
 __all__ = [
     "DEFAULT_SUITE", "FAILURE_KINDS", "MEASURES", "ArgumentMatch", "ArtifactCheck", "EvalSuiteError", "Expectation",

@@ -3,7 +3,8 @@ r"""Judging one run: an :class:`~physagent.agent.AgentRecord` against a task's e
 Every failure is a sentence and has a kind from :data:`~physagent.evals.report.FAILURE_KINDS`; the rules:
 
 - the run did not finish: ``limit_reached`` when the loop stopped at max_steps or max_seconds,
-  ``gave_up_after_error`` when it stopped a repeated failing call, else ``crash``;
+  ``gave_up_after_error`` when it stopped a repeated failing call, ``invalid_plan`` when every plan the
+  model submitted failed the plan checker, else ``crash``;
 - ``refusal: true``: any artifact made in the judged request, or an answer without refusal wording
   (:func:`refuses`), is ``not_refused``;
 - an expected tool without a successful call: ``code_failure`` when it is ``run_python`` and every attempt
@@ -77,7 +78,8 @@ class _Run:
     def artifact_groups(self, turn: str) -> list[list[tuple[Mapping[str, Any], str | None]]]:
         """(artifact, the tool that made it) per turn: the judged request first, then (turn 'any') the
         history turns newest first, then the setup."""
-        groups = [[(a, _maker(self.record, a["id"])) for a in self.record.artifacts]]
+        groups: list[list[tuple[Mapping[str, Any], str | None]]] = [
+            [(a, _maker(self.record, a["id"])) for a in self.record.artifacts]]
         if turn == "any":
             groups += [[(a, _maker(r, a["id"])) for a in r.artifacts] for r in reversed(self.history)]
             groups.append([(a, a.get("tool")) for a in self.setup])
@@ -131,6 +133,8 @@ def _check_finished(expect: Expectation, record: AgentRecord) -> list[Failure]:
         kind = "limit_reached"
     elif record.error.startswith("the model repeated a failing call"):
         kind = "gave_up_after_error"
+    elif record.error.startswith("the model's plan could not run"):
+        kind = "invalid_plan"
     else:
         kind = "crash"
     return [Failure(kind, f"the run did not finish: {record.error}")]
@@ -360,8 +364,12 @@ def _check_answer(expect: Expectation, record: AgentRecord) -> list[Failure]:
     answer = (record.answer or "").casefold()
     failures = [Failure("incomplete_answer", f"the answer does not mention {p!r}")
                 for p in expect.answer_contains if p.casefold() not in answer]
-    if expect.cites and not any(c.casefold() in answer for c in _retrieved_citations(record)):
+    cited = [c for c in _retrieved_citations(record) if c and c.casefold() in answer]
+    if (expect.cites or expect.cite_source) and not cited:
         failures.append(Failure("incomplete_answer", "the answer cites no retrieved passage as [source: title]"))
+    elif expect.cite_source and not any(expect.cite_source.casefold() in c.casefold() for c in cited):
+        failures.append(Failure("incomplete_answer", f"the answer cites {', '.join(cited)}, none of them from "
+                                                     f"{expect.cite_source!r}"))
     return failures
 
 

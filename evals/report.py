@@ -30,6 +30,7 @@ FAILURE_KINDS: dict[str, str] = {
     "setup_failed": "a setup step of the task failed (the suite's problem, not the agent's)",
     "crash": "the backend or the loop raised, or the backend failed for good",
     "limit_reached": "the run stopped at max_steps or max_seconds without an answer",
+    "invalid_plan": "plan mode: every plan the model submitted failed the plan checker (fix budget spent)",
     "not_refused": "a refusal task: a call made an artifact, or the answer does not say it cannot",
     "wrongly_refused": "an expected tool was never tried, no call failed, and the answer says it cannot",
     "code_failure": "run_python was expected and every run_python call failed (or failed its checks)",

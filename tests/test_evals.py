@@ -192,6 +192,7 @@ def test_check_passes_a_record_that_meets_every_expectation() -> None:
     ("unsupported_number", "the answer has numbers no tool result supports: 175", "invented_number"),
     ("mislabelled_number", "the answer labels values as the wrong quantity: 175 is a mean", "wrong_quantity"),
     ("stopped", "the run did not finish: stopped after 8 model turns", "limit_reached"),
+    ("plan_refused", "the run did not finish: the model's plan could not run: step 1: bins=-1", "invalid_plan"),
     ("wrong_order", "expected the calls in the order generate_events → cluster_jets → histogram → plot; "
                     "they ran as cluster_jets → generate_events → histogram → plot", "wrong_tool"),
     ("never_called", "expected a successful call of plot; it was never called (successful calls: "
@@ -216,6 +217,8 @@ def test_check_fails_each_kind_of_violation_with_a_reason_and_a_kind(spoil: str,
         record.mislabelled = ["175 is a mean"]
     elif spoil == "stopped":
         record.error = "stopped after 8 model turns without a final answer (max_steps=8)"
+    elif spoil == "plan_refused":
+        record.error = "the model's plan could not run: step 1: bins=-1 must be at least 1"
     elif spoil == "never_called":
         record.tool_calls.pop()
     else:
@@ -242,6 +245,9 @@ def test_answers_must_contain_the_phrases_and_cite_a_retrieved_passage() -> None
     assert invented.failures == ["the answer does not mention 'k-means'",
                                  "the answer cites no retrieved passage as [source: title]"]
     assert invented.category == "incomplete_answer"
+    sourced = task.model_copy(update={"expect": task.expect.model_copy(update={"cite_source": "desy"})})
+    assert check(sourced, record).failures == ["the answer cites [ml4jets.txt: Cluster Scanning], none of them "
+                                               "from 'desy'"]
 
 
 def test_arguments_left_out_are_judged_by_the_tools_defaults() -> None:
@@ -415,7 +421,10 @@ def test_an_artifact_check_is_recomputed_from_the_file_and_fails_a_wrong_answer(
     assert good.passed and good.mode == "plan", good.failures
     hist_file = next((Path(good.workspace) / "artifacts").glob("hist-*/histogram.json"))
     assert measure("peak", hist_file) == 92.5 and "92.5 GeV" in good.answer
-    (wrong,) = run_suite([task], ScriptedBackend([plan(steps, "The peak is at 87.5 GeV.")]), tmp_path).runs
+    wrong_script = [call(steps[0]["tool"], **steps[0]["arguments"]),
+                    lambda m: call("histogram", **{**steps[1]["arguments"], "source": last_artifact(m, "ev")}),
+                    *[answer("The peak is at 87.5 GeV.")] * 2]  # the loop asks once more about an unsupported number
+    (wrong,) = run_suite([task], ScriptedBackend(wrong_script), tmp_path, mode="step").runs
     assert not wrong.passed and wrong.category == "invented_number"
     assert "peak_in_answer: no number in the answer equals peak = 92.5 within 0% (the answer has: 87.5)" \
         in wrong.failures
@@ -457,7 +466,7 @@ def test_repeats_give_pass_at_1_pass_hat_k_and_a_failure_taxonomy(tmp_path: Path
     backend = ScriptedBackend([
         answer("hello"), answer("Hello!"), answer("hello there"),
         call("generate_events", **dy, n_events=20), answer("Done."),
-        call("generate_events", **dy, n_events=200), answer("Done."),
+        call("generate_events", **dy, n_events=30), answer("Done."),
         call("generate_events", **dy, n_events=20), answer("Done."),
         call("generate_events", **dy, n_events=1),  # max_steps=1: stops before answering
         answer("bye"), answer("Bye."),
@@ -472,7 +481,7 @@ def test_repeats_give_pass_at_1_pass_hat_k_and_a_failure_taxonomy(tmp_path: Path
     rows = {t.id: t for t in report.summaries()}
     assert (rows["hello"].passes, rows["flaky"].passes, rows["never"].passes) == (3, 2, 0)
     assert rows["flaky"].categories == {"bad_argument": 1} and rows["flaky"].first_failure == \
-        "generate_events.n_events was 200, expected 20"
+        "generate_events.n_events was 30, expected 20"
     assert report.median_tokens == 15 and report.median_wall_s >= 0
     text = format_report(report)
     assert "| scripted | step | 3 × 3 | 56% | 33% |" in text and "pass^3" in text

@@ -81,22 +81,27 @@ def test_a_plan_runs_and_its_placeholders_render_with_units_and_artifact_ids(wor
 
 
 def test_a_failed_step_leads_to_a_replan_that_succeeds(workspace: Workspace) -> None:
-    """Step 2 fails at run time; the model sees the error and the results so far and plans the rest."""
+    """Step 2 fails at run time; the model sees the error and the results so far and sends a corrected
+    plan, whose first step is served from the cache."""
     assistant, backend = _assistant([
         plan([{"tool": "generate_events", "arguments": DY},
               {"tool": "histogram", "arguments": {"source": "$1.events", "field": "jets.pt"}}],
              "The mean is {$2.mean}."),
-        plan([{"tool": "histogram", "arguments": {"source": "$1.events", "field": "m_hat_gev", "bins": 20,
+        plan([{"tool": "generate_events", "arguments": DY},
+              {"tool": "histogram", "arguments": {"source": "$1.events", "field": "m_hat_gev", "bins": 20,
                                                   "range_min": 60, "range_max": 120}}],
-             "The mean dimuon mass is {$3.mean}."),
+             "The mean dimuon mass is {$2.mean}."),
     ], workspace)
     record = assistant.ask("Generate 120 Drell-Yan events, seed 2, MPI off, and tell me the mean dimuon mass")
-    assert [c["ok"] for c in record.tool_calls] == [True, False, True]
+    assert [c["ok"] for c in record.tool_calls] == [True, False, True, True]
+    assert record.failed_steps == [{"step": 2, "tool": "histogram", "error": record.tool_calls[1]["error"]}]
     replan_prompt = backend.seen[1][0][-1]["content"]
     assert "Step 2 (histogram) FAILED" in replan_prompt
     assert "step 1 generate_events: generate_events OK" in replan_prompt
+    assert len([c for c in workspace.calls() if c.tool == "generate_events" and c.cached_from is None]) == 1
     mean = next(c for c in reversed(workspace.calls()) if c.tool == "histogram").result["mean"]
     assert record.ok and f"The mean dimuon mass is {format_value(mean, 'GeV')}" in record.answer
+    assert "failed" not in record.answer
 
 
 def test_a_failed_step_contributes_no_value_to_the_answer(workspace: Workspace) -> None:
@@ -190,3 +195,16 @@ def test_write_code_in_a_plan_writes_runs_and_validates_code_for_the_model(works
     fraction = next(c for c in workspace.calls() if c.tool == "run_python").result["values"]["fraction"]
     assert 0.3 < fraction <= 1.0 and record.ok
     assert f"is {format_value(fraction)}" in record.answer
+
+
+def test_an_answer_without_the_quantity_asked_for_is_sent_back_once(workspace: Workspace) -> None:
+    """'the fraction' answered with a mean multiplicity is refused before running; the fixed plan runs."""
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "summarize", "arguments": {"source": "$1.events", "selection": "count(muons.pt > 20) >= 2"}}]
+    assistant, backend = _assistant([plan(steps, "On average {$2.multiplicities.muons.mean} muons per event."),
+                                     plan(steps, "A fraction of {$2.fraction_passing} of the events pass.")],
+                                    workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events; what fraction has two muons above 20 GeV?")
+    assert "asks for the fraction, but no placeholder" in backend.seen[1][0][-1]["content"]
+    fraction = next(c for c in workspace.calls() if c.tool == "summarize").result["fraction_passing"]
+    assert record.ok and f"A fraction of {format_value(fraction)}" in record.answer and 0.5 < fraction <= 1

@@ -10,7 +10,7 @@ True
 """
 
 from physagent.tools import code, data, retrieval, session, simulate, tag  # noqa: F401  (registers the built-in tools)
-from physagent.tools._artifacts import ARTIFACT_ID_PATTERN, Artifact, artifact_ref, file_sha256
+from physagent.tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact, artifact_ref, file_sha256
 from physagent.tools._context import ProgressSink, ProgressUpdate, ToolContext
 from physagent.tools._errors import (
     ToolCancelledError,
@@ -28,6 +28,7 @@ from physagent.tools._workspace import CallRecord, Workspace, default_home
 
 __all__ = [
     "ARTIFACT_ID_PATTERN",
+    "Accepts",
     "Artifact",
     "CallOutcome",
     "CallRecord",
