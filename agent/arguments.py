@@ -41,6 +41,8 @@ _SPELLINGS = {
 }
 _UNIT_WORDS = {"gev", "tev", "min", "max", "mm", "pb", "n"}
 _SCALED = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*([kKmM])\b")
+_TEV = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*tev\b", re.IGNORECASE)
+_PERCENT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*(?:%|percent)", re.IGNORECASE)
 
 
 def clean_arguments(arguments: dict[str, Any], parameters: dict[str, Any], messages: list[dict[str, Any]],
@@ -63,12 +65,18 @@ def keep_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],
             or _stated(name, value, properties.get(name, {}), user_text, numbers)}
 
 
-def is_stated(name: str, value: Any, parameters: dict[str, Any], messages: list[dict[str, Any]]) -> bool:
-    """Whether the user stated this argument (required ones count as stated)."""
+def is_stated(name: str, value: Any, parameters: dict[str, Any], messages: list[dict[str, Any]],
+              strict: bool = False) -> bool:
+    """Whether the user stated this argument (required ones count as stated). ``strict``: a list or free
+    string counts only if a word of the parameter's name appears (``abs_pid`` for "muons" does not)."""
     if name in parameters.get("required", []):
         return True
-    return _stated(name, value, parameters.get("properties", {}).get(name, {}), _user_text(messages),
-                   _stated_numbers(messages))
+    user_text = _user_text(messages)
+    schema = parameters.get("properties", {}).get(name, {})
+    if strict and isinstance(value, (list, str)) and "enum" not in _enum_schema(schema):
+        words = [w for w in name.split("_") if len(w) >= 3 and w not in _UNIT_WORDS]
+        return any(re.search(rf"\b{re.escape(w)}", user_text) for w in words)
+    return _stated(name, value, schema, user_text, _stated_numbers(messages))
 
 
 def _user_text(messages: list[dict[str, Any]]) -> str:
@@ -81,7 +89,9 @@ def _stated_numbers(messages: list[dict[str, Any]]) -> list[float]:
     text = " ".join(str(m.get("content", "")) for m in messages if m.get("role") in {"user", "tool", "assistant"})
     plain = numbers_in(text)
     scaled = [float(n) * {"k": 1e3, "m": 1e6}[s.lower()] for n, s in _SCALED.findall(text)]
-    return plain + scaled + [n * 1000 for n in plain] + [n / 100 for n in plain]
+    tev = [float(n) * 1000 for n in _TEV.findall(text)]
+    percent = [float(n) / 100 for n in _PERCENT.findall(text)]
+    return plain + scaled + tev + percent
 
 
 def _stated(name: str, value: Any, schema: dict[str, Any], user_text: str, numbers: list[float]) -> bool:
@@ -142,7 +152,8 @@ def fill_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],
         if own is not None and isinstance(own, str) and _enum_stated(own, _enum_schema(schema), user_text):
             continue  # the model took a value the user named: keep it
         phrased = _phrased_values(schema, user_text)
-        named = _named_number(name, schema, user_text) or _bound_number(name, schema, user_text)
+        named = (_named_number(name, schema, user_text) or _bound_number(name, schema, user_text)
+                 or _unit_number(name, schema, parameters, user_text))
         if len(phrased) == 1:
             filled[name] = phrased[0]
         elif len(named) == 1:  # the user's own number, even one the tool will refuse
@@ -209,6 +220,25 @@ def _bound_number(name: str, schema: dict[str, Any], user_text: str) -> list[Any
         return []
     value = values.pop()
     return [int(value) if "integer" in types and value.is_integer() else value]
+
+
+_UNIT_PATTERNS = {"tev": r"tev", "mm": r"mm", "pb": r"pb"}
+
+
+def _unit_number(name: str, schema: dict[str, Any], parameters: dict[str, Any], user_text: str) -> list[Any]:
+    """A number written with the unit that only this parameter of the tool carries: "13 TeV" →
+    ``sqrt_s_tev=13`` (GeV is left alone: many parameters are in GeV)."""
+    unit = name.rsplit("_", 1)[-1]
+    if unit not in _UNIT_PATTERNS or "_" not in name:
+        return []
+    carriers = [p for p in parameters.get("properties", {}) if p.rsplit("_", 1)[-1] == unit]
+    if carriers != [name]:
+        return []
+    values = {float(v) for v in re.findall(rf"(?<![\w.])(\d+(?:\.\d+)?)\s*{_UNIT_PATTERNS[unit]}\b", user_text)}
+    types = {s.get("type") for s in schema.get("anyOf", [schema])}
+    if len(values) != 1 or not types & {"integer", "number"}:
+        return []
+    return [values.pop()]
 
 
 def _phrased_values(schema: dict[str, Any], user_text: str) -> list[Any]:

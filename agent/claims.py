@@ -212,6 +212,8 @@ def mislabelled(template: str) -> list[str]:
 
 
 _ASKABLE = ("median", "mean", "fraction", "peak", "cross_section", "auc", "efficiency", "rejection", "std")
+# words that ask for a value ("tell me the median", "what fraction", "compute the AUC"), not that set one
+_ASKING = r"(?:what|which|tell|give|report|quote|compute|calculate|find|measure|determine|estimate|how|where|show)"
 
 
 def missing_quantities(request: str, template: str) -> list[str]:
@@ -221,8 +223,9 @@ def missing_quantities(request: str, template: str) -> list[str]:
     asked = []
     lowered = request.lower()
     for quantity in _ASKABLE:
-        spoken = QUANTITIES[quantity][0]
-        if any(re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", lowered) for w in spoken) and quantity not in held:
+        words = "|".join(re.escape(w) for w in QUANTITIES[quantity][0])
+        asking = rf"\b{_ASKING}\b(?:\W+\w+){{0,6}}?\W+(?:{words})(?![\w-])|(?<![\w-])(?:{words})\b[^.?!]*\?"
+        if re.search(asking, lowered) and quantity not in held:
             asked.append(quantity)
     return [f"the request asks for the {q.replace('_', '-')}, but no placeholder in the answer holds one"
             for q in asked]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from physagent.agent.agent_tools import WRITE_CODE
 from physagent.agent.examples import WorkedExample, default_bank
-from physagent.agent.grounding import Source, sources_in
+from physagent.agent.grounding import Source, numbers_in, sources_in
 from physagent.agent.selection import SOURCE_WORDS, wants_code
 from physagent.knowledge import Hit, KnowledgeBase, sync_samples
 from physagent.tools import ProgressUpdate, registry
@@ -53,12 +53,17 @@ class RequestContext:
     prompt_text: str = ""
 
     def example_values(self, tool: str) -> dict[str, list[Any]]:
-        """Values the shown examples give each parameter of ``tool`` (a model copying one derives it)."""
+        """Values the shown examples *derive* for each parameter of ``tool`` ("boosted" → a p̂T cut of 400):
+        a model copying one of those derives it too. A number the example's request wrote is not one of them:
+        copied into another request it would be invented."""
         values: dict[str, list[Any]] = {}
         for example in self.examples:
+            written = set(numbers_in(example.request))
             for step in example.steps:
-                if step["tool"] == tool:
-                    for name, value in step.get("arguments", {}).items():
+                if step["tool"] != tool:
+                    continue
+                for name, value in step.get("arguments", {}).items():
+                    if not (isinstance(value, (int, float)) and value in written):  # derived, not copied
                         values.setdefault(name, []).append(value)
         return values
 
@@ -83,11 +88,13 @@ class RequestContext:
                          + "\n".join(f"{h.citation} {_excerpt(h.text)}" for h in self.passages))
         return "\n\n".join(parts)
 
-    def without_prompt_echo(self, answer: str) -> str:
-        """The answer without sentences copied from the instructions (a small model sometimes echoes them)."""
-        instructions = {_normal(s) for s in _SENTENCE.split(self.prompt_text) if len(s.split()) >= 6}
+    def without_prompt_echo(self, answer: str, our_messages: list[str] = ()) -> str:  # type: ignore[assignment]
+        """The answer without sentences copied from the instructions or from the loop's own messages to the
+        model (a small model sometimes echoes them); '' when nothing else is left."""
+        ours = [self.prompt_text, *our_messages]
+        instructions = {_normal(s) for text in ours for s in _SENTENCE.split(text) if len(s.split()) >= 4}
         kept = [s for s in _SENTENCE.split(answer) if _normal(s) not in instructions]
-        return " ".join(kept).strip() or answer
+        return " ".join(kept).strip()
 
 
 def gather_context(assistant: Assistant, request: str) -> RequestContext:

@@ -66,6 +66,7 @@ class Run:
         self.sources: list[Source] = sources_in(request, "request") + context.sources
         self.steps: dict[int, StepOutcome] = {}
         self.made: dict[str, str] = {}  # id → kind of every artifact this request made (kept across replans)
+        self.feedback: list[str] = []  # what the loop told the model (an answer must not repeat it)
 
     def events(self) -> Iterator[AgentEvent]:
         """Run the request, yielding each event (the subclass's mode)."""
@@ -119,8 +120,8 @@ class Run:
             parameters = spec(tool).parameters_schema()
             param = rejected.param
             # numbers are left alone: dropping one falls back to a default that may be costly (10,000 events)
-            choice = isinstance(arguments[param], (str, bool))
-            if choice and not is_stated(param, arguments[param], parameters, self.context.messages):
+            choice = isinstance(arguments[param], (str, bool, list))
+            if choice and not is_stated(param, arguments[param], parameters, self.context.messages, strict=True):
                 retry = {k: v for k, v in arguments.items() if k != param}
                 self.record.add_call(tool, arguments, ok=False, error=error)
                 outcome, second, _ = self._call(tool, retry)
@@ -252,7 +253,13 @@ class Run:
         return " ".join(f"Step {s.number} ({s.tool}) failed: {s.error}" for s in failed)
 
     def finish(self, text: str, unsupported: list[str], mislabelled: list[str]) -> Iterator[AgentEvent]:
-        text = self.context.without_prompt_echo(text)
+        cleaned = self.context.without_prompt_echo(text, self._our_messages())
+        if not cleaned:  # the model only repeated what the loop told it
+            cleaned = "I could not produce an answer: " + (self.record.plan[-1].get("refused", [""])[0]
+                                                           if self.record.plan else "the model only echoed "
+                                                           "its instructions") + "."
+            self.record.findings.append("the answer only echoed the instructions")
+        text = cleaned
         if unsupported:
             text += f"\n\n[unverified: {', '.join(unsupported)} appear in no tool result]"
         if mislabelled:
@@ -265,6 +272,13 @@ class Run:
                            self.turns)
         yield self.emit(AnswerEvent(session=self.a.session, step=self.turns, text=text,
                                     numbers=self.record.numbers, unsupported=unsupported))
+
+    def _our_messages(self) -> list[str]:
+        """What the loop wrote to the model as feedback (refused plans, retries): never an answer."""
+        messages: list[dict[str, Any]] = getattr(self, "messages", [])
+        asked = [i for i, m in enumerate(messages) if m.get("role") == "user" and m.get("content") == self.request]
+        later = messages[asked[0] + 1:] if asked else []
+        return self.feedback + [str(m.get("content") or "") for m in later if m.get("role") == "user"]
 
     def stop(self, reason: str) -> Iterator[AgentEvent]:
         yield self.emit(ErrorEvent(session=self.a.session, step=self.turns, message=reason))

@@ -28,8 +28,8 @@ from physagent.agent.claims import Placeholder, find_placeholders, is_single_val
 from physagent.tools import ARTIFACT_ID_PATTERN, Artifact, ToolInputError, ToolSpec
 
 __all__ = [
-    "PLAN_TOOL", "Plan", "PlanError", "Step", "check_plan", "parse_plan", "plan_schema", "resolve_arguments",
-    "step_reference",
+    "PLAN_TOOL", "Plan", "PlanError", "Step", "check_plan", "missing_actions", "parse_plan", "plan_schema",
+    "resolve_arguments", "step_reference",
 ]
 
 PLAN_TOOL = "submit_plan"
@@ -248,6 +248,36 @@ def _placeholder_problem(placeholder: Placeholder, planned: Mapping[int, str], k
         return (f"{placeholder.text} is a list or a group of values, not one value; name one entry "
                 f"(e.g. {placeholder.path}.0 or a key inside it)")
     return None
+
+
+# verbs of a request and the tool that does them: a plan that leaves one out skipped what was asked
+_ACTIONS = {
+    "plot": re.compile(r"\b(plot|draw)\b", re.IGNORECASE),
+    "cluster_jets": re.compile(r"\bcluster\b", re.IGNORECASE),
+    "histogram": re.compile(r"\bhistogram\b(?! (?:artifact|id)\b)", re.IGNORECASE),
+    "export_session": re.compile(r"\bexport\b.*\b(script|session|what we did)\b", re.IGNORECASE),
+    "train_tagger": re.compile(r"\btrain\b", re.IGNORECASE),
+    "write_root": re.compile(r"\b(save|write|store|export)\b[^.]*\broot\b", re.IGNORECASE),
+}
+
+
+_DOING = {"plot": "plot", "cluster_jets": "cluster jets", "histogram": "histogram", "export_session":
+          "export the session", "train_tagger": "train a tagger", "write_root": "write a ROOT file"}
+
+
+def missing_actions(request: str, plan: Plan, offered: list[str], artifacts: Mapping[str, str]) -> list[str]:
+    """Tools the request's verbs ask for ("plot", "cluster", "train") that an offered tool does but no step
+    calls. A histogram already in the session satisfies "plot that histogram"."""
+    if not plan.steps:
+        return []
+    planned = {step.tool for step in plan.steps}
+    missing = []
+    for tool, verb in _ACTIONS.items():
+        if tool in offered and tool not in planned and verb.search(request):
+            if tool == "histogram" and "histogram" in artifacts.values():
+                continue
+            missing.append(f"the request asks to {_DOING[tool]}, but no step calls {tool}")
+    return missing
 
 
 def resolve_arguments(arguments: dict[str, Any], outputs: Mapping[int, list[tuple[str, Artifact]]]

@@ -22,11 +22,20 @@ from physagent.agent.agent_tools import is_known, spec
 from physagent.agent.arguments import clean_arguments
 from physagent.agent.backends import BackendError
 from physagent.agent.backends.scripted import ScriptExhaustedError
-from physagent.agent.claims import mislabelled, missing_quantities
+from physagent.agent.claims import find_placeholders, mislabelled, missing_quantities
 from physagent.agent.events import AgentEvent, PlanEvent
 from physagent.agent.execution import Run, observation
 from physagent.agent.grounding import sources_in
-from physagent.agent.plan import Plan, PlanError, Step, check_plan, parse_plan, plan_schema, resolve_arguments
+from physagent.agent.plan import (
+    Plan,
+    PlanError,
+    Step,
+    check_plan,
+    missing_actions,
+    parse_plan,
+    plan_schema,
+    resolve_arguments,
+)
 from physagent.agent.prompting import relevant_parameters, render_tools
 from physagent.agent.prompts import prompt
 
@@ -54,6 +63,12 @@ class PlanRun(Run):
                 yield from self.stop(f"the model backend failed: {exc}")
                 return
             if isinstance(reply, str):
+                if fixes > 0 and not self.steps and any(p.step for p in find_placeholders(reply)):
+                    fixes -= 1  # placeholders to steps that were never planned: ask for the plan itself
+                    self.messages += [{"role": "assistant", "content": reply}, {"role": "user", "content": (
+                        "Your answer uses {$N.field} placeholders, but you sent no plan, so nothing ran. Reply "
+                        "with submit_plan: the steps that compute those values, and this answer.")}]
+                    continue
                 yield from self._answer_directly(reply)
                 return
             if isinstance(reply, PlanError):
@@ -123,7 +138,8 @@ class PlanRun(Run):
     def _check(self, plan: Plan) -> None:
         done = {n: (s.tool, s.outcome.result) for n, s in self.steps.items() if s.outcome is not None}
         check_plan(plan, self.context.offered, self.allowed_ids(), done)
-        labels = mislabelled(plan.answer)
+        labels = mislabelled(plan.answer) + missing_actions(self.request, plan, self.context.offered,
+                                                            self.allowed_ids())
         if plan.answer and not self._reads_text(plan):
             labels += missing_quantities(self.request, plan.answer)
         if labels and not self.checked_labels:  # sent back once; a second time it runs and is reported
@@ -136,6 +152,7 @@ class PlanRun(Run):
         return any(step.tool == "search_knowledge" for step in plan.steps)
 
     def _tell(self, call_id: str, text: str) -> None:
+        self.feedback.append(text)
         self.messages.append({"role": "tool", "tool_call_id": call_id or f"plan-{self.turns}", "content": text})
 
     def _ask_to_replan(self, plan: Plan, failed: int) -> None:

@@ -208,3 +208,43 @@ def test_an_answer_without_the_quantity_asked_for_is_sent_back_once(workspace: W
     assert "asks for the fraction, but no placeholder" in backend.seen[1][0][-1]["content"]
     fraction = next(c for c in workspace.calls() if c.tool == "summarize").result["fraction_passing"]
     assert record.ok and f"A fraction of {format_value(fraction)}" in record.answer and 0.5 < fraction <= 1
+
+
+def test_an_answer_with_placeholders_but_no_plan_is_asked_to_plan(workspace: Workspace) -> None:
+    """'σ = {$1.sigma_pb}' with no steps is not rendered as missing values: the model is asked for the plan."""
+    assistant, backend = _assistant([
+        answer("The cross-section is {$1.sigma_pb}."),
+        plan([{"tool": "generate_events", "arguments": DY}], "The cross-section is {$1.sigma_pb}."),
+    ], workspace)
+    record = assistant.ask("What is the Drell-Yan cross-section? 120 events, seed 2, MPI off")
+    assert "you sent no plan" in backend.seen[1][0][-1]["content"]
+    assert record.ok and "not available" not in record.answer and " pb [ev-" in record.answer
+
+
+def test_a_plan_that_skips_a_step_the_request_names_is_sent_back_once() -> None:
+    """'…and plot it' with no plot step, and 'cluster' with no cluster_jets, are named."""
+    from physagent.agent.plan import missing_actions
+
+    skipped = parse_plan({"steps": [{"tool": "generate_events", "arguments": DY},
+                                    {"tool": "histogram", "arguments": {"source": "$1.events", "field": "m_hat_gev"}}],
+                          "answer": "The mean is {$2.mean}."})
+    request = "Generate QCD dijets, cluster anti-kT R = 0.4 jets and plot the leading-jet pT on a log scale."
+    assert missing_actions(request, skipped, ALL_TOOLS, {}) == [
+        "the request asks to plot, but no step calls plot", "the request asks to cluster jets, but no step calls "
+        "cluster_jets"]
+    assert missing_actions("plot that histogram in log scale", parse_plan({"steps": [
+        {"tool": "plot", "arguments": {"histograms": ["hist-0123456789"]}}]}), ALL_TOOLS,
+        {"hist-0123456789": "histogram"}) == []
+
+
+def test_an_answer_that_only_repeats_the_loops_feedback_is_not_shown_as_an_answer(workspace: Workspace) -> None:
+    """A refused plan's problems parroted back as the 'answer' are removed; the user is told what went wrong."""
+    assistant, _ = _assistant([
+        plan([{"tool": "generate_events", "arguments": {"process": "ttbar", "n_events": -5}}], "Done."),
+        answer("Your plan was NOT run. Problems: step 1: generate_events: n_events=-5 must be greater than or "
+               "equal to 1 — Events to generate."),
+    ], workspace)
+    record = assistant.ask("generate -5 ttbar events")
+    assert not record.answer.startswith("Your plan was NOT run")
+    assert record.answer.startswith("I could not produce an answer: step 1: generate_events: n_events=-5")
+    assert "the answer only echoed the instructions" in record.findings

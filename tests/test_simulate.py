@@ -225,3 +225,10 @@ def test_clustering_refuses_an_artifact_of_the_wrong_kind(
     jets = call_tool("cluster_jets", {"events": ttbar_sample.result.events.id}, workspace=shared_workspace).result.jets
     with pytest.raises(ToolInputError, match="is a 'jets' artifact; this parameter takes events"):
         call_tool("cluster_jets", {"events": jets.id}, workspace=shared_workspace)
+
+
+def test_more_shards_than_events_is_refused_before_anything_runs(no_workspace_writes: Workspace) -> None:
+    """shards=1000 for 400 events names both numbers and the fix instead of crashing in Pythia."""
+    with pytest.raises(ToolInputError, match=r"shards=1000 is more than n_events=400: each shard needs"):
+        call_tool("generate_events", {"process": "ttbar", "n_events": 400, "shards": 1000, "mpi": False},
+                  workspace=no_workspace_writes)

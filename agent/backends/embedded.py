@@ -40,8 +40,10 @@ SEED = 1234
 _FORMAT = ('Reply with one JSON object: {"tool": <tool name>, "arguments": {...}} to call a tool, '
            'or {"answer": <text>} when every step the user asked for is done.')
 _ANSWER_ONLY = 'Reply with one JSON object: {"answer": <text>}.'
+_PLAN_TOKENS = 1200
 _PLAN_FORMAT = ('Reply with one JSON object: {"tool": "submit_plan", "arguments": {"steps": [...], "answer": <text>}}, '
-                'or {"answer": <text>} when the request cannot or need not be done with the tools.')
+                'or {"answer": <text>} when the request cannot or need not be done with the tools. Write the JSON '
+                'compactly, without indentation.')
 _ANSWER = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
            "additionalProperties": False}
 class EmbeddedBackend:
@@ -72,8 +74,10 @@ class EmbeddedBackend:
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ModelTurn:
         """Answer the conversation with one tool call or, with ``tools=[]`` or when done, a text answer."""
+        # a whole plan (several steps and an answer) needs more room than one tool call
+        plan = [tool["name"] for tool in tools] == [PLAN_TOOL]
         request = {"messages": to_prompt(messages, tools), "temperature": 0.0, "seed": SEED,
-                   "max_tokens": self.max_tokens}
+                   "max_tokens": max(self.max_tokens, _PLAN_TOKENS) if plan else self.max_tokens}
         response = self.last_response = self._chat(request, tools)
         return parse_reply(response, tools, call_id=f"call-{next(self._ids)}")
 

@@ -82,6 +82,15 @@ _PROCESS_PHRASES = {
     "w'": "wprime_to_xy", "w′": "wprime_to_xy", "wprime": "wprime_to_xy", "w prime": "wprime_to_xy",
 }
 
+_MPI_OFF_PHRASES = dict.fromkeys((
+    "mpi off", "without mpi", "no mpi", "mpi switched off", "mpi turned off", "mpi disabled",
+    "no underlying event", "without underlying event", "multi-parton interactions off",
+    "multi-parton interactions switched off", "multiparton interactions off", "no multi-parton interactions",
+    "without multi-parton interactions", "multi-parton interactions turned off"), False)
+# words for "a small sample" a physicist writes instead of a number
+_COUNT_PHRASES = {"a few hundred": 300, "a couple of hundred": 200, "a couple hundred": 200,
+                  "a few thousand": 3000, "a couple of thousand": 2000}
+
 
 class EventSample(ToolResult):
     """Generated events and the generator's cross-section."""
@@ -100,7 +109,8 @@ def generate_events(
         description="Named Pythia8 process, or 'custom' for raw settings.",
         json_schema_extra={"x-phrases": _PROCESS_PHRASES},
     )],
-    n_events: Annotated[int, Field(ge=1, le=10_000_000, description="Events to generate.")] = 10_000,
+    n_events: Annotated[int, Field(ge=1, le=10_000_000, description="Events to generate.",
+                                   json_schema_extra={"x-phrases": _COUNT_PHRASES})] = 10_000,
     sqrt_s_tev: Annotated[float, Field(gt=0, le=100, description="Centre-of-mass energy in TeV.")] = 13.6,
     pt_hat_min_gev: Annotated[
         float | None, Field(ge=0, description="Minimum p̂T of the hard 2→2 scattering in GeV (None: "
@@ -125,8 +135,7 @@ def generate_events(
     m_y_gev: Annotated[float, Field(gt=0, description="wprime_to_xy: Y mass in GeV (Y → qq̄′).")] = 100.0,
     mpi: Annotated[bool, Field(
         description="Multi-parton interactions (underlying event); off is ~6× faster.",
-        json_schema_extra={"x-phrases": {"mpi off": False, "without mpi": False, "no mpi": False,
-                                         "no underlying event": False, "mpi switched off": False}},
+        json_schema_extra={"x-phrases": _MPI_OFF_PHRASES},
     )] = True,
     isr: Annotated[bool, Field(description="Initial-state radiation.")] = True,
     fsr: Annotated[bool, Field(description="Final-state radiation.")] = True,
@@ -154,6 +163,11 @@ def generate_events(
         (m_wprime_gev, m_x_gev, m_y_gev), (mpi, isr, fsr, hadronisation), settings,
     )
     _check_settings(process, all_settings)
+    if shards is not None and shards > n_events:
+        raise ToolInputError.for_param(
+            "generate_events", "shards", shards, f"is more than n_events={n_events}: each shard needs at least "
+            "one event. Use at most n_events shards, or leave shards unset (one per "
+            f"{EVENTS_PER_SHARD} events).")
     n_shards = shards or max(1, math.ceil(n_events / EVENTS_PER_SHARD))
     plan = _pythia.shard_plan(n_events, n_shards, seed)
     pending = ctx.new_artifact("events")
