@@ -15,6 +15,7 @@ r"""Plan-then-execute: one constrained reply holds the whole plan; the loop chec
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -128,6 +129,10 @@ class PlanRun(Run):
             self._check(plan)
         except PlanError as error:
             self.sources += sources_in(error.problems, "error")  # limits the model may quote in a refusal
+            if _caused_by_request(error.problems, self.request):  # the user's own values: refuse, don't retry
+                self.record.plan.append({"steps": call.arguments.get("steps"), "refused": error.problems})
+                return "I can't do this as asked: " + "; ".join(p.removeprefix("step ").split(": ", 1)[-1]
+                                                                for p in error.problems)
             self._tell(call.id, "Your plan was NOT run. Problems: " + "; ".join(error.problems)
                        + ". Reply with a corrected submit_plan (or an answer if the request cannot be done).")
             self.record.plan.append({"steps": call.arguments.get("steps"), "refused": error.problems})
@@ -232,6 +237,22 @@ class PlanRun(Run):
                 rendered, problems = self.render_answer(retry.text)
                 unsupported, mislabelled_numbers = self.check_numbers(rendered)
         yield from self.finish(rendered, unsupported, mislabelled_numbers)
+
+
+_BAD_VALUE = re.compile(r"\b(\w+)=(-?[\d.]+|'[^']*')\s+(?:must|is not|is more|is less|should)")
+
+
+def _caused_by_request(problems: list[str], request: str) -> bool:
+    """Whether every problem is a tool refusing a value the user wrote ("-5 events", "500 TeV")."""
+    lowered = request.lower()
+    for problem in problems:
+        match = _BAD_VALUE.search(problem)
+        if match is None:
+            return False
+        value = match.group(2).strip("'").lower()
+        if not re.search(rf"(?<![\w.]){re.escape(value)}(?![\w]|\.\d)", lowered):
+            return False
+    return bool(problems)
 
 
 def _returns(offered: list[str]) -> dict[str, str]:

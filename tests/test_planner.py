@@ -146,14 +146,15 @@ def test_an_unstated_argument_the_tool_rejects_is_retried_without_it(workspace: 
 
 
 def test_a_stated_value_is_passed_as_stated_and_refused_by_the_tool(workspace: Workspace) -> None:
-    """The user's -5 reaches the checker unchanged; the model is told why and answers with a refusal."""
+    """The user's -5 reaches the checker unchanged; the tool's own message becomes the refusal, at once."""
     assistant, backend = _assistant([
-        plan([{"tool": "generate_events", "arguments": {"process": "ttbar", "n_events": -5}}], "Done."),
-        answer("I can't generate -5 events: n_events must be at least 1."),
-    ], workspace)
+        plan([{"tool": "generate_events", "arguments": {"process": "ttbar", "n_events": 5}}], "Done."),
+    ], workspace, hygiene=True)
     record = assistant.ask("generate -5 ttbar events")
-    assert "n_events=-5 must be greater than or equal to 1" in backend.seen[1][0][-1]["content"]
-    assert record.ok and workspace.list_artifacts() == [] and "at least 1" in record.answer
+    assert backend.remaining == 0 and record.plan[0]["refused"]
+    assert record.ok and workspace.list_artifacts() == []
+    assert record.answer.startswith("I can't do this as asked: generate_events: n_events=-5 must be greater than "
+                                    "or equal to 1")
 
 
 def test_numbers_typed_freely_are_checked_with_their_quantity() -> None:
@@ -240,11 +241,11 @@ def test_a_plan_that_skips_a_step_the_request_names_is_sent_back_once() -> None:
 def test_an_answer_that_only_repeats_the_loops_feedback_is_not_shown_as_an_answer(workspace: Workspace) -> None:
     """A refused plan's problems parroted back as the 'answer' are removed; the user is told what went wrong."""
     assistant, _ = _assistant([
-        plan([{"tool": "generate_events", "arguments": {"process": "ttbar", "n_events": -5}}], "Done."),
-        answer("Your plan was NOT run. Problems: step 1: generate_events: n_events=-5 must be greater than or "
-               "equal to 1 — Events to generate."),
+        plan([{"tool": "generate_events", "arguments": {"process": "ttbar", "n_events": 20, "seed": -1}}], "Done."),
+        answer("Your plan was NOT run. Problems: step 1: generate_events: seed=-1 must be greater than or "
+               "equal to 0 — Random seed; same seed and shards, same events."),
     ], workspace)
-    record = assistant.ask("generate -5 ttbar events")
+    record = assistant.ask("generate 20 ttbar events")
     assert not record.answer.startswith("Your plan was NOT run")
-    assert record.answer.startswith("I could not produce an answer: step 1: generate_events: n_events=-5")
+    assert record.answer.startswith("I could not produce an answer: step 1: generate_events: seed=-1")
     assert "the answer only echoed the instructions" in record.findings
