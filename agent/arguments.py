@@ -154,10 +154,10 @@ def fill_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],
         phrased = _phrased_values(schema, user_text)
         named = (_named_number(name, schema, user_text) or _bound_number(name, schema, user_text)
                  or _unit_number(name, schema, parameters, user_text))
-        if len(phrased) == 1:
-            filled[name] = phrased[0]
-        elif len(named) == 1:  # the user's own number, even one the tool will refuse
+        if len(named) == 1:  # the user's own number, even one the tool will refuse
             filled[name] = named[0]
+        elif len(phrased) == 1:
+            filled[name] = phrased[0]
         elif name not in wrote and not phrased:
             words = _enum_words(_enum_schema(schema), user_text)
             if len(words) == 1:

@@ -216,9 +216,9 @@ _ASKABLE = ("median", "mean", "fraction", "peak", "cross_section", "auc", "effic
 _ASKING = r"(?:what|which|tell|give|report|quote|compute|calculate|find|measure|determine|estimate|how|where|show)"
 
 
-def missing_quantities(request: str, template: str) -> list[str]:
+def missing_quantities(request: str, template: str) -> list[tuple[str, str]]:
     """Quantities the request asks for that no placeholder of the answer holds ("the fraction of events
-    with ≥ 4 jets" answered with a mean multiplicity)."""
+    with ≥ 4 jets" answered with a mean multiplicity), each with the problem in words."""
     held = {quantity_of_field(p.path) for p in find_placeholders(template)}
     asked = []
     lowered = request.lower()
@@ -227,7 +227,7 @@ def missing_quantities(request: str, template: str) -> list[str]:
         asking = rf"\b{_ASKING}\b(?:\W+\w+){{0,6}}?\W+(?:{words})(?![\w-])|(?<![\w-])(?:{words})\b[^.?!]*\?"
         if re.search(asking, lowered) and quantity not in held:
             asked.append(quantity)
-    return [f"the request asks for the {q.replace('_', '-')}, but no placeholder in the answer holds one"
+    return [(q, f"the request asks for the {q.replace('_', '-')}, but no placeholder in the answer holds one")
             for q in asked]
 
 

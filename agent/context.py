@@ -91,9 +91,8 @@ class RequestContext:
     def without_prompt_echo(self, answer: str, our_messages: list[str] = ()) -> str:  # type: ignore[assignment]
         """The answer without sentences copied from the instructions or from the loop's own messages to the
         model (a small model sometimes echoes them); '' when nothing else is left."""
-        ours = [self.prompt_text, *our_messages]
-        instructions = {_normal(s) for text in ours for s in _SENTENCE.split(text) if len(s.split()) >= 4}
-        kept = [s for s in _SENTENCE.split(answer) if _normal(s) not in instructions]
+        ours = " | ".join(_normal(text) for text in [self.prompt_text, *our_messages])
+        kept = [s for s in _SENTENCE.split(answer) if len(s.split()) < 4 or _normal(s) not in ours]
         return " ".join(kept).strip()
 
 

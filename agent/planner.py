@@ -23,7 +23,7 @@ from physagent.agent.agent_tools import is_known, spec
 from physagent.agent.arguments import clean_arguments
 from physagent.agent.backends import BackendError
 from physagent.agent.backends.scripted import ScriptExhaustedError
-from physagent.agent.claims import find_placeholders, mislabelled, missing_quantities
+from physagent.agent.claims import find_placeholders, mislabelled, missing_quantities, quantity_of_field
 from physagent.agent.events import AgentEvent, PlanEvent
 from physagent.agent.execution import Run, observation
 from physagent.agent.grounding import sources_in
@@ -51,6 +51,7 @@ class PlanRun(Run):
         self.messages = self._messages()
         self.plan_tool = plan_schema([spec(name).json_schema() for name in self.context.offered])
         self.checked_labels = False
+        self.advised: Plan | None = None  # a plan sent back only for advice (labels, skipped steps)
         replans, fixes = self.a.replans, self.a.plan_fixes
         while True:
             if (stop := self.out_of_budget()) is not None:
@@ -63,6 +64,10 @@ class PlanRun(Run):
             except BackendError as exc:
                 yield from self.stop(f"the model backend failed: {exc}")
                 return
+            if isinstance(reply, str) and self.advised is not None:
+                reply, self.advised = self.advised, None  # advice not taken: run the plan as it was
+            elif isinstance(reply, PlanError) and fixes <= 0 and self.advised is not None:
+                reply, self.advised = self.advised, None
             if isinstance(reply, str):
                 if fixes > 0 and not self.steps and any(p.step for p in find_placeholders(reply)):
                     fixes -= 1  # placeholders to steps that were never planned: ask for the plan itself
@@ -146,9 +151,11 @@ class PlanRun(Run):
         labels = mislabelled(plan.answer) + missing_actions(self.request, plan, self.context.offered,
                                                             self.allowed_ids())
         if plan.answer and not self._reads_text(plan):
-            labels += missing_quantities(self.request, plan.answer)
+            labels += [problem + _hint(plan, quantity)
+                       for quantity, problem in missing_quantities(self.request, plan.answer)]
         if labels and not self.checked_labels:  # sent back once; a second time it runs and is reported
             self.checked_labels = True
+            self.advised = plan  # run as it is if the model cannot do better
             raise PlanError(labels)
 
     @staticmethod
@@ -237,6 +244,17 @@ class PlanRun(Run):
                 rendered, problems = self.render_answer(retry.text)
                 unsupported, mislabelled_numbers = self.check_numbers(rendered)
         yield from self.finish(rendered, unsupported, mislabelled_numbers)
+
+
+def _hint(plan: Plan, quantity: str) -> str:
+    """Where the plan's own steps hold the quantity: ' (write {$1.sigma_pb})'."""
+    for step in plan.steps:
+        if not is_known(step.tool):
+            continue
+        for field in spec(step.tool).result_model.model_fields:
+            if quantity_of_field(field) == quantity:
+                return f" (write {{${step.number}.{field}}})"
+    return ""
 
 
 _BAD_VALUE = re.compile(r"\b(\w+)=(-?[\d.]+|'[^']*')\s+(?:must|is not|is more|is less|should)")

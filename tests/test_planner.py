@@ -206,7 +206,8 @@ def test_an_answer_without_the_quantity_asked_for_is_sent_back_once(workspace: W
                                      plan(steps, "A fraction of {$2.fraction_passing} of the events pass.")],
                                     workspace)
     record = assistant.ask("Generate 120 Drell-Yan events; what fraction has two muons above 20 GeV?")
-    assert "asks for the fraction, but no placeholder" in backend.seen[1][0][-1]["content"]
+    assert "asks for the fraction, but no placeholder in the answer holds one (write {$2.fraction_passing})" in (
+        backend.seen[1][0][-1]["content"])
     fraction = next(c for c in workspace.calls() if c.tool == "summarize").result["fraction_passing"]
     assert record.ok and f"A fraction of {format_value(fraction)}" in record.answer and 0.5 < fraction <= 1
 
@@ -249,3 +250,16 @@ def test_an_answer_that_only_repeats_the_loops_feedback_is_not_shown_as_an_answe
     assert not record.answer.startswith("Your plan was NOT run")
     assert record.answer.startswith("I could not produce an answer: step 1: generate_events: seed=-1")
     assert "the answer only echoed the instructions" in record.findings
+
+
+def test_advice_the_model_does_not_take_leaves_its_plan_to_run(workspace: Workspace) -> None:
+    """Sent back only for advice (a skipped plot), a text reply instead of a new plan runs the first plan."""
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "histogram", "arguments": {"source": "$1.events", "field": "m_hat_gev", "bins": 20,
+                                                 "range_min": 60, "range_max": 120}}]
+    assistant, backend = _assistant([plan(steps, "The dimuon mass peaks at {$2.peak}."),
+                                     answer("The request asks to plot, but no step calls plot.")], workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events, histogram the dimuon mass and plot it")
+    assert "the request asks to plot, but no step calls plot" in backend.seen[1][0][-1]["content"]
+    assert [c["tool"] for c in record.tool_calls] == ["generate_events", "histogram"]
+    assert record.answer.startswith("The dimuon mass peaks at")

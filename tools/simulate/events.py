@@ -87,6 +87,9 @@ _MPI_OFF_PHRASES = dict.fromkeys((
     "no underlying event", "without underlying event", "multi-parton interactions off",
     "multi-parton interactions switched off", "multiparton interactions off", "no multi-parton interactions",
     "without multi-parton interactions", "multi-parton interactions turned off"), False)
+# "boosted tops" without a number: the usual top-tagging slice, top decay products in one R = 1.0 jet
+_BOOSTED_PHRASES = dict.fromkeys(("boosted top", "boosted tops", "boosted ttbar", "boosted tt̄", "boosted top quark",
+                                  "boosted top-quark"), 400.0)
 # words for "a small sample" a physicist writes instead of a number
 _COUNT_PHRASES = {"a few hundred": 300, "a couple of hundred": 200, "a couple hundred": 200,
                   "a few thousand": 3000, "a couple of thousand": 2000}
@@ -114,7 +117,8 @@ def generate_events(
     sqrt_s_tev: Annotated[float, Field(gt=0, le=100, description="Centre-of-mass energy in TeV.")] = 13.6,
     pt_hat_min_gev: Annotated[
         float | None, Field(ge=0, description="Minimum p̂T of the hard 2→2 scattering in GeV (None: "
-                            "process default, 20 GeV for dijet/W+jet/Z+jet, else no cut).")
+                            "process default, 20 GeV for dijet/W+jet/Z+jet, else no cut).",
+                            json_schema_extra={"x-phrases": _BOOSTED_PHRASES})
     ] = None,
     pt_hat_max_gev: Annotated[float | None, Field(gt=0, description="Maximum p̂T in GeV (None: no cut).")] = None,
     m_hat_min_gev: Annotated[
