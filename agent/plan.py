@@ -250,17 +250,17 @@ def _placeholder_problem(placeholder: Placeholder, planned: Mapping[int, str], k
     return None
 
 
-# verbs of a request and the tool that does them: a plan that leaves one out skipped what was asked
+# verbs of a request, used as orders ("…, cluster jets and plot it"; not "the Cluster Scanning method"),
+# and the tool that does them: a plan that leaves one out skipped what was asked
+_LEAD = r"(?:^|[,;:]\s*|\b(?:and|then|please|also|to|now|you|me|i want to|let's)\s+)"
 _ACTIONS = {
-    "plot": re.compile(r"\b(plot|draw)\b", re.IGNORECASE),
-    "cluster_jets": re.compile(r"\bcluster\b", re.IGNORECASE),
-    "histogram": re.compile(r"\bhistogram\b(?! (?:artifact|id)\b)", re.IGNORECASE),
-    "export_session": re.compile(r"\bexport\b.*\b(script|session|what we did)\b", re.IGNORECASE),
-    "train_tagger": re.compile(r"\btrain\b", re.IGNORECASE),
-    "write_root": re.compile(r"\b(save|write|store|export)\b[^.]*\broot\b", re.IGNORECASE),
+    "plot": re.compile(_LEAD + r"(?:plot|draw)\b", re.IGNORECASE),
+    "cluster_jets": re.compile(_LEAD + r"(?:re)?cluster\b", re.IGNORECASE),
+    "histogram": re.compile(_LEAD + r"histogram\b", re.IGNORECASE),
+    "export_session": re.compile(_LEAD + r"export\b.*\b(script|session|what we did)\b", re.IGNORECASE),
+    "train_tagger": re.compile(_LEAD + r"train\b", re.IGNORECASE),
+    "write_root": re.compile(_LEAD + r"(?:save|write|store|export)\b[^.]*\broot\b", re.IGNORECASE),
 }
-
-
 _DOING = {"plot": "plot", "cluster_jets": "cluster jets", "histogram": "histogram", "export_session":
           "export the session", "train_tagger": "train a tagger", "write_root": "write a ROOT file"}
 

@@ -40,7 +40,7 @@ SEED = 1234
 _FORMAT = ('Reply with one JSON object: {"tool": <tool name>, "arguments": {...}} to call a tool, '
            'or {"answer": <text>} when every step the user asked for is done.')
 _ANSWER_ONLY = 'Reply with one JSON object: {"answer": <text>}.'
-_PLAN_TOKENS = 1200
+_PLAN_TOKENS = 1500
 _PLAN_FORMAT = ('Reply with one JSON object: {"tool": "submit_plan", "arguments": {"steps": [...], "answer": <text>}}, '
                 'or {"answer": <text>} when the request cannot or need not be done with the tools. Write the JSON '
                 'compactly, without indentation.')
@@ -245,7 +245,8 @@ def _decode(content: str, finish_reason: str | None) -> dict[str, Any]:
         if salvaged is not None:
             return {"answer": salvaged}
         hint = "it stopped at max_tokens; raise max_tokens" if finish_reason == "length" else "please report it"
-        message = f"embedded model: the reply is not the JSON asked for ({hint}): {content[:200]!r}"
+        shown = content if len(content) <= 400 else f"{content[:200]} … {content[-200:]}"
+        message = f"embedded model: the reply is not the JSON asked for ({hint}): {shown!r}"
         raise BackendError(message) from error
     if not isinstance(reply, dict):
         raise BackendError(f"embedded model: the reply is not a JSON object: {content[:200]!r}")
