@@ -21,7 +21,14 @@ from physagent.agent.arguments import clean_arguments, is_stated, stated_setting
 from physagent.agent.backends import ChatBackend, ModelTurn, Usage
 from physagent.agent.claims import Placeholder, Rendered, format_value, render, resolve_path, unit_of
 from physagent.agent.events import AgentEvent, AnswerEvent, ArtifactEvent, ErrorEvent, ToolCallEvent, ToolResultEvent
-from physagent.agent.grounding import Source, extract_numbers, mislabelled_numbers, sources_in, unsupported_numbers
+from physagent.agent.grounding import (
+    Source,
+    cite_passages,
+    extract_numbers,
+    mislabelled_numbers,
+    sources_in,
+    unsupported_numbers,
+)
 from physagent.agent.record import AgentRecord
 from physagent.tools import ARTIFACT_ID_PATTERN, CallOutcome, ToolError, ToolInputError, call_tool
 
@@ -252,7 +259,18 @@ class Run:
         failed = [s for s in self.steps.values() if not s.ok and s.tool not in done_tools]
         return " ".join(f"Step {s.number} ({s.tool}) failed: {s.error}" for s in failed)
 
+    def passages(self) -> list[tuple[str, str]]:
+        """(citation, text) of every passage the model was shown: retrieved first, or by a search step."""
+        shown = [(h.citation, h.text) for h in self.context.passages]
+        for step in self.steps.values():
+            for hit in getattr(step.outcome.result, "hits", []) if step.outcome else []:
+                shown.append((hit.citation, hit.text))
+        return shown
+
     def finish(self, text: str, unsupported: list[str], mislabelled: list[str]) -> Iterator[AgentEvent]:
+        answered_from_text = all(s.tool == "search_knowledge" for s in self.steps.values() if s.ok)
+        if text and not self.record.error and answered_from_text:  # a knowledge answer names its source
+            text = cite_passages(text, self.passages())
         cleaned = self.context.without_prompt_echo(text, self._our_messages())
         if not cleaned:  # the model only repeated what the loop told it
             cleaned = "I could not produce an answer: " + (self.record.plan[-1].get("refused", [""])[0]

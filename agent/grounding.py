@@ -22,7 +22,10 @@ from typing import Any, Literal
 
 from physagent.agent.claims import conflicting, quantity_before, quantity_of_field
 
-__all__ = ["Source", "extract_numbers", "mislabelled_numbers", "numbers_in", "sources_in", "unsupported_numbers"]
+__all__ = [
+    "Source", "cite_passages", "extract_numbers", "mislabelled_numbers", "numbers_in", "sources_in",
+    "unsupported_numbers",
+]
 
 _IDS = re.compile(r"\b[a-z]{1,5}-[0-9a-f]{10}\b")
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?(?!\w|\.\d)")
@@ -104,6 +107,25 @@ def _verdict(written: str, value: float, said: str | None, pool: list[Source]) -
     if any(not conflicting(said, s.quantity) for s in matching):
         return "supported"
     return "mislabelled"
+
+
+_CITATION = re.compile(r"\[[^\[\]]+?:\s*[^\[\]]+?\]")
+_WORD = re.compile(r"[a-zα-ω0-9]{3,}")
+
+
+def cite_passages(answer: str, passages: list[tuple[str, str]]) -> str:
+    """The answer with a citation of the passages it draws on, when it cites none itself.
+
+    ``passages`` are (citation, text) pairs that were shown to the model; a passage is cited when it shares
+    at least half as many of the answer's words as the best-matching one (and at least three words).
+    """
+    if not passages or _CITATION.search(answer):
+        return answer
+    words = set(_WORD.findall(answer.lower()))
+    overlaps = [(len(words & set(_WORD.findall(text.lower()))), citation) for citation, text in passages]
+    best = max(overlap for overlap, _ in overlaps)
+    cited = list(dict.fromkeys(c for overlap, c in overlaps if overlap >= max(3, best / 2)))
+    return f"{answer.rstrip()} {' '.join(cited)}" if cited else answer
 
 
 def _to_float(text: str) -> float:

@@ -65,7 +65,7 @@ def test_a_failing_tool_becomes_an_observation_the_model_can_fix(workspace: Work
         call("generate_events", process="ttbar", n_events=50, mpi=False),
         answer("Generated the events."),
     ], workspace)
-    record = assistant.ask("Generate 50 ttbar events")
+    record = assistant.ask("Generate 50 ttbar events with the Pythia settings Foo:bar = 1")
     assert [c["ok"] for c in record.tool_calls] == [False, True]
     assert "was rejected by Pythia" in record.tool_calls[0]["error"]
     second_prompt = backend.seen[1][0]
