@@ -153,7 +153,7 @@ def fill_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],
             continue  # the model took a value the user named: keep it
         phrased = _phrased_values(schema, user_text)
         named = (_named_number(name, schema, user_text) or _bound_number(name, schema, user_text)
-                 or _unit_number(name, schema, parameters, user_text))
+                 or _unit_number(name, schema, parameters, user_text) or _axis_range(name, user_text))
         if len(named) == 1:  # the user's own number, even one the tool will refuse
             filled[name] = named[0]
         elif len(phrased) == 1:
@@ -223,6 +223,20 @@ def _bound_number(name: str, schema: dict[str, Any], user_text: str) -> list[Any
 
 
 _UNIT_PATTERNS = {"tev": r"tev", "mm": r"mm", "pb": r"pb"}
+_SPAN = re.compile(r"(?:\bfrom|\bbetween)\s+(-?\d+(?:\.\d+)?)\s*(?:gev)?\s+(?:to|and)\s+(-?\d+(?:\.\d+)?)"
+                   r"|(?<![\w.])(-?\d+(?:\.\d+)?)\s*[–-]\s*(\d+(?:\.\d+)?)\s*gev")
+
+
+def _axis_range(name: str, user_text: str) -> list[Any]:
+    """A histogram range written as a span: "from 0 to 300 GeV", "between 60 and 120", "0–150 GeV" (one span
+    in the text; with two, which one is the axis is not clear)."""
+    if name not in ("range_min", "range_max"):
+        return []
+    spans = {(float(a or c), float(b or d)) for a, b, c, d in _SPAN.findall(user_text)}
+    if len(spans) != 1:
+        return []
+    low, high = spans.pop()
+    return [low if name == "range_min" else high]
 
 
 def _unit_number(name: str, schema: dict[str, Any], parameters: dict[str, Any], user_text: str) -> list[Any]:

@@ -28,7 +28,8 @@ from physagent.agent.claims import Placeholder, find_placeholders, is_single_val
 from physagent.tools import ARTIFACT_ID_PATTERN, Artifact, ToolInputError, ToolSpec
 
 __all__ = [
-    "PLAN_TOOL", "Plan", "PlanError", "Step", "check_plan", "missing_actions", "parse_plan", "plan_schema",
+    "PLAN_TOOL", "Plan", "PlanError", "Step", "asked_actions", "check_plan", "missing_actions", "parse_plan",
+    "plan_schema",
     "resolve_arguments", "step_reference",
 ]
 
@@ -271,13 +272,19 @@ def missing_actions(request: str, plan: Plan, offered: list[str], artifacts: Map
     if not plan.steps:
         return []
     planned = {step.tool for step in plan.steps}
-    missing = []
+    return [f"the request asks to {_DOING[tool]}, but no step calls {tool}"
+            for tool in asked_actions(request, offered, artifacts) if tool not in planned]
+
+
+def asked_actions(request: str, offered: list[str], artifacts: Mapping[str, str]) -> list[str]:
+    """The tools the request's verbs order, among those offered."""
+    asked = []
     for tool, verb in _ACTIONS.items():
-        if tool in offered and tool not in planned and verb.search(request):
+        if tool in offered and verb.search(request):
             if tool == "histogram" and "histogram" in artifacts.values():
                 continue
-            missing.append(f"the request asks to {_DOING[tool]}, but no step calls {tool}")
-    return missing
+            asked.append(tool)
+    return asked
 
 
 def resolve_arguments(arguments: dict[str, Any], outputs: Mapping[int, list[tuple[str, Artifact]]]

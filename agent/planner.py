@@ -31,6 +31,7 @@ from physagent.agent.plan import (
     Plan,
     PlanError,
     Step,
+    asked_actions,
     check_plan,
     missing_actions,
     parse_plan,
@@ -210,13 +211,22 @@ class PlanRun(Run):
         reading = any(s.outcome is not None and s.outcome.result.observation() is not None for s in self.steps.values())
         template = self._answer_template() if reading or not plan.answer else plan.answer
         text, problems = self.render_answer(template)
-        note = self.failure_note()
+        note = " ".join(filter(None, [self.failure_note(), self._not_done()]))
         if note:
             text = f"{text}\n\n{note}".strip()
         unsupported, mislabelled_numbers = self.check_numbers(text)
         if problems:
             self.record.findings = problems
         yield from self.finish(text, unsupported, mislabelled_numbers + mislabelled(template))
+
+    def _not_done(self) -> str:
+        """What the request ordered that no step did, whatever the answer claims ("drawn in ALICE style")."""
+        done = {s.tool for s in self.steps.values() if s.ok}
+        skipped = [t for t in asked_actions(self.request, self.context.offered, self.context.artifacts)
+                   if t not in done and not any(f["tool"] == t for f in self.record.failed_steps)]
+        if skipped:
+            self.record.findings.append(f"asked for but not done: {', '.join(skipped)}")
+        return f"Not done: {', '.join(skipped)} (no step ran it)." if skipped else ""
 
     def _answer_template(self) -> str:
         """When the plan left the answer empty: ask for one, with the results in view."""

@@ -231,7 +231,9 @@ class _FakeServer:
         self.refusals, self.reply, self.schemas = refusals, reply, []
 
     def handle_chat_completions(self, request: dict) -> dict:
-        self.schemas.append(request["response_format"]["schema"])
+        schema = json.loads(request["grammar"].split("%json ", 1)[1])
+        assert schema.pop("x-guidance") == {"whitespace_flexible": False}  # compact JSON, no indentation loops
+        self.schemas.append(schema)
         if len(self.schemas) <= self.refusals:
             raise ValueError("Unable to generate parser for this template. JSON schema error")
         return self.reply or _response('{"tool": "cluster_jets", "arguments": {"events": "ev-0123456789"}}')

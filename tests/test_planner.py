@@ -263,3 +263,4 @@ def test_advice_the_model_does_not_take_leaves_its_plan_to_run(workspace: Worksp
     assert "the request asks to plot, but no step calls plot" in backend.seen[1][0][-1]["content"]
     assert [c["tool"] for c in record.tool_calls] == ["generate_events", "histogram"]
     assert record.answer.startswith("The dimuon mass peaks at")
+    assert record.answer.endswith("Not done: plot (no step ran it).")

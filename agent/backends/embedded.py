@@ -2,7 +2,8 @@ r"""The default, fully offline backend: Qwen2.5-Coder-Instruct (0.5B or 1.5B, GG
 
 Why constrained JSON instead of native tool calling: small Qwen2.5-Coder models often wrap a call in a
 ```json fence instead of ``<tool_call>`` tags, so llama.cpp returns no structured call. Instead every
-reply is decoded under a JSON schema (llama.cpp's llguidance grammar), one of
+reply is decoded under a JSON schema (llama.cpp's llguidance grammar, compact: no free whitespace,
+:func:`compact_grammar`), one of
 
     {"tool": "<offered name>", "arguments": {...the tool's own parameter schema...}}
     {"answer": "<text>"}
@@ -34,16 +35,15 @@ from physagent.agent.plan import PLAN_TOOL
 from physagent.agent.prompting import render_tools, simplify_schema
 from physagent.tools import worker_count
 
-__all__ = ["SEED", "EmbeddedBackend", "parse_reply", "reply_schema", "to_prompt"]
+__all__ = ["SEED", "EmbeddedBackend", "compact_grammar", "parse_reply", "reply_schema", "to_prompt"]
 
 SEED = 1234
 _FORMAT = ('Reply with one JSON object: {"tool": <tool name>, "arguments": {...}} to call a tool, '
            'or {"answer": <text>} when every step the user asked for is done.')
 _ANSWER_ONLY = 'Reply with one JSON object: {"answer": <text>}.'
 _PLAN_TOKENS = 1500
-_PLAN_FORMAT = ('Reply with one JSON object: {"tool": "submit_plan", "arguments": {"steps": [...], "answer": <text>}}, '
-                'or {"answer": <text>} when the request cannot or need not be done with the tools. Write the JSON '
-                'compactly, without indentation.')
+_PLAN_FORMAT = ('Reply with one JSON object: {"tool": "submit_plan", "arguments": {"steps": [...], "answer": "..."}}, '
+                'or {"answer": "..."} when the request cannot or need not be done with the tools.')
 _ANSWER = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
            "additionalProperties": False}
 class EmbeddedBackend:
@@ -92,14 +92,21 @@ class EmbeddedBackend:
         while True:
             schema = reply_schema(tools, simplify=self._simplify)
             try:
-                response = self._server.handle_chat_completions(
-                    dict(request, response_format={"type": "json_object", "schema": schema}))
+                response = self._server.handle_chat_completions(dict(request, grammar=compact_grammar(schema)))
             except ValueError as error:
                 if self._simplify >= 2 or not tools:
                     raise BackendError(f"{self.name}: llama.cpp refused the reply schema: {error}") from error
                 self._simplify += 1
                 continue
             return _checked(response, self)
+
+
+def compact_grammar(schema: dict[str, Any]) -> str:
+    """llama.cpp's (llguidance) grammar for replies matching ``schema``, as compact JSON: free whitespace
+    lets a small model indent, or loop on newlines, until it runs out of tokens."""
+    import xllamacpp
+
+    return str(xllamacpp.json_schema_to_grammar(json.dumps({"x-guidance": {"whitespace_flexible": False}, **schema})))
 
 
 def _load_server(gguf: Path, n_ctx: int, threads: int) -> Any:
