@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -304,12 +304,3 @@ def resolve_arguments(arguments: dict[str, Any], outputs: Mapping[int, list[tupl
         return next(a.id for name, a in made if field_name in (None, name))
 
     return {name: resolve(value) for name, value in arguments.items()}
-
-
-def iter_references(arguments: Mapping[str, Any]) -> Iterator[int]:
-    """Step numbers an argument set refers to."""
-    for value in arguments.values():
-        for item in value if isinstance(value, list) else [value]:
-            reference = step_reference(item)
-            if reference:
-                yield reference[0]

@@ -14,7 +14,6 @@ r"""Plan-then-execute: one constrained reply holds the whole plan; the loop chec
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Generator, Iterator
 from typing import Any
@@ -303,9 +302,3 @@ def _artifact_items(result: Any) -> list[tuple[str, Any]]:
             if hasattr(item, "sha256") and hasattr(item, "kind"):
                 items.append((name, item))
     return items
-
-
-def plan_json(plan: Plan) -> str:
-    """A plan as the JSON the model wrote (for logs and reports)."""
-    return json.dumps({"steps": [{"tool": s.tool, "arguments": s.arguments} for s in plan.steps],
-                       "answer": plan.answer}, ensure_ascii=False)

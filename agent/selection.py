@@ -10,40 +10,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
 from physagent.knowledge import embedder
 from physagent.tools import registry
 
-__all__ = ["SOURCE_WORDS", "ToolSelector", "wants_code", "wants_knowledge"]
+__all__ = ["SOURCE_WORDS", "ToolSelector", "wants_code"]
 
 # words that ask for sources: a tool description cannot compete with them on embedding similarity
 SOURCE_WORDS = re.compile(r"\b(cite|citation|according to|abstract|paper|talk|proceedings|literature|"
                            r"conference|workshop|book of abstracts|round table)\b", re.IGNORECASE)
-# words that ask for a computation no tool names: offer run_python (generated code in the sandbox)
+# words that ask for a computation no tool names: offer write_code (generated code in the sandbox)
 _CODE_WORDS = re.compile(r"\b(compute|calculate|fraction of|python|write code|count the)\b", re.IGNORECASE)
-_RELEVANT_PASSAGE = 0.62  # cosine similarity to a passage; tool requests score up to ~0.6 on the sample corpus
 
 
 def wants_code(request: str) -> bool:
-    """Whether to offer ``run_python``: the request asks to compute something (no tool may cover it)."""
+    """Whether to offer ``write_code``: the request asks to compute something (no tool may cover it)."""
     return bool(_CODE_WORDS.search(request))
-
-
-def wants_knowledge(request: str, home: Path) -> bool:
-    """Whether to offer ``search_knowledge``: the request asks for sources, or the documents hold a
-    passage close to it (the retrieve-first step of the loop)."""
-    from physagent.knowledge import KnowledgeBase
-
-    if SOURCE_WORDS.search(request):
-        return True
-    kb = KnowledgeBase.open(home)
-    if not kb.exists():
-        return False
-    hits = kb.search(request, k=1, mode="dense")
-    return bool(hits) and hits[0].score >= _RELEVANT_PASSAGE
 
 
 class ToolSelector:

@@ -412,15 +412,19 @@ def test_a_fresh_workspace_answers_about_the_shipped_books_with_no_setup(
     assert fact in answering[0].text and answering[0].citation == f"[{source}: {answering[0].title}]"
 
 
-def test_the_agent_offers_search_knowledge_when_the_request_needs_sources(books_kb: KnowledgeBase,
-                                                                          tmp_path: Path) -> None:
-    """Asked for sources, or asked something the documents answer closely: search_knowledge is offered."""
-    from physagent.agent.selection import ToolSelector, wants_code, wants_knowledge
+def test_the_agent_retrieves_passages_and_offers_search_knowledge_when_the_request_needs_sources(
+        workspace: Workspace) -> None:
+    """Retrieval first: a question about a talk brings its passage into the prompt and offers search_knowledge;
+    a generation request brings none."""
+    from physagent.agent import Assistant, ScriptedBackend
+    from physagent.agent.context import gather_context
+    from physagent.agent.selection import ToolSelector, wants_code
 
-    home = books_kb.root.parent
-    assert wants_knowledge("What did the ML4Jets talk on cluster scanning use? Cite it.", tmp_path / "empty")
-    assert wants_knowledge("How can normalizing flows sample efficiently from differentiable matrix elements?", home)
-    assert not wants_knowledge("Generate 300 Drell-Yan mu mu events with seed 4 and MPI off.", home)
+    assistant = Assistant(backend=ScriptedBackend([]), workspace=workspace)
+    asked = gather_context(assistant, "Which clustering algorithm does the Cluster Scanning method use?")
+    assert any("Cluster Scanning" in h.citation for h in asked.passages) and "search_knowledge" in asked.offered
+    ordered = gather_context(assistant, "Generate 300 Drell-Yan mu mu events with seed 4 and MPI off.")
+    assert ordered.passages == [] and "generate_events" in ordered.offered
     assert wants_code("Compute the fraction of events with at least 4 jets above 30 GeV in that sample")
     assert not wants_code("Generate 300 Drell-Yan mu mu events with seed 4 and MPI off.")
     offered = ToolSelector(k=3).select("Generate 300 Drell-Yan events", wanted=["search_knowledge"])
