@@ -7,6 +7,7 @@ installed library APIs.
 >>> [h.citation for h in kb.search("top tagging with transformers", k=3)]  # doctest: +SKIP
 """
 
+from physagent.knowledge._cache import CACHE_VARIABLE, user_cache_dir
 from physagent.knowledge._embed import embed, embedder
 from physagent.knowledge.samples import SAMPLES, ingest_sample_corpus, sample_corpus, sync_samples
 from physagent.knowledge.store import (
@@ -20,6 +21,7 @@ from physagent.knowledge.store import (
 )
 
 __all__ = [
-    "COLLECTIONS", "GENERATED", "SAMPLES", "Hit", "IngestReport", "KnowledgeBase", "SearchMode", "SourceDocument",
-    "embed", "embedder", "ingest_sample_corpus", "sample_corpus", "sync_samples",
+    "CACHE_VARIABLE", "COLLECTIONS", "GENERATED", "SAMPLES",
+    "Hit", "IngestReport", "KnowledgeBase", "SearchMode", "SourceDocument",
+    "embed", "embedder", "ingest_sample_corpus", "sample_corpus", "sync_samples", "user_cache_dir",
 ]

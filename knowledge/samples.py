@@ -23,12 +23,12 @@ workspace 2–3 s.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
 
+from physagent.knowledge._cache import user_cache_dir
 from physagent.knowledge._embed import model_id
 from physagent.knowledge.store import GENERATED, IngestReport, KnowledgeBase, SourceDocument, file_document
 
@@ -45,9 +45,7 @@ def sample_corpus() -> list[Path]:
 
 def vector_cache_dir() -> Path:
     """Where the sample books' vectors are kept for every workspace of this user."""
-    base = os.environ.get("PHYSAGENT_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / \
-        "physagent"
-    return Path(base).expanduser() / "sample-vectors"
+    return user_cache_dir("sample-vectors")
 
 
 def _book(kb: KnowledgeBase, path: Path, key: str) -> SourceDocument:

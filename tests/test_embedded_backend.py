@@ -289,6 +289,28 @@ def test_real_05b_model_calls_generate_events_with_valid_arguments_then_answers(
     assert not answer.tool_calls and answer.text.strip(), answer
 
 
+@pytest.mark.slow
+def test_a_new_process_restores_the_saved_prompt_state_and_ignores_a_broken_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next load (a new ``physagent ask``) starts from the state the last one saved, skipping the
+    shared prompt prefix; a state file that does not restore is ignored and replaced."""
+    monkeypatch.setenv("PHYSAGENT_CACHE", str(tmp_path))
+    messages = [{"role": "system", "content": "You are physagent, an assistant for particle physicists. " * 20},
+                {"role": "user", "content": "Say hello."}]
+    state = tmp_path / "prompt-state" / "qwen2.5-coder-0.5b-instruct-q4_k_m-ctx2048.bin"
+    state.parent.mkdir(parents=True)
+    state.write_bytes(b"not a llama.cpp slot state")
+    first = EmbeddedBackend("0.5b", n_ctx=2048, threads=1, max_tokens=4)
+    first.load()
+    assert first.restored_tokens == 0 and first.complete(messages, []).text
+    assert state.stat().st_size > 100_000 and not list(state.parent.glob("*.partial"))
+    second = EmbeddedBackend("0.5b", n_ctx=2048, threads=1, max_tokens=4)
+    second.load()
+    turn = second.complete([messages[0], {"role": "user", "content": "Say goodbye."}], [])
+    assert second.restored_tokens > 200 and second.last_response["timings"]["cache_n"] > 200
+    assert turn.usage.prompt_tokens - second.last_response["timings"]["cache_n"] < 20  # only the new question is read
+
+
 def test_an_answer_cut_off_by_the_token_limit_is_kept_and_marked() -> None:
     """A final answer truncated at max_tokens is returned (marked […]) rather than failing the run."""
     response = {"choices": [{"message": {"content": '{"answer": "Generated 300 events with sigma = 7'},

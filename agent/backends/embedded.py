@@ -30,6 +30,7 @@ from typing import Any
 
 from physagent.agent.arguments import drop_defaults
 from physagent.agent.backends._gguf import PINNED, ensure_gguf
+from physagent.agent.backends._prompt_cache import PromptCache
 from physagent.agent.backends.base import BackendError, ModelTurn, ToolCallRequest, Usage
 from physagent.agent.plan import PLAN_TOOL
 from physagent.agent.prompting import render_tools, simplify_schema
@@ -58,11 +59,15 @@ class EmbeddedBackend:
         threads: CPU threads (default: ``PHYSAGENT_WORKERS``, else every core this process may use; see
             :func:`physagent.tools.worker_count`).
         max_tokens: longest reply in tokens.
+        keep_prompt_state: save llama.cpp's prompt state after the first reply and restore it when the
+            next process loads the model, so a new ``physagent ask`` does not re-read the fixed system
+            prompt (:mod:`~physagent.agent.backends._prompt_cache`; kept in ``$PHYSAGENT_CACHE``).
     """
 
     needs_hygiene = True
 
-    def __init__(self, model: str = "0.5b", n_ctx: int = 8192, threads: int | None = None, max_tokens: int = 512):
+    def __init__(self, model: str = "0.5b", n_ctx: int = 8192, threads: int | None = None, max_tokens: int = 512,
+                 keep_prompt_state: bool = True):
         self.model = model
         self.name = f"embedded:{model if model in PINNED else Path(model).name}"
         self.n_ctx, self.max_tokens = n_ctx, max_tokens
@@ -71,6 +76,9 @@ class EmbeddedBackend:
         self.last_response: dict[str, Any] = {}  # the raw llama.cpp reply, with "timings" (for benchmarks)
         self._simplify = 0  # how far tool schemas must be simplified for the grammar (0, 1, 2)
         self._ids = itertools.count(1)
+        self.keep_prompt_state = keep_prompt_state
+        self._prompt_cache: PromptCache | None = None
+        self.restored_tokens = 0  # prompt tokens restored from the previous process's saved state
 
     def complete(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> ModelTurn:
         """Answer the conversation with one tool call or, with ``tools=[]`` or when done, a text answer."""
@@ -84,7 +92,11 @@ class EmbeddedBackend:
     def load(self) -> None:
         """Load the model now (otherwise the first :meth:`complete` does); idempotent."""
         if self._server is None:
-            self._server = _load_server(ensure_gguf(self.model), self.n_ctx, self.threads)
+            gguf = ensure_gguf(self.model)
+            cache = PromptCache(f"{gguf.stem}-ctx{self.n_ctx}") if self.keep_prompt_state else None
+            self._server = _load_server(gguf, self.n_ctx, self.threads, cache)
+            self._prompt_cache = cache
+            self.restored_tokens = cache.attach(self._server) if cache else 0
 
     def _chat(self, request: dict[str, Any], tools: list[dict[str, Any]]) -> dict[str, Any]:
         """Run one request, simplifying the tool schemas while llama.cpp cannot turn them into a grammar."""
@@ -98,7 +110,10 @@ class EmbeddedBackend:
                     raise BackendError(f"{self.name}: llama.cpp refused the reply schema: {error}") from error
                 self._simplify += 1
                 continue
-            return _checked(response, self)
+            checked = _checked(response, self)
+            if self._prompt_cache:
+                self._prompt_cache.save()
+            return checked
 
 
 def compact_grammar(schema: dict[str, Any]) -> str:
@@ -109,7 +124,7 @@ def compact_grammar(schema: dict[str, Any]) -> str:
     return str(xllamacpp.json_schema_to_grammar(json.dumps({"x-guidance": {"whitespace_flexible": False}, **schema})))
 
 
-def _load_server(gguf: Path, n_ctx: int, threads: int) -> Any:
+def _load_server(gguf: Path, n_ctx: int, threads: int, cache: PromptCache | None = None) -> Any:
     try:
         import xllamacpp
     except ImportError as error:
@@ -120,6 +135,8 @@ def _load_server(gguf: Path, n_ctx: int, threads: int) -> Any:
     params.cpuparams.n_threads = params.cpuparams_batch.n_threads = threads
     params.sampling.seed, params.sampling.temp = SEED, 0.0
     params.verbosity = -1  # llama.cpp logs every slot event to stderr otherwise
+    if cache:
+        cache.configure(params)
     try:
         return xllamacpp.Server(params)
     except Exception as error:  # xllamacpp raises bare RuntimeError/ValueError subclasses from C++
