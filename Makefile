@@ -83,6 +83,7 @@ bench: install
 	env -u PHYSAGENT_HOME $(BIN)/python benchmarks/bench_embedded_llm.py
 	env -u PHYSAGENT_HOME $(BIN)/python benchmarks/bench_knowledge.py --api
 	env -u PHYSAGENT_HOME $(BIN)/python benchmarks/bench_sandbox.py
+	env -u PHYSAGENT_HOME $(BIN)/python benchmarks/bench_rest.py
 	env -u PHYSAGENT_HOME $(BIN)/python benchmarks/bench_agent.py --runs 3
 
 # ≈ 20 min on 2 cores; the default of the script (50k jets per class) takes hours

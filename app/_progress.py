@@ -20,8 +20,8 @@ class RichProgress:
 
     def __init__(self, console: Console) -> None:
         self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[unit]}"),
-            TimeRemainingColumn(), console=console, transient=True,
+            TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[unit]}", markup=False), TimeRemainingColumn(), console=console, transient=True,
         )
         self._tasks: dict[str, TaskID] = {}
         self._started_at: dict[str, float] = {}

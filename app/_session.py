@@ -21,10 +21,13 @@ import os
 import queue
 import re
 import secrets
+import shutil
 import threading
 import time
 import uuid
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,16 +35,19 @@ from typing import Any
 from physagent.agent import AgentEvent, AgentRecord, Assistant, ChatBackend, get_backend
 from physagent.agent.backends import DEFAULT_BACKEND, BackendError, ModelTurn
 from physagent.agent.loop import checked_mode, default_mode
-from physagent.tools import Artifact, ProgressUpdate, ToolError, Workspace, call_tool, export_script
+from physagent.tools import SERVER_ACCESS, Artifact, ProgressUpdate, ToolError, Workspace, call_tool, export_script
 
 __all__ = [
-    "DOCUMENT_SUFFIXES", "SESSION_ID_PATTERN", "UPLOAD_SUFFIXES", "BackendChoice", "Session", "SessionBusyError",
+    "DEFAULT_MAX_SESSIONS", "DEFAULT_SESSION_IDLE_S", "DOCUMENT_SUFFIXES", "SESSION_ID_PATTERN", "UPLOAD_SUFFIXES",
+    "BackendChoice", "Session", "SessionBusyError",
     "SessionNotFoundError", "SessionStore", "StreamFailure", "StreamItem", "ThrottledProgress", "UploadResult",
     "UploadTooLargeError", "event_payload", "import_upload", "provenance", "safe_filename", "save_upload",
     "stream_request", "write_export",
 ]
 
 SESSION_ID_PATTERN = r"^[0-9a-f]{16}$"
+DEFAULT_SESSION_IDLE_S = 3600.0
+DEFAULT_MAX_SESSIONS = 256
 _SESSION_FILE = "session.json"
 _DATA_SUFFIXES = {".root": "read_root", ".parquet": "read_table", ".pq": "read_table", ".csv": "read_table",
                   ".h5": "read_table", ".hdf5": "read_table", ".hdf": "read_table"}
@@ -169,12 +175,24 @@ class Session:
 
 
 class SessionStore:
-    """Sessions under ``<home>/sessions/``; ids are random and checked before any path is built."""
+    """Sessions under ``<home>/sessions/``; ids are random and checked before any path is built.
 
-    def __init__(self, home: Path | str) -> None:
+    A session's tools read host files only from its uploads and ``PHYSAGENT_DATA_DIRS``, never the
+    server's current directory: a client must not read whatever the server process can.
+
+    In memory, the store keeps at most ``max_sessions`` sessions and none idle for more than ``idle_s``
+    seconds; an evicted session stays on disk and reopens by its id (its files and provenance intact,
+    its chat memory fresh). A session in use (a request running in it) is never evicted.
+    """
+
+    def __init__(self, home: Path | str, *, idle_s: float = DEFAULT_SESSION_IDLE_S,
+                 max_sessions: int = DEFAULT_MAX_SESSIONS) -> None:
         self.home = Path(home).expanduser().resolve()
         self.directory = self.home / "sessions"
-        self._sessions: dict[str, Session] = {}
+        self.idle_s, self.max_sessions = idle_s, max_sessions
+        self._sessions: OrderedDict[str, Session] = OrderedDict()  # least recently used first
+        self._used: dict[str, float] = {}
+        self._in_use: Counter[str] = Counter()
         self._lock = threading.Lock()
 
     def create(self) -> Session:
@@ -185,11 +203,10 @@ class SessionStore:
         # the marker keeps the directory (a failed first call removes an *empty* workspace root)
         (root / _SESSION_FILE).write_text(json.dumps({"id": session_id, "created": time.time()}) + "\n")
         with self._lock:
-            self._sessions[session_id] = Session(session_id, Workspace(root))
-            return self._sessions[session_id]
+            return self._keep(Session(session_id, Workspace(root, file_access=SERVER_ACCESS)))
 
     def get(self, session_id: str) -> Session:
-        """The session with this id (also one created before a restart).
+        """The session with this id (also one created before a restart or evicted from memory).
 
         Raises:
             SessionNotFoundError: malformed id or no such session.
@@ -197,15 +214,65 @@ class SessionStore:
         if not isinstance(session_id, str) or not re.fullmatch(SESSION_ID_PATTERN, session_id):
             raise SessionNotFoundError(f"{session_id!r} is not a session id (16 hex digits, e.g. '3f2a9c1b7d0e4a5b').")
         with self._lock:
-            if session_id not in self._sessions:
-                root = self.directory / session_id
-                if not (root / _SESSION_FILE).is_file():
-                    raise SessionNotFoundError(f"no session {session_id!r}; create one with POST /sessions.")
-                self._sessions[session_id] = Session(session_id, Workspace(root))
-            return self._sessions[session_id]
+            if session_id in self._sessions:
+                return self._keep(self._sessions[session_id])
+            root = self.directory / session_id
+            if not (root / _SESSION_FILE).is_file():
+                raise SessionNotFoundError(f"no session {session_id!r}; create one with POST /sessions.")
+            return self._keep(Session(session_id, Workspace(root, file_access=SERVER_ACCESS)))
+
+    @contextmanager
+    def using(self, session: Session | None) -> Iterator[Session]:
+        """Run a request in ``session``, or with None in a new session that is kept only if the block succeeds.
+
+        A failed first call (invalid input, a tool error) leaves no directory and no session behind.
+        While the block runs, the session is not evicted.
+        """
+        created = session is None
+        session = self.create() if session is None else session
+        with self._lock:
+            self._keep(session)
+            self._in_use[session.id] += 1
+        try:
+            yield session
+        except BaseException:
+            if created:
+                self.discard(session.id)
+            raise
+        finally:
+            with self._lock:
+                self._in_use[session.id] -= 1
+                if self._in_use[session.id] <= 0:
+                    del self._in_use[session.id]
+
+    def discard(self, session_id: str) -> None:
+        """Forget a session and delete its directory (for a new session whose first request failed)."""
+        with self._lock:
+            self._sessions.pop(session_id, None)
+            self._used.pop(session_id, None)
+        if re.fullmatch(SESSION_ID_PATTERN, session_id):
+            shutil.rmtree(self.directory / session_id, ignore_errors=True)
+
+    def _keep(self, session: Session) -> Session:
+        """Mark ``session`` most recently used (adding it if evicted meanwhile), then evict; hold the lock."""
+        now = time.monotonic()
+        self._sessions.setdefault(session.id, session)
+        self._sessions.move_to_end(session.id)
+        self._used[session.id] = now
+        for session_id in list(self._sessions)[:-1]:  # least recently used first; never the one just used
+            if len(self._sessions) <= self.max_sessions and now - self._used[session_id] < self.idle_s:
+                break
+            if self._in_use[session_id] or self._sessions[session_id].lock.locked():  # a request is running
+                continue
+            del self._sessions[session_id], self._used[session_id]
+        return self._sessions[session.id]
 
     def __len__(self) -> int:
         return len(self._sessions)
+
+    def __contains__(self, session_id: object) -> bool:
+        """Whether the session is in memory now (an evicted one is still on disk)."""
+        return session_id in self._sessions
 
 
 # the streamed agent run ---------------------------------------------------------------------------

@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
+from rich.markup import escape
+from rich.text import Text
 
 from physagent.agent import AgentEvent, AgentRecord, Assistant, BackendError, get_backend
 from physagent.agent.loop import checked_mode
 from physagent.agent.report import write_report
-from physagent.app._common import JsonFlag, err, out, print_json, reporting_errors
+from physagent.app._common import JsonFlag, err, error_line, out, print_json, reporting_errors
 from physagent.app._progress import RichProgress
 from physagent.tools import Workspace, stdout_to_stderr
 
@@ -32,18 +34,18 @@ ModeOption = Annotated[str | None, typer.Option(
 def render(event: AgentEvent) -> None:
     """One line (or a few) per event, for a person watching the agent work."""
     if event.type == "plan":
-        out.print(f"[dim]tools offered: {', '.join(event.tools)}[/]")
+        out.print(f"[dim]tools offered: {escape(', '.join(event.tools))}[/]")
     elif event.type == "tool_call":
-        out.print(f"[bold cyan]→ {event.tool}[/] {json.dumps(event.arguments)}", highlight=False)
+        out.print(f"[bold cyan]→ {escape(event.tool)}[/] {escape(json.dumps(event.arguments))}", highlight=False)
     elif event.type == "tool_result":
         mark = "[green]✓[/]" if event.ok else "[red]✗[/]"
-        out.print(f"  {mark} {event.summary[:300]}", highlight=False)
+        out.print(f"  {mark} {escape(event.summary[:300])}", highlight=False)
     elif event.type == "artifact":
-        out.print(f"  [magenta]{event.id}[/] ({event.kind}) {event.path}", highlight=False)
+        out.print(f"  [magenta]{escape(event.id)}[/] ({escape(event.kind)}) {escape(str(event.path))}", highlight=False)
     elif event.type == "error":
-        out.print(f"[bold red]stopped:[/] {event.message}", highlight=False)
+        out.print(error_line(event.message, "stopped:"), highlight=False)
     elif event.type == "answer":
-        out.print(f"\n[bold]{event.text}[/]", highlight=False)
+        out.print(Text("\n" + event.text, style="bold"), highlight=False)
 
 
 def _run(assistant: Assistant, request: str, as_json: bool) -> AgentRecord:
@@ -71,7 +73,7 @@ def ask(
     if report is not None:
         write_report(record, report)
         if not as_json:
-            out.print(f"\nreport: {report}")
+            out.print(f"\nreport: {report}", markup=False)
     if as_json:
         print_json(record.model_dump(mode="json"))
     if record.error:
@@ -83,7 +85,7 @@ def chat(backend: Backend = None, max_steps: MaxSteps = 10, mode: ModeOption = N
     with reporting_errors():
         assistant = _assistant(backend, max_steps, mode)
     out.print(f"physagent chat — backend {assistant.backend.name}, session {assistant.session}. "
-              "Type a request; 'exit' or Ctrl-D ends.")
+              "Type a request; 'exit' or Ctrl-D ends.", markup=False)
     while True:
         try:
             request = typer.prompt("you", prompt_suffix="> ").strip()
@@ -95,7 +97,7 @@ def chat(backend: Backend = None, max_steps: MaxSteps = 10, mode: ModeOption = N
             with reporting_errors():
                 _run(assistant, request, as_json=False)
     out.print(f"session {assistant.session} saved; `physagent export --session {assistant.session}` "
-              "writes a script that reproduces its artifacts.")
+              "writes a script that reproduces its artifacts.", markup=False)
 
 
 def _assistant(backend: str | None, max_steps: int, mode: str | None) -> Assistant:
@@ -131,13 +133,13 @@ def eval_suite(
 
     bad = [m for m in mode or [] if m not in ("plan", "step")]
     if bad:
-        err.print(f"[bold red]error:[/] --mode {bad[0]!r}: use plan or step", highlight=False)
+        err.print(error_line(f"--mode {bad[0]!r}: use plan or step"), highlight=False)
         raise typer.Exit(2)
     paths = suite or [DEFAULT_SUITE]
     try:
         tasks = select_tasks(load_suite(paths), only, tag)
     except EvalSuiteError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(error_line(str(exc)), highlight=False)
         raise typer.Exit(2) from None
     name = ", ".join(p.stem if p.is_file() else f"{p.name}/*.yaml" for p in paths)
     reports = []
@@ -147,7 +149,7 @@ def eval_suite(
                 reports.append(run_suite(
                     tasks, spec, Workspace().root / "eval-runs", suite=name, mode=cast("Mode | None", chosen),
                     repeats=repeat, progress=lambda r, i, n: err.print(f"[{i}/{n}] {r.id}: {r.verdict}",
-                                                                        highlight=False)))
+                                                                        highlight=False, markup=False)))
     if as_json:
         dumped = [r.model_dump(mode="json") for r in reports]
         text = json.dumps(dumped[0] if len(dumped) == 1 else dumped, indent=2)

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from physagent.app import agent_cli, server_cli
-from physagent.app._common import JsonFlag, err, out, print_json, print_rows, reporting_errors, state
+from physagent.app._common import JsonFlag, err, error_line, out, print_json, print_rows, reporting_errors, state
 from physagent.app._progress import RichProgress
 from physagent.app.kb_cli import kb_app
 from physagent.tools import ToolInputError, Workspace, call_tool, export_script, registry, stdout_to_stderr
@@ -76,14 +79,14 @@ def tools_describe(name: str, as_json: JsonFlag = False) -> None:
     if as_json:
         print_json(document)
         return
-    out.print(f"[bold]{spec.name}[/] ({spec.category}, v{spec.version})\n\n{spec.description}\n\nparameters:")
+    out.print(f"[bold]{spec.name}[/] ({spec.category}, v{spec.version})\n\n{escape(spec.description)}\n\nparameters:")
     required = spec.parameters_schema().get("required", [])
     for pname, prop in spec.parameters_schema().get("properties", {}).items():
         default = "required" if pname in required else f"default {json.dumps(prop.get('default'))}"
-        out.print(f"  [bold]{pname}[/] ({_type_text(prop)}; {default})\n      {prop.get('description', '')}",
-                  highlight=False)
+        out.print(f"  [bold]{pname}[/] ({escape(_type_text(prop))}; {escape(default)})\n"
+                  f"      {escape(prop.get('description', ''))}", highlight=False)
     args = " ".join(f"--arg {k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in spec.example().items())
-    out.print(f"\nexample: physagent tools call {spec.name} {args}", highlight=False)
+    out.print(f"\nexample: physagent tools call {spec.name} {args}", highlight=False, markup=False)
 
 
 def _type_text(prop: dict[str, Any]) -> str:
@@ -143,14 +146,14 @@ def _parse_value(raw: str) -> Any:
 
 def _print_outcome(outcome: Any) -> None:
     note = " (cached result)" if outcome.cached else f" in {outcome.wall_s:.1f} s"
-    out.print(f"[bold]{outcome.tool}[/] finished{note} — call {outcome.call_id}")
+    out.print(f"[bold]{outcome.tool}[/] finished{escape(note)} — call {escape(outcome.call_id)}")
     values = {k: v for k, v in outcome.result.model_dump(mode="json").items()
               if not _is_artifact_value(v)}
     for key, value in values.items():
-        out.print(f"  {key}: {_short(value)}", highlight=False)
+        out.print(f"  {key}: {_short(value)}", highlight=False, markup=False)
     for artifact in outcome.artifacts:
-        out.print(f"  [cyan]{artifact.id}[/] ({artifact.kind}) {artifact.summary}\n    {artifact.path}",
-                  highlight=False)
+        out.print(f"  [cyan]{artifact.id}[/] ({artifact.kind}) {escape(artifact.summary)}\n"
+                  f"    {escape(str(artifact.path))}", highlight=False)
 
 
 def _is_artifact_value(value: Any) -> bool:
@@ -180,14 +183,14 @@ def artifacts_show(artifact_id: str, as_json: JsonFlag = False) -> None:
     """Show one artifact: path, hash, metadata."""
     artifact = Workspace().get_artifact(artifact_id)
     if artifact is None:
-        err.print(f"[bold red]error:[/] no artifact {artifact_id!r} in {Workspace().root}")
+        err.print(error_line(f"no artifact {artifact_id!r} in {Workspace().root}"), highlight=False)
         raise typer.Exit(2)
     if as_json:
         print_json(artifact.model_dump(mode="json"))
         return
-    out.print(f"[bold]{artifact.id}[/] ({artifact.kind}) {artifact.summary}\n  path: {artifact.path}\n"
+    out.print(f"{artifact.id} ({artifact.kind}) {artifact.summary}\n  path: {artifact.path}\n"
               f"  sha256: {artifact.sha256}\n  metadata: {json.dumps(artifact.metadata, indent=2)}",
-              highlight=False)
+              highlight=False, markup=False)
 
 
 @app.command()
@@ -203,8 +206,8 @@ def history(
     table = Table("call", "tool", "inputs", "outputs", "seconds", box=None)
     for call in calls:
         cached = f" (cache of {call.cached_from})" if call.cached_from else ""
-        table.add_row(call.id, call.tool, _short(call.inputs), ", ".join(call.outputs) + cached,
-                      f"{call.wall_s:.1f}")
+        table.add_row(*map(Text, (call.id, call.tool, _short(call.inputs), ", ".join(call.outputs) + cached,
+                                  f"{call.wall_s:.1f}")))  # values, not markup
     out.print(table)
 
 
@@ -219,7 +222,7 @@ def export(
     try:
         source = export_script(Workspace(), artifact, session)
     except KeyError as exc:
-        err.print(f"[bold red]error:[/] {exc.args[0]}")
+        err.print(error_line(str(exc.args[0])), highlight=False)
         raise typer.Exit(2) from None
     tmp = script.with_name(script.name + ".tmp")
     tmp.write_text(source)
@@ -227,9 +230,17 @@ def export(
     if as_json:
         print_json({"script": str(script.resolve())})
     else:
-        out.print(f"wrote {script} — run it with: python {script}")
+        out.print(f"wrote {script} — run it with: python {script}", markup=False)
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point; SIGTERM (``kill``, ``timeout``, a batch system) stops it like Ctrl-C."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _terminate_like_ctrl_c)
     app()
+
+
+def _terminate_like_ctrl_c(signum: int, frame: object) -> None:
+    """Unwind as KeyboardInterrupt does: staging removed, workers killed, exit code 130."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt that cleanup
+    raise KeyboardInterrupt

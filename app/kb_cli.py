@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
-from physagent.app._common import JsonFlag, err, out, print_json, print_rows
+from physagent.app._common import JsonFlag, err, error_line, out, print_json, print_rows
 from physagent.app._progress import RichProgress
 from physagent.knowledge import (
     COLLECTIONS,
@@ -56,16 +57,16 @@ def _print_report(report: IngestReport, as_json: bool) -> None:
     for label, names in (("added", report.added), ("updated", report.updated), ("removed", report.removed),
                          ("unchanged", report.unchanged)):
         if names:
-            out.print(f"{label}: {', '.join(names)}", highlight=False)
+            out.print(f"{label}: {', '.join(names)}", highlight=False, markup=False)
     for name, reason in report.skipped:
-        err.print(f"[yellow]warning:[/] skipped {name}: {reason}", highlight=False)
+        err.print(error_line(f"skipped {name}: {reason}", "warning:", "yellow"), highlight=False)
     for name, note in report.notes:
-        err.print(f"[yellow]note:[/] {name}: {note}", highlight=False)
-    out.print(f"{report.chunks_written} chunks written to '{report.collection}'", highlight=False)
+        err.print(error_line(f"{name}: {note}", "note:", "yellow"), highlight=False)
+    out.print(f"{report.chunks_written} chunks written to '{report.collection}'", highlight=False, markup=False)
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(error_line(message), highlight=False)
     return typer.Exit(2)
 
 
@@ -184,9 +185,9 @@ def search(
                   "`physagent kb build` indexes the bundled sample corpus.")
     for rank, hit in enumerate(hits, start=1):
         page = f", page {hit.page}" if hit.page else ""
-        out.print(f"[bold]{rank}. {hit.title}[/]  [dim]{hit.source}{page} · {hit.collection} · "
+        out.print(f"[bold]{rank}. {escape(hit.title)}[/]  [dim]{escape(f'{hit.source}{page} · {hit.collection}')} · "
                   f"score {hit.score:.4f}[/]", highlight=False)
-        out.print(_excerpt(hit.text), highlight=False)
+        out.print(_excerpt(hit.text), highlight=False, markup=False)
         out.print()
 
 
@@ -215,7 +216,7 @@ def evaluate(
     if as_json:
         print_json([r.to_dict() for r in results])
         return
-    out.print(format_scores(results), highlight=False)
+    out.print(format_scores(results), highlight=False, markup=False)
     for r in results:
         for question in r.misses:
-            out.print(f"[dim]{r.mode} missed (not in top 5): {question}[/]", highlight=False)
+            out.print(f"[dim]{r.mode} missed (not in top 5): {escape(question)}[/]", highlight=False)

@@ -16,12 +16,14 @@ subprocess); ``physagent mcp --transport http`` serves streamable HTTP at ``http
 - **Resources**: every artifact of the workspace as ``artifact://<id>`` (primary file) and
   ``artifact://<id>/<file>`` (any file of it), with its MIME type; text files as text, others base64.
 
-One server, one workspace (``PHYSAGENT_HOME`` or ``--home``): an MCP client is one user.
+One server, one workspace (``PHYSAGENT_HOME`` or ``--home``): an MCP client is one user. The data tools
+read host files only from the workspace's ``uploads/`` and ``PHYSAGENT_DATA_DIRS`` (see :mod:`tools._paths`).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import functools
 import importlib.metadata
 import json
@@ -66,8 +68,13 @@ _INSTRUCTIONS = (
 
 
 def create_server(workspace: Workspace | None = None) -> Server[Any]:
-    """An MCP server over the tool registry and the artifacts of ``workspace`` (default: ``PHYSAGENT_HOME``)."""
-    workspace = workspace or Workspace()
+    """An MCP server over the tool registry and the artifacts of ``workspace`` (default: ``PHYSAGENT_HOME``).
+
+    Its tools read host files from the workspace's uploads and granted folders (``PHYSAGENT_DATA_DIRS``),
+    never the server's current directory: the client, often a model, must not read whatever this process can.
+    """
+    given = workspace or Workspace()
+    workspace = Workspace(given.root, file_access=dataclasses.replace(given.file_access, allow_cwd=False))
 
     async def list_tools(ctx: ServerRequestContext[Any], params: types.PaginatedRequestParams | None
                          ) -> types.ListToolsResult:

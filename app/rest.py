@@ -16,21 +16,28 @@ interactive docs at ``/docs``)::
 
 **Sessions.** Every client works in a session: a workspace of its own under ``<home>/sessions/<id>/``.
 Send its id in the ``X-Physagent-Session`` header (or ``?session=``). A call without one starts a new
-session; the response's ``X-Physagent-Session`` header says which — reuse it to chain calls
-(``ev-…`` ids from one call feed the next) and to keep the agent's chat memory.
+session, kept only if the call succeeds; the response's ``X-Physagent-Session`` header says which — reuse
+it to chain calls (``ev-…`` ids from one call feed the next) and to keep the agent's chat memory. Sessions
+idle for an hour (``PHYSAGENT_SESSION_IDLE_S``) or beyond the 256 most recent (``PHYSAGENT_MAX_SESSIONS``)
+leave the server's memory, not the disk: their id reopens them, with their artifacts and provenance (the
+agent's chat memory starts afresh).
 
-**Errors.** Invalid input → 422 ``{"detail": [{"loc", "field", "msg", "type"}]}`` with the message the
-CLI prints; unknown tool, session or artifact → 404; a busy session → 409; an upload over the limit
-→ 413; a model backend that cannot be reached → 503; a tool that failed on valid input → 500. Other errors
-have the body ``{"detail": "<message>", "type"?: "<error class>"}``. The OpenAPI document declares these
-bodies (``InvalidInput``, ``ErrorBody``) on the routes that can return them, and each tool route's own
-response model (``GenerateEventsResponse`` …: call id, cached, wall time, the typed result, artifacts with
-download URLs, session).
+**Errors.** Invalid input (also a body that is not UTF-8 JSON or is nested too deeply) → 422
+``{"detail": [{"loc", "field", "msg", "type"}]}`` with the message the CLI prints; a file path outside the
+folders the tools may read → 403; unknown tool, session or artifact → 404; a busy session → 409; a request
+body or an upload over its limit → 413; a model backend that cannot be reached → 503;
+a tool that failed on valid input → 500. Other errors have the body
+``{"detail": "<message>", "type"?: "<error class>"}``. The OpenAPI document declares these bodies
+(``InvalidInput``, ``ErrorBody``) on the routes that can return them, and each tool route's own response
+model (``GenerateEventsResponse`` …: call id, cached, wall time, the typed result, artifacts with download
+URLs, session).
 
 **Security.** Binds to 127.0.0.1 by default; another address needs ``PHYSAGENT_API_TOKEN``, and a
 configured token is required on every route as ``Authorization: Bearer <token>``. Artifact ids are
-checked against their pattern before any path is built; uploads are size-limited. The data tools read
-paths on the server, so a token holder can read files the server can: give tokens to trusted users only.
+checked against their pattern before any path is built. Request bodies are limited to 1 MB
+(``PHYSAGENT_MAX_BODY_MB``) and uploads to 200 MB (``--max-upload-mb``), counted as they arrive. The
+data tools read host files only from the session's uploads and the folders in ``PHYSAGENT_DATA_DIRS``
+(never the server's current directory, ``/proc``, ``/sys`` or ``/dev``); anything else is refused with 403.
 """
 
 import dataclasses
@@ -38,6 +45,7 @@ import importlib.metadata
 import inspect
 import json
 import mimetypes
+import os
 import re
 import typing
 from collections.abc import Iterator
@@ -45,16 +53,20 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Body, Depends, FastAPI, File, Header, HTTPException, Query, Request, Response, UploadFile
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sse_starlette import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from physagent.agent import AgentEvent, AgentRecord
 from physagent.agent.backends import BackendError
 from physagent.app._schemas import rest_call_model
 from physagent.app._security import BearerTokenMiddleware
 from physagent.app._session import (
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_SESSION_IDLE_S,
     BackendChoice,
     Session,
     SessionBusyError,
@@ -72,6 +84,7 @@ from physagent.tools import (
     ARTIFACT_ID_PATTERN,
     CallOutcome,
     ProgressUpdate,
+    ToolAccessError,
     ToolCancelledError,
     ToolDependencyError,
     ToolInputError,
@@ -86,6 +99,7 @@ __all__ = ["SESSION_HEADER", "AskBody", "ErrorBody", "InvalidInput", "Problem", 
 
 SESSION_HEADER = "X-Physagent-Session"
 DEFAULT_MAX_UPLOAD_MB = 200
+DEFAULT_MAX_BODY_MB = 1.0  # a JSON tool call or agent request; uploads have their own limit
 _MULTIPART_OVERHEAD_BYTES = 64 * 1024
 # backends a client may pick; anything else (file paths, scripted runs) only as the server's own default
 _CLIENT_BACKENDS = re.compile(r"^(embedded(:(0\.5b|1\.5b))?|openai(:[\w.:/-]{1,100})?)$")
@@ -122,19 +136,20 @@ class InvalidInput(BaseModel):
 
 
 class ErrorBody(BaseModel):
-    """The body of every other error (401, 404, 409, 411, 413, 500, 503)."""
+    """The body of every other error (401, 403, 404, 409, 411, 413, 500, 503)."""
 
     detail: str = Field(description="What went wrong and what to do next.")
     type: str | None = Field(None, description="The error's class (e.g. SessionNotFoundError, ToolRuntimeError); "
-                                               "absent for unknown tools and artifacts and for upload limits.")
+                                               "absent for unknown tools and artifacts and for size limits.")
 
 
 _ERRORS: dict[int, tuple[type[BaseModel], str]] = {
     401: (ErrorBody, "Missing or wrong API token."),
+    403: (ErrorBody, "A file path outside the folders the server's tools may read (uploads, PHYSAGENT_DATA_DIRS)."),
     404: (ErrorBody, "Unknown tool, session or artifact."),
     409: (ErrorBody, "The session is still answering another request."),
     411: (ErrorBody, "The upload has no Content-Length header."),
-    413: (ErrorBody, "The upload is over the server's size limit."),
+    413: (ErrorBody, "The request body or upload is over the server's size limit (the message names it)."),
     422: (InvalidInput, "Invalid input: each problem names its field and says what is allowed."),
     500: (ErrorBody, "The tool failed on valid input."),
     503: (ErrorBody, "A dependency or the model backend is not available."),
@@ -147,12 +162,22 @@ def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def create_app(home: Path | str | None = None, token: str | None = None, *, backend: str | None = None,
-               max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB) -> FastAPI:
+               max_upload_mb: float = DEFAULT_MAX_UPLOAD_MB, max_body_mb: float | None = None,
+               session_idle_s: float | None = None, max_sessions: int | None = None) -> FastAPI:
     """Build the API over sessions in ``home``/sessions; with ``token``, every route requires it.
 
     ``backend`` is the default model spec for ``/agent/ask`` (default: ``$PHYSAGENT_LLM`` or the embedded model).
+    Limits (each unset one from its environment variable, else its default): ``max_body_mb`` for a request body
+    other than an upload (``PHYSAGENT_MAX_BODY_MB``, 1 MB); ``max_upload_mb`` for an upload; ``session_idle_s``
+    and ``max_sessions`` for the sessions kept in memory (``PHYSAGENT_SESSION_IDLE_S``, 3600 s;
+    ``PHYSAGENT_MAX_SESSIONS``, 256) — an evicted session stays on disk and reopens by its id.
     """
-    store = SessionStore(home or default_home())
+    max_body_mb = _limit("max_body_mb", max_body_mb, "PHYSAGENT_MAX_BODY_MB", DEFAULT_MAX_BODY_MB)
+    store = SessionStore(home or default_home(),
+                         idle_s=_limit("session_idle_s", session_idle_s, "PHYSAGENT_SESSION_IDLE_S",
+                                       DEFAULT_SESSION_IDLE_S),
+                         max_sessions=int(_limit("max_sessions", max_sessions, "PHYSAGENT_MAX_SESSIONS",
+                                                 DEFAULT_MAX_SESSIONS)))
     app = FastAPI(title="physagent", version=importlib.metadata.version("physagent"),
                   summary="Typed physics and ML tools, and an agent that uses them.",
                   description=(__doc__ or "").split("\n\n", 1)[1], responses=_errors(401) if token else None)
@@ -161,29 +186,53 @@ def create_app(home: Path | str | None = None, token: str | None = None, *, back
     _add_tool_routes(app, store)
     _add_agent_routes(app, store, BackendChoice.default(backend))
     _add_session_routes(app, store, int(max_upload_mb * 1e6))
-    app.add_middleware(_UploadLimit, max_bytes=int(max_upload_mb * 1e6))
+    app.add_middleware(_BodyLimit, max_body_bytes=int(max_body_mb * 1e6), max_upload_bytes=int(max_upload_mb * 1e6))
     if token:
         app.add_middleware(BearerTokenMiddleware, token=token)
     return app
 
 
+def _limit(name: str, value: float | None, env: str, default: float) -> float:
+    """``value``, else the environment variable ``env``, else ``default``; a positive number.
+
+    Raises:
+        ValueError: not a positive number (the message names the argument or variable).
+    """
+    if value is None:
+        text = os.environ.get(env, "").strip()
+        try:
+            value = float(text) if text else default
+        except ValueError:
+            raise ValueError(f"{env}={text!r} is not a number: set a positive number or unset it.") from None
+        name = env
+    if not value > 0:  # NaN too
+        raise ValueError(f"{name}={value!r} must be a positive number.")
+    return value
+
+
 # sessions ------------------------------------------------------------------------------------------
 
 def _session_dependency(store: SessionStore, *, create: bool) -> Any:
-    """Resolve the client's session from the header or query; start one if allowed and none is given."""
+    """Resolve the client's session from the header or query.
+
+    With ``create``, no session given resolves to None: the route runs in a new session through
+    ``store.using(None)``, which keeps it only if the request succeeds.
+    """
 
     def dependency(
         response: Response,
         header: Annotated[str | None, Header(alias=SESSION_HEADER, description="Session id.")] = None,
         session: Annotated[str | None, Query(description=f"Session id (instead of the {SESSION_HEADER} header).")]
         = None,
-    ) -> Session:
+    ) -> Session | None:
         chosen = header or session
         if chosen is None and not create:
             raise HTTPException(422, detail=[_problem(["header", SESSION_HEADER], SESSION_HEADER, (
                 f"this route needs the session: send its id in the {SESSION_HEADER} header or ?session=."),
                 "missing")])
-        found = store.create() if chosen is None else store.get(chosen)
+        if chosen is None:
+            return None
+        found = store.get(chosen)
         response.headers[SESSION_HEADER] = found.id
         return found
 
@@ -211,9 +260,10 @@ def _add_tool_routes(app: FastAPI, store: SessionStore) -> None:
         return spec.json_schema() | {"category": spec.category, "version": spec.version, "example": spec.example()}
 
     for spec in registry:
-        app.add_api_route(f"/tools/{spec.name}", _tool_endpoint(spec, session_dep), methods=["POST"], tags=["tools"],
-                          summary=spec.summary, description=spec.description, operation_id=f"call_{spec.name}",
-                          response_model=rest_call_model(spec), responses=_errors(404, 422, 500, 503))
+        app.add_api_route(f"/tools/{spec.name}", _tool_endpoint(spec, store, session_dep), methods=["POST"],
+                          tags=["tools"], summary=spec.summary, description=spec.description,
+                          operation_id=f"call_{spec.name}", response_model=rest_call_model(spec),
+                          responses=_errors(403, 404, 413, 422, 500, 503))
 
     @app.post("/tools/{name}", tags=["tools"], summary="Unknown tools: 404.", include_in_schema=False)
     def unknown_tool(name: str) -> None:
@@ -226,19 +276,23 @@ def _known_tool(name: str) -> ToolSpec:
     return registry.get(name)
 
 
-def _tool_endpoint(spec: ToolSpec, session_dep: Any) -> Any:
+def _tool_endpoint(spec: ToolSpec, store: SessionStore, session_dep: Any) -> Any:
     """A POST endpoint whose body is the tool's own input model (so OpenAPI shows every parameter)."""
 
-    def endpoint(arguments: BaseModel, session: Session, no_cache: bool = False) -> dict[str, Any]:
+    def endpoint(arguments: BaseModel, response: Response, session: Session | None,
+                 no_cache: bool = False) -> dict[str, Any]:
         raw = arguments.model_dump(mode="json", exclude_unset=True)
-        outcome = call_tool(spec.name, raw, workspace=session.workspace, use_cache=not no_cache)
-        return _outcome_json(outcome, session)
+        with store.using(session) as used:
+            outcome = call_tool(spec.name, raw, workspace=used.workspace, use_cache=not no_cache)
+        response.headers[SESSION_HEADER] = used.id
+        return _outcome_json(outcome, used)
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     endpoint.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
         inspect.Parameter("arguments", keyword, annotation=Annotated[spec.input_model, Body(
             description=f"Arguments of {spec.name} as one JSON object ({{}} for all defaults).")]),
-        inspect.Parameter("session", keyword, annotation=Annotated[Session, Depends(session_dep)]),
+        inspect.Parameter("response", keyword, annotation=Response),
+        inspect.Parameter("session", keyword, annotation=Annotated[Session | None, Depends(session_dep)]),
         inspect.Parameter("no_cache", keyword, default=False, annotation=Annotated[bool, Query(
             description="Rerun even if an identical call is cached.")]),
     ], return_annotation=dict[str, Any])
@@ -259,14 +313,15 @@ def _add_agent_routes(app: FastAPI, store: SessionStore, default: BackendChoice)
     session_dep = _session_dependency(store, create=True)
 
     @app.post("/agent/ask", tags=["agent"], summary="Ask the agent; stream its events (SSE) or get the record.",
-              responses={200: _ask_response()} | _errors(404, 409, 422, 503))
-    def ask(body: AskBody, session: Annotated[Session, Depends(session_dep)]) -> Response:
+              responses={200: _ask_response()} | _errors(404, 409, 413, 422, 503))
+    def ask(body: AskBody, session: Annotated[Session | None, Depends(session_dep)]) -> Response:
         choice = _backend_choice(body.backend, default)
-        items = stream_request(session, choice, body.request, body.max_steps, mode=body.mode)
-        headers = {SESSION_HEADER: session.id}
-        if body.stream:
-            return EventSourceResponse(_sse(items), headers=headers, ping=15)
-        record = _last_record(items)
+        with store.using(session) as used:
+            items = stream_request(used, choice, body.request, body.max_steps, mode=body.mode)
+            headers = {SESSION_HEADER: used.id}
+            if body.stream:
+                return EventSourceResponse(_sse(items), headers=headers, ping=15)
+            record = _last_record(items)
         return JSONResponse(record.model_dump(mode="json"), headers=headers)
 
 
@@ -355,15 +410,19 @@ def _add_session_routes(app: FastAPI, store: SessionStore, max_upload_bytes: int
     @app.post("/uploads", tags=["sessions"], summary="Upload a data file or a document into the session.",
               responses=_errors(404, 411, 413, 422))
     def upload(file: Annotated[UploadFile, File(description="ROOT, Parquet, CSV, HDF5, PDF or Markdown file.")],
-               session: Annotated[Session, Depends(new_session)]) -> dict[str, Any]:
-        try:
-            path = save_upload(session, file.filename or "upload", iter(lambda: file.file.read(1 << 20), b""),
-                               max_upload_bytes)
-        except UploadTooLargeError:
-            raise
-        except ValueError as exc:
-            raise HTTPException(422, detail=[_problem(["body", "file"], "file", str(exc), "value_error")]) from None
-        return import_upload(session, path).to_json() | {"session": session.id}
+               response: Response, session: Annotated[Session | None, Depends(new_session)]) -> dict[str, Any]:
+        with store.using(session) as used:
+            try:
+                path = save_upload(used, file.filename or "upload", iter(lambda: file.file.read(1 << 20), b""),
+                                   max_upload_bytes)
+            except UploadTooLargeError:
+                raise
+            except ValueError as exc:
+                raise HTTPException(422, detail=[_problem(["body", "file"], "file", str(exc), "value_error")]
+                                    ) from None
+            imported = import_upload(used, path)
+        response.headers[SESSION_HEADER] = used.id
+        return imported.to_json() | {"session": used.id}
 
     @app.get("/artifacts/{artifact_id}", tags=["artifacts"], response_class=FileResponse,
              summary="Download an artifact's primary file, or another of its files with ?file=.",
@@ -397,7 +456,8 @@ def _artifact_file(session: Session, artifact_id: str, file: str | None) -> Path
 
 # errors --------------------------------------------------------------------------------------------
 
-_STATUS: dict[type[Exception], int] = {ToolCancelledError: 409, ToolDependencyError: 503, ToolRuntimeError: 500}
+_STATUS: dict[type[Exception], int] = {ToolAccessError: 403, ToolCancelledError: 409, ToolDependencyError: 503,
+                                       ToolRuntimeError: 500}
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -412,6 +472,13 @@ def _add_error_handlers(app: FastAPI) -> None:
     def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": [_explained(request, error, exc.body) for error in exc.errors()]},
                             status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        problem = _unparsable_body(exc)
+        if problem is None:
+            return await http_exception_handler(request, exc)
+        return JSONResponse({"detail": [problem]}, status_code=422)
 
     def handler(status: int) -> Any:
         def handle(request: Request, exc: Exception) -> JSONResponse:
@@ -438,23 +505,72 @@ def _explained(request: Request, error: Any, body: Any) -> dict[str, Any]:
     return _problem(loc, field, message, error.get("type", "invalid"))
 
 
-class _UploadLimit:
-    """Refuse an upload whose declared size is over the limit before reading it (413), or with no size (411)."""
+def _unparsable_body(exc: StarletteHTTPException) -> dict[str, Any] | None:
+    """The 422 problem for a JSON body FastAPI could not decode (it answers 400): not UTF-8, or nested too deeply."""
+    cause = exc.__cause__
+    if exc.status_code != 400:
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        byte = cause.object[cause.start] if isinstance(cause.object, bytes) else 0
+        return _problem(["body"], None, f"the body is not valid UTF-8 (byte 0x{byte:02x} at position {cause.start}). "
+                        "Send the arguments as one JSON object encoded as UTF-8.", "json_invalid")
+    if isinstance(cause, RecursionError):
+        return _problem(["body"], None, "the JSON body is nested too deeply to parse. Send the arguments as one "
+                        "object of plain values and lists, as GET /tools/{name} describes.", "json_too_deep")
+    return None
 
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+
+class _BodyTooLarge(StarletteHTTPException):
+    """A request body over the limit, found while it was read (413)."""
+
+
+class _BodyLimit:
+    """Refuse a request body over the limit with 413 naming it: unread when its Content-Length says so, else as
+    soon as the bytes read pass it (a chunked body has no length). Uploads have their own, larger limit and
+    must declare their size (411)."""
+
+    def __init__(self, app: Any, max_body_bytes: int, max_upload_bytes: int) -> None:
+        self.app, self.max_body_bytes, self.max_upload_bytes = app, max_body_bytes, max_upload_bytes
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != "/uploads" or scope["method"] != "POST":
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        upload = scope["path"] == "/uploads" and scope["method"] == "POST"
+        limit = self.max_upload_bytes + _MULTIPART_OVERHEAD_BYTES if upload else self.max_body_bytes
+        too_large = (f"the upload is larger than the limit of {self.max_upload_bytes / 1e6:g} MB." if upload else
+                     f"the request body is larger than the server's limit of {self.max_body_bytes / 1e6:g} MB "
+                     f"({self.max_body_bytes} bytes). Send fewer or shorter values (data files go to POST /uploads), "
+                     "or start the server with a higher PHYSAGENT_MAX_BODY_MB.")
         length = dict(scope["headers"]).get(b"content-length")
-        if length is None or not length.isdigit():
+        if upload and (length is None or not length.isdigit()):
             await _send_json(send, 411, "send the upload with a Content-Length header.")
-        elif int(length) > self.max_bytes + _MULTIPART_OVERHEAD_BYTES:
-            await _send_json(send, 413, f"the upload is larger than the limit of {self.max_bytes / 1e6:g} MB.")
-        else:
-            await self.app(scope, receive, send)
+            return
+        if length is not None and length.isdigit() and int(length) > limit:
+            await _send_json(send, 413, too_large)
+            return
+        received, started = 0, False
+
+        async def counted() -> Any:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _BodyTooLarge(413, detail=too_large)
+            return message
+
+        async def watched(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except _BodyTooLarge:  # raised outside the routes' handlers (they answer it themselves)
+            if started:
+                raise
+            await _send_json(send, 413, too_large)
 
 
 async def _send_json(send: Any, status: int, detail: str) -> None:

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from physagent.app._common import err
+from physagent.app._common import err, error_line
 from physagent.app._security import InsecureBindError, check_bind, token_from_env
 from physagent.tools import Workspace, default_home
 
@@ -72,7 +72,7 @@ def _refusing(action: Callable[[], object]) -> None:
     try:
         action()
     except InsecureBindError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(error_line(str(exc)), highlight=False)
         raise typer.Exit(2) from None
 
 

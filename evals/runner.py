@@ -37,7 +37,7 @@ from physagent.evals.checks import Failure, check
 from physagent.evals.report import SuiteReport, TaskResult
 from physagent.evals.schema import Task, substitute
 from physagent.knowledge import KnowledgeBase, sample_corpus
-from physagent.tools import CallOutcome, ToolError, Workspace, call_tool
+from physagent.tools import CallOutcome, FileAccess, ToolError, Workspace, call_tool
 
 __all__ = ["ProgressCallback", "prepare_task", "run_suite"]
 
@@ -112,7 +112,7 @@ def run_suite(
 
 def _run_task(task: Task, backend: ChatBackend, root: Path, mode: Mode | None, max_seconds: float,
               tools_per_request: int) -> TaskResult:
-    workspace = Workspace(tempfile.mkdtemp(prefix=f"{task.id}-", dir=root))
+    workspace = _task_workspace(Path(tempfile.mkdtemp(prefix=f"{task.id}-", dir=root)))
     if task.knowledge == "sample":
         shutil.copytree(_sample_knowledge(root), workspace.root / "knowledge")
     try:
@@ -137,6 +137,11 @@ def _run_task(task: Task, backend: ChatBackend, root: Path, mode: Mode | None, m
     return result
 
 
+def _task_workspace(root: Path) -> Workspace:
+    """The task's workspace; as in the CLI its tools may read the current directory, and also the task's files."""
+    return Workspace(root, file_access=FileAccess(data_dirs=(root / "data",)))
+
+
 def prepare_task(task: Task, workspace: Workspace) -> Prepared:
     """Write the task's files, make its setup calls and fill the placeholders of its requests.
 
@@ -149,7 +154,8 @@ def prepare_task(task: Task, workspace: Workspace) -> Prepared:
     for name, spec in task.files.items():
         if spec.text is not None:
             prepared.files[name] = _write(data / spec.name, spec.text)
-    setup_space = workspace if task.setup_visible else Workspace(workspace.root / "setup")
+    setup_space = workspace if task.setup_visible else Workspace(workspace.root / "setup",
+                                                                 file_access=workspace.file_access)
 
     def lookup(group: str, name: str, path: str | None) -> Any:
         if group == "files":

@@ -74,3 +74,10 @@ def no_workspace_writes(workspace: Workspace) -> Iterator[Workspace]:
     assert not workspace.root.exists() or not any(workspace.root.rglob("*")), (
         f"the workspace {workspace.root} was written to: {list(workspace.root.rglob('*'))[:5]}"
     )
+
+
+@pytest.fixture
+def grant_pytest_temp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let the data tools read files under pytest's temp root (tmp_path, the shared samples), as a user
+    grants a data folder with PHYSAGENT_DATA_DIRS; outside it the file-access rule still holds."""
+    monkeypatch.setenv("PHYSAGENT_DATA_DIRS", str(tmp_path_factory.getbasetemp()))

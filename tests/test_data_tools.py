@@ -17,6 +17,9 @@ import uproot
 from physagent.tools import CallOutcome, ToolInputError, Workspace, call_tool
 from physagent.tools.data import load_histogram
 
+# these tests read files pytest writes (tmp_path, the shared samples); they grant that folder
+pytestmark = pytest.mark.usefixtures("grant_pytest_temp")
+
 
 def _assert_same_arrays(expected: ak.Array, actual: ak.Array) -> None:
     """Field by field (records included): same type and same values."""

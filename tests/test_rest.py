@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 
 from physagent.agent import AgentRecord
 from physagent.app._security import InsecureBindError, check_bind
+from physagent.app._session import SessionStore
 from physagent.app.cli import app as cli_app
 from physagent.app.rest import SESSION_HEADER, create_app
 from physagent.tools import ARTIFACT_ID_PATTERN, file_sha256, registry
@@ -167,7 +169,8 @@ def test_openapi_documents_each_tools_own_result_and_its_errors(client: TestClie
     assert {"id", "kind", "path", "sha256", "summary", "url"} == set(linked["properties"])
     errors = {code: responses[code]["content"]["application/json"]["schema"]["$ref"] for code in responses
               if code != "200"}
-    assert errors == {"404": "#/components/schemas/ErrorBody", "422": "#/components/schemas/InvalidInput",
+    assert errors == {"403": "#/components/schemas/ErrorBody", "404": "#/components/schemas/ErrorBody",
+                      "413": "#/components/schemas/ErrorBody", "422": "#/components/schemas/InvalidInput",
                       "500": "#/components/schemas/ErrorBody", "503": "#/components/schemas/ErrorBody"}
 
 
@@ -304,6 +307,98 @@ def test_two_concurrent_sessions_keep_separate_workspaces(client: TestClient, tm
         assert listed == [made[mine]]
         assert client.get(f"/artifacts/{made[other]}", headers={SESSION_HEADER: mine}).status_code == 404
     assert {p.name for p in (tmp_path / "home" / "sessions").iterdir()} == set(sessions)
+
+
+def _sessions_on_disk(home: Path) -> list[str]:
+    return sorted(p.name for p in (home / "sessions").iterdir()) if (home / "sessions").is_dir() else []
+
+
+def test_a_body_over_the_limit_is_413_and_the_server_stays_responsive(tmp_path: Path) -> None:
+    """A JSON body over the limit is refused by its declared size or while it streams in; nothing is created."""
+    home = tmp_path / "home"
+    client = TestClient(create_app(home, max_body_mb=0.01))
+    big = json.dumps(DY | {"settings": ["Tune:pp = 14"] * 2000}).encode()
+    declared = client.post("/tools/generate_events", content=big, headers={"content-type": "application/json"})
+    assert declared.status_code == 413 and "limit of 0.01 MB (10000 bytes)" in declared.json()["detail"]
+    assert not list(_declared(client, "/tools/generate_events", "post", 413).iter_errors(declared.json()))
+    streamed = client.post("/tools/generate_events", content=(big[i:i + 1000] for i in range(0, len(big), 1000)),
+                           headers={"content-type": "application/json"})  # chunked: no Content-Length to trust
+    assert streamed.status_code == 413 and "PHYSAGENT_MAX_BODY_MB" in streamed.json()["detail"]
+    ask = client.post("/agent/ask", json={"request": "x" * 20_000})
+    assert ask.status_code == 413
+    assert _sessions_on_disk(home) == [] and len(client.app.state.store) == 0  # type: ignore[attr-defined]
+    assert client.get("/tools").status_code == 200
+    assert _generate(client)["result"]["n_events"] == 50  # a normal call still works
+
+
+def test_the_body_limit_comes_from_the_environment_when_not_given(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """PHYSAGENT_MAX_BODY_MB sets the limit; a value that is not a positive number is refused by name."""
+    monkeypatch.setenv("PHYSAGENT_MAX_BODY_MB", "0.001")
+    client = TestClient(create_app(tmp_path / "home"))
+    response = client.post("/tools/generate_events", json=DY | {"settings": ["Tune:pp = 14"] * 100})
+    assert response.status_code == 413 and "0.001 MB (1000 bytes)" in response.json()["detail"]
+    monkeypatch.setenv("PHYSAGENT_MAX_BODY_MB", "lots")
+    with pytest.raises(ValueError, match="PHYSAGENT_MAX_BODY_MB='lots' is not a number"):
+        create_app(tmp_path / "home")
+
+
+def test_a_failed_call_without_a_session_leaves_no_session_behind(client: TestClient, tmp_path: Path) -> None:
+    """Invalid input, a tool's refusal, a bad upload or a bad backend: no sessions/<id>/ and none in memory."""
+    home, store = tmp_path / "home", client.app.state.store  # type: ignore[attr-defined]
+    failures = [
+        client.post("/tools/generate_events", json=DY | {"n_events": -5}),  # refused by the schema
+        client.post("/tools/histogram", json={"source": "ev-0123456789", "field": "m_hat_gev"}),  # by the tool
+        client.post("/uploads", files={"file": ("run.sh", b"rm -rf /", "text/plain")}),
+        client.post("/agent/ask", json={"request": "hi", "backend": "scripted:/etc/passwd"}),
+    ]
+    assert [response.status_code for response in failures] == [422] * 4
+    assert all(SESSION_HEADER not in response.headers for response in failures)
+    assert _sessions_on_disk(home) == [] and len(store) == 0
+    made = _generate(client)
+    assert _sessions_on_disk(home) == [made["session"]] and made["session"] in store
+
+
+def test_idle_sessions_leave_memory_and_reopen_by_their_id(tmp_path: Path) -> None:
+    """Beyond the cap or idle too long, a session leaves memory, not the disk: its id reopens it, artifacts intact."""
+    client = TestClient(create_app(tmp_path / "home", max_sessions=2))
+    store = client.app.state.store  # type: ignore[attr-defined]
+    made = _generate(client)
+    first, artifact = made["session"], made["artifacts"][0]["id"]
+    others = [client.post("/sessions").json()["session"] for _ in range(2)]
+    assert len(store) == 2 and first not in store and all(other in store for other in others)
+    headers = {SESSION_HEADER: first}
+    assert client.get(f"/artifacts/{artifact}", headers=headers).status_code == 200
+    again = client.post("/tools/histogram", json={"source": artifact, "field": "m_hat_gev", "bins": 5}, headers=headers)
+    assert again.status_code == 200 and again.json()["session"] == first and first in store and len(store) == 2
+
+    idle = SessionStore(tmp_path / "idle", idle_s=0.05)
+    old, busy = idle.create(), idle.create()
+    with busy.lock:  # answering a request: never evicted
+        time.sleep(0.1)
+        fresh = idle.create()
+        assert old.id not in idle and busy.id in idle and fresh.id in idle
+    assert idle.get(old.id).root == old.root  # reopened from disk
+
+
+def test_bodies_that_are_not_utf8_or_nest_too_deeply_are_422_with_the_declared_shape(
+    client: TestClient, tmp_path: Path
+) -> None:
+    """Undecodable or absurdly nested JSON is invalid input (422, the declared InvalidInput body), not a 400."""
+    headers = {"content-type": "application/json"}
+    not_utf8 = client.post("/tools/generate_events", content=b'{"process": "drell_yan_mumu\xff"}', headers=headers)
+    deep = client.post("/tools/generate_events", content=b'{"settings": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+                       headers=headers)
+    ask = client.post("/agent/ask", content=b'{"request": "\xc3\x28"}', headers=headers)
+    for response, kind, route in ((not_utf8, "json_invalid", "/tools/generate_events"), (ask, "json_invalid",
+                                  "/agent/ask"), (deep, "json_too_deep", "/tools/generate_events")):
+        assert response.status_code == 422, response.text
+        assert not list(_declared(client, route, "post", 422).iter_errors(response.json()))
+        problem = response.json()["detail"][0]
+        assert problem["type"] == kind and problem["loc"] == ["body"] and problem["field"] is None
+    assert "not valid UTF-8 (byte 0xff" in not_utf8.json()["detail"][0]["msg"]
+    assert "nested too deeply" in deep.json()["detail"][0]["msg"]
+    assert _sessions_on_disk(tmp_path / "home") == []
 
 
 def test_uploads_become_artifacts_within_the_size_limit(tmp_path: Path) -> None:

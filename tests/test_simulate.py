@@ -232,3 +232,26 @@ def test_more_shards_than_events_is_refused_before_anything_runs(no_workspace_wr
     with pytest.raises(ToolInputError, match=r"shards=1000 is more than n_events=400: each shard needs"):
         call_tool("generate_events", {"process": "ttbar", "n_events": 400, "shards": 1000, "mpi": False},
                   workspace=no_workspace_writes)
+
+
+def test_concurrent_in_process_generation_from_threads_completes(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server runs tool calls in threads: several in-process generate_events calls at once all finish
+    (they used to hang in Pythia construction and fd-1 captures) and each keeps its own events."""
+    import threading
+
+    monkeypatch.setenv("PHYSAGENT_WORKERS", "1")
+    outcomes: dict[int, CallOutcome] = {}
+
+    def generate(i: int) -> None:
+        arguments = {"process": "drell_yan_mumu", "n_events": 20, "mpi": False, "seed": i + 1}
+        outcomes[i] = call_tool("generate_events", arguments, workspace=Workspace(tmp_path / f"w{i}"))
+
+    threads = [threading.Thread(target=generate, args=(i,), daemon=True) for i in range(4)]  # daemon: a hang fails
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert sorted(outcomes) == [0, 1, 2, 3], "in-process generation from threads hung or failed"
+    events = [_read(outcomes[i].artifacts[0].path) for i in range(4)]
+    assert [len(e) for e in events] == [20] * 4
+    assert len({float(ak.sum(e.m_hat_gev)) for e in events}) == 4  # distinct seeds, distinct samples

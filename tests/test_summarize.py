@@ -15,6 +15,9 @@ from physagent.tools import CallOutcome, ToolInputError, Workspace, call_tool
 from physagent.tools.data import _expressions
 from physagent.tools.data._expressions import ExpressionError, parse
 
+# these tests read files pytest writes (tmp_path, the shared samples); they grant that folder
+pytestmark = pytest.mark.usefixtures("grant_pytest_temp")
+
 # Four events with known jets (pt [GeV], eta): event 1 is stored out of pT order, event 2 has no jets.
 JETS = [
     [{"pt": 50.0, "eta": 0.5}, {"pt": 40.0, "eta": -2.8}, {"pt": 10.0, "eta": 1.0}],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -69,6 +70,44 @@ def test_ctrl_c_inside_a_tool_leaves_no_artifact(workspace: Workspace) -> None:
     """KeyboardInterrupt propagates and leaves nothing half-written behind."""
     with pytest.raises(KeyboardInterrupt):
         call_tool("write_then_fail", {"fail": False, "interrupt": True}, workspace=workspace)
+    assert _visible_files(workspace) == []
+
+
+def test_opening_a_workspace_sweeps_what_killed_calls_left_but_never_a_live_call(
+    workspace: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Stale staging and unlisted artifact dirs go, with a warning naming them; a live call's dir stays."""
+    kept = call_tool("write_then_fail", {"fail": False}, workspace=workspace).result.table
+    stale = workspace.root / ".staging" / ("0" * 32)
+    (stale / "tab-0123456789").mkdir(parents=True)
+    (stale / "tab-0123456789" / "half.txt").write_text("killed mid-write")
+    unlisted = workspace.root / "artifacts" / "tab-abcdef0123"  # killed between rename and commit
+    unlisted.mkdir()
+    (unlisted / "half.txt").write_text("never recorded")
+    foreign = workspace.root / "artifacts" / "my-notes"  # not an artifact id: not ours to remove
+    foreign.mkdir()
+    with workspace.staging_area() as live, caplog.at_level(logging.WARNING, logger="physagent.tools._workspace"):
+        (live / "part.txt").write_text("being written")  # flock-ed by this call, as a live writer's is
+        Workspace(workspace.root)  # the first open in this process sweeps
+        assert (live / "part.txt").is_file()
+    assert not stale.exists() and not unlisted.exists()
+    assert foreign.is_dir() and workspace.get_artifact(kept.id) == kept and kept.path.is_file()
+    assert (f"removed 2 leftover(s) of interrupted calls from workspace {workspace.root}: "
+            f".staging/{stale.name}, artifacts/{unlisted.name}") in caplog.text
+    assert workspace.sweep() == []  # nothing left to sweep
+
+
+def test_a_failed_commit_leaves_no_unlisted_artifact_directory(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If recording the call fails after the rename, the files move back and go with the staging dir."""
+    def refuse(*args: object) -> None:
+        raise OSError("database went away")
+
+    monkeypatch.setattr(Workspace, "_insert_call", staticmethod(refuse))
+    with pytest.raises(OSError, match="database went away"):
+        call_tool("write_then_fail", {"fail": False}, workspace=workspace)
+    assert list((workspace.root / "artifacts").iterdir()) == [] and workspace.list_artifacts() == []
     assert _visible_files(workspace) == []
 
 

@@ -13,12 +13,14 @@ from physagent.tools import code, data, retrieval, session, simulate, tag  # noq
 from physagent.tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact, artifact_ref, file_sha256
 from physagent.tools._context import ProgressSink, ProgressUpdate, ToolContext
 from physagent.tools._errors import (
+    ToolAccessError,
     ToolCancelledError,
     ToolDependencyError,
     ToolError,
     ToolInputError,
     ToolRuntimeError,
 )
+from physagent.tools._paths import SERVER_ACCESS, FileAccess
 from physagent.tools._provenance import export_script
 from physagent.tools._registry import ToolResult, ToolSpec, registry, tool, tool_spec
 from physagent.tools._runner import CallOutcome, call_tool, package_versions
@@ -28,12 +30,15 @@ from physagent.tools._workspace import CallRecord, Workspace, default_home
 
 __all__ = [
     "ARTIFACT_ID_PATTERN",
+    "SERVER_ACCESS",
     "Accepts",
     "Artifact",
     "CallOutcome",
     "CallRecord",
+    "FileAccess",
     "ProgressSink",
     "ProgressUpdate",
+    "ToolAccessError",
     "ToolCancelledError",
     "ToolContext",
     "ToolDependencyError",

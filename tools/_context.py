@@ -1,5 +1,6 @@
-r"""What a running tool can reach: the workspace (read artifacts, create new ones), progress, cancellation,
-and the agent session that made the call (``ctx.session``; None for a call from the CLI or a script).
+r"""What a running tool can reach: the workspace (read artifacts, create new ones), host files inside the
+allowed folders (``ctx.input_file``), progress, cancellation, and the agent session that made the call
+(``ctx.session``; None for a call from the CLI or a script).
 
 A tool declares a parameter ``ctx: ToolContext`` to receive it; the parameter is not part of the
 schema the LLM sees. Progress goes through one protocol, :class:`ProgressSink`, which the CLI renders
@@ -77,6 +78,15 @@ class ToolContext:
                 " List them with `physagent artifacts list`."
             )
         return found
+
+    def input_file(self, param: str, path: str) -> Path:
+        """The real path of the host file ``path``, if the workspace's file access allows reading it.
+
+        Raises:
+            ToolAccessError: outside the allowed folders (see :mod:`tools._paths`).
+            ToolInputError: missing, or not a regular file.
+        """
+        return self.workspace.file_access.resolve(self.tool, param, path, self.workspace.root / "uploads")
 
     def new_artifact(self, kind: str) -> PendingArtifact:
         """Start a new artifact: write its files into ``.directory``, then call ``.finish(...)``."""

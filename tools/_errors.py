@@ -11,11 +11,13 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "ToolAccessError",
     "ToolCancelledError",
     "ToolDependencyError",
     "ToolError",
     "ToolInputError",
     "ToolRuntimeError",
+    "one_line",
 ]
 
 
@@ -54,6 +56,13 @@ def _rebuild_input_error(kind: type[ToolInputError], message: str, tool: str | N
     return kind(message, tool=tool, param=param, value=value)
 
 
+class ToolAccessError(ToolInputError):
+    """The call names a host file outside the folders the tools may read (see :mod:`tools._paths`).
+
+    An input error (CLI exit 2, nothing run), kept distinct so REST answers 403 rather than 422.
+    """
+
+
 class ToolRuntimeError(ToolError):
     """The inputs were valid but the work failed (a generator, a file, a library)."""
 
@@ -64,3 +73,10 @@ class ToolDependencyError(ToolError):
 
 class ToolCancelledError(ToolError):
     """The caller cancelled a running tool; nothing was committed to the workspace."""
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """A library's complaint as one line for a message: ``Type: text`` with whitespace runs (newlines)
+    collapsed and at most ``limit`` characters (uproot and pandas spread theirs over several lines)."""
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -4,13 +4,16 @@ The script replays each call through :func:`tools.call_tool` in a fresh workspac
 maps the original artifact ids to the new ones — in artifact parameters and inside any other string
 argument that names them, such as ``run_python`` code reading ``INPUTS["jet-…"]`` — and compares every
 new artifact's sha256 with the recorded one; it exits non-zero on any mismatch. Calls of
-``export_session`` are never replayed: a script does not reproduce scripts.
+``export_session`` are never replayed: a script does not reproduce scripts. The folders of the host files
+the calls read (``read_table``, ``read_root``) are granted to the script in ``READ_FOLDERS``, in plain sight.
 """
 
 from __future__ import annotations
 
 import datetime
 import pprint
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from physagent.tools._registry import registry
@@ -34,9 +37,12 @@ Each call is rerun with the cache off; every artifact's sha256 is compared with 
 import sys
 from pathlib import Path
 
-from physagent.tools import Workspace, call_tool
+from physagent.tools import FileAccess, Workspace, call_tool
 
-workspace = Workspace(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("physagent-reproduced"))
+# the host folders the recorded calls read files from: the data tools may read them (and the current directory)
+READ_FOLDERS = {read_folders}
+workspace = Workspace(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("physagent-reproduced"),
+                      file_access=FileAccess(data_dirs=tuple(map(Path, READ_FOLDERS))))
 new_ids = {{}}
 mismatches = []
 
@@ -115,11 +121,30 @@ def render_script(workspace: Workspace, calls: list[CallRecord]) -> str:
     versions = _versions_line(calls)
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     produced = {output for call in calls for output in call.outputs}
-    lines = [_HEADER.format(when=when, root=workspace.root, n=len(calls), versions=versions)]
+    lines = [_HEADER.format(when=when, root=workspace.root, n=len(calls), versions=versions,
+                            read_folders=_read_folders(calls))]
     for call in calls:
         lines.append(_call_source(call, produced))
     lines.append(_FOOTER)
     return "\n".join(lines)
+
+
+def _read_folders(calls: list[CallRecord]) -> list[str]:
+    """Folders of the host files the calls read (``source_path`` in their artifacts' metadata), sorted."""
+    folders = {str(Path(artifact["metadata"]["source_path"]).parent) for call in calls
+               for artifact in _artifact_records(call.result) if "source_path" in artifact.get("metadata", {})}
+    return sorted(folders)
+
+
+def _artifact_records(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, dict):
+        if {"id", "kind", "sha256"} <= value.keys():
+            yield value
+        for item in value.values():
+            yield from _artifact_records(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _artifact_records(item)
 
 
 def _call_source(call: CallRecord, produced: set[str]) -> str:

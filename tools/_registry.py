@@ -19,6 +19,16 @@ physagent.tools._errors.ToolInputError: add: a='two' must be a valid integer, ..
 
 The registry refuses, at import time, a tool whose parameters are untyped or undocumented or whose
 return type is not a :class:`ToolResult`.
+
+Input rules every tool gets from the registry (one place, so no tool can forget them):
+
+- a float parameter rejects NaN and ±Infinity (``allow_inf_nan=False`` on every argument model; a
+  parameter that means to accept them says so with ``Field(allow_inf_nan=True)`` and in its description);
+- a list parameter holds at most :data:`MAX_ITEMS` items unless it declares ``max_length``;
+- an integer parameter without its own limits stays within int64 (:data:`INT_RANGE`), what numpy, uproot
+  and torch can hold;
+- a parameter named ``seed`` lies in :data:`SEED_RANGE`, ``0 … 2**32 - 1``, what numpy and
+  scikit-learn accept as a seed.
 """
 
 from __future__ import annotations
@@ -26,21 +36,36 @@ from __future__ import annotations
 import inspect
 import json
 import re
+import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
+from annotated_types import Ge, Le, MaxLen
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic.fields import FieldInfo
+from pydantic.functional_validators import AfterValidator, BeforeValidator, PlainValidator, WrapValidator
 
 from physagent.tools._artifacts import Accepts, Artifact
 from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolInputError
 
-__all__ = ["Registry", "ToolResult", "ToolSpec", "registry", "tool", "tool_spec"]
+__all__ = ["INT_RANGE", "MAX_ITEMS", "SEED_RANGE", "Registry", "ToolResult", "ToolSpec", "registry", "tool",
+           "tool_spec"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: Most items a list parameter takes when its tool declares no ``max_length`` of its own.
+MAX_ITEMS = 10_000
+#: Range of an integer parameter without limits of its own: int64, what numpy, uproot and torch hold.
+INT_RANGE = (-(2**63), 2**63 - 1)
+#: Range of every parameter named ``seed``: what numpy and scikit-learn accept.
+SEED_RANGE = (0, 2**32 - 1)
+#: Configuration of every tool's argument model: unknown keys and non-finite floats are refused.
+_INPUT_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False)
+_SIZED = (list, set, frozenset)
+_VALIDATORS = (AfterValidator, BeforeValidator, PlainValidator, WrapValidator)
 
 
 class ToolResult(BaseModel):
@@ -139,10 +164,10 @@ class ToolSpec:
             message, value = f"{self.name}: parameter {param!r} is required{hint}.", None
         else:
             problem = re.sub(r"^(Input|String|List|Dictionary|Value) should", "must", error["msg"])
-            problem = problem.replace("Value error, ", "")
+            problem = problem.replace("Value error, ", "").replace(" after validation", "")
             hint = f" — {field.description}" if field and field.description else ""
             more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
-            message = f"{self.name}: {param}={value!r} {problem}{hint}{more}"
+            message = f"{self.name}: {param}={_short_repr(value)} {problem}{hint}{more}"
         return ToolInputError(message, tool=self.name, param=param, value=value)
 
     def example(self) -> dict[str, Any]:
@@ -154,6 +179,15 @@ class ToolSpec:
                 enum = properties.get(name, {}).get("enum")
                 example[name] = (field.examples or enum or [f"<{name}>"])[0]
         return example
+
+
+def _short_repr(value: Any, limit: int = 120) -> str:
+    """``repr(value)`` on one line and at most ``limit`` characters (a 10,000-item list is not echoed)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} items)" if isinstance(value, list | dict | tuple | set) else ""
+    return f"{text[:limit - 3]}...{size}"
 
 
 def _parameter_line(name: str, schema: dict[str, Any], required: bool) -> str:
@@ -265,16 +299,76 @@ def _build_spec(function: Callable[..., Any], category: str, version: str, name:
             continue
         _check_documented(name, param.name, annotation)
         default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[param.name] = (annotation, default)
+        ints = SEED_RANGE if param.name == "seed" else INT_RANGE
+        fields[param.name] = (_bounded(annotation, (), ints, f"tool {name}: parameter {param.name!r}"), default)
         kinds = _accepted_kinds(annotation)
         if kinds:
             artifact_params[param.name] = kinds
     model_name = "".join(part.title() for part in name.split("_")) + "Input"
-    input_model = create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
+    input_model = create_model(model_name, __config__=_INPUT_CONFIG, **fields)
     return ToolSpec(
         name, category, version, description, function, input_model, result_model,
         artifact_params, wants_context, cacheable,
     )
+
+
+def _bounded(annotation: Any, known: tuple[Any, ...], ints: tuple[int, int], where: str) -> Any:
+    """``annotation`` with the registry's limits (module docstring) added wherever the tool declared none.
+
+    ``known`` holds the constraints of the enclosing ``Annotated`` layers (they reach through
+    ``X | None``). Added constraints go after the tool's own: pydantic lets the last one of a kind win,
+    and ours are only added where they are tighter.
+    """
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        inner, *meta = typing.get_args(annotation)
+        rebuilt = _bounded(inner, (*known, *_constraints(meta)), ints, where)
+        if typing.get_origin(rebuilt) is Annotated:  # our additions: behind the tool's limits, before its validators
+            base, *added = typing.get_args(rebuilt)
+            cut = next((i for i, item in enumerate(meta) if isinstance(item, _VALIDATORS)), len(meta))
+            return Annotated[(base, *meta[:cut], *added, *meta[cut:])]
+        return Annotated[(rebuilt, *meta)]
+    if origin in (typing.Union, types.UnionType):
+        args = tuple(_bounded(arg, known, ints, where) for arg in typing.get_args(annotation))
+        return typing.Union[args]  # noqa: UP007 (rebuilt from a tuple of members)
+    if origin in (*_SIZED, dict):
+        args = tuple(_bounded(arg, (), INT_RANGE, where) for arg in typing.get_args(annotation))
+        rebuilt = origin[args] if args else annotation
+        if origin is dict:  # bounded by the front ends' body limits; llguidance has no maxProperties
+            return rebuilt
+        has_max = any(getattr(c, "max_length", None) is not None for c in known)
+        return rebuilt if has_max else Annotated[rebuilt, MaxLen(MAX_ITEMS)]
+    if annotation is int:
+        added = _int_limits(known, ints)
+        return Annotated[(int, *added)] if added else int
+    nested_model = inspect.isclass(annotation) and issubclass(annotation, BaseModel)
+    if nested_model and annotation.model_config.get("allow_inf_nan", True):
+        raise TypeError(f"{where}: model {annotation.__name__} must set ConfigDict(allow_inf_nan=False) "
+                        "so its floats refuse NaN and ±inf like every tool parameter")
+    return annotation
+
+
+def _constraints(metadata: Iterable[Any]) -> list[Any]:
+    """The constraint objects in ``Annotated`` metadata (a ``Field(...)`` carries its own list)."""
+    found: list[Any] = []
+    for item in metadata:
+        found += item.metadata if isinstance(item, FieldInfo) else [item]
+    return found
+
+
+def _int_limits(known: tuple[Any, ...], ints: tuple[int, int]) -> list[Any]:
+    """``Ge``/``Le`` for the ends of ``ints`` the declared constraints leave looser (or open)."""
+    low, high = ints
+    lows = [c.ge for c in known if getattr(c, "ge", None) is not None]
+    lows += [c.gt + 1 for c in known if getattr(c, "gt", None) is not None]
+    highs = [c.le for c in known if getattr(c, "le", None) is not None]
+    highs += [c.lt - 1 for c in known if getattr(c, "lt", None) is not None]
+    added: list[Any] = []
+    if not lows or max(lows) < low:
+        added.append(Ge(low))
+    if not highs or min(highs) > high:
+        added.append(Le(high))
+    return added
 
 
 def _check_documented(tool_name: str, param: str, annotation: Any) -> None:

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import importlib.metadata
 import json
+import math
 import platform
 import threading
 import time
@@ -129,6 +130,7 @@ def _run(
             wall_s=wall_s, packages=package_versions(), cache_key=key, cached_from=None, session=session,
         )
         _check_outputs_are_new(spec, result, ctx)
+        _check_finite(spec, record.result, [p.artifact.metadata for p in ctx.pending if p.artifact])
         workspace.commit(ctx.pending, record)
     return CallOutcome(call_id, spec.name, result, cached=False, wall_s=wall_s)
 
@@ -140,6 +142,22 @@ def _invoke(spec: ToolSpec, kwargs: dict[str, Any]) -> ToolResult:
         raise
     except Exception as exc:  # a library failed: wrap it so every front end reports it the same way
         raise ToolRuntimeError(f"{spec.name}: failed with {type(exc).__name__}: {exc}") from exc
+
+
+def _check_finite(spec: ToolSpec, result: Any, metadata: list[dict[str, Any]]) -> None:
+    """Refuse a result holding NaN or ±inf before anything is committed: provenance is strict JSON."""
+    where = _non_finite_at(result, "result") or _non_finite_at(metadata, "artifact metadata")
+    if where:
+        raise ToolRuntimeError(f"{spec.name}: {where} is not a finite number (NaN or ±inf), which the JSON "
+                               "provenance record cannot hold; nothing was saved. Please report this bug.")
+
+
+def _non_finite_at(value: Any, path: str) -> str | None:
+    """Where in a JSON-like value the first non-finite float sits (None: nowhere)."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return next((found for key, item in items if (found := _non_finite_at(item, f"{path}.{key}"))), None)
 
 
 def _check_outputs_are_new(spec: ToolSpec, result: ToolResult, ctx: ToolContext) -> None:

@@ -9,15 +9,22 @@ Layout under ``PHYSAGENT_HOME`` (default ``~/.physagent``)::
 A file becomes an artifact only after its directory is renamed into ``artifacts/`` (atomic on one
 filesystem) and its row is written; a crash or Ctrl-C before that leaves no visible artifact.
 Reading never creates anything: a bad call leaves a missing workspace missing.
+
+A killed call's leftovers (its ``.staging/<uuid>/``, or an ``artifacts/<id>/`` renamed but never
+recorded) are swept the first time a process opens the workspace, with a logged warning naming them;
+directory locks keep every live call's files out of the sweep (see :mod:`physagent.tools._sweep`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import math
 import os
 import shutil
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -27,8 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from physagent.tools._artifacts import Artifact, files_sha256, id_prefix
+from physagent.tools._paths import FileAccess
+from physagent.tools._sweep import locked, locked_root, sweep_leftovers
 
-__all__ = ["CallRecord", "PendingArtifact", "Workspace", "default_home"]
+__all__ = ["CallRecord", "PendingArtifact", "Workspace", "default_home", "strict_json"]
+
+log = logging.getLogger(__name__)
+_swept: set[Path] = set()  # roots this process has swept: once per process is enough
+_swept_lock = threading.Lock()
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS artifacts (
@@ -103,10 +116,21 @@ class PendingArtifact:
 
 
 class Workspace:
-    """Artifacts and provenance under one root directory."""
+    """Artifacts and provenance under one root directory, and the host folders its tools may read.
 
-    def __init__(self, root: Path | str | None = None) -> None:
+    ``file_access`` decides which host files the data tools may import: by default uploads, the current
+    directory and ``PHYSAGENT_DATA_DIRS``; servers pass :data:`~physagent.tools._paths.SERVER_ACCESS`.
+    """
+
+    def __init__(self, root: Path | str | None = None, *, file_access: FileAccess | None = None) -> None:
         self.root = Path(root).expanduser().resolve() if root else default_home().resolve()
+        self.file_access = file_access or FileAccess()
+        with _swept_lock:
+            first_open = self.root not in _swept and self.root.is_dir()
+            if first_open:
+                _swept.add(self.root)
+        if first_open:
+            self.sweep()
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
@@ -182,15 +206,48 @@ class Workspace:
 
     @contextmanager
     def staging_area(self) -> Iterator[Path]:
-        """A private staging directory that is always removed afterwards."""
+        """A private staging directory, locked while the call lives (no sweep takes it) and always removed."""
+        made_root = not self.root.exists()
         staging = self.root / ".staging" / uuid.uuid4().hex
         try:
-            yield staging
+            with contextlib.ExitStack() as held:
+                with locked_root(self.root):  # a sweep never sees the directory before its lock is taken
+                    staging.mkdir(parents=True)
+                    held.enter_context(locked(staging, exclusive=True))
+                try:
+                    yield staging
+                finally:
+                    shutil.rmtree(staging, ignore_errors=True)
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
-            for directory in (staging.parent, self.root):  # leave a failed call's workspace as found
-                with contextlib.suppress(OSError):
-                    directory.rmdir()  # only succeeds when empty
+            with locked(self.root, exclusive=True, wait_s=0) as alone:  # leave a failed call's workspace as found
+                for directory in (staging.parent, *([self.root] if made_root else [])) if alone else []:
+                    with contextlib.suppress(OSError):
+                        directory.rmdir()  # only succeeds when empty
+
+    def sweep(self) -> list[Path]:
+        """Remove what killed calls left behind: stale staging and unlisted artifact directories.
+
+        Runs once per process when a workspace is first opened; logs a warning naming what it removed.
+
+        Returns:
+            The directories removed.
+        """
+        try:
+            removed = sweep_leftovers(self.root, self._listed_ids)
+        except (OSError, sqlite3.Error) as exc:
+            log.debug("workspace %s: sweep skipped (%s)", self.root, exc)
+            return []
+        if removed:
+            names = ", ".join(str(p.relative_to(self.root)) for p in removed)
+            log.warning("physagent: removed %d leftover(s) of interrupted calls from workspace %s: %s",
+                        len(removed), self.root, names)
+        return removed
+
+    def _listed_ids(self) -> set[str] | None:
+        if not self.exists:
+            return None
+        with self._db() as con:
+            return {row["id"] for row in con.execute("SELECT id FROM artifacts")}
 
     def commit(self, pending: list[PendingArtifact], record: CallRecord) -> None:
         """Move finished artifacts into place, then record them and the call in one transaction."""
@@ -198,11 +255,19 @@ class Workspace:
         if unfinished:
             raise RuntimeError(f"artifacts {unfinished} were created but never finished")
         (self.root / "artifacts").mkdir(parents=True, exist_ok=True)
-        with self._db(create=True) as con:
-            for item in pending:
-                item.directory.rename(item.final_directory)
-                self._insert_artifact(con, item.artifact, record.id)  # type: ignore[arg-type]
-            self._insert_call(con, record)
+        moved: list[PendingArtifact] = []
+        with locked_root(self.root), self._db(create=True) as con:  # no sweep between rename and row
+            try:
+                for item in pending:
+                    item.directory.rename(item.final_directory)
+                    moved.append(item)
+                    self._insert_artifact(con, item.artifact, record.id)  # type: ignore[arg-type]
+                self._insert_call(con, record)
+            except BaseException:  # the transaction rolls back: move the files back to be removed with staging
+                for item in moved:
+                    with contextlib.suppress(OSError):
+                        item.final_directory.rename(item.directory)
+                raise
 
     def record_call(self, record: CallRecord) -> None:
         """Record a call that produced no new files (e.g. a cache hit)."""
@@ -214,8 +279,8 @@ class Workspace:
         con.execute(
             "INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
-                artifact.id, artifact.kind, artifact.path.name, json.dumps(artifact.files),
-                artifact.sha256, artifact.summary, json.dumps(artifact.metadata), call_id, time.time(),
+                artifact.id, artifact.kind, artifact.path.name, strict_json(artifact.files),
+                artifact.sha256, artifact.summary, strict_json(artifact.metadata), call_id, time.time(),
             ),
         )
 
@@ -225,9 +290,9 @@ class Workspace:
             "INSERT INTO calls (id, tool, tool_version, inputs, input_artifacts, outputs, result, seed,"
             " started, wall_s, packages, cache_key, cached_from, session) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                r.id, r.tool, r.tool_version, json.dumps(r.inputs), json.dumps(r.input_artifacts),
-                json.dumps(r.outputs), json.dumps(r.result), r.seed, r.started, r.wall_s,
-                json.dumps(r.packages), r.cache_key, r.cached_from, r.session,
+                r.id, r.tool, r.tool_version, strict_json(r.inputs), strict_json(r.input_artifacts),
+                strict_json(r.outputs), strict_json(r.result), r.seed, r.started, r.wall_s,
+                strict_json(r.packages), r.cache_key, r.cached_from, r.session,
             ),
         )
 
@@ -251,7 +316,7 @@ class Workspace:
         with self._db(create=True) as con:
             con.execute(
                 "INSERT INTO sessions VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET record = excluded.record",
-                (session_id, time.time(), backend, json.dumps(record, default=str)),
+                (session_id, time.time(), backend, strict_json(_finite_or_text(record))),
             )
 
     def sessions(self) -> list[dict[str, Any]]:
@@ -298,3 +363,20 @@ class Workspace:
             cached_from=row["cached_from"],
             session=row["session"],
         )
+
+
+def strict_json(value: Any) -> str:
+    """Provenance is strict JSON: a NaN or ±inf raises ``ValueError`` here instead of being stored as
+    ``NaN``, which no JSON reader (``history --json``, an exported script) would accept."""
+    return json.dumps(value, allow_nan=False)
+
+
+def _finite_or_text(value: Any) -> Any:
+    """A session record (what a model asked for, even if refused) with non-finite numbers as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _finite_or_text(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_text(v) for v in value]
+    return value if value is None or isinstance(value, str | int | float | bool) else str(value)

@@ -43,6 +43,7 @@ _FORMAT = ('Reply with one JSON object: {"tool": <tool name>, "arguments": {...}
            'or {"answer": <text>} when every step the user asked for is done.')
 _ANSWER_ONLY = 'Reply with one JSON object: {"answer": <text>}.'
 _PLAN_TOKENS = 1500
+_GRAMMAR_MAX_ITEMS = 64  # the longest list a reply writes (the tool layer still checks each tool's own limit)
 _PLAN_FORMAT = ('Reply with one JSON object: {"tool": "submit_plan", "arguments": {"steps": [...], "answer": "..."}}, '
                 'or {"answer": "..."} when the request cannot or need not be done with the tools.')
 _ANSWER = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
@@ -121,7 +122,21 @@ def compact_grammar(schema: dict[str, Any]) -> str:
     lets a small model indent, or loop on newlines, until it runs out of tokens."""
     import xllamacpp
 
-    return str(xllamacpp.json_schema_to_grammar(json.dumps({"x-guidance": {"whitespace_flexible": False}, **schema})))
+    compact = {"x-guidance": {"whitespace_flexible": False}, **_short_lists(schema)}
+    return str(xllamacpp.json_schema_to_grammar(json.dumps(compact)))
+
+
+def _short_lists(node: Any) -> Any:
+    """``node`` with each ``maxItems`` above :data:`_GRAMMAR_MAX_ITEMS` lowered to it: llguidance unrolls
+    ``maxItems`` into that many grammar rules, and the registry bounds every list at 10,000 items."""
+    if isinstance(node, list):
+        return [_short_lists(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    short = {key: _short_lists(value) for key, value in node.items()}
+    if isinstance(node.get("maxItems"), int) and node.get("type") == "array":
+        short["maxItems"] = min(node["maxItems"], _GRAMMAR_MAX_ITEMS)
+    return short
 
 
 def _load_server(gguf: Path, n_ctx: int, threads: int, cache: PromptCache | None = None) -> Any:

@@ -98,7 +98,7 @@ class ValidationReport(BaseModel):
 class ValueCheck(BaseModel):
     """A physics sanity check on one declared value (or on every element of a list value)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     quantity: Quantity | None = Field(
         default=None, description="What the value is: fraction/efficiency/probability in [0, 1], count ≥ 0 "

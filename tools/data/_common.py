@@ -1,4 +1,4 @@
-r"""Helpers shared by the data tools: input paths, the events-vs-table rule, storing arrays.
+r"""Helpers shared by the data tools: the events-vs-table rule, storing arrays.
 
 An array read from outside becomes an ``events`` artifact (``events.parquet``) when it has a
 ``particles`` collection with ``px, py, pz, e`` [GeV], ``pid`` and ``charge`` — the shape
@@ -8,7 +8,6 @@ An array read from outside becomes an ``events`` artifact (``events.parquet``) w
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -20,8 +19,7 @@ from physagent.tools._io import write_parquet
 from physagent.tools._registry import ToolResult
 
 __all__ = [
-    "EVENT_PARTICLE_FIELDS", "LoadedData", "array_kind", "check_not_empty_fields", "resolve_input_path",
-    "row_type", "store_array",
+    "EVENT_PARTICLE_FIELDS", "LoadedData", "array_kind", "check_not_empty_fields", "row_type", "store_array",
 ]
 
 EVENT_PARTICLE_FIELDS = ("px", "py", "pz", "e", "pid", "charge")
@@ -36,23 +34,6 @@ class LoadedData(ToolResult):
     n_rows: int = Field(description="Number of rows (events or entries) read.")
     fields: list[str] = Field(description="Top-level fields (columns), in file order.")
     type: str = Field(description="The awkward type of one row, e.g. '{x: float64, y: var * int32}'.")
-
-
-def resolve_input_path(tool: str, param: str, path: str, suffixes: tuple[str, ...] = ()) -> Path:
-    """The absolute path of an existing input file (relative paths start at the current directory).
-
-    Raises:
-        ToolInputError: the file does not exist or is a directory.
-    """
-    resolved = (Path.cwd() / Path(path).expanduser()).resolve()
-    if not resolved.exists():
-        raise ToolInputError.for_param(
-            tool, param, path, f"does not exist (looked for {resolved}; relative paths start at the "
-            f"current directory {Path.cwd()}). Give the path of an existing file.",
-        )
-    if not resolved.is_file():
-        raise ToolInputError.for_param(tool, param, path, f"is a directory ({resolved}), not a file.")
-    return resolved
 
 
 def array_kind(array: Any) -> str:

@@ -27,10 +27,10 @@ from pydantic import Field
 
 from physagent.tools._artifacts import Artifact, DataRef
 from physagent.tools._context import ToolContext
-from physagent.tools._errors import ToolInputError
+from physagent.tools._errors import ToolInputError, one_line
 from physagent.tools._io import read_parquet
 from physagent.tools._registry import ToolResult, tool
-from physagent.tools.data._common import LoadedData, resolve_input_path, store_array
+from physagent.tools.data._common import LoadedData, store_array
 
 __all__ = ["RootFile", "read_root", "write_root"]
 
@@ -51,7 +51,8 @@ class RootFile(ToolResult):
 
 @tool(category="data")
 def read_root(
-    path: Annotated[str, Field(description="Path of a local .root file; relative to the current directory.")],
+    path: Annotated[str, Field(description="Path of a local .root file in an allowed folder (uploads, the "
+                      "current directory in the CLI, PHYSAGENT_DATA_DIRS); relative to the current directory.")],
     tree: Annotated[
         str | None, Field(description="Name of the TTree or RNTuple to read (None: the file's only one).")
     ] = None,
@@ -72,7 +73,7 @@ def read_root(
     (``particles: var * {px, …}``); data with particles (px, py, pz, e in GeV, pid, charge) becomes
     an ``events`` artifact, anything else a ``table``.
     """
-    file_path = resolve_input_path("read_root", "path", path)
+    file_path = ctx.input_file("path", path)
     file = _open_root(path, file_path)
     with file:
         name, classname = _pick_tree(file, tree, path)
@@ -170,9 +171,19 @@ def _open_root(path: str, file_path: Path) -> Any:
         return uproot.open(file_path)
     except Exception as exc:  # uproot raises many types for a file that is not ROOT
         raise ToolInputError.for_param(
-            "read_root", "path", path, f"is not a readable ROOT file ({type(exc).__name__}: {exc}). "
+            "read_root", "path", path, f"is not a readable ROOT file ({_why_not_root(file_path, exc)}). "
             "Give a .root file written by ROOT or uproot.",
         ) from None
+
+
+def _why_not_root(file_path: Path, exc: Exception) -> str:
+    """What was wrong, in words: uproot's own complaint about a non-ROOT file is a few lines of byte counts."""
+    try:
+        with open(file_path, "rb") as handle:
+            signature = handle.read(4)
+    except OSError as error:
+        return one_line(error)
+    return "it does not start with the ROOT signature 'root'" if signature != b"root" else one_line(exc)
 
 
 def list_trees(file: Any) -> dict[str, str]:

@@ -18,9 +18,9 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from physagent.tools._context import ToolContext
-from physagent.tools._errors import ToolInputError
+from physagent.tools._errors import ToolInputError, one_line
 from physagent.tools._registry import tool
-from physagent.tools.data._common import LoadedData, check_not_empty_fields, resolve_input_path, store_array
+from physagent.tools.data._common import LoadedData, check_not_empty_fields, store_array
 
 __all__ = ["read_table"]
 
@@ -31,7 +31,8 @@ _SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".h5": "hdf
 
 @tool(category="data")
 def read_table(
-    path: Annotated[str, Field(description="Path of a local file; relative to the current directory.")],
+    path: Annotated[str, Field(description="Path of a local file in an allowed folder (uploads, the current "
+                      "directory in the CLI, PHYSAGENT_DATA_DIRS); relative to the current directory.")],
     format: Annotated[
         TableFormat, Field(description="File format; 'auto' picks it from the suffix (.parquet/.pq, .csv, "
                            ".h5/.hdf5/.hdf).")
@@ -48,7 +49,7 @@ def read_table(
     Columns keep their names and units; data with particles (px, py, pz, e in GeV, pid, charge)
     becomes an ``events`` artifact, anything else a ``table``.
     """
-    file_path = resolve_input_path("read_table", "path", path)
+    file_path = ctx.input_file("path", path)
     chosen = _pick_format(path, file_path, format)
     if key is not None and chosen != "hdf5":
         raise ToolInputError.for_param(
@@ -76,7 +77,7 @@ def _pick_format(path: str, file_path: Path, format: str) -> str:
 
 def _unreadable(path: str, what: str, exc: Exception) -> ToolInputError:
     return ToolInputError.for_param(
-        "read_table", "path", path, f"is not a readable {what} file ({type(exc).__name__}: {exc}). "
+        "read_table", "path", path, f"is not a readable {what} file ({one_line(exc)}). "
         "Check the file, or pass the right format.",
     )
 

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
-import sys
+import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from physagent.tools._stdio import capture_fd_stdout
+from physagent.tools._workers import worker_pool
 
 __all__ = ["ShardResult", "generate", "invalid_settings", "shard_plan", "try_init"]
 
@@ -54,6 +55,11 @@ def shard_plan(n_events: int, shards: int, seed: int) -> list[tuple[int, int]]:
     return [(size, int(word) % PYTHIA_MAX_SEED + 1) for size, word in zip(sizes, words, strict=True)]
 
 
+# Pythia instances in threads of one process (a REST server's concurrent calls) hung in construction and
+# batch generation; under the GIL they would run one at a time anyway, so in-process runs take turns.
+_IN_PROCESS = threading.RLock()
+
+
 def _new_pythia() -> Any:
     import pythia8mc
 
@@ -65,6 +71,11 @@ def _new_pythia() -> Any:
 
 def invalid_settings(settings: list[str]) -> list[tuple[str, str]]:
     """Settings Pythia rejects, each with Pythia's own complaint."""
+    with _IN_PROCESS:
+        return _rejected(settings)
+
+
+def _rejected(settings: list[str]) -> list[tuple[str, str]]:
     pythia = _new_pythia()
     rejected = []
     for line in settings:
@@ -77,6 +88,11 @@ def invalid_settings(settings: list[str]) -> list[tuple[str, str]]:
 
 def try_init(settings: list[str]) -> str | None:
     """Initialise Pythia with ``settings``; None when it works, else Pythia's message."""
+    with _IN_PROCESS:
+        return _init_message(settings)
+
+
+def _init_message(settings: list[str]) -> str | None:
     pythia = _new_pythia()
     with capture_fd_stdout() as out:
         for line in settings:
@@ -181,24 +197,16 @@ def generate(
     """Run the shards of ``plan``; yields results in shard order (deterministic concatenation)."""
     if workers <= 1 or len(plan) == 1:
         for index, (n, seed) in enumerate(plan):
-            yield generate_shard(settings, n, seed, index, report)
+            with _IN_PROCESS:
+                shard = generate_shard(settings, n, seed, index, report)
+            yield shard
         return
-    # fork, not spawn: spawn re-imports __main__, which breaks scripts and notebooks that call us
-    # without an ``if __name__ == "__main__"`` guard; the workers touch no parent locks.
-    context = multiprocessing.get_context("fork")
-    progress_queue = context.Queue()
-    sys.stdout.flush()  # forked workers would otherwise print the parent's buffered output again
-    sys.stderr.flush()
-    with ProcessPoolExecutor(
-        min(workers, len(plan)), mp_context=context, initializer=_init_worker, initargs=(progress_queue,)
-    ) as pool:
+    # forked workers (they touch no parent locks) that die with us, however we die
+    progress_queue = multiprocessing.get_context("fork").Queue()
+    with worker_pool(min(workers, len(plan)), _init_worker, (progress_queue,)) as pool:
         futures = [pool.submit(_shard_in_worker, settings, n, s, i) for i, (n, s) in enumerate(plan)]
-        try:
-            for future in futures:
-                yield _wait_reporting(future, progress_queue, report)
-        finally:
-            for future in futures:
-                future.cancel()
+        for future in futures:
+            yield _wait_reporting(future, progress_queue, report)
 
 
 def _wait_reporting(future: Future, progress_queue: Any, report: Callable[[int], None]) -> ShardResult:

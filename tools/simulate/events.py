@@ -14,7 +14,8 @@ and ``card.json`` with the settings, seeds and the generator cross-section in pb
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -66,6 +67,15 @@ _DECAYS: dict[str, dict[str, list[str]]] = {
 # 2 → 2 processes with a final-state jet diverge at low p̂T: a cut is required
 _NEEDS_PT_HAT = {"qcd_dijet": 20.0, "w_jets": 20.0, "z_jets": 20.0}
 _DEFAULT_M_HAT = {"drell_yan_mumu": (60.0, 120.0)}
+# lowest √s in GeV each process can be made at (2 m_t for tt̄, m_H, m_W, m_Z), before any p̂T cut
+_THRESHOLD_GEV = {"ttbar": 345.0, "higgs_gammagamma": 125.1, "w_jets": 80.4, "z_jets": 91.2}
+# the parameter behind each setting we generate, by the setting's key
+_SETTING_PARAMS = {
+    "Beams:eCM": "sqrt_s_tev", "PhaseSpace:pTHatMin": "pt_hat_min_gev", "PhaseSpace:pTHatMax": "pt_hat_max_gev",
+    "PhaseSpace:mHatMin": "m_hat_min_gev", "PhaseSpace:mHatMax": "m_hat_max_gev", "34:": "m_wprime_gev",
+    "9000001:": "m_x_gev", "9000002:": "m_y_gev", "PartonLevel:MPI": "mpi", "PartonLevel:ISR": "isr",
+    "PartonLevel:FSR": "fsr", "HadronLevel:all": "hadronisation",
+}
 EVENTS_PER_SHARD = 2_500
 # how people name the processes; an agent maps a request's words onto the enum with these
 _PROCESS_PHRASES = {
@@ -166,7 +176,12 @@ def generate_events(
         process, sqrt_s_tev, pt_hat_min_gev, pt_hat_max_gev, m_hat_min_gev, m_hat_max_gev, decay,
         (m_wprime_gev, m_x_gev, m_y_gev), (mpi, isr, fsr, hadronisation), settings,
     )
-    _check_settings(process, all_settings)
+    values = {"process": process, "sqrt_s_tev": sqrt_s_tev, "pt_hat_min_gev": pt_hat_min_gev,
+              "pt_hat_max_gev": pt_hat_max_gev, "m_hat_min_gev": m_hat_min_gev, "m_hat_max_gev": m_hat_max_gev,
+              "m_wprime_gev": m_wprime_gev, "m_x_gev": m_x_gev, "m_y_gev": m_y_gev, "mpi": mpi, "isr": isr,
+              "fsr": fsr, "hadronisation": hadronisation}
+    _check_reach(values)
+    _check_settings(process, all_settings, values, settings)
     if shards is not None and shards > n_events:
         raise ToolInputError.for_param(
             "generate_events", "shards", shards, f"is more than n_events={n_events}: each shard needs at least "
@@ -265,10 +280,46 @@ def _wprime_settings(m_wprime: float, m_x: float, m_y: float) -> list[str]:
     ]
 
 
-def _check_settings(process: str, lines: list[str]) -> None:
+def _check_reach(values: dict[str, Any]) -> None:
+    """Refuse, by parameter name, hard-process cuts and masses that √s cannot reach (Pythia would only
+    fail to initialise, naming no parameter)."""
+    sqrt_s_gev = 1000.0 * values["sqrt_s_tev"]
+    process, pt_min, m_min = values["process"], values["pt_hat_min_gev"], values["m_hat_min_gev"]
+    at = f"at sqrt_s_tev={values['sqrt_s_tev']:g}"
+    if pt_min is not None and pt_min >= sqrt_s_gev / 2:
+        raise ToolInputError.for_param("generate_events", "pt_hat_min_gev", pt_min,
+                                       f"must be below √s/2 = {sqrt_s_gev / 2:g} GeV {at}. Lower the cut.")
+    if m_min is not None and m_min >= sqrt_s_gev:
+        raise ToolInputError.for_param("generate_events", "m_hat_min_gev", m_min,
+                                       f"must be below √s = {sqrt_s_gev:g} GeV {at}. Lower the cut.")
+    if process == "wprime_to_xy" and 0.8 * values["m_wprime_gev"] >= sqrt_s_gev:
+        raise ToolInputError.for_param(
+            "generate_events", "m_wprime_gev", values["m_wprime_gev"],
+            f"must be below {sqrt_s_gev / 0.8:g} GeV {at}: its mass window starts at 0.8·m_W′, above √s.")
+    threshold = _THRESHOLD_GEV.get(process, 0.0) + (pt_min or _NEEDS_PT_HAT.get(process, 0.0))
+    if sqrt_s_gev <= threshold:
+        raise ToolInputError.for_param(
+            "generate_events", "sqrt_s_tev", values["sqrt_s_tev"],
+            f"is below what process {process!r} needs (√s > {threshold:g} GeV). Raise the collision energy.")
+
+
+def _param_of(line: str, extra: list[str]) -> str:
+    """The generate_events parameter a generated Pythia setting comes from."""
+    if line in extra:
+        return "settings"
+    return next((param for key, param in _SETTING_PARAMS.items() if line.startswith(key)), "process")
+
+
+def _check_settings(process: str, lines: list[str], values: dict[str, Any], extra: list[str]) -> None:
+    _check_no_host_files(lines)
     rejected = _pythia.invalid_settings(lines)
     if rejected:
         line, why = rejected[0]
+        param = _param_of(line, extra)
+        if param != "settings":  # a setting we wrote from a parameter: name the parameter, not the setting
+            raise ToolInputError.for_param(
+                "generate_events", param, values.get(param), f"is not accepted by Pythia (it becomes "
+                f"{line!r}: {why}). Choose another value.")
         raise ToolInputError.for_param(
             "generate_events", "settings", line, f"was rejected by Pythia: {why}. "
             "See https://pythia.org/latest-manual/ for valid settings.",
@@ -280,6 +331,23 @@ def _check_settings(process: str, lines: list[str]) -> None:
                 "generate_events", "settings", lines[-1] if lines else [],
                 f"do not define a process Pythia can initialise ({failure}). "
                 "Switch on a process, e.g. 'HardQCD:all = on'.",
+            )
+
+
+# Pythia settings that read, write (MPI init files, reuseInit) or dlopen (Vincia plugins) a host file: a call must
+# not reach the host's files this way, whatever the data tools' folders allow
+_HOST_FILE_KEY = re.compile(r"file|lhef|plugin|xmlpath|reuseinit", re.IGNORECASE)
+
+
+def _check_no_host_files(lines: list[str]) -> None:
+    for line in lines:
+        key, _, value = line.strip().replace("=", " ", 1).partition(" ")
+        pdf_grid = "pdf" in key.lower() and ("/" in value or "lhagrid" in value.lower())
+        if _HOST_FILE_KEY.search(key) or pdf_grid:
+            raise ToolInputError.for_param(
+                "generate_events", "settings", line, "names a file Pythia would read, write or load on the host; "
+                "settings naming files (LHEF, SLHA, init files, plugins, PDF grids) are not accepted. "
+                "Use settings without files.",
             )
 
 
