@@ -123,6 +123,16 @@ def test_read_table_reads_csv_with_numbers_and_text(tmp_path: Path, workspace: W
                               {"mjj_gev": 3612.5, "n_jets": 3, "region": "CR"}]
 
 
+def test_reading_a_file_again_after_it_changed_gives_the_new_contents(tmp_path: Path, workspace: Workspace) -> None:
+    """A file read earlier and then edited is read afresh, never replayed from the call cache."""
+    path = tmp_path / "yields.csv"
+    pd.DataFrame({"n": [1, 2]}).to_csv(path, index=False)
+    first = call_tool("read_table", {"path": str(path)}, workspace=workspace)
+    pd.DataFrame({"n": [1, 2, 3]}).to_csv(path, index=False)
+    second = call_tool("read_table", {"path": str(path)}, workspace=workspace)
+    assert (first.result.n_rows, second.result.n_rows) == (2, 3) and not second.cached
+
+
 def test_read_table_parquet_with_particles_becomes_events(ttbar_sample: CallOutcome, workspace: Workspace) -> None:
     """A Parquet file with particles (px, py, pz, e, pid, charge) is read as an events artifact."""
     read = call_tool("read_table", {"path": str(ttbar_sample.result.events.path)}, workspace=workspace)

@@ -49,7 +49,7 @@ class RootFile(ToolResult):
     branches: list[str] = Field(description="Branch (TTree) or field (RNTuple) names in the file.")
 
 
-@tool(category="data")
+@tool(category="data", cacheable=False)  # the file may change between reads
 def read_root(
     path: Annotated[str, Field(description="Path of a local .root file in an allowed folder (uploads, the "
                       "current directory in the CLI, PHYSAGENT_DATA_DIRS); relative to the current directory.")],

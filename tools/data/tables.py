@@ -29,7 +29,7 @@ _SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".h5": "hdf
              ".hdf": "hdf5"}
 
 
-@tool(category="data")
+@tool(category="data", cacheable=False)  # the file may change between reads
 def read_table(
     path: Annotated[str, Field(description="Path of a local file in an allowed folder (uploads, the current "
                       "directory in the CLI, PHYSAGENT_DATA_DIRS); relative to the current directory.")],
