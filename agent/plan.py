@@ -28,7 +28,8 @@ from physagent.agent.claims import Placeholder, find_placeholders, is_single_val
 from physagent.tools import ARTIFACT_ID_PATTERN, Artifact, ToolInputError, ToolSpec
 
 __all__ = [
-    "PLAN_TOOL", "Plan", "PlanError", "Step", "asked_actions", "check_plan", "missing_actions", "parse_plan",
+    "PLAN_TOOL", "Plan", "PlanError", "Step", "asked_actions", "check_plan", "complete_plan", "missing_actions",
+    "parse_plan",
     "plan_schema",
     "resolve_arguments", "step_reference",
 ]
@@ -274,6 +275,46 @@ def missing_actions(request: str, plan: Plan, offered: list[str], artifacts: Map
     planned = {step.tool for step in plan.steps}
     return [f"the request asks to {_DOING[tool]}, but no step calls {tool}"
             for tool in asked_actions(request, offered, artifacts) if tool not in planned]
+
+
+_DATA_MAKERS = ("generate_events", "detector_response", "cluster_jets", "read_table", "read_root")
+
+
+def complete_plan(plan: Plan, request: str, offered: list[str], artifacts: Mapping[str, str]) -> Plan:
+    """The plan with a step added for each action the request orders that no step does, where the step
+    follows from the plan alone: "plot" → ``plot`` of the plan's histograms, "save … ROOT" →
+    ``write_root`` of the last data the plan makes, "export … script" → ``export_session`` last.
+    A small model often drops the last verb of a long request; the added step is named in the notes.
+    The plan comes back unchanged when nothing is missing or the completed plan would not check."""
+    missing = [tool for tool in asked_actions(request, offered, artifacts)
+               if tool not in {step.tool for step in plan.steps}]
+    steps = list(plan.steps)
+    for tool in sorted(missing, key=lambda name: name == "export_session"):  # the export comes last
+        arguments = _derived_arguments(tool, steps, request)
+        if arguments is not None:
+            steps.append(Step(max((s.number for s in steps), default=0) + 1, tool, arguments))
+    if len(steps) == len(plan.steps) or len(steps) > MAX_STEPS:
+        return plan
+    added = [f"step {s.number} ({s.tool}) added: the request asks to {_DOING[s.tool]}" for s in steps[len(plan.steps):]]
+    completed = Plan(steps, plan.answer, [*plan.notes, *added])
+    try:
+        check_plan(completed, offered, artifacts)
+    except PlanError:
+        return plan
+    return completed
+
+
+def _derived_arguments(tool: str, steps: list[Step], request: str) -> dict[str, Any] | None:
+    if tool == "plot":
+        histograms = [f"${s.number}" for s in steps if s.tool == "histogram"][-8:]
+        return {"histograms": histograms} if histograms else None
+    if tool == "write_root":
+        data = [s for s in steps if s.tool in _DATA_MAKERS]
+        rntuple = re.search(r"\brntuple\b", request, re.IGNORECASE)
+        return {"source": f"${data[-1].number}", **({"format": "rntuple"} if rntuple else {})} if data else None
+    if tool == "export_session":
+        return {}
+    return None
 
 
 def asked_actions(request: str, offered: list[str], artifacts: Mapping[str, str]) -> list[str]:

@@ -19,7 +19,7 @@ from collections.abc import Generator, Iterator
 from typing import Any
 
 from physagent.agent.agent_tools import is_known, spec
-from physagent.agent.arguments import clean_arguments
+from physagent.agent.arguments import clean_arguments, fill_stated_arguments
 from physagent.agent.backends import BackendError
 from physagent.agent.backends.scripted import ScriptExhaustedError
 from physagent.agent.claims import find_placeholders, mislabelled, missing_quantities, quantity_of_field
@@ -32,6 +32,7 @@ from physagent.agent.plan import (
     Step,
     asked_actions,
     check_plan,
+    complete_plan,
     missing_actions,
     parse_plan,
     plan_schema,
@@ -83,6 +84,7 @@ class PlanRun(Run):
                     return
                 fixes -= 1
                 continue
+            reply = self._completed(reply)
             failed = yield from self._execute(reply)
             if failed is None:
                 yield from self._answer(reply)
@@ -157,6 +159,18 @@ class PlanRun(Run):
             self.checked_labels = True
             self.advised = plan  # run as it is if the model cannot do better
             raise PlanError(labels)
+
+    def _completed(self, plan: Plan) -> Plan:
+        """The plan with the steps the request orders but the model left out, where they follow from it."""
+        completed = complete_plan(plan, self.request, self.context.offered, self.allowed_ids())
+        if completed is not plan:  # the added steps take the settings the user wrote ("in CMS style")
+            added = [Step(s.number, s.tool, fill_stated_arguments(s.arguments, spec(s.tool).parameters_schema(),
+                                                                   self.context.messages, model_wrote=set()))
+                     for s in completed.steps[len(plan.steps):]]
+            completed = Plan([*plan.steps, *added], completed.answer, completed.notes)
+            self.record.plan.append({"steps": [s.__dict__ for s in completed.steps], "answer": completed.answer,
+                                     "added": completed.notes[len(plan.notes):]})
+        return completed
 
     @staticmethod
     def _reads_text(plan: Plan) -> bool:

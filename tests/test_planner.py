@@ -7,7 +7,7 @@ from physagent.agent import Assistant, ScriptedBackend
 from physagent.agent.backends.scripted import answer, call, plan
 from physagent.agent.claims import find_placeholders, format_value, mislabelled, quantity_before
 from physagent.agent.grounding import Source, mislabelled_numbers, unsupported_numbers
-from physagent.agent.plan import PlanError, check_plan, parse_plan
+from physagent.agent.plan import PlanError, Step, check_plan, complete_plan, parse_plan
 from physagent.tools import Workspace, registry
 
 DY = {"process": "drell_yan_mumu", "n_events": 120, "mpi": False, "seed": 2}
@@ -135,6 +135,33 @@ def test_a_median_or_mean_mismatch_is_flagged_and_sent_back_once(workspace: Work
     assert record.ok and record.answer.startswith("The mean mass is")
 
 
+def test_steps_the_model_left_out_are_added_to_its_plan(workspace: Workspace) -> None:
+    """The model plans generate + histogram twice (advice not taken): the ordered plot of the histogram, in the
+    style the user named, and the export are added as steps, run, and recorded as added; a ROOT file of the
+    last data made is added likewise; nothing is made up when an added step would lack its input."""
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "histogram", "arguments": {"source": "$1.events", "field": "m_hat_gev", "bins": 20,
+                                                 "range_min": 60, "range_max": 120}}]
+    assistant, backend = _assistant([plan(steps, "Histogrammed the mass: mean {$2.mean}."),
+                                     plan(steps, "Histogrammed the mass: mean {$2.mean}."),
+                                     answer("Plotted the mass (mean {$2.mean}) and exported the script.")],
+                                    workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events, histogram the dimuon mass, plot it in CMS style "
+                           "and export the session as a script")
+    assert "no step calls plot" in backend.seen[1][0][-1]["content"]
+    assert [c["tool"] for c in record.tool_calls] == ["generate_events", "histogram", "plot", "export_session"]
+    assert all(c["ok"] for c in record.tool_calls) and record.tool_calls[2]["arguments"]["style"] == "CMS"
+    assert record.plan[-1]["added"] == ["step 3 (plot) added: the request asks to plot",
+                                        "step 4 (export_session) added: the request asks to export the session"]
+    assert {a.kind for a in workspace.list_artifacts()} >= {"events", "histogram", "plot"}
+    planned = parse_plan({"steps": steps, "answer": ""})
+    saved = complete_plan(planned, "Generate events, histogram them and save the events as a ROOT RNTuple",
+                          ["generate_events", "histogram", "write_root"], {})
+    assert saved.steps[-1] == Step(3, "write_root", {"source": "$1", "format": "rntuple"})
+    alone = parse_plan({"steps": steps[:1], "answer": ""})
+    assert complete_plan(alone, "Generate events and plot them", ["generate_events", "plot"], {}) is alone
+
+
 def test_an_unstated_argument_the_tool_rejects_is_retried_without_it(workspace: Workspace) -> None:
     """A decay mode for a process that has none is dropped and the call retried; a stated one would not be."""
     assistant, _ = _assistant([plan([{"tool": "generate_events", "arguments": {**DY, "decay": "leptonic"}}],
@@ -253,7 +280,8 @@ def test_an_answer_that_only_repeats_the_loops_feedback_is_not_shown_as_an_answe
 
 
 def test_advice_the_model_does_not_take_leaves_its_plan_to_run(workspace: Workspace) -> None:
-    """Sent back only for advice (a skipped plot), a text reply instead of a new plan runs the first plan."""
+    """Sent back only for advice (a skipped plot), a text reply instead of a new plan runs the first plan,
+    completed with the plot; a skipped histogram (its field unknown) is not made up but reported."""
     steps = [{"tool": "generate_events", "arguments": DY},
              {"tool": "histogram", "arguments": {"source": "$1.events", "field": "m_hat_gev", "bins": 20,
                                                  "range_min": 60, "range_max": 120}}]
@@ -261,6 +289,10 @@ def test_advice_the_model_does_not_take_leaves_its_plan_to_run(workspace: Worksp
                                      answer("The request asks to plot, but no step calls plot.")], workspace)
     record = assistant.ask("Generate 120 Drell-Yan events, histogram the dimuon mass and plot it")
     assert "the request asks to plot, but no step calls plot" in backend.seen[1][0][-1]["content"]
-    assert [c["tool"] for c in record.tool_calls] == ["generate_events", "histogram"]
-    assert record.answer.startswith("The dimuon mass peaks at")
-    assert record.answer.endswith("Not done: plot (no step ran it).")
+    assert [c["tool"] for c in record.tool_calls] == ["generate_events", "histogram", "plot"]
+    assert record.answer.startswith("The dimuon mass peaks at") and "Not done" not in record.answer
+    other = Workspace(workspace.root.parent / "other")
+    assistant, _ = _assistant([plan(steps[:1], "Generated {$1.n_events} events."), answer("Done.")], other)
+    record = assistant.ask("Generate 120 Drell-Yan events and histogram the dimuon mass")
+    assert [c["tool"] for c in record.tool_calls] == ["generate_events"]
+    assert record.answer.endswith("Not done: histogram (no step ran it).")
