@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from physagent.agent.agent_tools import WRITE_CODE, is_known, run_write_code, spec
 from physagent.agent.arguments import clean_arguments, is_stated, stated_settings
 from physagent.agent.backends import ChatBackend, ModelTurn, Usage
+from physagent.agent.backends._latex import control_characters, visible_controls
 from physagent.agent.claims import Placeholder, Rendered, format_value, render, resolve_path, unit_of
 from physagent.agent.events import AgentEvent, AnswerEvent, ArtifactEvent, ErrorEvent, ToolCallEvent, ToolResultEvent
 from physagent.agent.grounding import (
@@ -277,7 +278,7 @@ class Run:
                                                            if self.record.plan else "the model only echoed "
                                                            "its instructions") + "."
             self.record.findings.append("the answer only echoed the instructions")
-        text = cleaned
+        text = self._without_controls(cleaned)
         if unsupported:
             text += f"\n\n[unverified: {', '.join(unsupported)} appear in no tool result]"
         if mislabelled:
@@ -290,6 +291,15 @@ class Run:
                            self.turns)
         yield self.emit(AnswerEvent(session=self.a.session, step=self.turns, text=text,
                                     numbers=self.record.numbers, unsupported=unsupported))
+
+    def _without_controls(self, text: str) -> str:
+        """The answer with control characters written out, each kind a finding: they garble the answer on screen,
+        and usually are LaTeX read as a JSON escape (``\\bar`` as backspace + ``ar``)."""
+        found = control_characters(text.replace("\r\n", "\n"))
+        if found:
+            self.record.findings.append(f"the answer held control characters {', '.join(found)}, written out as "
+                                        "\\b, \\f, \\r or \\uXXXX (a JSON escape the model meant as LaTeX?)")
+        return visible_controls(text)
 
     def _our_messages(self) -> list[str]:
         """What the loop wrote to the model as feedback (refused plans, retries): never an answer."""

@@ -28,6 +28,7 @@ __all__ = [
 ]
 
 _IDS = re.compile(r"\b[a-z]{1,5}-[0-9a-f]{10}\b")
+_SUBSCRIPT = re.compile(r"_\{[^{}$]*\}")  # a LaTeX subscript names, not counts: the 21 of $\tau_{21}$
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?(?!\w|\.\d)")
 _TRIVIAL = {0.0, 1.0, 2.0, 3.0}
 _COUNT_WORD = re.compile(r"\s+(?!gev|tev|mev|pb|fb|nb|mm|cm|%|percent|sigma)[a-zA-Zα-ωΑ-Ω]")
@@ -46,7 +47,12 @@ class Source:
 
 def extract_numbers(text: str) -> list[str]:
     """The numbers written in ``text``, as written (artifact ids removed)."""
-    return [m.group(0) for m in _numbers(_IDS.sub(lambda m: " " * len(m.group(0)), text))]
+    return [m.group(0) for m in _numbers(_without_names(text))]
+
+
+def _without_names(text: str) -> str:
+    """``text`` with artifact ids and LaTeX subscripts blanked (same length): they hold no values."""
+    return _SUBSCRIPT.sub(lambda m: " " * len(m.group(0)), _IDS.sub(lambda m: " " * len(m.group(0)), text))
 
 
 def _numbers(text: str) -> list[re.Match[str]]:
@@ -85,7 +91,7 @@ def mislabelled_numbers(answer: str, sources: Iterable[Source | float]) -> list[
 
 def _verdicts(answer: str, sources: Iterable[Source | float]) -> list[tuple[str, str]]:
     pool = [s if isinstance(s, Source) else Source(float(s), None, "request") for s in sources]
-    cleaned = _IDS.sub(lambda m: " " * len(m.group(0)), answer)
+    cleaned = _without_names(answer)
     verdicts = []
     for match in _numbers(cleaned):
         written, value = match.group(0), _to_float(match.group(0))

@@ -48,12 +48,15 @@ from physagent.app._session import (
 )
 from physagent.tools import ProgressUpdate, ToolError, call_tool, default_home, registry
 
-__all__ = ["create_ui", "launch_ui"]
+__all__ = ["LATEX_DELIMITERS", "create_ui", "launch_ui"]
 
 DEFAULT_MAX_UPLOAD_MB = 200
 _PREVIEW_ROWS, _PREVIEW_COLUMNS, _RESULT_CHARS = 8, 8, 600
 _FORM_COLUMNS = 3
 _CSS = "#chat .message { max-width: 100%; }"
+# answers and passages write physics as LaTeX: KaTeX renders $…$ inline and $$…$$ displayed ($$ first)
+LATEX_DELIMITERS = [{"left": "$$", "right": "$$", "display": True}, {"left": "$", "right": "$", "display": False}]
+_PASSAGE_CHARS = 400
 
 
 @dataclass
@@ -137,6 +140,7 @@ def _chat_tab(tabs: _Tabs, default: BackendChoice, max_steps: int) -> _Panel:
     with gr.Row():
         with gr.Column(scale=3):
             chatbot = gr.Chatbot(elem_id="chat", height=620, label="Conversation", buttons=["copy_all"],
+                                 latex_delimiters=LATEX_DELIMITERS,
                                  placeholder="Try: *Generate 500 Drell-Yan events and plot the dimuon mass*")
             with gr.Row():
                 box = gr.Textbox(elem_id="request", show_label=False, scale=6, autofocus=True,
@@ -254,7 +258,8 @@ class _ChatView:
     def _on_tool_result(self, event: Any) -> bool:
         if self.step is None:
             return False
-        values = _values_table(event.result or {}) if event.ok else ""
+        values = "\n\n".join(filter(None, [_values_table(event.result or {}), _passages(event.result or {})]))
+        values = values if event.ok else ""
         text = event.summary if len(event.summary) <= _RESULT_CHARS else event.summary[:_RESULT_CHARS] + "…"
         shown = f"**result** ✓\n\n{values}" if values else f"**result** {'✓' if event.ok else '✗'} {text}"
         self.step.content = f"{self.step.content}\n\n{shown}"
@@ -289,6 +294,19 @@ def _values_table(result: dict[str, Any]) -> str:
         return ""
     body = "\n".join(f"| {k} | {f'{v:.6g}' if isinstance(v, float) else v} |" for k, v in rows)
     return f"| result | value |\n|---|---|\n{body}"
+
+
+def _passages(result: dict[str, Any]) -> str:
+    """Retrieved passages as quotes under their citations, LaTeX verbatim (the chat renders it)."""
+    hits = result.get("hits")
+    if not isinstance(hits, list):
+        return ""
+    quotes = []
+    for hit in hits:
+        text = " ".join(str(hit.get("text", "")).split())
+        text = text if len(text) <= _PASSAGE_CHARS else text[:_PASSAGE_CHARS].rsplit(" ", 1)[0] + " …"
+        quotes.append(f"{hit.get('citation', '')}\n> {text}")
+    return "\n\n".join(quotes)
 
 
 def _table_preview(path: Path) -> str:

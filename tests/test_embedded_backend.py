@@ -224,6 +224,18 @@ def test_truncated_or_unoffered_replies_are_backend_errors() -> None:
         parse_reply(_response('{"tool": "plot", "arguments": {}}'), [_tool("generate_events")])
 
 
+def test_a_reply_the_grammar_did_not_constrain_is_read_from_its_first_object() -> None:
+    """When llguidance cannot run a grammar, llama.cpp samples freely: a fenced, indented reply or one with a
+    closing brace too many still yields its call; text with no reply object in it stays an error."""
+    fenced = '```json\n{\n  "tool": "generate_events",\n  "arguments": {"process": "ttbar", "n_events": 200}\n}\n```'
+    extra = '{"tool": "generate_events", "arguments": {"process": "ttbar", "n_events": 200}}}'
+    for content in (fenced, extra):
+        turn = parse_reply(_response(content), [_tool("generate_events")])
+        assert turn.tool_calls[0].arguments == {"process": "ttbar", "n_events": 200}
+    with pytest.raises(BackendError, match="not the JSON asked for"):
+        parse_reply(_response('Sure! {"n_events": 200} is what I would use.'), [_tool("generate_events")])
+
+
 class _FakeServer:
     """Stands in for xllamacpp.Server: refuses the first ``refusals`` schemas, then replies ``reply``."""
 

@@ -16,12 +16,13 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
 from physagent.agent.events import AnswerEvent, ArtifactEvent, ToolCallEvent, ToolResultEvent
-from physagent.app.web import _ChatView, _field, _form_arguments, launch_ui
+from physagent.app.web import LATEX_DELIMITERS, _ChatView, _field, _form_arguments, launch_ui
 from physagent.tools import ProgressUpdate, registry
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ANSWER = "Generated 200 Drell-Yan events and plotted the mass."
+MATH = r"The ratio $\tau_{21}$ is for jets, not muons."  # the chat renders it with KaTeX
 
 
 def _free_port() -> int:
@@ -33,7 +34,7 @@ def _free_port() -> int:
 @pytest.fixture
 def ui(tmp_path: Path, plot_pipeline_script: Callable[[str], Path]) -> Iterator[str]:
     """The UI on 127.0.0.1 with a scripted model (generate → histogram → plot → answer); stopped afterwards."""
-    script = plot_pipeline_script(ANSWER)
+    script = plot_pipeline_script(f"{ANSWER} {MATH}")
     port = _free_port()
     demo = launch_ui(tmp_path / "home", port=port, backend=f"scripted:{script}", block=False)
     try:
@@ -101,6 +102,8 @@ def test_chat_streams_steps_and_plot_uploads_and_downloads_in_a_real_browser(
     chat = _text(browser, "chat")
     assert chat.index("Tool: generate_events") < chat.index("Tool: histogram") < chat.index("Tool: plot") \
         < chat.index(ANSWER)
+    math = _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#chat .katex"), 10)
+    assert "τ" in math[0].text and "$" not in chat.split(ANSWER)[1]  # rendered, not shown as source
     plot = browser.find_element(By.CSS_SELECTOR, "#chat img[src*='plot.png']")
     assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", plot) > 200
     plot_id = _wait(browser, lambda d: next((w for w in _text(d, "artifacts").split() if w.startswith("plot-")), None))
@@ -192,3 +195,16 @@ def test_a_running_tool_step_shows_live_progress_then_its_result(tmp_path: Path)
     view.add(AnswerEvent(**step, text="sigma = 512 pb"))
     assert [type(m.content).__name__ for m in messages[1:]] == ["Image", "str"]
     assert messages[2].content == "sigma = 512 pb"
+
+
+def test_retrieved_passages_show_as_quotes_with_their_latex_verbatim() -> None:
+    """A search step lists each passage under its citation, its LaTeX as written (KaTeX renders it in the chat)."""
+    messages: list[Any] = []
+    view = _ChatView(messages)
+    step = {"session": "s-0123456789", "step": 1}
+    passage = r"The decay $\tau \rightarrow \mu\mu\mu$ violates lepton flavour."
+    view.add(ToolCallEvent(**step, tool="search_knowledge", arguments={"query": "tau to three muons"}))
+    view.add(ToolResultEvent(**step, tool="search_knowledge", ok=True, summary="search_knowledge OK.", result={
+        "query": "tau to three muons", "hits": [{"text": passage, "citation": "[lfv.md: LFV]"}]}))
+    assert f"[lfv.md: LFV]\n> {passage}" in messages[0].content
+    assert {"left": "$", "right": "$", "display": False} in LATEX_DELIMITERS

@@ -16,6 +16,8 @@ well; about 300 tokens per tool, half the JSON schema), appended to the agent's 
 one-line reply-format instruction. Earlier calls are replayed as the JSON the model wrote, and tool
 observations as Qwen's ``<tool_response>`` user turns, exactly as Qwen's chat template renders them.
 Arguments equal to a parameter's default are dropped: small models like to spell out every default.
+Replies are decoded under :mod:`~physagent.agent.backends._latex`'s rule: ``\rho`` written with one
+backslash stays LaTeX, not a carriage return and ``ho``.
 
 Weights: :func:`agent.backends._gguf.ensure_gguf` (hash-pinned, assembled once).
 """
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from physagent.agent.arguments import drop_defaults
+from physagent.agent.backends import _latex
 from physagent.agent.backends._gguf import PINNED, ensure_gguf
 from physagent.agent.backends._prompt_cache import PromptCache
 from physagent.agent.backends.base import BackendError, ModelTurn, ToolCallRequest, Usage
@@ -278,8 +281,11 @@ def parse_reply(response: dict[str, Any], tools: list[dict[str, Any]], call_id: 
 
 def _decode(content: str, finish_reason: str | None) -> dict[str, Any]:
     try:
-        reply = json.loads(content)
+        reply = _latex.loads(content)  # \rho and \tau stay LaTeX, not CR and tab (see _latex)
     except json.JSONDecodeError as error:
+        salvaged = _unconstrained_object(content)
+        if salvaged is not None:
+            return salvaged
         salvaged = _salvage_answer(content) if finish_reason == "length" else None
         if salvaged is not None:
             return {"answer": salvaged}
@@ -292,6 +298,22 @@ def _decode(content: str, finish_reason: str | None) -> dict[str, Any]:
     return reply
 
 
+def _unconstrained_object(content: str) -> dict[str, Any] | None:
+    """The first JSON object of a reply the grammar did not constrain, or None.
+
+    When llguidance cannot run a grammar (it logs the error, muted here) llama.cpp samples freely, and
+    the model writes what it was trained on: a fenced, indented object, or one closing brace too many.
+    The object inside is still the reply; every check after decoding still applies to it."""
+    start = content.find("{")
+    if start < 0:
+        return None
+    try:
+        reply, _ = _latex.raw_decode(content[start:])
+    except json.JSONDecodeError:
+        return None
+    return reply if isinstance(reply, dict) and ("tool" in reply or "answer" in reply) else None
+
+
 def _salvage_answer(content: str) -> str | None:
     """The text of an ``{"answer": "...`` reply cut off by the token limit, marked as cut; None otherwise."""
     prefix = re.match(r'\s*\{\s*"answer"\s*:\s*"', content)
@@ -300,6 +322,6 @@ def _salvage_answer(content: str) -> str | None:
     body = content[prefix.end():]
     body = body[: len(body) - 1] if body.endswith("\\") else body  # never end inside an escape
     try:
-        return str(json.loads(f'"{body}"')) + " […]"
+        return str(_latex.loads(f'"{body}"')) + " […]"
     except json.JSONDecodeError:
         return None

@@ -10,6 +10,9 @@ turns such text into tool calls when the name is one of the offered tools. Those
 with ``textcall_``; when the conversation is sent back, their assistant turn and observations are
 written as plain text, so a server that rejects ``role: tool`` messages still understands them.
 
+Tool-call arguments (native or in text) are decoded under :mod:`~physagent.agent.backends._latex`'s rule, so
+``\tau`` or ``\sqrt{s}`` written with one backslash stays LaTeX instead of becoming a tab or an error.
+
 Configuration (see :meth:`OpenAICompatibleBackend.from_env`):
 ``PHYSAGENT_OPENAI_BASE_URL`` (default ``https://api.openai.com/v1``), ``PHYSAGENT_OPENAI_MODEL``
 (required), ``PHYSAGENT_OPENAI_API_KEY`` or ``OPENAI_API_KEY`` (local servers need none).
@@ -25,13 +28,14 @@ import os
 import re
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import openai
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
 
+from physagent.agent.backends import _latex
 from physagent.agent.backends.base import BackendError, ModelTurn, ToolCallRequest, Usage
 
 __all__ = [
@@ -237,17 +241,37 @@ def _to_model_turn(reply: AIMessage, tool_names: set[str], backend: str) -> Mode
     usage = Usage()
     if reply.usage_metadata:
         usage = Usage(reply.usage_metadata.get("input_tokens", 0), reply.usage_metadata.get("output_tokens", 0))
-    calls = [ToolCallRequest(c["name"], dict(c["args"]), id=c.get("id") or _new_id("call_")) for c in reply.tool_calls]
-    if reply.invalid_tool_calls:
-        bad = reply.invalid_tool_calls[0]
-        raise MalformedToolCallError(
-            f"{backend}: the model called {bad.get('name')!r} with arguments that are not valid JSON: "
-            f"{str(bad.get('args'))[:200]!r}. Retry the turn, or use a model or server parser with reliable tool calls."
-        )
+    # langchain decoded the arguments with plain json.loads: redo it under the LaTeX rule (agent.backends._latex)
+    calls = [ToolCallRequest(c["name"], _latex.redecode(dict(c["args"])), id=c.get("id") or _new_id("call_"))
+             for c in reply.tool_calls]
+    for bad in reply.invalid_tool_calls:
+        recovered = _recovered_call(bad)  # e.g. "\\sqrt{s}" is no JSON escape, but fine LaTeX
+        if recovered is None:
+            _raise_malformed(bad, backend)
+        calls.append(recovered)
     text = _strip_thinking(reply.text)
     if not calls and tool_names:
         calls = extract_text_tool_calls(text, tool_names)
     return ModelTurn(tool_calls=calls, text="" if calls else text, usage=usage)
+
+
+def _recovered_call(bad: Any) -> ToolCallRequest | None:
+    """A native call langchain could not decode, decoded under the LaTeX rule; None if it still is not JSON."""
+    raw = bad.get("args")
+    try:
+        arguments = _latex.loads(raw, strict=False) if isinstance(raw, str) and raw.strip() else None
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(arguments, dict) or not bad.get("name"):
+        return None
+    return ToolCallRequest(str(bad["name"]), arguments, id=bad.get("id") or _new_id("call_"))
+
+
+def _raise_malformed(bad: Any, backend: str) -> NoReturn:
+    raise MalformedToolCallError(
+        f"{backend}: the model called {bad.get('name')!r} with arguments that are not valid JSON: "
+        f"{str(bad.get('args'))[:200]!r}. Retry the turn, or use a model or server parser with reliable tool calls."
+    )
 
 
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL)
@@ -286,7 +310,7 @@ def _json_objects(chunk: str) -> list[dict[str, Any]]:
     if not starts:
         return []
     try:
-        value, _ = json.JSONDecoder().raw_decode(chunk[min(starts):])
+        value, _ = _latex.raw_decode(chunk[min(starts):])
     except json.JSONDecodeError:
         return []
     items = value if isinstance(value, list) else [value]
@@ -298,7 +322,7 @@ def _as_call(obj: dict[str, Any], tool_names: set[str]) -> ToolCallRequest | Non
     name = spec.get("name") or spec.get("tool")
     raw: Any = next((spec[k] for k in _ARG_KEYS if k in spec), {})
     try:
-        arguments = _as_args(raw)
+        arguments = dict(_latex.loads(raw) if isinstance(raw, str) and raw.strip() else raw or {})
     except (json.JSONDecodeError, TypeError, ValueError):
         return None
     if name not in tool_names:
