@@ -32,7 +32,7 @@ from physagent.agent.grounding import numbers_in
 
 __all__ = [
     "clean_arguments", "drop_defaults", "fill_stated_arguments", "is_stated", "keep_stated_arguments",
-    "stated_settings",
+    "known_names", "stated_settings",
 ]
 
 _SPELLINGS = {
@@ -48,8 +48,29 @@ _PERCENT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*(?:%|percent)", re.IGNORECAS
 def clean_arguments(arguments: dict[str, Any], parameters: dict[str, Any], messages: list[dict[str, Any]],
                     shown: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     """What the user stated, not what a small model imagined: drop the unstated, fill the stated."""
+    arguments = known_names(arguments, parameters)
     kept = keep_stated_arguments(drop_defaults(arguments, parameters), parameters, messages, shown)
     return fill_stated_arguments(kept, parameters, messages, model_wrote=set(arguments))
+
+
+def known_names(arguments: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    """``arguments`` with each unknown name that abbreviates exactly one free parameter renamed to it.
+
+    Small models shorten names the way physicists speak ("r" for ``radius``, "pt_min" for
+    ``pt_min_gev``); a name that fits no parameter, or several, stays for the schema check to refuse.
+
+    >>> known_names({"r": 0.4, "events": "$1"}, {"properties": {"events": {}, "radius": {}, "pt_min_gev": {}}})
+    {'radius': 0.4, 'events': '$1'}
+    >>> known_names({"pt": 30}, {"properties": {"pt_min_gev": {}, "pt_max_gev": {}}})
+    {'pt': 30}
+    """
+    properties = parameters.get("properties", {})
+    renamed = {}
+    for name, value in arguments.items():
+        fits = [] if name in properties else [
+            p for p in properties if p not in arguments and p.lower().startswith(name.lower())]
+        renamed[fits[0] if len(fits) == 1 else name] = value
+    return renamed
 
 
 def keep_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],

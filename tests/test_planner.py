@@ -162,6 +162,16 @@ def test_steps_the_model_left_out_are_added_to_its_plan(workspace: Workspace) ->
     assert complete_plan(alone, "Generate events and plot them", ["generate_events", "plot"], {}) is alone
 
 
+def test_an_abbreviated_parameter_name_is_taken_for_the_one_parameter_it_abbreviates(workspace: Workspace) -> None:
+    """'r' for cluster_jets' radius (the model's shorthand) runs as radius = 1.0 instead of refusing the plan."""
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "cluster_jets", "arguments": {"events": "$1.events", "r": 1.0, "pt_min_gev": 20}}]
+    assistant, _ = _assistant([plan(steps, "Clustered {$2.n_jets} jets.")], workspace, hygiene=True)
+    record = assistant.ask("Generate 120 Drell-Yan events, seed 2, MPI off, and cluster R = 1.0 jets above 20 GeV")
+    assert [c["tool"] for c in record.tool_calls] == ["generate_events", "cluster_jets"]
+    assert record.tool_calls[1]["arguments"]["radius"] == 1.0 and record.ok
+
+
 def test_an_unstated_argument_the_tool_rejects_is_retried_without_it(workspace: Workspace) -> None:
     """A decay mode for a process that has none is dropped and the call retried; a stated one would not be."""
     assistant, _ = _assistant([plan([{"tool": "generate_events", "arguments": {**DY, "decay": "leptonic"}}],
