@@ -136,7 +136,7 @@ class PlanRun(Run):
             self._check(plan)
         except PlanError as error:
             self.sources += sources_in(error.problems, "error")  # limits the model may quote in a refusal
-            if _caused_by_request(error.problems, self.request):  # the user's own values: refuse, don't retry
+            if _caused_by_request(error.problems, self.context.messages):  # the user's own values: refuse
                 self.record.plan.append({"steps": call.arguments.get("steps"), "refused": error.problems})
                 return "I can't do this as asked: " + "; ".join(p.removeprefix("step ").split(": ", 1)[-1]
                                                                 for p in error.problems)
@@ -280,20 +280,28 @@ def _hint(plan: Plan, quantity: str) -> str:
     return ""
 
 
-_BAD_VALUE = re.compile(r"\b(\w+)=(-?[\d.]+|'[^']*')\s+(?:must|is not|is more|is less|should)")
+_BAD_VALUE = re.compile(r"\b(\w+): (\w+)=(-?[\d.]+|'[^']*')\s+(?:must|is not|is more|is less|should)")
 
 
-def _caused_by_request(problems: list[str], request: str) -> bool:
-    """Whether every problem is a tool refusing a value the user wrote ("-5 events", "500 TeV")."""
-    lowered = request.lower()
+def _caused_by_request(problems: list[str], messages: list[dict[str, Any]]) -> bool:
+    """Whether every problem is a tool refusing a value the user wrote for that very parameter ("-5 events",
+    "500 TeV"); a model's ``eta_max=0`` is its own mistake even when "from 0 to 400 GeV" holds a 0."""
     for problem in problems:
         match = _BAD_VALUE.search(problem)
-        if match is None:
+        if match is None or not is_known(match.group(1)):
             return False
-        value = match.group(2).strip("'").lower()
-        if not re.search(rf"(?<![\w.]){re.escape(value)}(?![\w]|\.\d)", lowered):
+        tool, name, value = match.group(1), match.group(2), match.group(3).strip("'")
+        stated = fill_stated_arguments({}, spec(tool).parameters_schema(), messages, model_wrote=set()).get(name)
+        if stated is None or (str(stated).lower() != value.lower() and not _same_number(stated, value)):
             return False
     return bool(problems)
+
+
+def _same_number(stated: Any, written: str) -> bool:
+    try:
+        return float(stated) == float(written)
+    except (TypeError, ValueError):
+        return False
 
 
 def _returns(offered: list[str]) -> dict[str, str]:

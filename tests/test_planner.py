@@ -306,3 +306,14 @@ def test_advice_the_model_does_not_take_leaves_its_plan_to_run(workspace: Worksp
     record = assistant.ask("Generate 120 Drell-Yan events and histogram the dimuon mass")
     assert [c["tool"] for c in record.tool_calls] == ["generate_events"]
     assert record.answer.endswith("Not done: histogram (no step ran it).")
+
+
+def test_a_refusal_is_the_users_only_for_a_value_they_gave_that_very_parameter() -> None:
+    """'from 0 to 400 GeV' does not make the model's eta_max=0 the user's value; '-5 events' is theirs."""
+    from physagent.agent.planner import _caused_by_request
+
+    zjets = [{"role": "user", "content": "Cluster R = 0.4 jets and histogram the leading-jet pT from 0 to 400 GeV"}]
+    assert not _caused_by_request(["step 2: cluster_jets: eta_max=0 must be greater than 0 — Maximum jet |η|."], zjets)
+    negative = [{"role": "user", "content": "generate -5 ttbar events"}]
+    assert _caused_by_request(["step 1: generate_events: n_events=-5 must be greater than or equal to 1 — Events."],
+                              negative)
