@@ -198,6 +198,8 @@ def _reference_problems(step: Step, name: str, reference: tuple[int, str | None]
     if number >= step.number or tool is None:
         return [f"step {step.number}: {name}='${number}{'.' + field_name if field_name else ''}' refers to step "
                 f"{number}, which does not come before it; refer to an earlier step"]
+    if not is_known(tool):
+        return []  # the unknown tool itself is reported with its step
     fields = _artifact_fields(spec(tool))
     if field_name is not None and field_name not in fields:
         return [f"step {step.number}: {name} refers to '{field_name}' of step {number} ({tool}), which is no "
@@ -237,6 +239,8 @@ def _placeholder_problem(placeholder: Placeholder, planned: Mapping[int, str], k
         tool = planned.get(placeholder.step) or (known.done.get(placeholder.step, ("", None))[0] or None)
         if tool is None:
             return f"{placeholder.text} names step {placeholder.step}, which the plan does not have"
+        if not is_known(tool):
+            return None  # the unknown tool itself is reported with its step
         model: type[BaseModel] = spec(tool).result_model
     elif placeholder.artifact not in known.artifacts:
         return f"{placeholder.text} names {placeholder.artifact}, which is not an artifact of this session"

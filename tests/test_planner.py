@@ -162,6 +162,16 @@ def test_steps_the_model_left_out_are_added_to_its_plan(workspace: Workspace) ->
     assert complete_plan(alone, "Generate events and plot them", ["generate_events", "plot"], {}) is alone
 
 
+def test_a_step_using_a_tool_that_does_not_exist_is_a_plan_problem_not_a_crash() -> None:
+    """A made-up tool ('calculate_median') that later steps and the answer refer to is named once as a problem."""
+    problems = _problems([
+        {"tool": "generate_events", "arguments": DY},
+        {"tool": "calculate_median", "arguments": {"source": "$1.events"}},
+        {"tool": "histogram", "arguments": {"source": "$2", "field": "m_hat_gev"}},
+    ], "The median is {$2.median}.")
+    assert len(problems) == 1 and problems[0].startswith("step 2: there is no tool 'calculate_median'; use one of")
+
+
 def test_an_abbreviated_parameter_name_is_taken_for_the_one_parameter_it_abbreviates(workspace: Workspace) -> None:
     """'r' for cluster_jets' radius (the model's shorthand) runs as radius = 1.0 instead of refusing the plan."""
     steps = [{"tool": "generate_events", "arguments": DY},
