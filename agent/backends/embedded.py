@@ -283,9 +283,9 @@ def _decode(content: str, finish_reason: str | None) -> dict[str, Any]:
     try:
         reply = _latex.loads(content)  # \rho and \tau stay LaTeX, not CR and tab (see _latex)
     except json.JSONDecodeError as error:
-        salvaged = _unconstrained_object(content)
-        if salvaged is not None:
-            return salvaged
+        unconstrained = _unconstrained_object(content)
+        if unconstrained is not None:
+            return unconstrained
         salvaged = _salvage_answer(content) if finish_reason == "length" else None
         if salvaged is not None:
             return {"answer": salvaged}
