@@ -239,8 +239,9 @@ def test_a_reply_the_grammar_did_not_constrain_is_read_from_its_first_object() -
 class _FakeServer:
     """Stands in for xllamacpp.Server: refuses the first ``refusals`` schemas, then replies ``reply``."""
 
-    def __init__(self, refusals: int = 0, reply: dict | None = None) -> None:
+    def __init__(self, refusals: int = 0, reply: dict | None = None, replies: list[dict] | None = None) -> None:
         self.refusals, self.reply, self.schemas = refusals, reply, []
+        self.replies = iter(replies or [])  # given replies first, then ``reply``
 
     def handle_chat_completions(self, request: dict) -> dict:
         schema = json.loads(request["grammar"].split("%json ", 1)[1])
@@ -248,7 +249,8 @@ class _FakeServer:
         self.schemas.append(schema)
         if len(self.schemas) <= self.refusals:
             raise ValueError("Unable to generate parser for this template. JSON schema error")
-        return self.reply or _response('{"tool": "cluster_jets", "arguments": {"events": "ev-0123456789"}}')
+        return next(self.replies, None) or self.reply or _response(
+            '{"tool": "cluster_jets", "arguments": {"events": "ev-0123456789"}}')
 
 
 def test_grammar_refusals_fall_back_to_simplified_then_any_object_arguments() -> None:
@@ -263,6 +265,16 @@ def test_grammar_refusals_fall_back_to_simplified_then_any_object_arguments() ->
     assert arguments[2] == {"type": "object"}
     backend.complete([{"role": "user", "content": "again"}], [_tool("cluster_jets")])
     assert server.schemas[-1]["anyOf"][0]["properties"]["arguments"] == {"type": "object"}
+
+
+def test_a_reply_that_ignored_the_grammar_is_asked_again_with_simpler_schemas() -> None:
+    """Free text where a JSON reply was required means llguidance gave up on the grammar: the request runs again
+    with simplified argument schemas (a smaller grammar), and the valid reply is used."""
+    backend, server = EmbeddedBackend(), _FakeServer(replies=[_response("Sure, I will cluster the jets.")])
+    backend._server = server
+    turn = backend.complete([{"role": "user", "content": "cluster"}], [_tool("cluster_jets")])
+    assert turn.tool_calls[0].arguments == {"events": "ev-0123456789"} and len(server.schemas) == 2
+    assert "pattern" not in server.schemas[1]["anyOf"][0]["properties"]["arguments"]["properties"]["events"]
 
 
 def test_context_overflow_is_a_backend_error_suggesting_a_larger_context() -> None:

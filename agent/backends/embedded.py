@@ -103,7 +103,8 @@ class EmbeddedBackend:
             self.restored_tokens = cache.attach(self._server) if cache else 0
 
     def _chat(self, request: dict[str, Any], tools: list[dict[str, Any]]) -> dict[str, Any]:
-        """Run one request, simplifying the tool schemas while llama.cpp cannot turn them into a grammar."""
+        """Run one request, simplifying the tool schemas while llama.cpp cannot turn them into a grammar or
+    (llguidance giving up on it) returns a reply that is no JSON object at all."""
         self.load()
         while True:
             schema = reply_schema(tools, simplify=self._simplify)
@@ -117,7 +118,22 @@ class EmbeddedBackend:
             checked = _checked(response, self)
             if self._prompt_cache:
                 self._prompt_cache.save()
+            if _grammar_ignored(checked) and self._simplify < 2 and tools:
+                self._simplify += 1  # llguidance gave up on this grammar (it logs, llama.cpp samples freely)
+                continue
             return checked
+
+
+def _grammar_ignored(response: dict[str, Any]) -> bool:
+    """Whether a complete reply is no reply object at all: the grammar cannot have been applied."""
+    choice = response.get("choices", [{}])[0]
+    if choice.get("finish_reason") == "length":
+        return False
+    try:
+        _decode(choice.get("message", {}).get("content") or "", choice.get("finish_reason"))
+    except BackendError:
+        return True
+    return False
 
 
 def compact_grammar(schema: dict[str, Any]) -> str:
@@ -307,8 +323,8 @@ def _unconstrained_object(content: str) -> dict[str, Any] | None:
     start = content.find("{")
     if start < 0:
         return None
-    try:
-        reply, _ = _latex.raw_decode(content[start:])
+    try:  # free text may break lines inside strings: allow raw control characters
+        reply, _ = json.JSONDecoder(strict=False).raw_decode(_latex.latex_safe(content[start:]))
     except json.JSONDecodeError:
         return None
     return reply if isinstance(reply, dict) and ("tool" in reply or "answer" in reply) else None
