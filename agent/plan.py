@@ -24,14 +24,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from physagent.agent.agent_tools import is_known, spec
+from physagent.agent.arguments import fill_stated_arguments
 from physagent.agent.claims import Placeholder, find_placeholders, is_single_value, result_field_type
 from physagent.tools import ARTIFACT_ID_PATTERN, Artifact, ToolInputError, ToolSpec
 
 __all__ = [
     "PLAN_TOOL", "Plan", "PlanError", "Step", "asked_actions", "check_plan", "complete_plan", "missing_actions",
-    "parse_plan",
-    "plan_schema",
-    "resolve_arguments", "step_reference",
+    "parse_plan", "plan_schema", "resolve_arguments", "step_reference",
 ]
 
 PLAN_TOOL = "submit_plan"
@@ -284,18 +283,22 @@ def missing_actions(request: str, plan: Plan, offered: list[str], artifacts: Map
 _DATA_MAKERS = ("generate_events", "detector_response", "cluster_jets", "read_table", "read_root")
 
 
-def complete_plan(plan: Plan, request: str, offered: list[str], artifacts: Mapping[str, str]) -> Plan:
+def complete_plan(plan: Plan, request: str, offered: list[str], artifacts: Mapping[str, str],
+                  messages: list[dict[str, Any]] | None = None) -> Plan:
     """The plan with a step added for each action the request orders that no step does, where the step
     follows from the plan alone: "plot" → ``plot`` of the plan's histograms, "save … ROOT" →
-    ``write_root`` of the last data the plan makes, "export … script" → ``export_session`` last.
-    A small model often drops the last verb of a long request; the added step is named in the notes.
-    The plan comes back unchanged when nothing is missing or the completed plan would not check."""
+    ``write_root`` of the last data the plan makes, "export … script" → ``export_session`` last. An
+    added step takes the settings the user wrote (``messages``, default: the request): "in CMS style",
+    "as an RNTuple". A small model often drops the last verb of a long request; the added step is named
+    in the notes. The plan comes back unchanged when nothing is missing or the completed plan would not check."""
+    messages = messages or [{"role": "user", "content": request}]
     missing = [tool for tool in asked_actions(request, offered, artifacts)
                if tool not in {step.tool for step in plan.steps}]
     steps = list(plan.steps)
     for tool in sorted(missing, key=lambda name: name == "export_session"):  # the export comes last
-        arguments = _derived_arguments(tool, steps, request)
+        arguments = _derived_arguments(tool, steps)
         if arguments is not None:
+            arguments = fill_stated_arguments(arguments, spec(tool).parameters_schema(), messages, model_wrote=set())
             steps.append(Step(max((s.number for s in steps), default=0) + 1, tool, arguments))
     if len(steps) == len(plan.steps) or len(steps) > MAX_STEPS:
         return plan
@@ -308,14 +311,13 @@ def complete_plan(plan: Plan, request: str, offered: list[str], artifacts: Mappi
     return completed
 
 
-def _derived_arguments(tool: str, steps: list[Step], request: str) -> dict[str, Any] | None:
+def _derived_arguments(tool: str, steps: list[Step]) -> dict[str, Any] | None:
     if tool == "plot":
         histograms = [f"${s.number}" for s in steps if s.tool == "histogram"][-8:]
         return {"histograms": histograms} if histograms else None
     if tool == "write_root":
         data = [s for s in steps if s.tool in _DATA_MAKERS]
-        rntuple = re.search(r"\brntuple\b", request, re.IGNORECASE)
-        return {"source": f"${data[-1].number}", **({"format": "rntuple"} if rntuple else {})} if data else None
+        return {"source": f"${data[-1].number}"} if data else None
     if tool == "export_session":
         return {}
     return None

@@ -162,12 +162,8 @@ class PlanRun(Run):
 
     def _completed(self, plan: Plan) -> Plan:
         """The plan with the steps the request orders but the model left out, where they follow from it."""
-        completed = complete_plan(plan, self.request, self.context.offered, self.allowed_ids())
-        if completed is not plan:  # the added steps take the settings the user wrote ("in CMS style")
-            added = [Step(s.number, s.tool, fill_stated_arguments(s.arguments, spec(s.tool).parameters_schema(),
-                                                                   self.context.messages, model_wrote=set()))
-                     for s in completed.steps[len(plan.steps):]]
-            completed = Plan([*plan.steps, *added], completed.answer, completed.notes)
+        completed = complete_plan(plan, self.request, self.context.offered, self.allowed_ids(), self.context.messages)
+        if completed is not plan:
             self.record.plan.append({"steps": [s.__dict__ for s in completed.steps], "answer": completed.answer,
                                      "added": completed.notes[len(plan.notes):]})
         return completed

@@ -104,7 +104,7 @@ class EmbeddedBackend:
 
     def _chat(self, request: dict[str, Any], tools: list[dict[str, Any]]) -> dict[str, Any]:
         """Run one request, simplifying the tool schemas while llama.cpp cannot turn them into a grammar or
-    (llguidance giving up on it) returns a reply that is no JSON object at all."""
+        (llguidance giving up on it) returns a reply that is no JSON object at all."""
         self.load()
         while True:
             schema = reply_schema(tools, simplify=self._simplify)
