@@ -128,7 +128,10 @@ def _stated(name: str, value: Any, schema: dict[str, Any], user_text: str, numbe
 
 
 def _enum_stated(value: str, schema: dict[str, Any], user_text: str) -> bool:
-    """The value's stem, its words, or an x-phrase for it, appears in the user's text."""
+    """The value's stem, its words, or an x-phrase for it, appears in the user's text. With
+    ``x-phrases-only`` only the phrases count ("train" is a verb before it is a split)."""
+    if schema.get("x-phrases-only"):
+        return _phrase_names(schema, value, user_text)
     lowered = value.lower()
     if len(lowered) <= 4:  # short values ("CMS", "all", "log") must be whole words
         return _said(lowered, user_text) or _phrase_names(schema, value, user_text)
@@ -286,6 +289,8 @@ def _json_key(value: Any) -> str:
 
 
 def _enum_words(schema: dict[str, Any], user_text: str) -> list[str]:
+    if schema.get("x-phrases-only"):
+        return []
     return [v for v in schema.get("enum", []) if isinstance(v, str) and len(v) >= 3
             and v != schema.get("default") and re.search(rf"\b{re.escape(v.lower())}\b", user_text)]
 

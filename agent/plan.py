@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from physagent.agent.agent_tools import is_known, spec
 from physagent.agent.arguments import fill_stated_arguments
 from physagent.agent.claims import Placeholder, find_placeholders, is_single_value, result_field_type
+from physagent.agent.prompting import inline_refs
 from physagent.tools import ARTIFACT_ID_PATTERN, Artifact, ToolInputError, ToolSpec
 
 __all__ = [
@@ -77,7 +78,8 @@ def plan_schema(tools: list[dict[str, Any]]) -> dict[str, Any]:
     Artifact arguments stay strings, so a reference (``"$1.events"``) passes the grammar; the checker
     then validates it.
     """
-    shapes = [{"type": "object", "properties": {"tool": {"const": t["name"]}, "arguments": _lenient(t["parameters"])},
+    shapes = [{"type": "object",
+               "properties": {"tool": {"const": t["name"]}, "arguments": _lenient(inline_refs(t["parameters"]))},
                "required": ["tool", "arguments"], "additionalProperties": False} for t in tools]
     return {
         "name": PLAN_TOOL,
@@ -263,11 +265,17 @@ _ACTIONS = {
     "cluster_jets": re.compile(_LEAD + r"(?:re)?cluster\b", re.IGNORECASE),
     "histogram": re.compile(_LEAD + r"histogram\b", re.IGNORECASE),
     "export_session": re.compile(_LEAD + r"export\b.*\b(script|session|what we did)\b", re.IGNORECASE),
-    "train_tagger": re.compile(_LEAD + r"train\b", re.IGNORECASE),
+    "train_tagger": re.compile(_LEAD + r"train\b(?![^.]*\b(?:generator|surrogate|generative|flow|caloflow|"
+                                          r"point[- ]?cloud|diffusion)\b)", re.IGNORECASE),
+    "evaluate_tagger": re.compile(_LEAD + r"(?:evaluate|compare)\b[^.]*\b(?:tagger|model|classifier)s?\b|"
+                                  r"\broc\b", re.IGNORECASE),
+    "train_generator": re.compile(_LEAD + r"train\b[^.]*\b(?:generator|surrogate|generative|flow|caloflow|"
+                                  r"point[- ]?cloud|diffusion)\b", re.IGNORECASE),
     "write_root": re.compile(_LEAD + r"(?:save|write|store|export)\b[^.]*\broot\b", re.IGNORECASE),
 }
 _DOING = {"plot": "plot", "cluster_jets": "cluster jets", "histogram": "histogram", "export_session":
-          "export the session", "train_tagger": "train a tagger", "write_root": "write a ROOT file"}
+          "export the session", "train_tagger": "train a tagger", "write_root": "write a ROOT file",
+          "evaluate_tagger": "evaluate the tagger", "train_generator": "train a generator"}
 
 
 def missing_actions(request: str, plan: Plan, offered: list[str], artifacts: Mapping[str, str]) -> list[str]:
@@ -296,7 +304,7 @@ def complete_plan(plan: Plan, request: str, offered: list[str], artifacts: Mappi
                if tool not in {step.tool for step in plan.steps}]
     steps = list(plan.steps)
     for tool in sorted(missing, key=lambda name: name == "export_session"):  # the export comes last
-        arguments = _derived_arguments(tool, steps)
+        arguments = _derived_arguments(tool, steps, artifacts)
         if arguments is not None:
             arguments = fill_stated_arguments(arguments, spec(tool).parameters_schema(), messages, model_wrote=set())
             steps.append(Step(max((s.number for s in steps), default=0) + 1, tool, arguments))
@@ -311,7 +319,17 @@ def complete_plan(plan: Plan, request: str, offered: list[str], artifacts: Mappi
     return completed
 
 
-def _derived_arguments(tool: str, steps: list[Step]) -> dict[str, Any] | None:
+def _derived_arguments(tool: str, steps: list[Step], artifacts: Mapping[str, str]) -> dict[str, Any] | None:
+    made = _latest_made(steps, artifacts)
+    if tool == "train_tagger":
+        return {"dataset": made["dataset"]} if "dataset" in made else None
+    if tool == "evaluate_tagger":
+        models = [f"${s.number}" for s in steps if s.tool == "train_tagger"][-8:]
+        models = models or ([made["model"]] if "model" in made else [])
+        return {"models": models} if models else None
+    if tool == "train_generator":
+        source = made.get("showers") or made.get("table") or made.get("jets")
+        return {"source": source} if source else None
     if tool == "plot":
         histograms = [f"${s.number}" for s in steps if s.tool == "histogram"][-8:]
         return {"histograms": histograms} if histograms else None
@@ -321,6 +339,22 @@ def _derived_arguments(tool: str, steps: list[Step]) -> dict[str, Any] | None:
     if tool == "export_session":
         return {}
     return None
+
+
+_MAKES = {"make_jet_dataset": "dataset", "train_tagger": "model", "simulate_showers": "showers",
+          "read_calochallenge": "showers", "cluster_jets": "jets",
+          "read_table": "table"}
+
+
+def _latest_made(steps: list[Step], artifacts: Mapping[str, str]) -> dict[str, str]:
+    """The artifact of each kind a derived step would take: the plan's last of that kind (a reference) or,
+    failing that, the session's only one (with two, which one the user means is not derivable)."""
+    kinds = list(artifacts.values())
+    made = {kind: artifact_id for artifact_id, kind in artifacts.items() if kinds.count(kind) == 1}
+    for step in steps:
+        if step.tool in _MAKES:
+            made[_MAKES[step.tool]] = f"${step.number}"
+    return made
 
 
 def asked_actions(request: str, offered: list[str], artifacts: Mapping[str, str]) -> list[str]:

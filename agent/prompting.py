@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-__all__ = ["relevant_parameters", "render_tools", "simplify_schema"]
+__all__ = ["inline_refs", "relevant_parameters", "render_tools", "simplify_schema"]
 
 _UNIT_WORDS = frozenset({"gev", "tev", "min", "max", "mm", "pb"})
 _LITERAL = frozenset({"default", "enum", "const", "examples", "required", "description", "title"})
@@ -31,26 +31,37 @@ def simplify_schema(schema: dict[str, Any]) -> dict[str, Any]:
     {'properties': {'r': {'type': 'number'}}}
     """
     definitions = {**schema.get("definitions", {}), **schema.get("$defs", {})}
-    return _simplified(copy.deepcopy(schema), definitions, depth=0)
+    return _simplified(copy.deepcopy(schema), definitions, 0, _UNSUPPORTED)
 
 
-def _simplified(node: Any, definitions: dict[str, Any], depth: int) -> Any:
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``schema`` with its local ``$ref``s inlined and nothing else changed: a schema nested in a
+    larger one (a tool's arguments in the reply schema) keeps no pointer to a ``$defs`` that is not the root.
+
+    >>> inline_refs({"$defs": {"R": {"type": "number", "format": "x"}}, "properties": {"r": {"$ref": "#/$defs/R"}}})
+    {'properties': {'r': {'type': 'number', 'format': 'x'}}}
+    """
+    definitions = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    return _simplified(copy.deepcopy(schema), definitions, 0, frozenset())
+
+
+def _simplified(node: Any, definitions: dict[str, Any], depth: int, dropped: frozenset[str]) -> Any:
     if isinstance(node, list):
-        return [_simplified(item, definitions, depth) for item in node]
+        return [_simplified(item, definitions, depth, dropped) for item in node]
     if not isinstance(node, dict):
         return node
     ref = node.get("$ref")
     if isinstance(ref, str) and ref.startswith(("#/$defs/", "#/definitions/")) and depth < 8:  # bounds recursion
         merged = {**definitions.get(ref.rsplit("/", 1)[-1], {}), **{k: v for k, v in node.items() if k != "$ref"}}
-        return _simplified(merged, definitions, depth + 1)
+        return _simplified(merged, definitions, depth + 1, dropped)
     simplified: dict[str, Any] = {}
     for key, value in node.items():
-        if key in _UNSUPPORTED or key in ("$ref", "$defs", "definitions"):
+        if key in dropped or key in ("$ref", "$defs", "definitions"):
             continue  # an unresolvable $ref is dropped too: any value then passes
         if key == "properties" and isinstance(value, dict):  # its keys are parameter names, not keywords
-            simplified[key] = {name: _simplified(sub, definitions, depth) for name, sub in value.items()}
+            simplified[key] = {name: _simplified(sub, definitions, depth, dropped) for name, sub in value.items()}
         else:
-            simplified[key] = value if key in _LITERAL else _simplified(value, definitions, depth)
+            simplified[key] = value if key in _LITERAL else _simplified(value, definitions, depth, dropped)
     return simplified
 
 
@@ -119,7 +130,8 @@ def relevant_parameters(parameters: dict[str, Any], text: str) -> set[str]:
     found = set()
     for name, schema in simplify_schema(parameters).get("properties", {}).items():
         words = [w for w in name.split("_") if len(w) >= 3 and w not in _UNIT_WORDS]
-        options = [str(v).lower() for v in _enum_values(schema) if isinstance(v, str) and len(str(v)) >= 3]
+        options = [] if schema.get("x-phrases-only") else [
+            str(v).lower() for v in _enum_values(schema) if isinstance(v, str) and len(str(v)) >= 3]
         phrases = [p.lower() for p in schema.get("x-phrases", {})]
         if any(re.search(rf"(?<![\w]){re.escape(w)}", lowered) for w in [*words, *options, *phrases]):
             found.add(name)

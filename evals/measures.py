@@ -13,6 +13,8 @@ the file itself:
 - ``tree_entries``: entries of the (only) TTree or RNTuple of a ROOT file, read with uproot;
 - ``auc``: area under the ROC curve of a model's test scores (``test_scores.parquet``: label, weight,
   score), by the trapezoid rule over score thresholds, ties grouped;
+- ``n_showers``: showers in a ``showers`` artifact (rows of ``incident_energies`` in its CaloChallenge file);
+- ``shower_energy_mean``: mean over showers of the summed cell energies, in MeV;
 - ``bytes``: size of the primary file (a plot or a script was really written).
 """
 
@@ -146,11 +148,26 @@ def roc_auc(label: np.ndarray, score: np.ndarray, weight: np.ndarray) -> float:
     return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
 
 
+def _n_showers(path: Path, field: str | None) -> float:
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        return len(handle["incident_energies"])
+
+
+def _shower_energy_mean(path: Path, field: str | None) -> float:
+    import h5py
+
+    with h5py.File(path, "r") as handle:
+        return float(np.mean(np.sum(handle["showers"][:], axis=1, dtype=np.float64)))
+
+
 def _bytes(path: Path, field: str | None) -> float:
     return path.stat().st_size
 
 
 _MEASURES: dict[str, Callable[[Path, Any], float]] = {
     "n_rows": _n_rows, "n_jets": _n_jets, "column_mean": _column_mean, "entries": _entries, "mean": _mean,
-    "std": _std, "peak": _peak, "tree_entries": _tree_entries, "auc": _auc, "bytes": _bytes,
+    "std": _std, "peak": _peak, "tree_entries": _tree_entries, "auc": _auc, "n_showers": _n_showers,
+    "shower_energy_mean": _shower_energy_mean, "bytes": _bytes,
 }

@@ -22,7 +22,8 @@ __all__ = [
     "NumberExpectation", "SetupStep", "Task", "substitute",
 ]
 
-ArtifactKind = Literal["events", "jets", "table", "histogram", "plot", "root", "dataset", "model", "script", "file"]
+ArtifactKind = Literal["events", "jets", "table", "histogram", "plot", "root", "dataset", "model", "script", "file",
+                       "showers", "generator"]
 
 # measure → the artifact kinds it can be recomputed from (see physagent.evals.measures)
 MEASURES: dict[str, tuple[str, ...]] = {
@@ -35,7 +36,10 @@ MEASURES: dict[str, tuple[str, ...]] = {
     "peak": ("histogram",),
     "tree_entries": ("root",),
     "auc": ("model",),
-    "bytes": ("events", "jets", "table", "histogram", "plot", "root", "dataset", "model", "script", "file"),
+    "n_showers": ("showers",),
+    "shower_energy_mean": ("showers",),
+    "bytes": ("events", "jets", "table", "histogram", "plot", "root", "dataset", "model", "script", "file",
+              "showers", "generator"),
 }
 
 _NAME = r"^[a-z][a-z0-9_]*$"

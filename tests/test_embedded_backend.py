@@ -14,6 +14,7 @@ from physagent.agent.backends import _gguf
 from physagent.agent.backends._gguf import ModelFileError, PinnedModel, ensure_gguf, install_command
 from physagent.agent.backends.base import BackendError, ModelTurn, ToolCallRequest
 from physagent.agent.backends.embedded import EmbeddedBackend, parse_reply, reply_schema, to_prompt
+from physagent.agent.plan import plan_schema
 from physagent.agent.prompting import simplify_schema
 from physagent.tools import registry
 
@@ -311,6 +312,20 @@ def test_real_05b_model_calls_generate_events_with_valid_arguments_then_answers(
     assert turn.usage.prompt_tokens > 100 and turn.usage.completion_tokens > 5
     answer = qwen_05b.complete([*messages, {"role": "user", "content": "Now just say hello."}], [])
     assert not answer.tool_calls and answer.text.strip(), answer
+
+
+@pytest.mark.slow
+def test_every_registered_tools_schema_constrains_the_real_models_reply(qwen_05b: EmbeddedBackend) -> None:
+    """llguidance compiles each tool's reply grammar — an int64 bound made it give up, and llama.cpp then
+    sampled freely (fenced, indented, or no JSON at all) — so the first token of every reply is '{'."""
+    names = registry.names()
+    groups = [[_tool(name) for name in names[start:start + 4]] for start in range(0, len(names), 4)]
+    for tools in [*groups, [plan_schema([_tool(name) for name in names])]]:  # and one plan over every tool
+        qwen_05b._simplify = 0
+        request = {"messages": to_prompt([{"role": "user", "content": "Use one of the tools."}], tools),
+                   "temperature": 0.0, "max_tokens": 4}
+        content = qwen_05b._chat(request, tools)["choices"][0]["message"]["content"]
+        assert content.startswith("{") and qwen_05b._simplify == 0, ([t["name"] for t in tools], content)
 
 
 @pytest.mark.slow

@@ -93,7 +93,8 @@ def test_the_shipped_suite_has_60_valid_tasks_over_every_registered_tool() -> No
 
 
 def test_every_suite_task_is_cheap_and_says_so() -> None:
-    """Generation ≤ 500 events with MPI off (asked for in words), tiny datasets and taggers, in requests and setup."""
+    """Generation ≤ 500 events with MPI off (asked for in words), tiny datasets, taggers and generators, in requests
+    and setup."""
     for task in load_suite():
         texts = " ".join([*task.history, task.request])
         if "generate_events" in task.expect.tools:
@@ -114,6 +115,11 @@ def test_every_suite_task_is_cheap_and_says_so() -> None:
         for key in ("make_jet_dataset.n_jets_per_class", "train_tagger.epochs"):
             match = task.expect.arguments.get(key)
             assert match is None or (match.equals or 0) <= 200, (task.id, key)
+        if "train_generator" in task.expect.tools:  # generators: tiny, ≤ 20 epochs, on ≤ 500 showers
+            assert task.expect.arguments["train_generator.size"].equals == "tiny", task.id
+            assert task.expect.arguments["train_generator.epochs"].equals <= 20, task.id
+        showers = task.expect.arguments.get("simulate_showers.n_showers")
+        assert showers is None or showers.equals <= 500, task.id
 
 
 def test_a_malformed_task_is_reported_with_its_file_id_and_field(tmp_path: Path) -> None:

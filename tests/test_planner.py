@@ -162,6 +162,28 @@ def test_steps_the_model_left_out_are_added_to_its_plan(workspace: Workspace) ->
     assert complete_plan(alone, "Generate events and plot them", ["generate_events", "plot"], {}) is alone
 
 
+def test_a_left_out_training_or_evaluation_step_is_added_with_the_users_settings() -> None:
+    """"… and train a BDT on it" with only the dataset step planned gets train_tagger on that dataset with the
+    model the user named; "evaluate the tagger" gets evaluate_tagger of the trained model; the session's only
+    dataset serves when the plan makes none; two session datasets leave the plan alone (which one is a guess);
+    training a surrogate is not read as training a tagger."""
+    offered = ["make_jet_dataset", "train_tagger", "evaluate_tagger"]
+    dataset = parse_plan({"steps": [{"tool": "make_jet_dataset", "arguments": {"n_jets_per_class": 200}}],
+                          "answer": ""})
+    trained = complete_plan(dataset, "Make a top dataset with 200 jets per class, then train a BDT on it and "
+                                     "evaluate the tagger", offered, {})
+    assert trained.steps[1:] == [Step(2, "train_tagger", {"dataset": "$1", "model": "bdt"}),
+                                 Step(3, "evaluate_tagger", {"models": ["$2"]})]
+    empty = parse_plan({"steps": [{"tool": "evaluate_tagger", "arguments": {"models": ["model-0123456789"]}}],
+                        "answer": ""})
+    in_session = complete_plan(empty, "train a particlenet on my dataset and evaluate it", offered,
+                               {"ds-0123456789": "dataset", "model-0123456789": "model"})
+    assert in_session.steps[-1] == Step(2, "train_tagger", {"dataset": "ds-0123456789", "model": "particlenet"})
+    two = {"ds-0123456789": "dataset", "ds-abcdef0123": "dataset", "model-0123456789": "model"}
+    assert complete_plan(empty, "train a particlenet on the dataset", offered, two) is empty
+    assert complete_plan(empty, "train a fast surrogate flow on the showers", offered, two) is empty
+
+
 def test_a_step_using_a_tool_that_does_not_exist_is_a_plan_problem_not_a_crash() -> None:
     """A made-up tool ('calculate_median') that later steps and the answer refer to is named once as a problem."""
     problems = _problems([

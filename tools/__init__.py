@@ -9,7 +9,7 @@ provenance) or look them up in :data:`registry`.
 True
 """
 
-from physagent.tools import code, data, retrieval, session, simulate, tag  # noqa: F401  (registers the built-in tools)
+from physagent.tools import code, data, generate, retrieval, session, simulate, tag  # noqa: F401  (registers the built-in tools)
 from physagent.tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact, artifact_ref, file_sha256
 from physagent.tools._context import ProgressSink, ProgressUpdate, ToolContext
 from physagent.tools._errors import (

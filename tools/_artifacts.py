@@ -28,6 +28,9 @@ KIND_PREFIXES = {
     "plot": "plot",
     "root": "root",
     "script": "scr",
+    "showers": "shw",
+    "generator": "gen",
+    "comparison": "cmp",
 }
 
 

@@ -36,7 +36,7 @@ from physagent.agent.backends._gguf import PINNED, ensure_gguf
 from physagent.agent.backends._prompt_cache import PromptCache
 from physagent.agent.backends.base import BackendError, ModelTurn, ToolCallRequest, Usage
 from physagent.agent.plan import PLAN_TOOL
-from physagent.agent.prompting import render_tools, simplify_schema
+from physagent.agent.prompting import inline_refs, render_tools, simplify_schema
 from physagent.tools import worker_count
 
 __all__ = ["SEED", "EmbeddedBackend", "compact_grammar", "parse_reply", "reply_schema", "to_prompt"]
@@ -46,6 +46,7 @@ _FORMAT = ('Reply with one JSON object: {"tool": <tool name>, "arguments": {...}
            'or {"answer": <text>} when every step the user asked for is done.')
 _ANSWER_ONLY = 'Reply with one JSON object: {"answer": <text>}.'
 _PLAN_TOKENS = 1500
+_GRAMMAR_MAX_INT = 2**53  # larger integer bounds (the registry's int64 default) fail llguidance's compiler
 _GRAMMAR_MAX_ITEMS = 64  # the longest list a reply writes (the tool layer still checks each tool's own limit)
 _PLAN_FORMAT = ('Reply with one JSON object: {"tool": "submit_plan", "arguments": {"steps": [...], "answer": "..."}}, '
                 'or {"answer": "..."} when the request cannot or need not be done with the tools.')
@@ -141,20 +142,24 @@ def compact_grammar(schema: dict[str, Any]) -> str:
     lets a small model indent, or loop on newlines, until it runs out of tokens."""
     import xllamacpp
 
-    compact = {"x-guidance": {"whitespace_flexible": False}, **_short_lists(schema)}
+    compact = {"x-guidance": {"whitespace_flexible": False}, **_grammar_schema(schema)}
     return str(xllamacpp.json_schema_to_grammar(json.dumps(compact)))
 
 
-def _short_lists(node: Any) -> Any:
-    """``node`` with each ``maxItems`` above :data:`_GRAMMAR_MAX_ITEMS` lowered to it: llguidance unrolls
-    ``maxItems`` into that many grammar rules, and the registry bounds every list at 10,000 items."""
+def _grammar_schema(node: Any) -> Any:
+    """``node`` with each ``maxItems`` above :data:`_GRAMMAR_MAX_ITEMS` lowered to it (llguidance unrolls
+    ``maxItems`` into that many grammar rules, and the registry bounds every list at 10,000 items) and
+    integer bounds beyond ±2⁵³ left out (the tool layer still checks them)."""
     if isinstance(node, list):
-        return [_short_lists(item) for item in node]
+        return [_grammar_schema(item) for item in node]
     if not isinstance(node, dict):
         return node
-    short = {key: _short_lists(value) for key, value in node.items()}
+    short = {key: _grammar_schema(value) for key, value in node.items()}
     if isinstance(node.get("maxItems"), int) and node.get("type") == "array":
         short["maxItems"] = min(node["maxItems"], _GRAMMAR_MAX_ITEMS)
+    for bound in ("minimum", "maximum"):  # llguidance reads bounds as doubles and gives up on int64's
+        if isinstance(node.get(bound), int) and abs(node[bound]) > _GRAMMAR_MAX_INT:
+            del short[bound]
     return short
 
 
@@ -211,7 +216,7 @@ def reply_schema(tools: list[dict[str, Any]], simplify: int = 0) -> dict[str, An
 def _arguments_schema(parameters: dict[str, Any], simplify: int) -> dict[str, Any]:
     if simplify >= 2:
         return {"type": "object"}
-    return simplify_schema(parameters) if simplify else parameters
+    return simplify_schema(parameters) if simplify else inline_refs(parameters)
 
 
 def _call_shape(name: str, arguments: dict[str, Any]) -> dict[str, Any]:

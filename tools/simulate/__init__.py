@@ -1,3 +1,3 @@
-"""Event simulation: Pythia8 generation, jet clustering with substructure, a fast detector."""
+"""Event simulation: Pythia8 generation, jet clustering with substructure, a fast detector, calorimeter showers."""
 
-from physagent.tools.simulate import detector, events, jets  # noqa: F401  (registers the tools)
+from physagent.tools.simulate import detector, events, jets, showers  # noqa: F401  (registers the tools)

@@ -70,7 +70,13 @@ def evaluate_tagger(
                                             "artifacts from train_tagger.")],
     dataset: Annotated[DatasetRef | None, Field(description="Id of the dataset to evaluate on (None: the "
                                                             "dataset the models were trained on).")] = None,
-    split: Annotated[Split, Field(description="Which jets: test (default), validation, train, or all.")] = "test",
+    split: Annotated[Split, Field(
+        description="Which jets: test (default), validation, train, or all.",
+        json_schema_extra={"x-phrases-only": True,  # "train" in "train a tagger and evaluate it" is no split
+                           "x-phrases": {"validation": "validation", "training split": "train", "train split": "train",
+                                         "training set": "train", "training data": "train", "training jets": "train",
+                                         "test split": "test", "test set": "test", "all jets": "all",
+                                         "all splits": "all", "whole dataset": "all"}})] = "test",
     labels: Annotated[list[str] | None, Field(description="Names for the table and legend, one per model "
                                                           "(None: the model kinds).")] = None,
     *,

@@ -1,0 +1,319 @@
+"""Generative surrogates: a flow learns a 2-D density, samples reproduce by seed, shower models make showers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import torch
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
+
+from physagent.tools import CallOutcome, CallRecord, ToolInputError, Workspace, call_tool
+from physagent.tools._io import read_parquet, write_parquet
+from physagent.tools.simulate._calo import CaloGeometry, Showers, read_showers, write_showers
+
+torch.set_num_threads(1)
+GEOMETRY = CaloGeometry(n_layers=4, n_a=6, n_b=6, cell_size_mm=5.0, layer_thickness_mm=3.4)
+FLOW_TRAINING = {"size": "small", "epochs": 60, "batch_size": 256, "learning_rate": 3e-3, "patience": 8, "seed": 3}
+SHOWER_TRAINING = {"caloflow": {"size": "tiny", "epochs": 20, "batch_size": 64, "learning_rate": 3e-3, "seed": 1},
+                   "pointcloud": {"size": "tiny", "epochs": 10, "batch_size": 64, "learning_rate": 3e-3, "seed": 1}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_worker() -> Iterator[None]:
+    """One torch thread: the CI machine is shared, and spin-waiting threads made training 4× slower."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PHYSAGENT_WORKERS", "1")
+        yield
+
+
+def _commit(workspace: Workspace, kind: str, write: object, primary: str, summary: str, metadata: dict) -> str:
+    """Register files written by ``write(directory)`` as an artifact of ``kind`` (as a loading tool would)."""
+    with workspace.staging_area() as staging:
+        pending = workspace.new_pending(kind, staging)
+        write(pending.directory)
+        pending.finish(primary, summary, metadata)
+        record = CallRecord(id=f"c-{uuid.uuid4().hex[:10]}", seq=0, tool="test", tool_version="1", inputs={},
+                            input_artifacts={}, outputs=[pending.id], result={}, seed=None, started=time.time(),
+                            wall_s=0.0, packages={}, cache_key=uuid.uuid4().hex, cached_from=None)
+        workspace.commit([pending], record)
+    return pending.id
+
+
+def banana(n: int, seed: int) -> dict[str, np.ndarray]:
+    """A correlated, curved 2-D density: a ~ N(0, 1), b = a²/2 + N(0, 0.4²) − 1, plus a positive column m."""
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=n)
+    b = 0.5 * a**2 + rng.normal(scale=0.4, size=n) - 1.0
+    return {"a": a, "b": b}
+
+
+def table_artifact(workspace: Workspace, columns: dict[str, np.ndarray], summary: str = "test table") -> str:
+    return _commit(workspace, "table", lambda d: write_parquet(ak.zip(columns), d / "table.parquet"), "table.parquet",
+                   summary, {"n_rows": len(next(iter(columns.values()))), "fields": list(columns)})
+
+
+def synthetic_showers(n: int, seed: int, geometry: CaloGeometry = GEOMETRY) -> Showers:
+    """Photon-like showers: E_vis ≈ 12 MeV/GeV with 1/√E fluctuations, a gamma longitudinal profile whose
+    maximum moves deeper with log E, a Gaussian lateral core, exponential hit energies."""
+    rng = np.random.default_rng(seed)
+    energies = np.exp(rng.uniform(np.log(10.0), np.log(100.0), n))
+    hits, cells = [], np.zeros((n, *geometry.grid_shape), dtype=np.float32)
+    for i, e in enumerate(energies):
+        count = rng.poisson(15 + 0.5 * e)
+        visible = 12.0 * e * (1 + 0.15 / np.sqrt(e / 10) * rng.normal())
+        depth = rng.gamma(1.5 + 0.3 * np.log(e), 0.7, count)
+        layer = np.minimum(depth.astype(np.int64), geometry.n_layers - 1)
+        x, y = rng.normal(0, 4.0, count), rng.normal(0, 4.0, count)
+        deposit = rng.exponential(1.0, count)
+        deposit *= visible / deposit.sum()
+        a = np.floor(x / geometry.cell_size_mm + geometry.n_a / 2).astype(np.int64)
+        b = np.floor(y / geometry.cell_size_mm + geometry.n_b / 2).astype(np.int64)
+        inside = (a >= 0) & (a < geometry.n_a) & (b >= 0) & (b < geometry.n_b)
+        np.add.at(cells[i], (layer[inside], a[inside], b[inside]), deposit[inside])
+        hits.append({"x_mm": x, "y_mm": y, "z_mm": (layer + 0.5) * geometry.layer_thickness_mm, "layer": layer,
+                     "e_mev": deposit})
+    counts = [len(h["e_mev"]) for h in hits]
+    points = ak.unflatten(ak.zip({k: np.concatenate([h[k] for h in hits]) for k in hits[0]}), counts)
+    return Showers(energies, cells, geometry, None, "photon", points)
+
+
+def showers_artifact(workspace: Workspace, showers: Showers) -> str:
+    return _commit(workspace, "showers", lambda d: write_showers(showers, d), "showers.h5", "synthetic showers",
+                   {"n_showers": len(showers)})
+
+
+def train(workspace: Workspace, source: str, **arguments: object) -> CallOutcome:
+    return call_tool("train_generator", {"source": source} | arguments, workspace=workspace)
+
+
+def sample(workspace: Workspace, generator: str, **arguments: object) -> CallOutcome:
+    return call_tool("sample_generator", {"generator": generator} | arguments, workspace=workspace)
+
+
+def classifier_auc(real: np.ndarray, fake: np.ndarray, seed: int = 0) -> float:
+    """AUC of a gradient-boosted classifier telling real from generated rows on a held-out half."""
+    x = np.concatenate([real, fake])
+    y = np.concatenate([np.zeros(len(real)), np.ones(len(fake))])
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.5, random_state=seed, stratify=y)
+    model = HistGradientBoostingClassifier(max_iter=100, random_state=seed).fit(x_train, y_train)
+    return float(roc_auc_score(y_test, model.predict_proba(x_test)[:, 1]))
+
+
+@pytest.fixture(scope="module")
+def flow_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    return Workspace(tmp_path_factory.mktemp("generators"))
+
+
+@pytest.fixture(scope="module")
+def banana_flow(flow_workspace: Workspace) -> CallOutcome:
+    """An NSF trained on 6,000 banana rows."""
+    source = table_artifact(flow_workspace, banana(6000, seed=0), "banana")
+    return train(flow_workspace, source, **FLOW_TRAINING)
+
+
+@pytest.fixture(scope="module")
+def tiny_showers(flow_workspace: Workspace) -> str:
+    """300 synthetic photon showers in a 4 × 6 × 6 grid, with their hits."""
+    return showers_artifact(flow_workspace, synthetic_showers(300, seed=2))
+
+
+# --- the tabular flow ---------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_flow_learns_a_curved_2d_density_to_classifier_auc_below_055(
+    flow_workspace: Workspace, banana_flow: CallOutcome
+) -> None:
+    """A classifier cannot tell 20,000 flow samples from fresh banana rows: AUC < 0.55."""
+    trained = banana_flow.result
+    assert trained.model == "flow" and trained.flow_kind == "nsf" and trained.features == ["a", "b"]
+    assert trained.best_epoch <= trained.epochs_run and trained.n_parameters > 1000
+    drawn = sample(flow_workspace, trained.generator.id, n=20_000, seed=11).result
+    table = read_parquet(drawn.samples.path)
+    fake = np.stack([np.asarray(table.a), np.asarray(table.b)], axis=1)
+    fresh = banana(20_000, seed=99)
+    auc = classifier_auc(np.stack([fresh["a"], fresh["b"]], axis=1), fake)
+    assert auc < 0.55, f"classifier AUC {auc:.3f}"
+    assert drawn.columns == ["a", "b"] and drawn.n_samples == 20_000 and drawn.ms_per_sample > 0
+
+
+@pytest.mark.slow
+def test_the_model_card_records_data_transform_and_training(banana_flow: CallOutcome) -> None:
+    """card.json names the data (id, hash), the transform, parameter count, history; the curve is drawn."""
+    trained = banana_flow.result
+    card = trained.generator.metadata
+    assert card["data"]["id"].startswith("tab-") and len(card["data"]["sha256"]) == 64
+    assert [t["name"] for t in card["transform"]["features"]] == ["a", "b"]
+    assert not any(t["log"] for t in card["transform"]["features"])  # b takes negative values, a is symmetric
+    assert card["n_parameters"] == trained.n_parameters
+    assert len(card["training"]["history"]) == trained.epochs_run
+    assert card["training"]["history"][trained.best_epoch - 1]["val_loss"] == pytest.approx(trained.validation_loss)
+    assert (trained.generator.directory / "training_curve.png").stat().st_size > 5_000
+    assert {"model.pt", "card.json", "training_curve.png"} <= set(trained.generator.files)
+
+
+@pytest.mark.slow
+def test_same_seed_gives_identical_samples_from_the_stored_artifact_and_seeds_differ(
+    flow_workspace: Workspace, banana_flow: CallOutcome
+) -> None:
+    """Two calls with seed 5 (no cache, any batch size) give the same table; seed 6 gives another."""
+    generator = banana_flow.result.generator.id
+    first = sample(flow_workspace, generator, n=500, seed=5, batch_size=1000).result
+    again = call_tool("sample_generator", {"generator": generator, "n": 500, "seed": 5, "batch_size": 64},
+                      workspace=flow_workspace, use_cache=False).result
+    other = sample(flow_workspace, generator, n=500, seed=6).result
+    a, b, c = (read_parquet(r.samples.path) for r in (first, again, other))
+    assert again.samples.id != first.samples.id
+    np.testing.assert_allclose(np.asarray(a.a), np.asarray(b.a), rtol=0, atol=1e-5)
+    assert not np.allclose(np.asarray(a.a), np.asarray(c.a))
+
+
+def test_a_conditional_flow_on_jets_follows_its_condition_and_refuses_bad_conditions(workspace: Workspace) -> None:
+    """mass[0] | pt[0] of a jets artifact: samples shift with pT; missing, extra or out-of-range conditions fail."""
+    rng = np.random.default_rng(4)
+    n = 3000
+    pt = rng.uniform(300, 600, n)
+    mass = 0.1 * pt * np.exp(rng.normal(0, 0.2, n))
+    jets = ak.zip({"event": np.arange(n), "jets": ak.unflatten(ak.zip({"pt": pt, "mass": mass, "eta": rng.normal(
+        size=n)}), np.ones(n, dtype=np.int64))}, depth_limit=1)
+    source = _commit(workspace, "jets", lambda d: write_parquet(jets, d / "jets.parquet"), "jets.parquet", "jets", {})
+    trained = train(workspace, source, features=["jets.mass[0]"], conditions=["jets.pt[0]"], size="tiny", epochs=25,
+                    learning_rate=3e-3, seed=2).result
+    card = trained.generator.metadata
+    assert trained.conditions == ["jets.pt[0]"] and card["transform"]["features"][0]["log"]  # log-normal mass
+    low = sample(workspace, trained.generator.id, n=2000, condition_values={"jets.pt[0]": [320]}).result
+    high = sample(workspace, trained.generator.id, n=2000, condition_values={"jets_pt_0": [580]}).result
+    m_low, m_high = (np.asarray(read_parquet(r.samples.path).jets_mass_0) for r in (low, high))
+    assert np.median(m_low) == pytest.approx(32.0, rel=0.15) and np.median(m_high) == pytest.approx(58.0, rel=0.15)
+    assert low.columns == ["jets_mass_0", "jets_pt_0"]
+    as_ref = sample(workspace, trained.generator.id, reference=source, seed=1).result
+    assert as_ref.n_samples == n and as_ref.condition_source == "reference"
+    before = len(workspace.list_artifacts("table"))
+    for arguments, message in (
+        ({}, r"condition_values=None is needed: the generator is conditioned on \['jets.pt\[0\]'\]"),
+        ({"condition_values": {"jets.pt[0]": [900]}}, r"outside the range the generator was trained on"),
+        ({"condition_values": {"jets.eta[0]": [0]}}, r"does not know.*Its conditions are \['jets.pt\[0\]'\]"),
+        ({"energy_min_gev": 10}, "applies to shower generators"),
+    ):
+        with pytest.raises(ToolInputError, match=message):
+            sample(workspace, trained.generator.id, n=10, **arguments)
+    assert len(workspace.list_artifacts("table")) == before
+
+
+# --- bad inputs to training -----------------------------------------------------------------------
+
+
+def test_training_refuses_nan_features_empty_data_and_the_wrong_model(workspace: Workspace) -> None:
+    """NaN in a feature (named), too few rows, a shower model on a table, features for caloflow: nothing written."""
+    columns = banana(200, seed=1)
+    columns["b"][17] = np.nan
+    with_nan = table_artifact(workspace, columns)
+    empty = table_artifact(workspace, {"a": np.zeros(0), "b": np.zeros(0)})
+    showers = showers_artifact(workspace, synthetic_showers(20, seed=3))
+    for source, arguments, message in (
+        (with_nan, {}, r"features='b' has 1 NaN or infinite values"),
+        (empty, {}, r"has 0 usable rows; a generator needs at least 10"),
+        (with_nan, {"model": "caloflow"}, r"learns calorimeter showers, but .* is a table artifact"),
+        (showers, {"model": "flow"}, r"holds calorimeter showers. Use model='caloflow'"),
+        (showers, {"features": ["a"]}, r"apply to model='flow' only"),
+        (with_nan, {"features": ["a[0]"]}, r"cannot be evaluated"),
+    ):
+        with pytest.raises(ToolInputError, match=message):
+            train(workspace, source, size="tiny", epochs=1, **arguments)
+    assert workspace.list_artifacts("generator") == []
+
+
+def test_caloflow_refuses_a_grid_above_its_voxel_limit_and_suggests_pointcloud(workspace: Workspace) -> None:
+    """A 30 × 24 × 24 grid is too large for caloflow: the error says so and names model='pointcloud'."""
+    big = CaloGeometry()
+    showers = Showers(np.full(12, 50.0), np.ones((12, *big.grid_shape), dtype=np.float32), big)
+    source = showers_artifact(workspace, showers)
+    with pytest.raises(ToolInputError, match=r"at most 600 voxels; .* 30×24×24 = 17280. Use model='pointcloud'"):
+        train(workspace, source, model="caloflow", size="tiny", epochs=1)
+    assert workspace.list_artifacts("generator") == []
+
+
+# --- shower models ----------------------------------------------------------------------------------
+
+
+def _check_showers(path: Path, energies: tuple[float, float]) -> Showers:
+    showers = read_showers(path)
+    assert showers.geometry.grid_shape == GEOMETRY.grid_shape
+    assert np.all(showers.cells_mev >= 0) and np.all(np.isfinite(showers.cells_mev))
+    assert np.all((showers.incident_energy_gev >= energies[0] - 1e-9) & (showers.incident_energy_gev <= energies[1]
+                                                                         + 1e-9))
+    return showers
+
+
+def _deposit_slope(showers: Showers) -> float:
+    """Slope of log(Σ cells) against log(E_inc): 1 when the deposit is proportional to the energy."""
+    total = showers.cells_mev.reshape(len(showers), -1).sum(1)
+    keep = total > 0
+    return float(np.polyfit(np.log(showers.incident_energy_gev[keep]), np.log(total[keep]), 1)[0])
+
+
+@pytest.mark.parametrize("model", [pytest.param("caloflow", marks=pytest.mark.slow), "pointcloud"])
+def test_shower_models_train_and_sample_showers_of_the_trained_geometry(
+    model: str, flow_workspace: Workspace, tiny_showers: str
+) -> None:
+    """A few epochs give showers of the right grid, non-negative energies and a deposit that grows with E_inc."""
+    trained = train(flow_workspace, tiny_showers, model=model, **SHOWER_TRAINING[model]).result
+    assert trained.model == model and trained.conditions == ["incident_energy_gev"]
+    assert np.isfinite(trained.validation_loss) and trained.n_train + trained.n_validation == 300
+    drawn = sample(flow_workspace, trained.generator.id, n=200, energy_min_gev=15.0, energy_max_gev=90.0,
+                   ode_steps=8).result
+    showers = _check_showers(drawn.samples.path, (15.0, 90.0))
+    assert 0.5 < _deposit_slope(showers) < 1.5
+    assert 0.004 < drawn.mean_deposit_fraction < 0.03  # the data's ≈ 0.012 (12 MeV per GeV, some outside the grid)
+    if model == "pointcloud":
+        assert showers.points is not None and len(showers.points) == 200
+        binned = ak.sum(showers.points.e_mev, axis=1)
+        assert np.all(np.asarray(binned) >= showers.cells_mev.reshape(200, -1).sum(1) - 1e-2)
+    again = call_tool("sample_generator", {"generator": trained.generator.id, "n": 200, "energy_min_gev": 15.0,
+                                           "energy_max_gev": 90.0, "ode_steps": 8, "batch_size": 37},
+                      workspace=flow_workspace, use_cache=False).result
+    np.testing.assert_allclose(read_showers(again.samples.path).cells_mev, showers.cells_mev, rtol=1e-4, atol=1e-3)
+
+
+def test_showers_with_more_deposits_than_max_points_are_learnt_from_their_hit_cells(
+    flow_workspace: Workspace, tiny_showers: str
+) -> None:
+    """A 100 GeV shower has ~8,700 deposits: above max_points, each hit cell becomes one point (CaloClouds-style
+    clustering); below even the hit-cell count, the error names that count."""
+    stored = read_showers(Workspace(flow_workspace.root).get_artifact(tiny_showers).path)
+    most_hits = int(max(ak.num(stored.points.e_mev, axis=1)))
+    most_cells = int(np.count_nonzero(stored.cells_mev.reshape(len(stored), -1), axis=1).max())
+    assert most_cells < most_hits
+    trained = train(flow_workspace, tiny_showers, model="pointcloud", size="tiny", epochs=1, max_points=most_cells)
+    assert trained.result.generator.metadata["showers"]["points_from"] == "cells"
+    with pytest.raises(ToolInputError, match=f"below the {most_cells} hit cells"):
+        train(flow_workspace, tiny_showers, model="pointcloud", size="tiny", epochs=1, max_points=most_cells - 1)
+
+
+def test_shower_sampling_refuses_missing_out_of_range_and_foreign_conditions(
+    flow_workspace: Workspace, tiny_showers: str
+) -> None:
+    """No energies, energies beyond the trained 10–100 GeV, a reference of another grid: clear errors."""
+    trained = train(flow_workspace, tiny_showers, model="pointcloud", **SHOWER_TRAINING["pointcloud"]).result
+    other = CaloGeometry(n_layers=3, n_a=4, n_b=4)
+    foreign = showers_artifact(flow_workspace, synthetic_showers(12, seed=5, geometry=other))
+    before = len(flow_workspace.list_artifacts("showers"))
+    for arguments, message in (
+        ({}, r"energy_min_gev=None is needed: the generator is conditioned on the incident energy"),
+        ({"energy_min_gev": 50.0, "energy_max_gev": 500.0}, r"outside the range the generator was trained on"),
+        ({"reference": foreign}, r"has a 3×4×4 grid, but the generator makes 4×6×6 showers"),
+        ({"condition_values": {"x": [1.0]}}, r"applies to tabular flows"),
+    ):
+        with pytest.raises(ToolInputError, match=message):
+            sample(flow_workspace, trained.generator.id, n=5, **arguments)
+    assert len(flow_workspace.list_artifacts("showers")) == before
+    as_ref = sample(flow_workspace, trained.generator.id, reference=tiny_showers, n=50).result
+    assert as_ref.condition_source == "reference" and as_ref.n_samples == 50

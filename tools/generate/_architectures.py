@@ -1,0 +1,65 @@
+r"""Generator architectures by size, building a model from its card, and loading a ``generator`` artifact.
+
+Sizes: ``tiny`` (seconds, for tests), ``small`` (minutes on 2 CPU cores), ``large`` (closer to the published
+models). A model is rebuilt from ``card.json`` (model, flow kind, architecture, dimensions) and its weights
+``model.pt``; the feature transforms are buffers of the model, so they come back with the weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from physagent.tools._artifacts import Artifact
+from physagent.tools.generate._caloflow import CALOFLOW_REFERENCE, CaloFlow
+from physagent.tools.generate._flows import FLOW_REFERENCES, TabularFlow
+from physagent.tools.generate._pointcloud import POINTCLOUD_REFERENCE, PointCloudModel
+
+__all__ = ["ARCHITECTURES", "DEFAULT_ODE_STEPS", "build_model", "load_generator", "reference_for"]
+
+DEFAULT_ODE_STEPS = 25
+
+
+def _flow(transforms: int, hidden: list[int]) -> dict[str, Any]:
+    return {"transforms": transforms, "hidden_features": hidden, "bins": 8}
+
+
+ARCHITECTURES: dict[str, dict[str, dict[str, Any]]] = {
+    "flow": {"tiny": _flow(3, [32, 32]), "small": _flow(5, [64, 64]), "large": _flow(8, [128, 128, 128])},
+    "caloflow": {
+        "tiny": {"energy_flow": _flow(3, [32, 32]), "shape_flow": _flow(4, [64, 64])},
+        "small": {"energy_flow": _flow(4, [64, 64]), "shape_flow": _flow(6, [256, 256])},
+        "large": {"energy_flow": _flow(6, [128, 128]), "shape_flow": _flow(8, [512, 512])},
+    },
+    "pointcloud": {
+        "tiny": {"shower_flow": _flow(3, [32, 32]), "velocity": {"local": 32, "global": 16, "layers": 2}},
+        "small": {"shower_flow": _flow(4, [64, 64]), "velocity": {"local": 96, "global": 32, "layers": 3}},
+        "large": {"shower_flow": _flow(5, [64, 64]), "velocity": {"local": 128, "global": 64, "layers": 6}},
+    },
+}
+
+
+def reference_for(model: str, flow_kind: str) -> str:
+    """The paper(s) a model follows."""
+    return {"flow": FLOW_REFERENCES[flow_kind], "caloflow": CALOFLOW_REFERENCE,
+            "pointcloud": POINTCLOUD_REFERENCE}[model]
+
+
+def build_model(card: dict[str, Any]) -> Any:
+    """An untrained model with the card's architecture and dimensions."""
+    kind, arch = card["flow_kind"], card["architecture"]
+    if card["model"] == "flow":
+        return TabularFlow(kind, len(card["features"]), len(card["conditions"]), arch)
+    grid = card["showers"]["geometry"]
+    if card["model"] == "caloflow":
+        return CaloFlow(kind, (grid["n_layers"], grid["n_a"], grid["n_b"]), arch)
+    return PointCloudModel(kind, grid["n_layers"], arch)
+
+
+def load_generator(artifact: Artifact) -> tuple[Any, dict[str, Any]]:
+    """The trained model of a ``generator`` artifact (eval mode, CPU) and its card (with the ids)."""
+    import torch
+
+    card = dict(artifact.metadata)
+    model = build_model(card)
+    model.load_state_dict(torch.load(artifact.directory / "model.pt", map_location="cpu", weights_only=True))
+    return model.eval(), card

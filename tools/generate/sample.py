@@ -1,0 +1,371 @@
+r"""``sample_generator``: draw samples from a trained generator, batched and seeded.
+
+- A ``flow`` generator gives a ``table`` artifact (``samples.parquet``) with one column per feature
+  (:func:`~tools.generate._generator_io.column_name` of its expression: ``jets.mass[0]`` → ``jets_mass_0``)
+  and one per condition.
+- ``caloflow`` and ``pointcloud`` generators give a ``showers`` artifact (``showers.h5`` in the
+  CaloChallenge layout, cells in MeV, incident energies in GeV in memory); the point cloud also writes its
+  points (``points.parquet``) and bins them into the trained geometry's cells.
+
+Conditions: for a conditional flow either ``condition_values`` (per condition a value or a [min, max]
+range, drawn uniformly) or a ``reference`` artifact whose rows give them (cycled when ``n`` exceeds its
+rows); for showers an incident-energy range ``energy_min_gev`` … ``energy_max_gev`` (drawn log-uniformly)
+or the incident energies of a reference showers artifact. Conditions more than 5 % of the training range
+outside it are refused: a generator does not extrapolate.
+
+All randomness comes from one ``numpy.random.Generator(seed)`` drawn in a fixed order (conditions, then
+the base noise batch by batch), so the same seed gives the same samples — from the stored artifact, at
+any ``batch_size`` (up to floating-point rounding of batched matrix products).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from physagent.tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact
+from physagent.tools._context import ToolContext
+from physagent.tools._errors import ToolInputError
+from physagent.tools._registry import ToolResult, tool
+from physagent.tools.generate._architectures import load_generator
+from physagent.tools.generate._generator_io import read_columns, read_rows
+from physagent.tools.generate.train import GeneratorRef
+from physagent.tools.tag._runtime import torch_threads
+
+__all__ = ["GeneratedSamples", "sample_generator"]
+
+ReferenceRef = Annotated[str, Accepts(("table", "jets", "events", "showers")), Field(pattern=ARTIFACT_ID_PATTERN)]
+ConditionSource = Literal["none", "values", "energy_range", "reference"]
+_TOOL = "sample_generator"
+_MARGIN = 0.05  # share of the training range a condition may lie beyond it
+_DEFAULT_N = 1000
+
+
+class GeneratedSamples(ToolResult):
+    """Samples drawn from a generator, and how fast they came."""
+
+    samples: Artifact = Field(description="The samples: a table artifact (flow) or a showers artifact "
+                                          "(caloflow, pointcloud) in the generator's geometry.")
+    model: str = Field(description="The generator's model: flow, caloflow or pointcloud.")
+    n_samples: int = Field(description="Rows (showers) drawn.")
+    columns: list[str] = Field(description="Columns of a sampled table: features, then conditions (empty for "
+                                           "showers).")
+    condition_source: ConditionSource = Field(description="Where the conditions came from: none (unconditional), "
+                                                          "values, energy_range or reference.")
+    seed: int = Field(description="The seed the samples were drawn with.")
+    batch_size: int = Field(description="Samples per network call.")
+    sample_wall_s: float = Field(description="Wall time of the sampling itself in seconds (without writing).")
+    samples_per_s: float = Field(description="Sampling throughput, samples per second.")
+    ms_per_sample: float = Field(description="Sampling time per sample in milliseconds.")
+    mean_deposit_fraction: float | None = Field(description="Showers: mean of Σ cell energies / incident energy "
+                                                            "(dimensionless); None for tables.")
+
+
+@tool(category="generate", version="1")
+def sample_generator(
+    generator: Annotated[GeneratorRef, Field(description="Id of a generator artifact from train_generator.")],
+    n: Annotated[int | None, Field(ge=1, le=10_000_000, description="Samples to draw; default: as many as the "
+                                                                     f"reference has rows, else {_DEFAULT_N}.")] = None,
+    seed: Annotated[int, Field(ge=0, description="Random seed; same seed, same samples.")] = 0,
+    batch_size: Annotated[int, Field(ge=1, le=100_000, description="Samples per network call (speed and memory "
+                                                                   "only; the samples do not change).")] = 1000,
+    energy_min_gev: Annotated[float | None, Field(gt=0, description="Showers: lowest incident energy in GeV (alone: "
+                                                                    "every shower at this energy).")] = None,
+    energy_max_gev: Annotated[float | None, Field(gt=0, description="Showers: highest incident energy in GeV; "
+                                                                    "energies are drawn log-uniformly.")] = None,
+    condition_values: Annotated[dict[str, list[float]] | None, Field(
+        description="Conditional flow: per condition (its expression or column name) a value [v] or a range "
+                    "[min, max] drawn uniformly, e.g. {'jets.pt[0]': [500, 600]}.")] = None,
+    reference: Annotated[ReferenceRef | None, Field(
+        description="Take the conditions as in this artifact: its rows' condition values (table, jets, events) "
+                    "or its showers' incident energies.")] = None,
+    ode_steps: Annotated[int | None, Field(ge=1, le=1000, description="pointcloud: ODE steps from noise to "
+                                                                      "points (default: the generator's, 25).")] = None,
+    ode_solver: Annotated[Literal["midpoint", "euler"], Field(
+        description="pointcloud: midpoint (two network calls per step, more accurate) or euler.")] = "midpoint",
+    *,
+    ctx: ToolContext,
+) -> GeneratedSamples:
+    """Draw samples from a trained generator: a table (flow) or calorimeter showers (caloflow, pointcloud).
+
+    Conditions come from fixed values or ranges (e.g. an incident-energy range in GeV) or from a
+    reference artifact; returns the samples artifact and the sampling speed in ms per sample.
+    """
+    artifact = ctx.artifact(generator, "generator")
+    card = artifact.metadata
+    rng = np.random.default_rng(seed)
+    if card["model"] == "flow":
+        given, source = _flow_conditions(ctx, card, n, condition_values, reference, energy_min_gev, energy_max_gev, rng)
+    else:
+        given, source = _energies(ctx, card, n, energy_min_gev, energy_max_gev, condition_values, reference, rng)
+    model, _ = load_generator(artifact)
+    if card["model"] == "flow":
+        return _sample_table(ctx, artifact, model, given, source, seed, batch_size, rng)
+    steps = ode_steps or card["showers"].get("ode_steps", 25)
+    return _sample_showers(ctx, artifact, model, given, source, seed, batch_size, rng, (steps, ode_solver))
+
+
+# --- conditions: every mismatch fails here, before anything is sampled or written ---------------
+
+
+def _flow_conditions(ctx: ToolContext, card: dict[str, Any], n: int | None, values: dict[str, list[float]] | None,
+                     reference: str | None, e_min: float | None, e_max: float | None, rng: np.random.Generator
+                     ) -> tuple[np.ndarray, ConditionSource]:
+    names = card["conditions"]
+    if e_min is not None or e_max is not None:
+        raise ToolInputError.for_param(
+            _TOOL, "energy_min_gev" if e_min is not None else "energy_max_gev", e_min if e_min is not None else e_max,
+            "applies to shower generators; this is a tabular flow. " + (
+                f"Give its conditions {names} with condition_values or reference." if names else "Leave it out."))
+    if not names:
+        if values or reference:
+            raise ToolInputError.for_param(
+                _TOOL, "condition_values" if values else "reference", values or reference,
+                "gives conditions, but the generator was trained unconditionally (on "
+                f"{', '.join(card['features'])}). Leave it out, or train with conditions=[...].")
+        return np.zeros((n or _DEFAULT_N, 0)), "none"
+    if values and reference:
+        raise ToolInputError.for_param(_TOOL, "reference", reference, "and condition_values both give the "
+                                       "conditions. Give one of them.")
+    if reference:
+        return _reference_conditions(ctx, card, n, reference), "reference"
+    if not values:
+        raise ToolInputError.for_param(
+            _TOOL, "condition_values", values, f"is needed: the generator is conditioned on {names}. Give e.g. "
+            f"condition_values={{{names[0]!r}: [value]}} or [min, max], or reference=<artifact with those fields>.")
+    return _given_conditions(card, n or _DEFAULT_N, values, rng), "values"
+
+
+def _given_conditions(card: dict[str, Any], n: int, values: dict[str, list[float]], rng: np.random.Generator
+                      ) -> np.ndarray:
+    names, columns = card["conditions"], card["condition_columns"]
+    by_key = {key: i for i, (name, column) in enumerate(zip(names, columns, strict=True)) for key in (name, column)}
+    unknown = sorted(set(values) - set(by_key))
+    missing = [name for i, name in enumerate(names) if not any(by_key.get(k) == i for k in values)]
+    if unknown or missing:
+        problem = f"names {unknown}, which the generator does not know" if unknown else f"lacks {missing}"
+        raise ToolInputError.for_param(_TOOL, "condition_values", values, f"{problem}. Its conditions are {names}; "
+                                       "give each a value [v] or a range [min, max].")
+    out = np.empty((n, len(names)))
+    for key, bounds in values.items():
+        if len(bounds) not in (1, 2) or (len(bounds) == 2 and bounds[0] > bounds[1]):
+            raise ToolInputError.for_param(_TOOL, "condition_values", values, f"gives {key!r} {bounds}; each "
+                                           "condition takes [value] or [min, max] with min ≤ max.")
+        i = by_key[key]
+        _check_range(card["ranges"]["conditions"][names[i]], np.asarray(bounds), "condition_values", names[i])
+        out[:, i] = bounds[0] if len(bounds) == 1 else rng.uniform(bounds[0], bounds[1], n)
+    return out
+
+
+def _reference_conditions(ctx: ToolContext, card: dict[str, Any], n: int | None, reference: str) -> np.ndarray:
+    data = ctx.artifact(reference, "reference")
+    names = card["conditions"]
+    if data.kind == "showers":
+        raise ToolInputError.for_param(_TOOL, "reference", reference, f"holds showers, but the generator is "
+                                       f"conditioned on {names}. Use a table, jets or events artifact with them.")
+    given = read_columns(_TOOL, "reference", reference, read_rows(data.path, names), names).values
+    if len(given) == 0:
+        raise ToolInputError.for_param(_TOOL, "reference", reference, f"has no row with values of {names}. "
+                                       "Use another reference or condition_values.")
+    for i, name in enumerate(names):
+        _check_range(card["ranges"]["conditions"][name], given[:, i], "reference", name)
+    return given[np.arange(n or len(given)) % len(given)]
+
+
+def _energies(ctx: ToolContext, card: dict[str, Any], n: int | None, e_min: float | None, e_max: float | None,
+              values: dict[str, list[float]] | None, reference: str | None, rng: np.random.Generator
+              ) -> tuple[np.ndarray, ConditionSource]:
+    trained = card["showers"]["incident_energy_gev_range"]
+    if values:
+        raise ToolInputError.for_param(_TOOL, "condition_values", values, "applies to tabular flows; a shower "
+                                       "generator is conditioned on the incident energy. Use energy_min_gev/"
+                                       "energy_max_gev or reference.")
+    if reference and (e_min is not None or e_max is not None):
+        raise ToolInputError.for_param(_TOOL, "reference", reference, "and an energy range both give the incident "
+                                       "energies. Give one of them.")
+    if reference:
+        return _reference_energies(ctx, card, n, reference), "reference"
+    if e_min is None:
+        raise ToolInputError.for_param(
+            _TOOL, "energy_min_gev", e_min if e_max is None else f"None (energy_max_gev={e_max})",
+            f"is needed: the generator is conditioned on the incident energy (trained on {trained[0]:.4g}–"
+            f"{trained[1]:.4g} GeV). Give energy_min_gev (and energy_max_gev for a range), or reference=<showers id>.")
+    high = e_min if e_max is None else e_max
+    if high < e_min:
+        raise ToolInputError.for_param(_TOOL, "energy_max_gev", e_max, f"is below energy_min_gev={e_min}. Give "
+                                       "min ≤ max.")
+    _check_range(trained, np.array([e_min, high]), "energy_min_gev" if e_min < trained[0] else "energy_max_gev",
+                 "the incident energy [GeV]")
+    count = n or _DEFAULT_N
+    return np.exp(rng.uniform(np.log(e_min), np.log(high), count)) if high > e_min else np.full(count, e_min), \
+        "energy_range"
+
+
+def _reference_energies(ctx: ToolContext, card: dict[str, Any], n: int | None, reference: str) -> np.ndarray:
+    from physagent.tools.simulate._calo import CaloGeometry, read_showers
+
+    data = ctx.artifact(reference, "reference")
+    if data.kind != "showers":
+        raise ToolInputError.for_param(_TOOL, "reference", reference, f"is a {data.kind} artifact; a shower "
+                                       "generator takes incident energies from a showers artifact.")
+    showers = read_showers(data.path, with_points=False)
+    trained = CaloGeometry(**card["showers"]["geometry"])
+    if showers.geometry.grid_shape != trained.grid_shape:
+        raise ToolInputError.for_param(
+            _TOOL, "reference", reference, f"has a {'×'.join(map(str, showers.geometry.grid_shape))} grid, but the "
+            f"generator makes {'×'.join(map(str, trained.grid_shape))} showers. Use a reference of the trained "
+            "geometry, or an energy range (energy_min_gev, energy_max_gev).")
+    if len(showers) == 0:
+        raise ToolInputError.for_param(_TOOL, "reference", reference, "holds no showers. Use an energy range.")
+    energies = showers.incident_energy_gev
+    _check_range(card["showers"]["incident_energy_gev_range"], energies, "reference", "the incident energy [GeV]")
+    return energies[np.arange(n or len(energies)) % len(energies)]
+
+
+def _check_range(trained: list[float], values: np.ndarray, param: str, name: str) -> None:
+    low, high = trained
+    margin = _MARGIN * (high - low)
+    outside = (values < low - margin) | (values > high + margin)
+    if np.any(outside):
+        raise ToolInputError.for_param(
+            _TOOL, param, f"{name}: {float(values[outside][0]):.6g}", f"lies outside the range the generator was "
+            f"trained on, {low:.6g} … {high:.6g} ({int(outside.sum())} of {values.size} values). A generator does "
+            "not extrapolate: stay within it, or train on data covering it.")
+
+
+# --- sampling ------------------------------------------------------------------------------------
+
+
+def _timed_batches(ctx: ToolContext, label: str, n: int, batch_size: int, step: Any) -> tuple[list[Any], float]:
+    """Run ``step(start, stop)`` over batches with a progress bar, in torch's no-grad mode; outputs and wall time."""
+    import torch
+
+    out = []
+    with torch_threads(), torch.no_grad(), ctx.progress(f"sample {label}", total=n, unit="samples") as bar:
+        start_time = time.perf_counter()
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            out.append(step(start, stop))
+            bar.advance(stop - start)
+        wall = time.perf_counter() - start_time
+    return out, wall
+
+
+def _sample_table(ctx: ToolContext, artifact: Artifact, model: Any, given: np.ndarray, source: ConditionSource,
+                  seed: int, batch_size: int, rng: np.random.Generator) -> GeneratedSamples:
+    import awkward as ak
+    import torch
+
+    from physagent.tools._io import write_parquet
+
+    card, n = artifact.metadata, len(given)
+    z = rng.standard_normal((n, len(card["features"])))
+    c = torch.from_numpy(given).float()
+    batches, wall = _timed_batches(ctx, "flow", n, batch_size, lambda a, b: model.sample(
+        c[a:b], torch.from_numpy(z[a:b]).float()).numpy())
+    values = np.concatenate(batches).astype(np.float64)
+    columns = [*card["columns"], *card["condition_columns"]]
+    table = {name: values[:, i] for i, name in enumerate(card["columns"])} | {
+        name: given[:, i] for i, name in enumerate(card["condition_columns"])}
+    pending = ctx.new_artifact("table")
+    write_parquet(ak.zip(table), pending.directory / "samples.parquet")
+    expressions = dict(zip(columns, [*card["features"], *card["conditions"]], strict=True))
+    meta = {"generator": artifact.id, "model": "flow", "seed": seed, "n_rows": n, "fields": columns,
+            "expressions": expressions, "condition_source": source}
+    samples = pending.finish("samples.parquet", f"{n:,} samples of {', '.join(card['features'])} from generator "
+                             f"{artifact.id} (seed {seed})", meta)
+    return _result(samples, "flow", n, columns, source, seed, batch_size, wall, None)
+
+
+def _sample_showers(ctx: ToolContext, artifact: Artifact, model: Any, energies: np.ndarray, source: ConditionSource,
+                    seed: int, batch_size: int, rng: np.random.Generator, ode: tuple[int, str]) -> GeneratedSamples:
+    from physagent.tools.simulate._calo import CaloGeometry, Showers, write_showers
+
+    card = artifact.metadata
+    geometry = CaloGeometry(**card["showers"]["geometry"])
+    if card["model"] == "caloflow":
+        cells, points, wall = _caloflow_cells(ctx, model, energies, geometry, batch_size, rng)
+    else:
+        cells, points, wall = _pointcloud_cells(ctx, model, card, energies, geometry, batch_size, rng, ode)
+    showers = Showers(energies, cells, geometry, None, card["showers"]["particle"], points,
+                      {"generator": artifact.id, "model": card["model"], "seed": seed})
+    pending = ctx.new_artifact("showers")
+    write_showers(showers, pending.directory)
+    fraction = cells.reshape(len(energies), -1).sum(1) / (energies * 1000.0)
+    meta = {"generator": artifact.id, "model": card["model"], "seed": seed, "n_showers": len(energies),
+            "geometry": asdict(geometry), "particle": showers.particle, "condition_source": source,
+            "incident_energy_gev_range": [float(energies.min()), float(energies.max())],
+            "ode": {"steps": ode[0], "solver": ode[1]} if card["model"] == "pointcloud" else None}
+    samples = pending.finish("showers.h5", f"{len(energies):,} {showers.particle} showers "
+                             f"({energies.min():.4g}–{energies.max():.4g} GeV) from {card['model']} generator "
+                             f"{artifact.id} (seed {seed})", meta)
+    return _result(samples, card["model"], len(energies), [], source, seed, batch_size, wall, float(fraction.mean()))
+
+
+def _caloflow_cells(ctx: ToolContext, model: Any, energies: np.ndarray, geometry: Any, batch_size: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, None, float]:
+    import torch
+
+    z_layers = rng.standard_normal((len(energies), geometry.n_layers))
+    e = torch.from_numpy(energies).float()
+
+    def step(a: int, b: int) -> np.ndarray:
+        z_cells = torch.from_numpy(rng.standard_normal((b - a, geometry.n_voxels))).float()
+        return model.sample(e[a:b], torch.from_numpy(z_layers[a:b]).float(), z_cells).numpy()
+
+    batches, wall = _timed_batches(ctx, "caloflow", len(energies), batch_size, step)
+    return np.concatenate(batches), None, wall
+
+
+def _pointcloud_cells(ctx: ToolContext, model: Any, card: dict[str, Any], energies: np.ndarray, geometry: Any,
+                      batch_size: int, rng: np.random.Generator, ode: tuple[int, str]) -> tuple[np.ndarray, Any, float]:
+    import torch
+
+    from physagent.tools.generate._pointcloud import bin_points, pad_points
+
+    e = torch.from_numpy(energies).float()
+    z_showers = rng.standard_normal((len(energies), 2))
+    max_points = card["showers"]["points_per_shower"][1]  # a flow's far tail must not pad every shower of a batch
+
+    def step(a: int, b: int) -> list[np.ndarray]:
+        counts, visible = model.sample_showers(e[a:b], torch.from_numpy(z_showers[a:b]).float(), max_points)
+        sizes = counts.numpy()
+        noise = rng.standard_normal((int(sizes.sum()), 4))
+        x0, mask = pad_points(np.split(noise, np.cumsum(sizes)[:-1]), int(sizes.max()))
+        raw = model.sample_points(e[a:b], counts, torch.from_numpy(x0), torch.from_numpy(mask), *ode).double().numpy()
+        return [_finish_points(raw[i, :k], float(visible[i]), geometry.n_layers) for i, k in enumerate(sizes)]
+
+    batches, wall = _timed_batches(ctx, "pointcloud", len(energies), batch_size, step)
+    points = [p for batch in batches for p in batch]
+    return bin_points(points, geometry), _hits(points, card["showers"]["layer_z_mm"]), wall
+
+
+def _finish_points(raw: np.ndarray, visible_mev: float, n_layers: int) -> np.ndarray:
+    """Round the layer into the grid and scale the point energies to sum to the sampled visible energy."""
+    out = raw.copy()
+    out[:, 2] = np.clip(np.rint(out[:, 2]), 0, n_layers - 1)
+    out[:, 3] *= visible_mev / max(out[:, 3].sum(), 1e-30)
+    return out
+
+
+def _hits(points: list[np.ndarray], layer_z_mm: list[float]) -> Any:
+    import awkward as ak
+
+    flat = np.concatenate(points) if points else np.zeros((0, 4))
+    layer = flat[:, 2].astype(np.int32)
+    hits = ak.zip({"x_mm": flat[:, 0].astype(np.float32), "y_mm": flat[:, 1].astype(np.float32),
+                   "z_mm": np.asarray(layer_z_mm, dtype=np.float32)[layer], "layer": layer,
+                   "e_mev": flat[:, 3].astype(np.float32)})
+    return ak.unflatten(hits, np.array([len(p) for p in points], dtype=np.int64))
+
+
+def _result(samples: Artifact, model: str, n: int, columns: list[str], source: ConditionSource, seed: int,
+            batch_size: int, wall: float, fraction: float | None) -> GeneratedSamples:
+    return GeneratedSamples(samples=samples, model=model, n_samples=n, columns=columns, condition_source=source,
+                            seed=seed, batch_size=batch_size, sample_wall_s=wall, samples_per_s=n / max(wall, 1e-9),
+                            ms_per_sample=1000.0 * wall / n, mean_deposit_fraction=fraction)
+
