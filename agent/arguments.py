@@ -177,7 +177,8 @@ def fill_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],
             continue  # the model took a value the user named: keep it
         phrased = _phrased_values(schema, user_text)
         named = (_named_number(name, schema, user_text) or _bound_number(name, schema, user_text)
-                 or _unit_number(name, schema, parameters, user_text) or _axis_range(name, user_text))
+                 or _unit_number(name, schema, parameters, user_text) or _axis_range(name, user_text)
+                 or _quantity_range(name, schema, user_text))
         if len(named) == 1:  # the user's own number, even one the tool will refuse
             filled[name] = named[0]
         elif len(phrased) == 1:
@@ -246,7 +247,7 @@ def _bound_number(name: str, schema: dict[str, Any], user_text: str) -> list[Any
     return [int(value) if "integer" in types and value.is_integer() else value]
 
 
-_UNIT_PATTERNS = {"tev": r"tev", "mm": r"mm", "pb": r"pb"}
+_UNIT_PATTERNS = {"tev": r"tev", "mm": r"mm", "pb": r"pb", "deg": r"(?:deg(?:rees?)?|°)"}
 _SPAN = re.compile(r"(?:\bfrom|\bbetween)\s+(-?\d+(?:\.\d+)?)\s*(?:gev)?\s+(?:to|and)\s+(-?\d+(?:\.\d+)?)"
                    r"|(?<![\w.])(-?\d+(?:\.\d+)?)\s*[–-]\s*(\d+(?:\.\d+)?)\s*gev")
 
@@ -263,6 +264,25 @@ def _axis_range(name: str, user_text: str) -> list[Any]:
     return [low if name == "range_min" else high]
 
 
+def _quantity_range(name: str, schema: dict[str, Any], user_text: str) -> list[Any]:
+    """The bound of a ``<quantity>_min``/``_max`` pair from a span written after the quantity: "energies flat
+    between 10 and 100 GeV" → ``energy_min_gev=10``, ``energy_max_gev=100``; "pT from 300 to 400" likewise."""
+    parts = name.split("_")
+    bound = "min" if "min" in parts else "max" if "max" in parts else None
+    stems = [w for w in parts if w not in _UNIT_WORDS]
+    types = {s.get("type") for s in schema.get("anyOf", [schema])}
+    if bound is None or len(stems) != 1 or not types & {"integer", "number"} or name.startswith("range_"):
+        return []
+    stem = re.escape(stems[0][: max(2, len(stems[0]) - 1)])
+    spans = {(float(a or c), float(b or d)) for a, b, c, d in re.findall(
+        rf"\b{stem}\w*\b(?:[\s-]+[a-z]+){{0,3}}?\s+(?:{_SPAN.pattern})", user_text)}
+    if len(spans) != 1:
+        return []
+    low, high = spans.pop()
+    value = low if bound == "min" else high
+    return [int(value) if "integer" in types and value.is_integer() else value]
+
+
 def _unit_number(name: str, schema: dict[str, Any], parameters: dict[str, Any], user_text: str) -> list[Any]:
     """A number written with the unit that only this parameter of the tool carries: "13 TeV" →
     ``sqrt_s_tev=13`` (GeV is left alone: many parameters are in GeV)."""
@@ -272,7 +292,7 @@ def _unit_number(name: str, schema: dict[str, Any], parameters: dict[str, Any], 
     carriers = [p for p in parameters.get("properties", {}) if p.rsplit("_", 1)[-1] == unit]
     if carriers != [name]:
         return []
-    values = {float(v) for v in re.findall(rf"(?<![\w.])(\d+(?:\.\d+)?)\s*{_UNIT_PATTERNS[unit]}\b", user_text)}
+    values = {float(v) for v in re.findall(rf"(?<![\w.])(\d+(?:\.\d+)?)\s*{_UNIT_PATTERNS[unit]}(?!\w)", user_text)}
     types = {s.get("type") for s in schema.get("anyOf", [schema])}
     if len(values) != 1 or not types & {"integer", "number"}:
         return []

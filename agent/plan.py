@@ -271,11 +271,16 @@ _ACTIONS = {
                                   r"\broc\b", re.IGNORECASE),
     "train_generator": re.compile(_LEAD + r"train\b[^.]*\b(?:generator|surrogate|generative|flow|caloflow|"
                                   r"point[- ]?cloud|diffusion)\b", re.IGNORECASE),
+    "compare_samples": re.compile(
+        r"\btell\b[^.]*\b(?:apart|from the (?:real|original|simulat\w*))\b|\bcompatib|\btwo[- ]sample|"
+        r"\bdistinguish|\bhow (?:faithful|close|similar)\b|"
+        r"\bcompare\b[^.]*\b(?:samples?|showers?|simulat\w*|original|real)\b", re.IGNORECASE),
     "write_root": re.compile(_LEAD + r"(?:save|write|store|export)\b[^.]*\broot\b", re.IGNORECASE),
 }
 _DOING = {"plot": "plot", "cluster_jets": "cluster jets", "histogram": "histogram", "export_session":
           "export the session", "train_tagger": "train a tagger", "write_root": "write a ROOT file",
-          "evaluate_tagger": "evaluate the tagger", "train_generator": "train a generator"}
+          "evaluate_tagger": "evaluate the tagger", "train_generator": "train a generator",
+          "compare_samples": "compare two samples"}
 
 
 def missing_actions(request: str, plan: Plan, offered: list[str], artifacts: Mapping[str, str]) -> list[str]:
@@ -304,7 +309,7 @@ def complete_plan(plan: Plan, request: str, offered: list[str], artifacts: Mappi
                if tool not in {step.tool for step in plan.steps}]
     steps = list(plan.steps)
     for tool in sorted(missing, key=lambda name: name == "export_session"):  # the export comes last
-        arguments = _derived_arguments(tool, steps, artifacts)
+        arguments = _derived_arguments(tool, steps, artifacts, request)
         if arguments is not None:
             arguments = fill_stated_arguments(arguments, spec(tool).parameters_schema(), messages, model_wrote=set())
             steps.append(Step(max((s.number for s in steps), default=0) + 1, tool, arguments))
@@ -319,7 +324,21 @@ def complete_plan(plan: Plan, request: str, offered: list[str], artifacts: Mappi
     return completed
 
 
-def _derived_arguments(tool: str, steps: list[Step], artifacts: Mapping[str, str]) -> dict[str, Any] | None:
+def _samples_to_compare(steps: list[Step], request: str) -> dict[str, Any] | None:
+    """A generator's samples against the data it learned, or the two samples the request names by id."""
+    sampled = [s for s in steps if s.tool == "sample_generator"]
+    trained = {s.number: s for s in steps if s.tool == "train_generator"}
+    if sampled:
+        reference = step_reference(sampled[-1].arguments.get("generator"))
+        training = trained.get(reference[0]) if reference else None
+        source = training.arguments.get("source") if training else None
+        return {"reference": source, "candidate": f"${sampled[-1].number}"} if source else None
+    named = list(dict.fromkeys(re.findall(ARTIFACT_ID_PATTERN.strip("^$"), request)))
+    return {"reference": named[0], "candidate": named[1]} if len(named) == 2 else None
+
+
+def _derived_arguments(tool: str, steps: list[Step], artifacts: Mapping[str, str],
+                       request: str = "") -> dict[str, Any] | None:
     made = _latest_made(steps, artifacts)
     if tool == "train_tagger":
         return {"dataset": made["dataset"]} if "dataset" in made else None
@@ -327,6 +346,8 @@ def _derived_arguments(tool: str, steps: list[Step], artifacts: Mapping[str, str
         models = [f"${s.number}" for s in steps if s.tool == "train_tagger"][-8:]
         models = models or ([made["model"]] if "model" in made else [])
         return {"models": models} if models else None
+    if tool == "compare_samples":
+        return _samples_to_compare(steps, request)
     if tool == "train_generator":
         source = made.get("showers") or made.get("table") or made.get("jets")
         return {"source": source} if source else None

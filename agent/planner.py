@@ -132,8 +132,7 @@ class PlanRun(Run):
         self.messages.append({"role": "assistant", "content": "", "tool_calls": [
             {"id": call.id or f"plan-{self.turns}", "name": call.name, "arguments": call.arguments}]})
         try:
-            plan = self._cleaned(parse_plan(call.arguments))
-            self._check(plan)
+            plan = self._sound_steps(self._cleaned(parse_plan(call.arguments)))
         except PlanError as error:
             self.sources += sources_in(error.problems, "error")  # limits the model may quote in a refusal
             if _caused_by_request(error.problems, self.context.messages):  # the user's own values: refuse
@@ -147,13 +146,30 @@ class PlanRun(Run):
         self.record.plan.append({"steps": [s.__dict__ for s in plan.steps], "answer": plan.answer})
         return plan
 
+    def _sound_steps(self, plan: Plan) -> Plan:
+        """The plan, checked. Sound steps under an answer template that names fields no step will have run
+        anyway, and the answer is asked for once the results are in view: a small model rarely repairs a
+        template for results it has not seen, and refusing the whole plan lost runs that would have worked."""
+        try:
+            self._check(plan)
+            return plan
+        except PlanError as error:
+            if not plan.steps or not all(p.startswith("answer: ") for p in error.problems):
+                raise
+            problems = error.problems
+        bare = Plan(plan.steps, "", [*plan.notes, *(f"answer written after the results ({p})" for p in problems)])
+        self._check(bare)
+        self.record.findings.append("the plan's answer template named fields its steps do not have; answered "
+                                    "from the results instead")
+        return bare
+
     def _check(self, plan: Plan) -> None:
         done = {n: (s.tool, s.outcome.result) for n, s in self.steps.items() if s.outcome is not None}
         check_plan(plan, self.context.offered, self.allowed_ids(), done)
         labels = mislabelled(plan.answer) + missing_actions(self.request, plan, self.context.offered,
                                                             self.allowed_ids())
         if plan.answer and not self._reads_text(plan):
-            labels += [problem + _hint(plan, quantity)
+            labels += [problem + _hint(plan, quantity, self.request)
                        for quantity, problem in missing_quantities(self.request, plan.answer)]
         if labels and not self.checked_labels:  # sent back once; a second time it runs and is reported
             self.checked_labels = True
@@ -265,15 +281,21 @@ class PlanRun(Run):
         yield from self.finish(rendered, unsupported, mislabelled_numbers)
 
 
-def _hint(plan: Plan, quantity: str) -> str:
-    """Where the plan's own steps hold the quantity: ' (write {$1.sigma_pb})'."""
+def _hint(plan: Plan, quantity: str, request: str) -> str:
+    """Where the plan's own steps hold the quantity: ' (write {$1.sigma_pb})'; of several such fields, the one
+    whose name and description share the most words with the request ("how many cells fire on average" →
+    ``mean_hits_per_shower``, "mean number of cells above threshold", not ``mean_incident_energy_gev``)."""
+    words = set(re.findall(r"[a-z]{3,}", request.lower()))
+    candidates = []
     for step in plan.steps:
         if not is_known(step.tool):
             continue
-        for field in spec(step.tool).result_model.model_fields:
+        for field, info in spec(step.tool).result_model.model_fields.items():
             if quantity_of_field(field) == quantity:
-                return f" (write {{${step.number}.{field}}})"
-    return ""
+                text = f"{field.replace('_', ' ')} {info.description or ''}".lower()
+                candidates.append((len(words & set(re.findall(r"[a-z]{3,}", text))), -len(candidates),
+                                   f"{{${step.number}.{field}}}"))
+    return f" (write {max(candidates)[2]})" if candidates else ""
 
 
 _BAD_VALUE = re.compile(r"\b(\w+): (\w+)=(-?[\d.]+|'[^']*')\s+(?:must|is not|is more|is less|should)")

@@ -64,3 +64,40 @@ def test_a_number_written_next_to_a_parameter_name_fills_it() -> None:
                                    _user("histogram pt_hat in 30 bins"))
     assert filled["bins"] == 30
     assert "seed" not in fill_stated_arguments({"process": "ttbar"}, PARAMETERS, _user("seed 4 or seed 5"))
+
+
+def test_a_span_written_after_a_quantity_fills_its_min_and_max() -> None:
+    """'energies flat between 10 and 100 GeV' → energy_min_gev/energy_max_gev (a small model wrote energy_gev=20 from
+    '20 degrees'); 'jet pT from 300 to 400 GeV' → pt_min_gev/pt_max_gev; two spans for one quantity stay unset."""
+    from physagent.agent.arguments import fill_stated_arguments
+
+    showers = registry.get("simulate_showers").parameters_schema()
+    filled = fill_stated_arguments({"n_showers": 150, "energy_gev": 20, "theta_deg": 20}, showers, _user(
+        "Shoot 150 electrons at 20 degrees from the normal, with energies flat between 10 and 100 GeV"))
+    assert (filled["energy_min_gev"], filled["energy_max_gev"]) == (10, 100)
+    dataset = registry.get("make_jet_dataset").parameters_schema()
+    assert fill_stated_arguments({"task": "w_vs_qcd"}, dataset, _user("W jets with jet pT from 300 to 400 GeV")) == {
+        "task": "w_vs_qcd", "pt_min_gev": 300, "pt_max_gev": 400}
+    two = fill_stated_arguments({}, dataset, _user("pT between 300 and 400 GeV or pT between 500 and 600 GeV"))
+    assert "pt_min_gev" not in two
+
+
+def test_a_phrase_states_a_number_and_an_examples_derived_value_does_not_leak() -> None:
+    """'no thick rear section' sets n_thick_layers=0; a request that says nothing of it loses the model's 0."""
+    from physagent.agent.arguments import clean_arguments
+
+    showers = registry.get("simulate_showers").parameters_schema()
+    assert clean_arguments({"n_showers": 400, "n_layers": 40}, showers, _user(
+        "40 layers with no thick rear section, 400 showers"))["n_thick_layers"] == 0
+    assert "n_thick_layers" not in clean_arguments({"n_showers": 200, "energy_gev": 50, "n_thick_layers": 0},
+                                                   showers, _user("Simulate 200 photon showers of 50 GeV"))
+
+
+def test_an_angle_in_degrees_fills_the_one_parameter_in_degrees() -> None:
+    """'at 20 degrees' / 'at 35°' set theta_deg (the only *_deg parameter) over a model's 30; '2.5 mm' stays unset
+    where several parameters are in mm."""
+    from physagent.agent.arguments import fill_stated_arguments
+
+    showers = registry.get("simulate_showers").parameters_schema()
+    assert fill_stated_arguments({"theta_deg": 30}, showers, _user("electrons at 20 degrees"))["theta_deg"] == 20
+    assert fill_stated_arguments({}, showers, _user("photons at 35° incidence, 2.5 mm cells")) == {"theta_deg": 35}

@@ -356,3 +356,18 @@ def test_an_answer_cut_off_by_the_token_limit_is_kept_and_marked() -> None:
                              "finish_reason": "length"}], "usage": {"prompt_tokens": 9, "completion_tokens": 4}}
     turn = parse_reply(response, [])
     assert turn.text == "Generated 300 events with sigma = 7 […]" and not turn.tool_calls
+
+
+def test_a_plan_whose_answer_ran_into_the_token_limit_keeps_its_steps() -> None:
+    """The model looped on one phrase in the answer template until max_tokens: the complete steps are kept and the
+    answer left empty (asked for after the results); a plan cut inside its steps stays an error."""
+    plan_tool = plan_schema([_tool("simulate_showers")])
+    steps = '{"tool":"submit_plan","arguments":{"steps":[{"tool":"simulate_showers","arguments":{"n_showers":300}}]'
+    looped = steps + ',"answer":"Trained for {$1.epochs}; the surrogate was trained; the surrogate was trained; the'
+    response = {"choices": [{"message": {"content": looped}, "finish_reason": "length"}], "usage": {}}
+    turn = parse_reply(response, [plan_tool])
+    assert turn.tool_calls[0].arguments == {"steps": [{"tool": "simulate_showers", "arguments": {"n_showers": 300}}],
+                                            "answer": ""}
+    cut = {"choices": [{"message": {"content": steps[:-20]}, "finish_reason": "length"}], "usage": {}}
+    with pytest.raises(BackendError, match="stopped at max_tokens"):
+        parse_reply(cut, [plan_tool])

@@ -189,6 +189,7 @@ def test_a_conditional_flow_on_jets_follows_its_condition_and_refuses_bad_condit
                     learning_rate=3e-3, seed=2).result
     card = trained.generator.metadata
     assert trained.conditions == ["jets.pt[0]"] and card["transform"]["features"][0]["log"]  # log-normal mass
+    assert trained.exported == ["sampler.onnx"] and card["export"]["sampler"]["max_abs_diff_vs_torch"] < 1e-3
     low = sample(workspace, trained.generator.id, n=2000, condition_values={"jets.pt[0]": [320]}).result
     high = sample(workspace, trained.generator.id, n=2000, condition_values={"jets_pt_0": [580]}).result
     m_low, m_high = (np.asarray(read_parquet(r.samples.path).jets_mass_0) for r in (low, high))
@@ -268,6 +269,8 @@ def test_shower_models_train_and_sample_showers_of_the_trained_geometry(
     trained = train(flow_workspace, tiny_showers, model=model, **SHOWER_TRAINING[model]).result
     assert trained.model == model and trained.conditions == ["incident_energy_gev"]
     assert np.isfinite(trained.validation_loss) and trained.n_train + trained.n_validation == 300
+    exports = {"caloflow": ["sampler.onnx"], "pointcloud": ["velocity.onnx", "set_flow.onnx"]}
+    assert trained.exported == exports[model] and trained.export_problems == []
     drawn = sample(flow_workspace, trained.generator.id, n=200, energy_min_gev=15.0, energy_max_gev=90.0,
                    ode_steps=8).result
     showers = _check_showers(drawn.samples.path, (15.0, 90.0))
@@ -292,8 +295,10 @@ def test_showers_with_more_deposits_than_max_points_are_learnt_from_their_hit_ce
     most_hits = int(max(ak.num(stored.points.e_mev, axis=1)))
     most_cells = int(np.count_nonzero(stored.cells_mev.reshape(len(stored), -1), axis=1).max())
     assert most_cells < most_hits
-    trained = train(flow_workspace, tiny_showers, model="pointcloud", size="tiny", epochs=1, max_points=most_cells)
+    trained = train(flow_workspace, tiny_showers, model="pointcloud", size="tiny", epochs=1, max_points=most_cells,
+                    export=False)
     assert trained.result.generator.metadata["showers"]["points_from"] == "cells"
+    assert trained.result.exported == [] and not any(f.endswith(".onnx") for f in trained.result.generator.files)
     with pytest.raises(ToolInputError, match=f"below the {most_cells} hit cells"):
         train(flow_workspace, tiny_showers, model="pointcloud", size="tiny", epochs=1, max_points=most_cells - 1)
 
@@ -317,3 +322,154 @@ def test_shower_sampling_refuses_missing_out_of_range_and_foreign_conditions(
     assert len(flow_workspace.list_artifacts("showers")) == before
     as_ref = sample(flow_workspace, trained.generator.id, reference=tiny_showers, n=50).result
     assert as_ref.condition_source == "reference" and as_ref.n_samples == 50
+
+
+# --- point clouds of jet constituents ---------------------------------------------------------------
+
+JET_TRAINING = {"model": "pointcloud", "size": "tiny", "epochs": 12, "batch_size": 32, "learning_rate": 3e-3,
+                "seed": 1}
+
+
+@pytest.fixture(scope="module")
+def qcd_jets(flow_workspace: Workspace) -> str:
+    """Anti-kT R = 0.8 jets of 300 Pythia QCD dijet events (p̂T > 400 GeV, MPI off)."""
+    events = call_tool("generate_events", {"process": "qcd_dijet", "n_events": 300, "pt_hat_min_gev": 400.0,
+                                           "mpi": False, "seed": 1}, workspace=flow_workspace).result
+    return call_tool("cluster_jets", {"events": events.events.id, "radius": 0.8, "pt_min_gev": 200.0},
+                     workspace=flow_workspace).result.jets.id
+
+
+@pytest.fixture(scope="module")
+def jet_cloud(flow_workspace: Workspace, qcd_jets: str) -> CallOutcome:
+    """A tiny EPiC flow-matching model of the leading jets' constituents given the jet pT."""
+    return train(flow_workspace, qcd_jets, **JET_TRAINING)
+
+
+def _leading(path: Path) -> ak.Array:
+    jets = read_parquet(path).jets
+    assert np.all(np.asarray(ak.num(jets)) == 1)
+    return jets[:, 0]
+
+
+def test_a_pointcloud_learns_the_leading_jets_constituents_and_exports_its_networks(jet_cloud: CallOutcome) -> None:
+    """Training on jets learns (Δη, Δφ, pT_rel) given jets.pt[0]; the card keeps R = 0.8; ONNX files are written."""
+    trained = jet_cloud.result
+    card = trained.generator.metadata
+    assert trained.model == "pointcloud" and trained.features == ["deta", "dphi", "pt_rel"]
+    assert trained.conditions == ["jets.pt[0]"] and trained.n_train + trained.n_validation == 300
+    assert card["jets"]["radius"] == 0.8 and card["jets"]["radius_from"] == "jets artifact"
+    assert 250 < card["ranges"]["conditions"]["jets.pt[0]"][0] < card["ranges"]["conditions"]["jets.pt[0]"][1]
+    assert trained.exported == ["velocity.onnx", "set_flow.onnx"] and trained.export_problems == []
+    assert card["export"]["velocity"]["max_abs_diff_vs_torch"] < 1e-4
+    assert {"velocity.onnx", "set_flow.onnx"} <= set(trained.generator.files)
+
+
+def test_generated_jets_have_the_cluster_jets_layout_and_the_asked_pt(
+    flow_workspace: Workspace, jet_cloud: CallOutcome
+) -> None:
+    """150 jets at pT = 600 GeV: finite constituents (pid, charge 0), jet four-vector = Σ constituents, pT ≈ 600."""
+    drawn = sample(flow_workspace, jet_cloud.result.generator.id, n=150, seed=4,
+                   condition_values={"jets.pt[0]": [600.0]}, ode_steps=10).result
+    assert drawn.samples.kind == "jets" and drawn.n_samples == 150 and drawn.columns == []
+    assert drawn.condition_source == "values" and drawn.mean_deposit_fraction is None
+    jet = _leading(drawn.samples.path)
+    parts = jet.constituents
+    for name in ("pt", "eta", "phi", "e", "deta", "dphi"):
+        assert np.all(np.isfinite(np.asarray(ak.flatten(parts[name]))))
+    assert np.all(np.asarray(ak.flatten(parts.pid)) == 0) and np.all(np.asarray(ak.flatten(parts.charge)) == 0)
+    assert np.array_equal(np.asarray(jet.n_constituents), np.asarray(ak.num(parts)))
+    px, py = ak.sum(parts.pt * np.cos(parts.phi), axis=1), ak.sum(parts.pt * np.sin(parts.phi), axis=1)
+    np.testing.assert_allclose(np.hypot(px, py), np.asarray(jet.pt), rtol=1e-3)
+    pt = np.asarray(jet.pt)
+    assert np.median(pt) == pytest.approx(600.0, rel=0.1) and np.mean(np.abs(pt / 600.0 - 1) < 0.25) > 0.9
+    mass, tau21 = np.asarray(jet.mass), np.asarray(jet.tau21)
+    assert np.all(mass >= 0) and np.all((tau21 >= 0) & (tau21 <= 1)) and np.all(np.isfinite(np.asarray(jet.msd)))
+
+
+def test_jets_from_a_reference_follow_its_pt_reproduce_by_seed_and_compare_with_real_jets(
+    flow_workspace: Workspace, jet_cloud: CallOutcome, qcd_jets: str
+) -> None:
+    """With reference=<jets>, one jet per reference jet at its pT and axis; same seed (any batch size) gives
+    the same jets, another seed other ones; compare_samples faces them with the real jets."""
+    generator = jet_cloud.result.generator.id
+    first = sample(flow_workspace, generator, reference=qcd_jets, seed=5, ode_steps=10).result
+    again = call_tool("sample_generator", {"generator": generator, "reference": qcd_jets, "seed": 5, "ode_steps": 10,
+                                           "batch_size": 37}, workspace=flow_workspace, use_cache=False).result
+    other = sample(flow_workspace, generator, reference=qcd_jets, seed=6, ode_steps=10).result
+    assert first.n_samples == 300 and first.condition_source == "reference"
+    a, b, c = (_leading(r.samples.path) for r in (first, again, other))
+    np.testing.assert_allclose(np.asarray(ak.flatten(a.constituents.pt)), np.asarray(ak.flatten(b.constituents.pt)),
+                               rtol=1e-4, atol=1e-3)
+    assert not np.array_equal(np.asarray(a.n_constituents), np.asarray(c.n_constituents))
+    real = read_parquet(Workspace(flow_workspace.root).get_artifact(qcd_jets).path).jets[:, 0]
+    assert np.median(np.asarray(a.pt) / np.asarray(real.pt)) == pytest.approx(1.0, abs=0.1)
+    assert np.median(np.abs(np.asarray(a.eta) - np.asarray(real.eta))) < 0.15  # the axis is recomputed
+    compared = call_tool("compare_samples", {"reference": qcd_jets, "candidate": first.samples.id},
+                         workspace=flow_workspace).result
+    assert [f.name for f in compared.features] == ["jets.pt[0]", "jets.eta[0]", "jets.mass[0]", "jets.tau21[0]",
+                                                   "jets.tau32[0]", "jets.msd[0]", "jets.n_constituents[0]"]
+    assert compared.n_candidate == 300 and 0.0 <= compared.classifier_auc_gbdt <= 1.0
+
+
+def test_the_exported_velocity_network_matches_torch_on_a_random_input(jet_cloud: CallOutcome) -> None:
+    """velocity.onnx (onnxruntime) gives torch's velocity on a random batch of another size: atol 1e-4."""
+    from physagent.tools.generate._architectures import load_generator
+    from physagent.tools.generate._export import run_onnx
+
+    artifact = jet_cloud.result.generator
+    model, _ = load_generator(artifact)
+    rng = np.random.default_rng(0)
+    inputs = {"points": rng.standard_normal((7, 23, 3)).astype(np.float32),
+              "mask": (rng.uniform(size=(7, 23)) < 0.7).astype(np.float32),
+              "t": rng.uniform(size=(7, 1)).astype(np.float32),
+              "condition": rng.uniform(400, 800, size=(7, 1)).astype(np.float32)}
+    inputs["mask"][:, 0] = 1.0
+    exported = run_onnx(artifact.directory / "velocity.onnx", inputs, "velocity")
+    with torch.no_grad():
+        expected = model.velocity_step(*(torch.from_numpy(inputs[k]) for k in ("points", "t", "condition", "mask")))
+    assert exported.shape == (7, 23, 3) and np.abs(exported).max() > 1e-3
+    np.testing.assert_allclose(exported, expected.numpy(), rtol=0, atol=1e-4)
+
+
+def _constituent_jets(workspace: Workspace, n: int, with_constituents: bool) -> str:
+    """n events with one jet each (pT 400–600 GeV), with or without 5 constituents per jet."""
+    rng = np.random.default_rng(n)
+    events = []
+    for _ in range(n):
+        pt = float(rng.uniform(400, 600))
+        jet = {"pt": pt, "eta": float(rng.normal()), "phi": 0.0, "mass": 50.0}
+        if with_constituents:
+            jet["constituents"] = [{"pt": pt / 5, "deta": float(d), "dphi": 0.0} for d in rng.normal(0, 0.1, 5)]
+        events.append([jet])
+    array = ak.Array({"event": np.arange(n), "jets": events})
+    return _commit(workspace, "jets", lambda d: write_parquet(array, d / "jets.parquet"), "jets.parquet", "jets", {})
+
+
+def test_jet_point_clouds_refuse_features_missing_constituents_and_too_few_jets(
+    flow_workspace: Workspace, jet_cloud: CallOutcome
+) -> None:
+    """Features with pointcloud, jets without constituents, 6 jets, caloflow on jets; showers' energy or a pT
+    outside the trained range at sampling: each names the fix, nothing is written."""
+    bare = _constituent_jets(flow_workspace, 50, with_constituents=False)
+    few = _constituent_jets(flow_workspace, 6, with_constituents=True)
+    before = len(flow_workspace.list_artifacts("generator"))
+    for source, arguments, message in (
+        (bare, {"features": ["jets.mass[0]"]}, r"apply to model='flow' only; pointcloud always generates the "
+                                               r"leading jet's constituents .* or use model='flow'"),
+        (bare, {}, r"has no jet constituents .* Cluster the events with cluster_jets"),
+        (few, {}, r"has 6 leading jets with constituents \(0 events without\); a generator needs at least 10"),
+    ):
+        with pytest.raises(ToolInputError, match=message):
+            train(flow_workspace, source, model="pointcloud", size="tiny", epochs=1, **arguments)
+    with pytest.raises(ToolInputError, match=r"is a jets artifact. .*or model='pointcloud' for the constituents"):
+        train(flow_workspace, bare, model="caloflow", size="tiny", epochs=1)
+    assert len(flow_workspace.list_artifacts("generator")) == before
+    jets_before = len(flow_workspace.list_artifacts("jets"))
+    for arguments, message in (
+        ({"energy_min_gev": 10.0}, r"applies to shower generators; this one makes jets"),
+        ({"condition_values": {"jets.pt[0]": [5000.0]}}, r"outside the range the generator was trained on"),
+        ({}, r"condition_values=None is needed: the generator is conditioned on \['jets.pt\[0\]'\]"),
+    ):
+        with pytest.raises(ToolInputError, match=message):
+            sample(flow_workspace, jet_cloud.result.generator.id, n=5, **arguments)
+    assert len(flow_workspace.list_artifacts("jets")) == jets_before

@@ -53,6 +53,24 @@ def test_a_plan_with_a_dangling_reference_is_refused_before_any_tool_runs(worksp
     assert record.plan[0]["refused"] and record.answer == "I could not make a valid plan."
 
 
+def test_sound_steps_under_a_broken_answer_template_run_and_are_answered_from_their_results(
+        workspace: Workspace) -> None:
+    """'{$2.median}' of a histogram (which has no median): the steps still run, and the answer is asked for with the
+    results in view instead of refusing a plan that would work."""
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "histogram", "arguments": {"source": "$1.events", "field": "m_hat_gev", "bins": 20,
+                                                 "range_min": 60, "range_max": 120}}]
+    assistant, backend = _assistant([plan(steps, "The median dimuon mass is {$2.median}."),
+                                     answer("The mean dimuon mass is {$2.mean}.")], workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events, seed 2, MPI off, and histogram the dimuon mass")
+    assert [c["tool"] for c in record.tool_calls] == ["generate_events", "histogram"]
+    assert all(c["ok"] for c in record.tool_calls) and len(backend.seen) == 2
+    assert backend.seen[1][0][-1]["content"].startswith("Results:\nstep 1 generate_events")
+    mean = next(c for c in workspace.calls() if c.tool == "histogram").result["mean"]
+    assert record.answer.startswith(f"The mean dimuon mass is {format_value(mean, 'GeV')}")
+    assert any("answer template" in finding for finding in record.findings)
+
+
 def test_schema_errors_and_unknown_tools_are_named_per_step() -> None:
     """A negative count and a made-up tool are refused with the tool's own message."""
     problems = _problems([{"tool": "generate_events", "arguments": {**DY, "n_events": -5}},
@@ -182,6 +200,23 @@ def test_a_left_out_training_or_evaluation_step_is_added_with_the_users_settings
     two = {"ds-0123456789": "dataset", "ds-abcdef0123": "dataset", "model-0123456789": "model"}
     assert complete_plan(empty, "train a particlenet on the dataset", offered, two) is empty
     assert complete_plan(empty, "train a fast surrogate flow on the showers", offered, two) is empty
+
+
+def test_a_left_out_comparison_compares_the_generators_samples_with_its_training_data() -> None:
+    """"… and tell me how well a classifier tells them from the real ones" after train + sample adds compare_samples
+    of the samples against the data the generator learned; two ids written in the request are compared likewise."""
+    offered = ["simulate_showers", "train_generator", "sample_generator", "compare_samples"]
+    drawn = parse_plan({"steps": [
+        {"tool": "simulate_showers", "arguments": {"n_showers": 300}},
+        {"tool": "train_generator", "arguments": {"source": "$1.showers", "size": "tiny"}},
+        {"tool": "sample_generator", "arguments": {"generator": "$2.generator", "n": 300}}], "answer": ""})
+    completed = complete_plan(drawn, "Simulate 300 showers, train a tiny surrogate, sample 300 and tell me how well "
+                                     "a classifier tells them from the simulated ones", offered, {})
+    assert completed.steps[-1] == Step(4, "compare_samples", {"reference": "$1.showers", "candidate": "$3"})
+    nothing = parse_plan({"steps": [], "answer": ""})
+    named = complete_plan(nothing, "Are jet-0123456789 and jet-abcdef0123 statistically compatible?", offered,
+                          {"jet-0123456789": "jets", "jet-abcdef0123": "jets"})
+    assert named.steps == [Step(1, "compare_samples", {"reference": "jet-0123456789", "candidate": "jet-abcdef0123"})]
 
 
 def test_a_step_using_a_tool_that_does_not_exist_is_a_plan_problem_not_a_crash() -> None:
@@ -349,3 +384,12 @@ def test_a_refusal_is_the_users_only_for_a_value_they_gave_that_very_parameter()
     negative = [{"role": "user", "content": "generate -5 ttbar events"}]
     assert _caused_by_request(["step 1: generate_events: n_events=-5 must be greater than or equal to 1 — Events."],
                               negative)
+
+
+def test_the_hint_for_a_missing_quantity_names_the_field_the_request_describes() -> None:
+    """"On average, how many cells fire?" → mean_hits_per_shower (its description says cells), not the first mean."""
+    from physagent.agent.planner import _hint
+
+    showers = parse_plan({"steps": [{"tool": "simulate_showers", "arguments": {}}], "answer": ""})
+    assert _hint(showers, "mean", "On average, how many cells fire per shower?") == " (write {$1.mean_hits_per_shower})"
+    assert _hint(showers, "mean", "What is the mean incident energy?") == " (write {$1.mean_incident_energy_gev})"

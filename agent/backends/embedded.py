@@ -310,6 +310,9 @@ def _decode(content: str, finish_reason: str | None) -> dict[str, Any]:
         salvaged = _salvage_answer(content) if finish_reason == "length" else None
         if salvaged is not None:
             return {"answer": salvaged}
+        plan = _salvage_plan(content) if finish_reason == "length" else None
+        if plan is not None:
+            return plan
         hint = "it stopped at max_tokens; raise max_tokens" if finish_reason == "length" else "please report it"
         shown = content if len(content) <= 400 else f"{content[:200]} … {content[-200:]}"
         message = f"embedded model: the reply is not the JSON asked for ({hint}): {shown!r}"
@@ -333,6 +336,19 @@ def _unconstrained_object(content: str) -> dict[str, Any] | None:
     except json.JSONDecodeError:
         return None
     return reply if isinstance(reply, dict) and ("tool" in reply or "answer" in reply) else None
+
+
+def _salvage_plan(content: str) -> dict[str, Any] | None:
+    """The complete steps of a plan whose answer template ran into the token limit (a small model can loop
+    on one phrase), with the answer left empty — the loop then asks for it with the results in view."""
+    cut = content.find('],"answer":"')
+    if not content.startswith(f'{{"tool":"{PLAN_TOOL}"') or cut < 0:
+        return None
+    try:
+        reply = json.loads(content[:cut + 1] + ',"answer":""}}')
+    except json.JSONDecodeError:
+        return None
+    return reply if isinstance(reply, dict) else None
 
 
 def _salvage_answer(content: str) -> str | None:

@@ -2,7 +2,8 @@ r"""Generator architectures by size, building a model from its card, and loading
 
 Sizes: ``tiny`` (seconds, for tests), ``small`` (minutes on 2 CPU cores), ``large`` (closer to the published
 models). A model is rebuilt from ``card.json`` (model, flow kind, architecture, dimensions) and its weights
-``model.pt``; the feature transforms are buffers of the model, so they come back with the weights.
+``model.pt``; the feature transforms are buffers of the model, so they come back with the weights. A
+``pointcloud`` card holds ``showers`` (calorimeter points) or ``jets`` (constituents, :mod:`._jet_points`).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from physagent.tools._artifacts import Artifact
 from physagent.tools.generate._caloflow import CALOFLOW_REFERENCE, CaloFlow
 from physagent.tools.generate._flows import FLOW_REFERENCES, TabularFlow
-from physagent.tools.generate._pointcloud import POINTCLOUD_REFERENCE, PointCloudModel
+from physagent.tools.generate._pointcloud import JET_POINTS, POINTCLOUD_REFERENCE, PointCloudModel
 
 __all__ = ["ARCHITECTURES", "DEFAULT_ODE_STEPS", "build_model", "load_generator", "reference_for"]
 
@@ -31,9 +32,9 @@ ARCHITECTURES: dict[str, dict[str, dict[str, Any]]] = {
         "large": {"energy_flow": _flow(6, [128, 128]), "shape_flow": _flow(8, [512, 512])},
     },
     "pointcloud": {
-        "tiny": {"shower_flow": _flow(3, [32, 32]), "velocity": {"local": 32, "global": 16, "layers": 2}},
-        "small": {"shower_flow": _flow(4, [64, 64]), "velocity": {"local": 96, "global": 32, "layers": 3}},
-        "large": {"shower_flow": _flow(5, [64, 64]), "velocity": {"local": 128, "global": 64, "layers": 6}},
+        "tiny": {"set_flow": _flow(3, [32, 32]), "velocity": {"local": 32, "global": 16, "layers": 2}},
+        "small": {"set_flow": _flow(4, [64, 64]), "velocity": {"local": 96, "global": 32, "layers": 3}},
+        "large": {"set_flow": _flow(5, [64, 64]), "velocity": {"local": 128, "global": 64, "layers": 6}},
     },
 }
 
@@ -49,10 +50,12 @@ def build_model(card: dict[str, Any]) -> Any:
     kind, arch = card["flow_kind"], card["architecture"]
     if card["model"] == "flow":
         return TabularFlow(kind, len(card["features"]), len(card["conditions"]), arch)
+    if "jets" in card:
+        return PointCloudModel(kind, arch, JET_POINTS)
     grid = card["showers"]["geometry"]
     if card["model"] == "caloflow":
         return CaloFlow(kind, (grid["n_layers"], grid["n_a"], grid["n_b"]), arch)
-    return PointCloudModel(kind, grid["n_layers"], arch)
+    return PointCloudModel(kind, arch, n_layers=grid["n_layers"])
 
 
 def load_generator(artifact: Artifact) -> tuple[Any, dict[str, Any]]:

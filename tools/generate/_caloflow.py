@@ -88,8 +88,10 @@ class CaloFlow(nn.Module):
         log_e = torch.log(energy_gev).unsqueeze(-1)
         y = self.energy_flow.sample(log_e, z_layers)
         x = self.shape_flow.sample(torch.cat([log_e, y], dim=1), z_cells)
-        shares = ((torch.sigmoid(x) - ALPHA) / (1 - 2 * ALPHA)).clamp_min(0).view(len(y), self.grid_shape[0], -1)
+        # -1 for the batch axis (not len(y)): the ONNX export keeps the batch size dynamic
+        shares = ((torch.sigmoid(x) - ALPHA) / (1 - 2 * ALPHA)).clamp_min(0).view(-1, self.grid_shape[0],
+                                                                                  self.n_voxels // self.grid_shape[0])
         shares = shares / shares.sum(-1, keepdim=True).clamp_min(1e-12)
         cells = shares * torch.exp(y).unsqueeze(-1)
         cells = torch.where(cells < self.noise_mev, torch.zeros_like(cells), cells)
-        return cells.view(len(y), *self.grid_shape)
+        return cells.view(-1, *self.grid_shape)

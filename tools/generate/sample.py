@@ -6,15 +6,20 @@ r"""``sample_generator``: draw samples from a trained generator, batched and see
 - ``caloflow`` and ``pointcloud`` generators give a ``showers`` artifact (``showers.h5`` in the
   CaloChallenge layout, cells in MeV, incident energies in GeV in memory); the point cloud also writes its
   points (``points.parquet``) and bins them into the trained geometry's cells.
+- a ``pointcloud`` generator trained on jets gives a ``jets`` artifact (``jets.parquet`` in the
+  ``cluster_jets`` layout, one jet per event): the generated constituents around a jet axis, the jet's
+  pt, eta, phi, mass, e from their four-vector sum, τ_N and m_SD from FastJet, pid = charge = 0 (unknown;
+  :mod:`tools.generate._jet_points`). The jet axis η, φ is the reference's leading jet's, else η is drawn
+  from the training jets' η distribution and φ uniformly.
 
-Conditions: for a conditional flow either ``condition_values`` (per condition a value or a [min, max]
-range, drawn uniformly) or a ``reference`` artifact whose rows give them (cycled when ``n`` exceeds its
-rows); for showers an incident-energy range ``energy_min_gev`` … ``energy_max_gev`` (drawn log-uniformly)
-or the incident energies of a reference showers artifact. Conditions more than 5 % of the training range
-outside it are refused: a generator does not extrapolate.
+Conditions: for a conditional flow and for jets (``jets.pt[0]``, GeV) either ``condition_values`` (per
+condition a value or a [min, max] range, drawn uniformly) or a ``reference`` artifact whose rows give
+them (cycled when ``n`` exceeds its rows); for showers an incident-energy range ``energy_min_gev`` …
+``energy_max_gev`` (drawn log-uniformly) or the incident energies of a reference showers artifact.
+Conditions more than 5 % of the training range outside it are refused: a generator does not extrapolate.
 
-All randomness comes from one ``numpy.random.Generator(seed)`` drawn in a fixed order (conditions, then
-the base noise batch by batch), so the same seed gives the same samples — from the stored artifact, at
+All randomness comes from one ``numpy.random.Generator(seed)`` drawn in a fixed order (conditions, jet
+axes, then the base noise batch by batch), so the same seed gives the same samples — from the stored artifact, at
 any ``batch_size`` (up to floating-point rounding of batched matrix products).
 """
 
@@ -48,12 +53,13 @@ _DEFAULT_N = 1000
 class GeneratedSamples(ToolResult):
     """Samples drawn from a generator, and how fast they came."""
 
-    samples: Artifact = Field(description="The samples: a table artifact (flow) or a showers artifact "
-                                          "(caloflow, pointcloud) in the generator's geometry.")
+    samples: Artifact = Field(description="The samples: a table artifact (flow), a showers artifact "
+                                          "(caloflow, pointcloud) in the generator's geometry, or a jets artifact "
+                                          "(pointcloud trained on jets).")
     model: str = Field(description="The generator's model: flow, caloflow or pointcloud.")
-    n_samples: int = Field(description="Rows (showers) drawn.")
+    n_samples: int = Field(description="Rows (showers, jets) drawn.")
     columns: list[str] = Field(description="Columns of a sampled table: features, then conditions (empty for "
-                                           "showers).")
+                                           "showers and jets).")
     condition_source: ConditionSource = Field(description="Where the conditions came from: none (unconditional), "
                                                           "values, energy_range or reference.")
     seed: int = Field(description="The seed the samples were drawn with.")
@@ -62,7 +68,7 @@ class GeneratedSamples(ToolResult):
     samples_per_s: float = Field(description="Sampling throughput, samples per second.")
     ms_per_sample: float = Field(description="Sampling time per sample in milliseconds.")
     mean_deposit_fraction: float | None = Field(description="Showers: mean of Σ cell energies / incident energy "
-                                                            "(dimensionless); None for tables.")
+                                                            "(dimensionless); None for tables and jets.")
 
 
 @tool(category="generate", version="1")
@@ -78,11 +84,11 @@ def sample_generator(
     energy_max_gev: Annotated[float | None, Field(gt=0, description="Showers: highest incident energy in GeV; "
                                                                     "energies are drawn log-uniformly.")] = None,
     condition_values: Annotated[dict[str, list[float]] | None, Field(
-        description="Conditional flow: per condition (its expression or column name) a value [v] or a range "
-                    "[min, max] drawn uniformly, e.g. {'jets.pt[0]': [500, 600]}.")] = None,
+        description="Conditional flow or jet point cloud: per condition (its expression or column name) a value "
+                    "[v] or a range [min, max] drawn uniformly, e.g. {'jets.pt[0]': [500, 600]}.")] = None,
     reference: Annotated[ReferenceRef | None, Field(
-        description="Take the conditions as in this artifact: its rows' condition values (table, jets, events) "
-                    "or its showers' incident energies.")] = None,
+        description="Take the conditions as in this artifact: its rows' condition values (table, jets, events; "
+                    "jets also give the jet axes) or its showers' incident energies.")] = None,
     ode_steps: Annotated[int | None, Field(ge=1, le=1000, description="pointcloud: ODE steps from noise to "
                                                                       "points (default: the generator's, 25).")] = None,
     ode_solver: Annotated[Literal["midpoint", "euler"], Field(
@@ -90,23 +96,26 @@ def sample_generator(
     *,
     ctx: ToolContext,
 ) -> GeneratedSamples:
-    """Draw samples from a trained generator: a table (flow) or calorimeter showers (caloflow, pointcloud).
+    """Draw samples from a trained generator: a table (flow), calorimeter showers (caloflow, pointcloud) or jets.
 
-    Conditions come from fixed values or ranges (e.g. an incident-energy range in GeV) or from a
-    reference artifact; returns the samples artifact and the sampling speed in ms per sample.
+    Conditions come from fixed values or ranges (e.g. an incident-energy range in GeV, a jet pT range)
+    or from a reference artifact; returns the samples artifact and the sampling speed in ms per sample.
     """
     artifact = ctx.artifact(generator, "generator")
     card = artifact.metadata
     rng = np.random.default_rng(seed)
-    if card["model"] == "flow":
+    if card["model"] == "flow" or "jets" in card:
         given, source = _flow_conditions(ctx, card, n, condition_values, reference, energy_min_gev, energy_max_gev, rng)
     else:
         given, source = _energies(ctx, card, n, energy_min_gev, energy_max_gev, condition_values, reference, rng)
+    axes = _jet_axes(ctx, card, reference, len(given), rng) if "jets" in card else None
     model, _ = load_generator(artifact)
     if card["model"] == "flow":
         return _sample_table(ctx, artifact, model, given, source, seed, batch_size, rng)
-    steps = ode_steps or card["showers"].get("ode_steps", 25)
-    return _sample_showers(ctx, artifact, model, given, source, seed, batch_size, rng, (steps, ode_solver))
+    ode = (ode_steps or (card.get("showers") or card["jets"]).get("ode_steps", 25), ode_solver)
+    if axes is not None:
+        return _sample_jets(ctx, artifact, model, (given, axes), source, seed, batch_size, rng, ode)
+    return _sample_showers(ctx, artifact, model, given, source, seed, batch_size, rng, ode)
 
 
 # --- conditions: every mismatch fails here, before anything is sampled or written ---------------
@@ -119,7 +128,7 @@ def _flow_conditions(ctx: ToolContext, card: dict[str, Any], n: int | None, valu
     if e_min is not None or e_max is not None:
         raise ToolInputError.for_param(
             _TOOL, "energy_min_gev" if e_min is not None else "energy_max_gev", e_min if e_min is not None else e_max,
-            "applies to shower generators; this is a tabular flow. " + (
+            f"applies to shower generators; this one makes {'jets' if 'jets' in card else 'tables'}. " + (
                 f"Give its conditions {names} with condition_values or reference." if names else "Leave it out."))
     if not names:
         if values or reference:
@@ -174,6 +183,19 @@ def _reference_conditions(ctx: ToolContext, card: dict[str, Any], n: int | None,
     for i, name in enumerate(names):
         _check_range(card["ranges"]["conditions"][name], given[:, i], "reference", name)
     return given[np.arange(n or len(given)) % len(given)]
+
+
+def _jet_axes(ctx: ToolContext, card: dict[str, Any], reference: str | None, n: int, rng: np.random.Generator
+              ) -> np.ndarray:
+    """(n, 2) η, φ of the generated jets' axes: the reference's leading jets (cycled), else drawn."""
+    from physagent.tools.generate._jet_points import draw_axes
+
+    if reference is None:
+        return draw_axes(card["jets"]["eta_quantiles"], n, rng)
+    path = ctx.artifact(reference, "reference").path
+    names = ["jets.pt[0]", "jets.eta[0]", "jets.phi[0]"]
+    axes = read_columns(_TOOL, "reference", reference, read_rows(path, names), names).values[:, 1:]
+    return axes[np.arange(n) % len(axes)]
 
 
 def _energies(ctx: ToolContext, card: dict[str, Any], n: int | None, e_min: float | None, e_max: float | None,
@@ -323,33 +345,66 @@ def _caloflow_cells(ctx: ToolContext, model: Any, energies: np.ndarray, geometry
 
 def _pointcloud_cells(ctx: ToolContext, model: Any, card: dict[str, Any], energies: np.ndarray, geometry: Any,
                       batch_size: int, rng: np.random.Generator, ode: tuple[int, str]) -> tuple[np.ndarray, Any, float]:
-    import torch
+    from physagent.tools.generate._pointcloud import bin_points
 
-    from physagent.tools.generate._pointcloud import bin_points, pad_points
-
-    e = torch.from_numpy(energies).float()
-    z_showers = rng.standard_normal((len(energies), 2))
     max_points = card["showers"]["points_per_shower"][1]  # a flow's far tail must not pad every shower of a batch
-
-    def step(a: int, b: int) -> list[np.ndarray]:
-        counts, visible = model.sample_showers(e[a:b], torch.from_numpy(z_showers[a:b]).float(), max_points)
-        sizes = counts.numpy()
-        noise = rng.standard_normal((int(sizes.sum()), 4))
-        x0, mask = pad_points(np.split(noise, np.cumsum(sizes)[:-1]), int(sizes.max()))
-        raw = model.sample_points(e[a:b], counts, torch.from_numpy(x0), torch.from_numpy(mask), *ode).double().numpy()
-        return [_finish_points(raw[i, :k], float(visible[i]), geometry.n_layers) for i, k in enumerate(sizes)]
-
-    batches, wall = _timed_batches(ctx, "pointcloud", len(energies), batch_size, step)
-    points = [p for batch in batches for p in batch]
+    points, wall = _point_clouds(ctx, model, energies[:, None], max_points, batch_size, rng, ode)
+    for p in points:  # the layer rounded into the grid
+        p[:, 2] = np.clip(np.rint(p[:, 2]), 0, geometry.n_layers - 1)
     return bin_points(points, geometry), _hits(points, card["showers"]["layer_z_mm"]), wall
 
 
-def _finish_points(raw: np.ndarray, visible_mev: float, n_layers: int) -> np.ndarray:
-    """Round the layer into the grid and scale the point energies to sum to the sampled visible energy."""
-    out = raw.copy()
-    out[:, 2] = np.clip(np.rint(out[:, 2]), 0, n_layers - 1)
-    out[:, 3] *= visible_mev / max(out[:, 3].sum(), 1e-30)
+def _point_clouds(ctx: ToolContext, model: Any, given: np.ndarray, max_points: int, batch_size: int,
+                  rng: np.random.Generator, ode: tuple[int, str]) -> tuple[list[np.ndarray], float]:
+    """Point clouds (physical units, weight last) for conditions (N, K): (n, W) from the set flow, points by
+    integrating the velocity, weights scaled to sum to W; and the wall time."""
+    import torch
+
+    from physagent.tools.generate._pointcloud import pad_points
+
+    cond = torch.from_numpy(given).float()
+    z_sets = rng.standard_normal((len(given), 2))
+    dim = model.spec.dim
+
+    def step(a: int, b: int) -> list[np.ndarray]:
+        counts, totals = model.sample_sets(cond[a:b], torch.from_numpy(z_sets[a:b]).float(), max_points)
+        sizes = counts.numpy()
+        noise = rng.standard_normal((int(sizes.sum()), dim))
+        x0, mask = pad_points(np.split(noise, np.cumsum(sizes)[:-1]), int(sizes.max()), dim)
+        raw = model.sample_points(cond[a:b], counts, torch.from_numpy(x0), torch.from_numpy(mask), *ode)
+        return [_scaled(raw[i, :k].double().numpy(), float(totals[i])) for i, k in enumerate(sizes)]
+
+    batches, wall = _timed_batches(ctx, "pointcloud", len(given), batch_size, step)
+    return [p for batch in batches for p in batch], wall
+
+
+def _scaled(points: np.ndarray, total: float) -> np.ndarray:
+    """The points with their weights (last coordinate) scaled to sum to the sampled total."""
+    out = points.copy()
+    out[:, -1] *= total / max(out[:, -1].sum(), 1e-30)
     return out
+
+
+def _sample_jets(ctx: ToolContext, artifact: Artifact, model: Any, given: tuple[np.ndarray, np.ndarray],
+                 source: ConditionSource, seed: int, batch_size: int, rng: np.random.Generator, ode: tuple[int, str]
+                 ) -> GeneratedSamples:
+    from physagent.tools._io import write_parquet
+    from physagent.tools.generate._jet_points import assemble_jets
+
+    info, (pt, axes) = artifact.metadata["jets"], given
+    points, wall = _point_clouds(ctx, model, pt, info["points_per_jet"][1], batch_size, rng, ode)
+    events = assemble_jets(points, pt[:, 0], axes, info["radius"], (info["softdrop"][0], info["softdrop"][1]))
+    pending = ctx.new_artifact("jets")
+    write_parquet(events, pending.directory / "jets.parquet")
+    n = len(pt)
+    meta = {"generator": artifact.id, "model": "pointcloud", "seed": seed, "n_events": n, "n_jets": n,
+            "algorithm": info.get("algorithm"), "radius": info["radius"], "softdrop_beta": info["softdrop"][0],
+            "softdrop_zcut": info["softdrop"][1], "condition_source": source, "ode": {"steps": ode[0],
+                                                                                   "solver": ode[1]},
+            "jet_pt_condition_gev_range": [float(pt.min()), float(pt.max())]}
+    samples = pending.finish("jets.parquet", f"{n:,} leading jets ({pt.min():.4g}–{pt.max():.4g} GeV) with "
+                             f"generated constituents from pointcloud generator {artifact.id} (seed {seed})", meta)
+    return _result(samples, "pointcloud", n, [], source, seed, batch_size, wall, None)
 
 
 def _hits(points: list[np.ndarray], layer_z_mm: list[float]) -> Any:

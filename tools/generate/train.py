@@ -10,19 +10,24 @@ Models (``model``; ``auto`` picks by the input's kind):
 - ``caloflow`` — the two-stage CaloFlow model (arXiv:2106.05285) for small cell grids of a ``showers``
   artifact (at most :data:`~tools.generate._caloflow.MAX_VOXELS` voxels), conditioned on the incident energy.
 - ``pointcloud`` — conditional flow matching with EPiC layers (EPiC-FM, arXiv:2310.00049; CaloClouds,
-  arXiv:2305.04847) on the shower's points (x, y [mm], layer, e [MeV]) plus a flow for the number of points
-  and the visible energy, conditioned on the incident energy; for grids of any size (cartesian).
+  arXiv:2305.04847) on point clouds plus a flow for the number of points and their summed weight
+  (:mod:`tools.generate._pointcloud`): a shower's points (x, y [mm], layer, e [MeV]) given the incident
+  energy, for grids of any size (cartesian); or, on a ``jets`` artifact (asked for explicitly; ``auto`` picks
+  ``flow`` for jets), the *leading jet's* constituents (Δη, Δφ, pT_rel = pT / pT_jet) given the jet pT
+  ``jets.pt[0]`` [GeV] (:mod:`tools.generate._jet_points`). ``sample_generator`` turns those into jets.
 
 Training: AdamW with cosine decay, early stopping on a seeded validation split with the best epoch's
 weights restored (:mod:`tools.generate._fitting`). Output: a ``generator`` artifact with ``model.pt``,
 ``card.json`` (the model card: data provenance, features and their transforms, training ranges,
-architecture, parameter count, training settings and curve) and ``training_curve.png``. Sample it with
-``sample_generator``.
+architecture, parameter count, training settings and curve, exports) and ``training_curve.png``; with
+``export`` (default) also ONNX files of the sampling networks (:mod:`tools.generate._export`; a failed export
+is reported in the card and the result, not raised). Sample it with ``sample_generator``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -52,7 +57,8 @@ from physagent.tools.generate._generator_io import (
     read_columns,
     read_rows,
 )
-from physagent.tools.generate._pointcloud import pad_points, shower_points
+from physagent.tools.generate._jet_points import ETA_QUANTILES, leading_constituents
+from physagent.tools.generate._pointcloud import JET_POINTS, pad_points, shower_points
 
 __all__ = ["GeneratorRef", "TrainedGenerator", "train_generator"]
 
@@ -72,17 +78,22 @@ class TrainedGenerator(ToolResult):
     flow_kind: str = Field(description="Flow transform: nsf (neural spline) or maf (affine autoregressive).")
     n_parameters: int = Field(description="Trainable parameters.")
     features: list[str] = Field(description="What is generated: the feature expressions (flow), or the shower "
-                                            "variables (caloflow: layer energies and cells; pointcloud: points).")
+                                            "variables (caloflow: layer energies and cells; pointcloud: points; "
+                                            "pointcloud on jets: deta, dphi, pt_rel of the constituents).")
     conditions: list[str] = Field(description="What the generator is conditioned on (empty: unconditional).")
     n_train: int = Field(description="Rows (showers) trained on.")
     n_validation: int = Field(description="Rows (showers) in the validation split used for early stopping.")
-    n_dropped: int = Field(description="Rows left out: a feature without a value (e.g. no second jet), or showers "
-                                       "without deposits (pointcloud).")
+    n_dropped: int = Field(description="Rows left out: a feature without a value (e.g. no second jet), showers "
+                                       "without deposits, or events without a leading jet with constituents "
+                                       "(pointcloud).")
     epochs_run: int = Field(description="Epochs actually run before early stopping.")
     best_epoch: int = Field(description="Epoch whose weights were kept: lowest validation loss.")
     validation_loss: float = Field(description="Lowest validation loss: NLL in nats per sample of the standardised "
-                                               "variables (pointcloud: flow-matching MSE plus the shower-flow NLL).")
+                                               "variables (pointcloud: flow-matching MSE plus the set-flow NLL).")
     train_wall_s: float = Field(description="Training wall time in seconds.")
+    exported: list[str] = Field(description="ONNX files written for deployment (sampler.onnx: noise → sample; "
+                                            "pointcloud: velocity.onnx, one ODE step, and set_flow.onnx).")
+    export_problems: list[str] = Field(description="Exports that failed, with the exporter's message (else empty).")
 
 
 @dataclass
@@ -101,14 +112,17 @@ class _Prepared:
 @tool(category="generate", version="1")
 def train_generator(
     source: Annotated[SourceRef, Field(description="Id of the training data: a table, jets or events artifact "
-                                                   "(flow) or a showers artifact (caloflow, pointcloud).")],
+                                                   "(flow), a showers artifact (caloflow, pointcloud) or a jets "
+                                                   "artifact with constituents (pointcloud).")],
     model: Annotated[ModelChoice, Field(
         description="flow (normalizing flow for tabular features), caloflow (two-stage flow for small calorimeter "
-                    "grids), pointcloud (flow matching on shower points) or auto (flow for tables/jets/events; "
+                    "grids), pointcloud (flow matching on shower points, or on the leading jet's constituents of a "
+                    "jets artifact, conditioned on its pT) or auto (flow for tables/jets/events; "
                     f"caloflow for showers with at most {MAX_VOXELS} voxels, else pointcloud).",
         json_schema_extra={"x-phrases": {"normalizing flow": "flow", "spline flow": "flow", "caloflow": "caloflow",
                                          "flow matching": "pointcloud", "point cloud": "pointcloud",
-                                         "caloclouds": "pointcloud", "epic": "pointcloud"}})] = "auto",
+                                         "caloclouds": "pointcloud", "epic": "pointcloud",
+                                         "jet constituents": "pointcloud", "epic-fm": "pointcloud"}})] = "auto",
     features: Annotated[list[str], Field(max_length=32, description=(
         "flow only: what to generate, one number per row each: table columns or expressions such as "
         "'jets.mass[0]', 'jets.tau21[0]' (leading jet), 'm_hat_gev'. Empty: every numeric column of a table."))
@@ -133,18 +147,21 @@ def train_generator(
                                                              "validation loss (0: never stop early).")] = 10,
     validation_fraction: Annotated[float, Field(ge=0.05, le=0.5, description="Share of rows held out for early "
                                                                              "stopping.")] = 0.2,
-    max_points: Annotated[int, Field(ge=8, le=20_000, description="pointcloud only: most points a shower may "
-                                                                  "have (memory and time grow with it); showers "
+    max_points: Annotated[int, Field(ge=8, le=20_000, description="pointcloud only: most points a shower or jet "
+                                                                  "may have (memory and time grow with it); showers "
                                                                   "with more deposits are learnt as one point per "
-                                                                  "hit cell.")] = 2000,
+                                                                  "hit cell, jets keep their hardest constituents."
+                                     )] = 2000,
     seed: Annotated[int, Field(ge=0, description="Random seed for the split, initialisation and batching.")] = 0,
+    export: Annotated[bool, Field(description="Also write ONNX files of the sampling networks (where the "
+                                              "architecture exports; problems are reported, not raised).")] = True,
     *,
     ctx: ToolContext,
 ) -> TrainedGenerator:
     """Train a generative surrogate (normalizing flow, CaloFlow or point-cloud flow matching) on an artifact.
 
-    Returns the generator artifact (weights, model card, training curve) with the best validation loss,
-    epochs run and training time; sample it with sample_generator.
+    Returns the generator artifact (weights, model card, training curve, ONNX exports) with the best
+    validation loss, epochs run and training time; sample it with sample_generator.
     """
     data = ctx.artifact(source, "source")
     chosen = _choose_model(model, data, features, conditions)
@@ -154,11 +171,13 @@ def train_generator(
         prepared = _prepare_flow(data, features, conditions, flow_kind, log_transform, arch, settings)
     elif chosen == "caloflow":
         prepared = _prepare_caloflow(data, flow_kind, arch, settings)
+    elif data.kind == "jets":
+        prepared = _prepare_jet_pointcloud(data, flow_kind, arch, settings, max_points)
     else:
         prepared = _prepare_pointcloud(data, flow_kind, arch, settings, max_points)
     pending = ctx.new_artifact("generator")
     fitted = fit(ctx, prepared.model, prepared.train, prepared.validation, settings, chosen)
-    return _write(pending, data, chosen, flow_kind, size, arch, settings, prepared, fitted)
+    return _write(pending, data, (chosen, flow_kind, size, arch), settings, prepared, fitted, export)
 
 
 # --- checks and data: everything that can be wrong with the inputs fails here, before training ----
@@ -174,14 +193,18 @@ def _choose_model(model: str, data: Artifact, features: list[str], conditions: l
         raise ToolInputError.for_param(
             _TOOL, "model", model, f"learns tabular features, but {data.id} holds calorimeter showers. Use "
             "model='caloflow' (small grids) or model='pointcloud'.")
-    if model != "flow" and not showers:
+    if model != "flow" and not showers and not (model == "pointcloud" and data.kind == "jets"):
+        jets = " (or model='pointcloud' for the constituents of jets)" if data.kind == "jets" else ""
         raise ToolInputError.for_param(
             _TOOL, "model", model, f"learns calorimeter showers, but {data.id} is a {data.kind} artifact. Use "
-            "model='flow' with features such as ['jets.mass[0]'], or a showers artifact.")
+            f"model='flow' with features such as ['jets.mass[0]']{jets}, or a showers artifact.")
     if model != "flow" and (features or conditions):
+        what = ("whole showers conditioned on the incident energy. Leave them empty" if showers else
+                "the leading jet's constituents conditioned on its pT (jets.pt[0]). Leave them empty, or use "
+                "model='flow' to learn those features")
         raise ToolInputError.for_param(
             _TOOL, "features" if features else "conditions", features or conditions, f"apply to model='flow' only; "
-            f"{model} always generates whole showers conditioned on the incident energy. Leave them empty.")
+            f"{model} always generates {what}.")
     return model
 
 
@@ -310,8 +333,9 @@ def _prepare_pointcloud(data: Artifact, kind: str, arch: dict[str, Any], setting
     net = build_model(card)
     jitter = 0.5 * geometry.cell_size_mm if origin == "cells" else 0.0
     layer_z = _layer_depths(showers, geometry)
-    net.fit_transforms(padded[train], mask[train], energies[train], jitter, layer_z)
-    tensors = (torch.from_numpy(padded), torch.from_numpy(mask), torch.from_numpy(energies).float())
+    net.fit_transforms(padded[train], mask[train], energies[train, None], [jitter, jitter, 0.5, 0.0])
+    net.layer_z_mm.copy_(torch.from_numpy(layer_z).float())
+    tensors = (torch.from_numpy(padded), torch.from_numpy(mask), torch.from_numpy(energies[:, None]).float())
     info = _showers_card(showers, energies[train]) | {
         "points_from": origin, "max_points": max_points, "layer_z_mm": [float(z) for z in layer_z],
         "points_per_shower": [int(counts[keep].min()), int(counts[keep].max())], "ode_steps": DEFAULT_ODE_STEPS,
@@ -319,6 +343,50 @@ def _prepare_pointcloud(data: Artifact, kind: str, arch: dict[str, Any], setting
     return _Prepared(net, tuple(t[train] for t in tensors), tuple(t[val] for t in tensors),
                      ["x_mm", "y_mm", "layer", "e_mev"], ["incident_energy_gev"], len(counts) - len(keep),
                      {"showers": info})
+
+
+def _prepare_jet_pointcloud(data: Artifact, kind: str, arch: dict[str, Any], settings: Settings, max_points: int
+                            ) -> _Prepared:
+    import torch
+
+    clouds = leading_constituents(_TOOL, "source", data, max_points)
+    if len(clouds.points) < _MIN_ROWS:
+        raise ToolInputError.for_param(
+            _TOOL, "source", data.id, f"has {len(clouds.points)} leading jets with constituents ({clouds.n_dropped} "
+            f"events without); a generator needs at least {_MIN_ROWS} (and thousands to be useful). Cluster more "
+            "events with cluster_jets, or lower its pt_min_gev.")
+    counts = np.array([len(p) for p in clouds.points])
+    padded, mask = pad_points(clouds.points, int(counts.max()), JET_POINTS.dim)
+    pt = clouds.pt_gev[:, None]
+    train, val = split_indices(len(pt), settings.validation_fraction, settings.seed)
+    info = _jets_card(data, clouds, train, counts, max_points)
+    net = build_model({"model": "pointcloud", "flow_kind": kind, "architecture": arch, "jets": info})
+    net.fit_transforms(padded[train], mask[train], pt[train], [0.0] * JET_POINTS.dim)
+    tensors = (torch.from_numpy(padded), torch.from_numpy(mask), torch.from_numpy(pt).float())
+    condition = JET_POINTS.conditions[0]
+    card = {"jets": info, "condition_columns": ["jets_pt_0"],
+            "ranges": {"conditions": {condition: [float(pt[train].min()), float(pt[train].max())]}}}
+    return _Prepared(net, tuple(t[train] for t in tensors), tuple(t[val] for t in tensors),
+                     list(JET_POINTS.coordinates), [condition], clouds.n_dropped, card)
+
+
+def _jets_card(data: Artifact, clouds: Any, train: np.ndarray, counts: np.ndarray, max_points: int
+               ) -> dict[str, Any]:
+    """How the jets were made and learnt: radius and soft-drop settings (for τ_N and m_SD of generated jets),
+    the training jets' η quantiles (axes of generated jets), points per jet."""
+    meta = data.metadata
+    if "radius" in meta:
+        radius, radius_from = float(meta["radius"]), "jets artifact"
+    else:  # jets made elsewhere: the widest constituent's ΔR, to 0.1 above
+        widest = max(float(np.hypot(p[:, 0], p[:, 1]).max()) for p in clouds.points)
+        radius, radius_from = math.ceil(widest * 10) / 10, "widest constituent"
+    return {"jet": "leading", "points": list(JET_POINTS.coordinates), "radius": radius, "radius_from": radius_from,
+            "softdrop": [float(meta.get("softdrop_beta", 0.0)), float(meta.get("softdrop_zcut", 0.1))],
+            "algorithm": meta.get("algorithm"), "pt_gev_range": [float(clouds.pt_gev[train].min()),
+                                                                 float(clouds.pt_gev[train].max())],
+            "eta_quantiles": [float(q) for q in np.quantile(clouds.eta[train], np.linspace(0, 1, ETA_QUANTILES))],
+            "points_per_jet": [int(counts.min()), int(counts.max())], "max_points": max_points,
+            "n_truncated": clouds.n_truncated, "ode_steps": DEFAULT_ODE_STEPS, "ode_solver": "midpoint"}
 
 
 def _layer_depths(showers: Any, geometry: Any) -> np.ndarray:
@@ -338,18 +406,21 @@ def _layer_depths(showers: Any, geometry: Any) -> np.ndarray:
 # --- writing the generator artifact ---------------------------------------------------------
 
 
-def _write(pending: Any, data: Artifact, model: str, kind: str, size: str, arch: dict[str, Any], settings: Settings,
-           prepared: _Prepared, fitted: Fitted) -> TrainedGenerator:
+def _write(pending: Any, data: Artifact, what: tuple[str, str, str, dict[str, Any]], settings: Settings,
+           prepared: _Prepared, fitted: Fitted, export: bool) -> TrainedGenerator:
     import torch
 
     from physagent.tools._io import write_json
+    from physagent.tools.generate._export import export_generator
 
+    model, kind, size, _ = what
     directory = pending.directory
     torch.save({name: t.detach().cpu() for name, t in fitted.model.state_dict().items()}, directory / "model.pt")
-    loss_name = "flow-matching MSE + shower-flow NLL" if model == "pointcloud" else "NLL [nats per sample]"
+    loss_name = "flow-matching MSE + set-flow NLL" if model == "pointcloud" else "NLL [nats per sample]"
     save_png(plot_training_curve(fitted.history, f"{model} ({kind}, {size}) on {data.summary}", fitted.best_epoch,
                                  loss_name), directory / "training_curve.png")
-    card = _card(data, model, kind, size, arch, settings, prepared, fitted)
+    exported = export_generator(fitted.model, model, prepared.train, directory) if export else {}
+    card = _card(data, what, settings, prepared, fitted) | {"export": exported}
     write_json(card, directory / "card.json")
     best = min(row["val_loss"] for row in fitted.history)
     given = f" given {', '.join(prepared.conditions)}" if prepared.conditions else ""
@@ -359,16 +430,20 @@ def _write(pending: Any, data: Artifact, model: str, kind: str, size: str, arch:
               "epoch_wall_s": [row["wall_s"] for row in fitted.history]}
     metadata = card | {"data": card["data"] | {"id": data.id}, "timing": timing}
     artifact = pending.finish("model.pt", summary, metadata)
+    files = [v["file"] for v in exported.values() if isinstance(v, dict) and "file" in v]
+    problems = [f"{name}: {v['error']}" for name, v in exported.items() if isinstance(v, dict) and "error" in v]
     return TrainedGenerator(
         generator=artifact, model=model, flow_kind=kind, n_parameters=card["n_parameters"],
         features=prepared.features, conditions=prepared.conditions, n_train=len(prepared.train[0]),
         n_validation=len(prepared.validation[0]), n_dropped=prepared.n_dropped, epochs_run=len(fitted.history),
-        best_epoch=fitted.best_epoch, validation_loss=best, train_wall_s=fitted.wall_s)
+        best_epoch=fitted.best_epoch, validation_loss=best, train_wall_s=fitted.wall_s, exported=files,
+        export_problems=problems)
 
 
-def _card(data: Artifact, model: str, kind: str, size: str, arch: dict[str, Any], settings: Settings,
-          prepared: _Prepared, fitted: Fitted) -> dict[str, Any]:
+def _card(data: Artifact, what: tuple[str, str, str, dict[str, Any]], settings: Settings, prepared: _Prepared,
+          fitted: Fitted) -> dict[str, Any]:
     """The model card written to card.json: everything a rerun reproduces (no ids, no timings)."""
+    model, kind, size, arch = what
     return {
         "model": model, "flow_kind": kind, "size": size, "architecture": arch, "reference": reference_for(model, kind),
         "n_parameters": count_parameters(fitted.model),

@@ -89,6 +89,8 @@ class ShowerSample(ToolResult):
     plot: Artifact = Field(description="PNG of the mean longitudinal profile and the energy response.")
     n_showers: int = Field(description="Number of showers simulated.")
     particle: str = Field(description="Incident particle: photon, electron or positron.")
+    theta_deg: float = Field(description="Incidence angle to the layer normal, in degrees.")
+    n_layers: int = Field(description="Sampling layers of the calorimeter.")
     mean_incident_energy_gev: float = Field(description="Mean incident energy, in GeV.")
     mean_visible_energy_mev: float = Field(description="Mean energy seen in the silicon per shower, in MeV "
                                            "(after noise and threshold).")
@@ -122,9 +124,11 @@ def simulate_showers(
     theta_deg: Annotated[float, Field(ge=0, le=60, description="Incidence angle to the layer normal, in "
                                       "degrees (axis tilted in the x–z plane).")] = 0.0,
     n_layers: Annotated[int, Field(ge=1, le=100, description="Number of sampling layers.")] = 30,
-    n_thick_layers: Annotated[int | None, Field(ge=0, le=100, description="How many of the last layers have "
-                                                "the thick absorber (None: the last third, 10 of ILD's 30).")
-                              ] = None,
+    n_thick_layers: Annotated[int | None, Field(
+        ge=0, le=100, description="How many of the last layers have the thick absorber (None: the last third, "
+                                  "10 of ILD's 30).",
+        json_schema_extra={"x-phrases": {"no thick rear section": 0, "no thick layers": 0, "no thick section": 0,
+                                         "uniform absorber": 0, "no rear section": 0}})] = None,
     absorber_mm: Annotated[float, Field(gt=0, le=50, description="Tungsten absorber per front layer, mm.")] = 2.1,
     thick_absorber_mm: Annotated[float, Field(gt=0, le=50, description="Tungsten absorber per rear layer, "
                                               "mm.")] = 4.2,
@@ -266,7 +270,8 @@ def _describe(ctx: ToolContext, pending: Any, showers: Showers, batches: list[Ba
                                                                  if k not in per_layer})
     plot = _plot(ctx, showers, layers, stack, summary)
     return ShowerSample(
-        showers=artifact, plot=plot, n_showers=n, particle=showers.particle,
+        showers=artifact, plot=plot, n_showers=n, particle=showers.particle, theta_deg=theta,
+        n_layers=stack.n_layers,
         mean_incident_energy_gev=float(energies.mean()), mean_visible_energy_mev=float(visible.mean()),
         sampling_fraction=float(visible.mean() / incident_mev.mean()), response=float(calibrated.mean()),
         relative_resolution=float(calibrated.std()), mean_hits_per_shower=np.count_nonzero(showers.cells_mev) / n,
