@@ -286,7 +286,7 @@ def _hint(plan: Plan, quantity: str, request: str) -> str:
     whose name and description share the most words with the request ("how many cells fire on average" →
     ``mean_hits_per_shower``, "mean number of cells above threshold", not ``mean_incident_energy_gev``)."""
     words = set(re.findall(r"[a-z]{3,}", request.lower()))
-    candidates = []
+    candidates: list[tuple[int, int, str]] = []
     for step in plan.steps:
         if not is_known(step.tool):
             continue
