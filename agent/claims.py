@@ -49,6 +49,7 @@ QUANTITIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "fraction": (("fraction", "percentage", "share"), ("fraction",)),
     "minimum": (("minimum", "lowest", "smallest"), ("min", "minimum")),
     "maximum": (("maximum", "highest", "largest"), ("max", "maximum")),
+    "angle": ((), ("deg",)),  # a setting echoed in a result (θ = 0°): it supports "at 0°", nobody asks for it
 }
 _COMPATIBLE = {frozenset({"peak", "maximum"})}
 _WINDOW_WORDS = 6

@@ -84,7 +84,7 @@ class PlanRun(Run):
                     return
                 fixes -= 1
                 continue
-            reply = self._completed(reply)
+            reply = self._completed(self._with_asked_quantities(reply))
             failed = yield from self._execute(reply)
             if failed is None:
                 yield from self._answer(reply)
@@ -162,6 +162,21 @@ class PlanRun(Run):
         self.record.findings.append("the plan's answer template named fields its steps do not have; answered "
                                     "from the results instead")
         return bare
+
+    def _with_asked_quantities(self, plan: Plan) -> Plan:
+        """After the advice round: each quantity the request asks for that the answer still lacks is added by
+        the loop, as the placeholder the advice named ("Mean hits per shower: {$1.mean_hits_per_shower}.")."""
+        if not self.checked_labels or not plan.answer or self._reads_text(plan):
+            return plan
+        added = []
+        for quantity, _ in missing_quantities(self.request, plan.answer):
+            found = _asked_field(plan, quantity, self.request)
+            if found:
+                added.append(f"{found[1].replace('_', ' ').capitalize()}: {found[0]}.")
+        if not added:
+            return plan
+        self.record.findings.append("the answer lacked what the request asks for; the loop added " + " ".join(added))
+        return Plan(plan.steps, " ".join([plan.answer.rstrip(), *added]), plan.notes)
 
     def _check(self, plan: Plan) -> None:
         done = {n: (s.tool, s.outcome.result) for n, s in self.steps.items() if s.outcome is not None}
@@ -281,21 +296,31 @@ class PlanRun(Run):
         yield from self.finish(rendered, unsupported, mislabelled_numbers)
 
 
+_COMMON_WORDS = frozenset({"with", "from", "into", "that", "this", "than", "what", "many", "much", "have", "does",
+                           "over", "each", "their", "them", "they", "tell", "give", "average", "mean"})
+
+
 def _hint(plan: Plan, quantity: str, request: str) -> str:
-    """Where the plan's own steps hold the quantity: ' (write {$1.sigma_pb})'; of several such fields, the one
-    whose name and description share the most words with the request ("how many cells fire on average" →
+    """Where the plan's own steps hold the quantity: ' (write {$1.sigma_pb})'."""
+    found = _asked_field(plan, quantity, request)
+    return f" (write {found[0]})" if found else ""
+
+
+def _asked_field(plan: Plan, quantity: str, request: str) -> tuple[str, str] | None:
+    """(placeholder, field) of the plan's result field holding ``quantity``; of several, the one whose name and
+    description share the most words with the request ("how many cells fire on average" →
     ``mean_hits_per_shower``, "mean number of cells above threshold", not ``mean_incident_energy_gev``)."""
-    words = set(re.findall(r"[a-z]{3,}", request.lower()))
-    candidates: list[tuple[int, int, str]] = []
+    words = set(re.findall(r"[a-z]{4,}", request.lower())) - _COMMON_WORDS
+    candidates: list[tuple[int, int, str, str]] = []
     for step in plan.steps:
         if not is_known(step.tool):
             continue
         for field, info in spec(step.tool).result_model.model_fields.items():
             if quantity_of_field(field) == quantity:
                 text = f"{field.replace('_', ' ')} {info.description or ''}".lower()
-                candidates.append((len(words & set(re.findall(r"[a-z]{3,}", text))), -len(candidates),
-                                   f"{{${step.number}.{field}}}"))
-    return f" (write {max(candidates)[2]})" if candidates else ""
+                candidates.append((len(words & set(re.findall(r"[a-z]{4,}", text))), -len(candidates),
+                                   f"{{${step.number}.{field}}}", field))
+    return max(candidates)[2:] if candidates else None
 
 
 _BAD_VALUE = re.compile(r"\b(\w+): (\w+)=(-?[\d.]+|'[^']*')\s+(?:must|is not|is more|is less|should)")

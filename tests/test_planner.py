@@ -316,6 +316,19 @@ def test_an_answer_without_the_quantity_asked_for_is_sent_back_once(workspace: W
     assert record.ok and f"A fraction of {format_value(fraction)}" in record.answer and 0.5 < fraction <= 1
 
 
+def test_a_quantity_still_missing_after_the_advice_is_added_by_the_loop(workspace: Workspace) -> None:
+    """The model ignores the advice and sends the same answer: the fraction the request asks for is appended as the
+    placeholder the advice named, and rendered from the result."""
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "summarize", "arguments": {"source": "$1.events", "selection": "count(muons.pt > 20) >= 2"}}]
+    same = plan(steps, "On average {$2.multiplicities.muons.mean} muons per event.")
+    assistant, _ = _assistant([same, same], workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events; what fraction has two muons above 20 GeV?")
+    fraction = next(c for c in workspace.calls() if c.tool == "summarize").result["fraction_passing"]
+    assert record.ok and f"Fraction passing: {format_value(fraction)}" in record.answer
+    assert any("the loop added" in finding for finding in record.findings)
+
+
 def test_an_answer_with_placeholders_but_no_plan_is_asked_to_plan(workspace: Workspace) -> None:
     """'σ = {$1.sigma_pb}' with no steps is not rendered as missing values: the model is asked for the plan."""
     assistant, backend = _assistant([
@@ -393,3 +406,15 @@ def test_the_hint_for_a_missing_quantity_names_the_field_the_request_describes()
     showers = parse_plan({"steps": [{"tool": "simulate_showers", "arguments": {}}], "answer": ""})
     assert _hint(showers, "mean", "On average, how many cells fire per shower?") == " (write {$1.mean_hits_per_shower})"
     assert _hint(showers, "mean", "What is the mean incident energy?") == " (write {$1.mean_incident_energy_gev})"
+
+
+def test_an_angle_setting_echoed_in_a_result_supports_a_zero_in_the_answer() -> None:
+    """"… at 0° …" is supported by the result's theta_deg = 0 (an angle, a quantity nobody asks for); a 0 no result
+    holds is still unsupported, and asking for an angle is not a missing quantity."""
+    from physagent.agent.claims import missing_quantities
+    from physagent.agent.grounding import sources_in
+
+    sources = sources_in({"theta_deg": 0.0, "n_showers": 200})
+    assert unsupported_numbers("200 photon showers at 0° in the ECAL", sources) == []
+    assert unsupported_numbers("the fraction is 0", sources_in({"n_showers": 200})) == ["0"]
+    assert missing_quantities("photons at 20 degrees: what is the sampling fraction?", "{$1.sampling_fraction}") == []
