@@ -298,7 +298,7 @@ class Run:
         found = control_characters(text.replace("\r\n", "\n"))
         if found:
             self.record.findings.append(f"the answer held control characters {', '.join(found)}, written out as "
-                                        "\\b, \\f, \\r or \\uXXXX (a JSON escape the model meant as LaTeX?)")
+                                        "\\b, \\f, \\r or \\uHHHH (a JSON escape the model meant as LaTeX?)")
         return visible_controls(text)
 
     def _our_messages(self) -> list[str]:

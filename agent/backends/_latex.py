@@ -7,7 +7,7 @@ backslash meant as LaTeX, then :func:`loads` decodes it.
 
 The rule, for a backslash followed by a maximal run of ASCII letters (``\nabla`` → run ``nabla``):
 
-1. ``\\``, ``\"``, ``\/`` and ``\uXXXX`` (four hex digits) are JSON escapes, as always.
+1. ``\\``, ``\"``, ``\/`` and ``\uHHHH`` (four hex digits) are JSON escapes, as always.
 2. A backslash JSON does not accept (``\sqrt``, ``\alpha``, ``\Delta``, ``\upsilon``, ``\{``, ``\,``) is
    a literal backslash: the text cannot have meant anything else.
 3. ``\b``, ``\f``, ``\r`` followed by at least one more letter (``\beta``, ``\frac``, ``\rho``,
@@ -96,7 +96,7 @@ _SHOWN = {"\b": "\\b", "\f": "\\f", "\r": "\\r"}
 
 def visible_controls(text: str) -> str:
     r"""``text`` with CR LF as a newline and each other control character (not newline, tab) written out:
-    ``\b``, ``\f``, ``\r`` as the two characters the model most likely typed, others as ``\uXXXX``."""
+    ``\b``, ``\f``, ``\r`` as the two characters the model most likely typed, others as ``\uHHHH``."""
     text = text.replace("\r\n", "\n")
     return "".join(_SHOWN.get(c, f"\\u{ord(c):04x}") if c not in _KEPT and unicodedata.category(c) == "Cc" else c
                    for c in text)

@@ -20,6 +20,7 @@ momenta, energies, masses and ``*_gev`` fields are in GeV; their keys in ``stats
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -35,7 +36,8 @@ from physagent.tools._registry import ToolResult, tool
 from physagent.tools.data._expressions import ExpressionError, Node, evaluate_condition, field_paths, parse
 from physagent.tools.data._fields import field_label, field_unit, leaf_paths, object_ordering, resolve_field
 
-__all__ = ["ALIASES", "FieldStats", "Multiplicity", "SummaryResult", "stats_key", "summarize"]
+__all__ = ["ALIASES", "FieldStats", "LoadedData", "Multiplicity", "SummaryResult", "field_resolver", "lookup_field",
+           "open_data", "stats_key", "summarize"]
 
 ALIASES = {"electrons": (11,), "muons": (13,), "photons": (22,), "neutrinos": (12, 14, 16)}
 Level = Literal["event", "object"]
@@ -98,7 +100,7 @@ class SummaryResult(ToolResult):
 
 
 @dataclass(frozen=True)
-class _Data:
+class LoadedData:
     """The loaded source, and what explains a bad field or selection."""
 
     array: Any
@@ -146,7 +148,7 @@ def summarize(
     tree = _parse(selection)
     roots = _roots([*fields, *(field_paths(tree) if tree else [])])
     everything = not fields and tree is None  # nothing named: count every collection
-    data = _open(ctx.artifact(source, "source").path, source, roots, selection, everything)
+    data = open_data(ctx.artifact(source, "source").path, source, roots, selection, everything)
     chosen = _select(data, tree)
     if object_index is not None:
         _check_object_index(data, fields, object_index)
@@ -196,12 +198,12 @@ def _roots(paths: list[str]) -> list[str]:
     return list(dict.fromkeys(p.partition(".")[0] for p in paths))
 
 
-def _open(path: Path, source: str, roots: list[str], selection: str | None, everything: bool) -> _Data:
+def open_data(path: Path, source: str, roots: list[str], selection: str | None, everything: bool) -> LoadedData:
     import awkward as ak
 
     form = ak.metadata_from_parquet(path)["form"]
     array, aliases = _prepare(_load(path, form, roots, everything), roots)
-    return _Data(array, source, _available(form), aliases, selection)
+    return LoadedData(array, source, _available(form), aliases, selection)
 
 
 def _available(form: Any) -> list[str]:
@@ -240,7 +242,19 @@ def _prepare(array: Any, roots: list[str]) -> tuple[Any, frozenset[str]]:
     return array, frozenset(aliases)
 
 
-def _lookup(array: Any, path: str) -> Any | None:
+def field_resolver(data: LoadedData, where: str = "") -> Callable[[str, int], Any]:
+    """The field callback of the expression evaluator: a field of ``data``, or an error naming what exists."""
+    def resolve(path: str, position: int) -> Any:
+        found = lookup_field(data.array, path)
+        if found is None:
+            raise ExpressionError(f"unknown field {path!r} at position {position}; available{where}: "
+                                  f"{', '.join(data.available)}", path, position)
+        return found
+
+    return resolve
+
+
+def lookup_field(array: Any, path: str) -> Any | None:
     """A numeric leaf (derived kinematics included) or a whole collection at ``path``; None if absent."""
     import awkward as ak
 
@@ -268,7 +282,7 @@ def _numeric(values: Any) -> bool:
 # the selection ----------------------------------------------------------------------------------
 
 
-def _select(data: _Data, tree: Node | None) -> _Selection:
+def _select(data: LoadedData, tree: Node | None) -> _Selection:
     """Evaluate the selection: an event mask (numpy) or an object mask (awkward) of one collection."""
     import awkward as ak
 
@@ -276,15 +290,8 @@ def _select(data: _Data, tree: Node | None) -> _Selection:
     if tree is None:
         return _Selection(None, None, None)
 
-    def resolve(path: str, position: int) -> Any:
-        found = _lookup(array, path)
-        if found is None:
-            raise ExpressionError(f"unknown field {path!r} at position {position}; available: "
-                                  f"{', '.join(data.available)}", path, position)
-        return found
-
     try:
-        value = evaluate_condition(tree, resolve)
+        value = evaluate_condition(tree, field_resolver(data))
     except ExpressionError as error:
         raise _selection_error(selection, error) from None
     if value.depth == 0:
@@ -321,10 +328,10 @@ def _passing(array: Any, chosen: _Selection) -> dict[str, Any]:
 # statistics -------------------------------------------------------------------------------------
 
 
-def _field_values(data: _Data, path: str) -> Any:
+def _field_values(data: LoadedData, path: str) -> Any:
     import awkward as ak
 
-    found = _lookup(data.array, path)
+    found = lookup_field(data.array, path)
     if found is None or ak.fields(found):
         kind = "a collection, not a numeric field" if found is not None else "not a numeric field"
         raise ToolInputError.for_param(
@@ -332,14 +339,14 @@ def _field_values(data: _Data, path: str) -> Any:
     return found
 
 
-def _check_object_index(data: _Data, fields: list[str], index: int) -> None:
+def _check_object_index(data: LoadedData, fields: list[str], index: int) -> None:
     if not any(_field_values(data, f).ndim >= 2 for f in fields):
         raise ToolInputError.for_param(
             "summarize", "object_index", index, "only applies to per-object fields such as 'jets.pt'; "
             f"fields={fields} has none. Leave object_index unset, or use [k] in the selection.")
 
 
-def _field_stats(data: _Data, path: str, chosen: _Selection, index: int | None, levels: list[float]) -> FieldStats:
+def _field_stats(data: LoadedData, path: str, chosen: _Selection, index: int | None, levels: list[float]) -> FieldStats:
     """Statistics of one field after the selection (and the index-th object when asked)."""
     import awkward as ak
 
@@ -359,7 +366,7 @@ def _field_stats(data: _Data, path: str, chosen: _Selection, index: int | None, 
                       **_statistics(finite, levels))
 
 
-def _label(data: _Data, path: str, index: int | None) -> str:
+def _label(data: LoadedData, path: str, index: int | None) -> str:
     """'leading muon $p_{T}$ [GeV]' for ``muons.pt`` (an alias labels like the particles it selects)."""
     root, _, rest = path.partition(".")
     if root in data.aliases:

@@ -11,7 +11,6 @@ validation loss and restores its weights. Training runs on the CPU threads of
 from __future__ import annotations
 
 import contextlib
-import copy
 import importlib.metadata
 import math
 import time
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from physagent.tools._context import ToolContext
+from physagent.tools._epochs import early_stopping_epochs
 from physagent.tools.tag._runtime import torch_threads
 
 __all__ = ["Fitted", "Settings", "count_parameters", "fit", "plot_training_curve", "save_png", "split_indices",
@@ -82,22 +82,13 @@ def _epochs(ctx: ToolContext, model: Any, train: tuple[Any, ...], validation: tu
     optimiser = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=settings.epochs * steps)
     generator = torch.Generator().manual_seed(settings.seed)
-    history: list[dict[str, float]] = []
-    best = (math.inf, copy.deepcopy(model.state_dict()), 0)
-    with ctx.progress(f"train {label}", total=settings.epochs, unit="epochs") as bar:
-        for epoch in range(1, settings.epochs + 1):
-            t0 = time.perf_counter()
-            train_loss = _train_epoch(ctx, model, train, optimiser, scheduler, settings.batch_size, generator)
-            val_loss = evaluate_loss(model, validation, settings.batch_size, settings.seed)
-            history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
-                            "lr": optimiser.param_groups[0]["lr"], "wall_s": time.perf_counter() - t0})
-            if val_loss < best[0]:
-                best = (val_loss, copy.deepcopy(model.state_dict()), epoch)
-            bar.unit = f"epochs (loss {train_loss:.4g}, val loss {val_loss:.4g})"
-            bar.advance()
-            if settings.patience and epoch - best[2] >= settings.patience:
-                break
-    return history, best[1], best[2]
+    def run_epoch() -> dict[str, float]:
+        train_loss = _train_epoch(ctx, model, train, optimiser, scheduler, settings.batch_size, generator)
+        val_loss = evaluate_loss(model, validation, settings.batch_size, settings.seed)
+        return {"train_loss": train_loss, "val_loss": val_loss, "lr": optimiser.param_groups[0]["lr"]}
+
+    return early_stopping_epochs(ctx, f"train {label}", model, settings.epochs, settings.patience, run_epoch,
+                                 lambda row: f"loss {row['train_loss']:.4g}, val loss {row['val_loss']:.4g}")
 
 
 def _train_epoch(ctx: ToolContext, model: Any, tensors: tuple[Any, ...], optimiser: Any, scheduler: Any,

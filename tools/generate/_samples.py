@@ -32,7 +32,7 @@ from physagent.tools.data._expressions import (
     parse,
 )
 from physagent.tools.data._fields import field_unit
-from physagent.tools.data.summarize import _lookup, _open  # the loader summarize uses: aliases, pT order
+from physagent.tools.data.summarize import field_resolver, open_data  # summarize's loader: aliases, pT order
 from physagent.tools.generate._observables import (
     SUMMARY_OBSERVABLES,
     cell_energy_spectrum,
@@ -216,7 +216,7 @@ def _expression_sample(artifact: Artifact, param: str, expressions: list[str]) -
         except ExpressionError as error:
             raise ToolInputError.for_param(TOOL, "features", text, f"is not a valid expression: {error}.") from None
     roots = list(dict.fromkeys(path.partition(".")[0] for tree in trees for path in field_paths(tree)))
-    data = _open(artifact.path, artifact.id, roots, None, False)
+    data = open_data(artifact.path, artifact.id, roots, None, False)
     if len(data.array) == 0:
         raise _empty(artifact, param, "rows")
     columns, missing = [], np.zeros(len(data.array), dtype=bool)
@@ -250,15 +250,8 @@ def _evaluate(data: Any, tree: Any, text: str, artifact: Artifact, param: str) -
     """One feature's values (float64) and which rows lack it."""
     import awkward as ak
 
-    def resolve(path: str, position: int) -> Any:
-        found = _lookup(data.array, path)
-        if found is None:
-            raise ExpressionError(f"unknown field {path!r} at position {position}; available in {param} "
-                                  f"{artifact.id}: {', '.join(data.available)}", path, position)
-        return found
-
     try:
-        value = evaluate(tree, resolve)
+        value = evaluate(tree, field_resolver(data, f" in {param} {artifact.id}"))
     except ExpressionError as error:
         raise ToolInputError.for_param(TOOL, "features", text, f"cannot be evaluated on {param} "
                                        f"{artifact.id}: {error}.") from None

@@ -8,7 +8,6 @@ best iteration count. Runs on CUDA when available, else on the CPU with :func:`t
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from physagent.tools._context import ToolContext
+from physagent.tools._epochs import early_stopping_epochs
 from physagent.tools.tag._architectures import INPUT_NAMES
 from physagent.tools.tag._features import TaggerInputs, particle_feature_names
 from physagent.tools.tag._inference import particle_set, score_network
@@ -126,24 +126,17 @@ def _epochs(ctx: ToolContext, kind: str, net: Any, splits: dict[str, Split], set
     optimiser = torch.optim.AdamW(net.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scheduler = _scheduler(optimiser, settings, steps)
     generator = torch.Generator().manual_seed(settings.seed)
-    history: list[dict[str, float]] = []
-    best = (math.inf, copy.deepcopy(net.state_dict()), 0)
-    with ctx.progress(f"train {kind}", total=settings.epochs, unit="epochs") as bar:
-        for epoch in range(1, settings.epochs + 1):
-            t0 = time.perf_counter()
-            train_loss = _train_epoch(net, tensors, labels, weights, optimiser, scheduler, settings.batch_size,
-                                      generator, where, ctx.check_cancelled)
-            val_loss, val_scores = _validate(net, kind, val, where)
-            val_auc = metrics(val.labels, val_scores, val.weights)["auc"]
-            history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_auc": val_auc,
-                            "lr": optimiser.param_groups[0]["lr"], "wall_s": time.perf_counter() - t0})
-            if val_loss < best[0]:
-                best = (val_loss, copy.deepcopy(net.state_dict()), epoch)
-            bar.unit = f"epochs (loss {train_loss:.3f}, val loss {val_loss:.3f}, val AUC {val_auc:.3f})"
-            bar.advance()
-            if settings.patience and epoch - best[2] >= settings.patience:
-                break
-    return history, best[1], best[2]
+    def run_epoch() -> dict[str, float]:
+        train_loss = _train_epoch(net, tensors, labels, weights, optimiser, scheduler, settings.batch_size,
+                                  generator, where, ctx.check_cancelled)
+        val_loss, val_scores = _validate(net, kind, val, where)
+        val_auc = metrics(val.labels, val_scores, val.weights)["auc"]
+        return {"train_loss": train_loss, "val_loss": val_loss, "val_auc": val_auc,
+                "lr": optimiser.param_groups[0]["lr"]}
+
+    return early_stopping_epochs(
+        ctx, f"train {kind}", net, settings.epochs, settings.patience, run_epoch,
+        lambda row: f"loss {row['train_loss']:.3f}, val loss {row['val_loss']:.3f}, val AUC {row['val_auc']:.3f}")
 
 
 def _scheduler(optimiser: Any, settings: Settings, steps_per_epoch: int) -> Any:
