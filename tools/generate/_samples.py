@@ -86,7 +86,6 @@ def load_pair(reference: Artifact, candidate: Artifact, features: list[str] | No
     else:
         chosen = features or _default_expressions(reference, candidate)
         pair = (_expression_sample(reference, "reference", chosen), _expression_sample(candidate, "candidate", chosen))
-        pair[0].names = pair[1].names = list(chosen)
     for sample, artifact, param in zip(pair, (reference, candidate), ("reference", "candidate"), strict=True):
         _check_finite(sample, artifact, param)
     return pair
@@ -208,7 +207,7 @@ def _columns(artifact: Artifact) -> tuple[list[str], list[str]]:
 def _expression_sample(artifact: Artifact, param: str, expressions: list[str]) -> Sample:
     """The features of one table/jets/events artifact; a generated table reads its own column for an
     expression it was generated from."""
-    expressions = [_generated(artifact).get(text, text) for text in expressions]
+    names, expressions = list(expressions), [_generated(artifact).get(text, text) for text in expressions]
     trees = []
     for text in expressions:
         try:
@@ -229,7 +228,7 @@ def _expression_sample(artifact: Artifact, param: str, expressions: list[str]) -
             TOOL, param, artifact.id, f"has no row where every feature has a value ({len(missing):,} rows; e.g. "
             "jets.pt[0] is missing in events without jets). Drop the features that are missing everywhere.")
     values = np.column_stack(columns)[~missing]
-    return Sample(list(expressions), [_unit(t) for t in trees], values, n_skipped=int(missing.sum()))
+    return Sample(names, [_unit(t) for t in trees], values, n_skipped=int(missing.sum()))
 
 
 def _unit(tree: Node) -> str:
