@@ -30,8 +30,8 @@ from physagent.agent.prompting import inline_refs
 from physagent.tools import ARTIFACT_ID_PATTERN, Artifact, ToolInputError, ToolSpec
 
 __all__ = [
-    "PLAN_TOOL", "Plan", "PlanError", "Step", "asked_actions", "check_plan", "complete_plan", "missing_actions",
-    "parse_plan", "plan_schema", "resolve_arguments", "step_reference",
+    "PLAN_TOOL", "Plan", "PlanError", "Step", "artifact_fields", "asked_actions", "check_plan", "complete_plan",
+    "missing_actions",    "parse_plan", "plan_schema", "resolve_arguments", "step_reference",
 ]
 
 PLAN_TOOL = "submit_plan"
@@ -201,7 +201,7 @@ def _reference_problems(step: Step, name: str, reference: tuple[int, str | None]
                 f"{number}, which does not come before it; refer to an earlier step"]
     if not is_known(tool):
         return []  # the unknown tool itself is reported with its step
-    fields = _artifact_fields(spec(tool))
+    fields = artifact_fields(spec(tool))
     if field_name is not None and field_name not in fields:
         return [f"step {step.number}: {name} refers to '{field_name}' of step {number} ({tool}), which is no "
                 f"artifact; its artifacts are {', '.join(fields) or 'none'}"]
@@ -210,7 +210,7 @@ def _reference_problems(step: Step, name: str, reference: tuple[int, str | None]
     return []
 
 
-def _artifact_fields(spec: ToolSpec) -> list[str]:
+def artifact_fields(spec: ToolSpec) -> list[str]:
     """Result fields that hold an artifact (or a list of them)."""
     return [name for name, info in spec.result_model.model_fields.items()
             if Artifact in {info.annotation, *typing.get_args(info.annotation)}]
@@ -249,7 +249,7 @@ def _placeholder_problem(placeholder: Placeholder, planned: Mapping[int, str], k
         return None  # an earlier turn's result: checked when it is rendered
     annotation = result_field_type(model, placeholder.path)
     if annotation is None:
-        fields = ", ".join(n for n in model.model_fields if n not in _artifact_fields(spec(tool)))
+        fields = ", ".join(n for n in model.model_fields if n not in artifact_fields(spec(tool)))
         return f"{placeholder.text}: {tool} results have no field {placeholder.path!r}; they have {fields}"
     if annotation is not Any and not is_single_value(annotation):
         return (f"{placeholder.text} is a list or a group of values, not one value; name one entry "
@@ -266,7 +266,7 @@ _ACTIONS = {
     "histogram": re.compile(_LEAD + r"histogram\b", re.IGNORECASE),
     "export_session": re.compile(_LEAD + r"export\b.*\b(script|session|what we did)\b", re.IGNORECASE),
     "train_tagger": re.compile(_LEAD + r"train\b(?![^.]*\b(?:generator|surrogate|generative|flow|caloflow|"
-                                          r"point[- ]?cloud|diffusion)\b)", re.IGNORECASE),
+                                          r"point[- ]?cloud|diffusion|autoencoder|anomal\w*)\b)", re.IGNORECASE),
     "evaluate_tagger": re.compile(_LEAD + r"(?:evaluate|compare)\b[^.]*\b(?:tagger|model|classifier)s?\b|"
                                   r"\broc\b", re.IGNORECASE),
     "train_generator": re.compile(_LEAD + r"train\b[^.]*\b(?:generator|surrogate|generative|flow|caloflow|"
@@ -276,11 +276,12 @@ _ACTIONS = {
         r"\bdistinguish|\bhow (?:faithful|close|similar)\b|"
         r"\bcompare\b[^.]*\b(?:samples?|showers?|simulat\w*|original|real)\b", re.IGNORECASE),
     "write_root": re.compile(_LEAD + r"(?:save|write|store|export)\b[^.]*\broot\b", re.IGNORECASE),
+    "bump_hunt": re.compile(r"\bbump[- ]?hunt|\bfit\b[^.]*\b(?:sidebands?|dijet mass|m_?jj)\b", re.IGNORECASE),
 }
 _DOING = {"plot": "plot", "cluster_jets": "cluster jets", "histogram": "histogram", "export_session":
           "export the session", "train_tagger": "train a tagger", "write_root": "write a ROOT file",
           "evaluate_tagger": "evaluate the tagger", "train_generator": "train a generator",
-          "compare_samples": "compare two samples"}
+          "compare_samples": "compare two samples", "bump_hunt": "fit the m_jj spectrum (bump hunt)"}
 
 
 def missing_actions(request: str, plan: Plan, offered: list[str], artifacts: Mapping[str, str]) -> list[str]:
@@ -351,6 +352,8 @@ def _derived_arguments(tool: str, steps: list[Step], artifacts: Mapping[str, str
     if tool == "train_generator":
         source = made.get("showers") or made.get("table") or made.get("jets")
         return {"source": source} if source else None
+    if tool == "bump_hunt":
+        return _scores_to_fit(steps) or ({"source": made["anomaly_dataset"]} if "anomaly_dataset" in made else None)
     if tool == "plot":
         histograms = [f"${s.number}" for s in steps if s.tool == "histogram"][-8:]
         return {"histograms": histograms} if histograms else None
@@ -364,7 +367,14 @@ def _derived_arguments(tool: str, steps: list[Step], artifacts: Mapping[str, str
 
 _MAKES = {"make_jet_dataset": "dataset", "train_tagger": "model", "simulate_showers": "showers",
           "read_calochallenge": "showers", "cluster_jets": "jets",
-          "read_table": "table"}
+          "read_table": "table", "make_anomaly_dataset": "anomaly_dataset", "make_monitoring_data": "monitoring"}
+_SEARCHES = ("autoencoder_search", "cwola_hunt", "cathode_search", "reference_anomaly_classifier")
+
+
+def _scores_to_fit(steps: list[Step]) -> dict[str, Any] | None:
+    """The anomaly scores of the plan's last search, for a bump hunt on its most anomalous events."""
+    searches = [s for s in steps if s.tool in _SEARCHES]
+    return {"source": f"${searches[-1].number}.scores"} if searches else None
 
 
 def _latest_made(steps: list[Step], artifacts: Mapping[str, str]) -> dict[str, str]:

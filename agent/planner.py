@@ -40,6 +40,7 @@ from physagent.agent.plan import (
 )
 from physagent.agent.prompting import relevant_parameters, render_tools
 from physagent.agent.prompts import prompt
+from physagent.agent.references import mend_invented_ids
 
 __all__ = ["PlanRun"]
 
@@ -229,7 +230,10 @@ class PlanRun(Run):
         steps = [Step(s.number, s.tool, clean_arguments(s.arguments, spec(s.tool).parameters_schema(),
                                                         self.context.messages, self.context.example_values(s.tool)))
                  if is_known(s.tool) else s for s in plan.steps]
-        return Plan(steps, plan.answer, plan.notes)
+        mended = mend_invented_ids(Plan(steps, plan.answer, plan.notes), self.allowed_ids())
+        if len(mended.notes) > len(plan.notes):
+            self.record.findings.append("; ".join(mended.notes[len(plan.notes):]))
+        return mended
 
     # execution ---------------------------------------------------------------------------------
 

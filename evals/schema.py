@@ -23,13 +23,13 @@ __all__ = [
 ]
 
 ArtifactKind = Literal["events", "jets", "table", "histogram", "plot", "root", "dataset", "model", "script", "file",
-                       "showers", "generator"]
+                       "showers", "generator", "anomaly_dataset", "monitoring"]
 
 # measure → the artifact kinds it can be recomputed from (see physagent.evals.measures)
 MEASURES: dict[str, tuple[str, ...]] = {
-    "n_rows": ("events", "jets", "table", "dataset"),
+    "n_rows": ("events", "jets", "table", "dataset", "anomaly_dataset", "monitoring"),
     "n_jets": ("jets",),
-    "column_mean": ("events", "jets", "table", "dataset"),
+    "column_mean": ("events", "jets", "table", "dataset", "anomaly_dataset"),
     "entries": ("histogram",),
     "mean": ("histogram",),
     "std": ("histogram",),
@@ -39,7 +39,7 @@ MEASURES: dict[str, tuple[str, ...]] = {
     "n_showers": ("showers",),
     "shower_energy_mean": ("showers",),
     "bytes": ("events", "jets", "table", "histogram", "plot", "root", "dataset", "model", "script", "file",
-              "showers", "generator"),
+              "showers", "generator", "anomaly_dataset", "monitoring"),
 }
 
 _NAME = r"^[a-z][a-z0-9_]*$"

@@ -23,6 +23,7 @@ torch.set_num_threads(1)
 GEOMETRY = CaloGeometry(n_layers=4, n_a=6, n_b=6, cell_size_mm=5.0, layer_thickness_mm=3.4)
 FLOW_TRAINING = {"size": "small", "epochs": 60, "batch_size": 256, "learning_rate": 3e-3, "patience": 8, "seed": 3}
 SHOWER_TRAINING = {"caloflow": {"size": "tiny", "epochs": 20, "batch_size": 64, "learning_rate": 3e-3, "seed": 1},
+                   "calofast": {"size": "tiny", "epochs": 20, "batch_size": 64, "learning_rate": 3e-3, "seed": 1},
                    "pointcloud": {"size": "tiny", "epochs": 10, "batch_size": 64, "learning_rate": 3e-3, "seed": 1}}
 
 
@@ -237,7 +238,8 @@ def test_caloflow_refuses_a_grid_above_its_voxel_limit_and_suggests_pointcloud(w
     big = CaloGeometry()
     showers = Showers(np.full(12, 50.0), np.ones((12, *big.grid_shape), dtype=np.float32), big)
     source = showers_artifact(workspace, showers)
-    with pytest.raises(ToolInputError, match=r"at most 600 voxels; .* 30×24×24 = 17280. Use model='pointcloud'"):
+    with pytest.raises(ToolInputError, match=r"at most 600 voxels; .* 30×24×24 = 17280. Use model='calofast' "
+                                             r"\(up to 20,000 voxels\) or model='pointcloud'"):
         train(workspace, source, model="caloflow", size="tiny", epochs=1)
     assert workspace.list_artifacts("generator") == []
 
@@ -261,7 +263,7 @@ def _deposit_slope(showers: Showers) -> float:
     return float(np.polyfit(np.log(showers.incident_energy_gev[keep]), np.log(total[keep]), 1)[0])
 
 
-@pytest.mark.parametrize("model", [pytest.param("caloflow", marks=pytest.mark.slow), "pointcloud"])
+@pytest.mark.parametrize("model", [pytest.param("caloflow", marks=pytest.mark.slow), "calofast", "pointcloud"])
 def test_shower_models_train_and_sample_showers_of_the_trained_geometry(
     model: str, flow_workspace: Workspace, tiny_showers: str
 ) -> None:
@@ -269,7 +271,8 @@ def test_shower_models_train_and_sample_showers_of_the_trained_geometry(
     trained = train(flow_workspace, tiny_showers, model=model, **SHOWER_TRAINING[model]).result
     assert trained.model == model and trained.conditions == ["incident_energy_gev"]
     assert np.isfinite(trained.validation_loss) and trained.n_train + trained.n_validation == 300
-    exports = {"caloflow": ["sampler.onnx"], "pointcloud": ["velocity.onnx", "set_flow.onnx"]}
+    exports = {"caloflow": ["sampler.onnx"], "calofast": ["sampler.onnx"], "pointcloud": ["velocity.onnx",
+                                                                                      "set_flow.onnx"]}
     assert trained.exported == exports[model] and trained.export_problems == []
     drawn = sample(flow_workspace, trained.generator.id, n=200, energy_min_gev=15.0, energy_max_gev=90.0,
                    ode_steps=8).result
@@ -284,6 +287,87 @@ def test_shower_models_train_and_sample_showers_of_the_trained_geometry(
                                            "energy_max_gev": 90.0, "ode_steps": 8, "batch_size": 37},
                       workspace=flow_workspace, use_cache=False).result
     np.testing.assert_allclose(read_showers(again.samples.path).cells_mev, showers.cells_mev, rtol=1e-4, atol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def fast_generator(flow_workspace: Workspace, tiny_showers: str) -> CallOutcome:
+    """A tiny calofast model of the 300 synthetic 4 × 6 × 6 showers."""
+    return train(flow_workspace, tiny_showers, model="calofast", **SHOWER_TRAINING["calofast"])
+
+
+def _fast_noise(model: torch.nn.Module, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Incident energies (15–90 GeV), stage-1 normals and one random int32 word per voxel."""
+    rng = np.random.default_rng(seed)
+    energies = torch.from_numpy(np.exp(rng.uniform(np.log(15.0), np.log(90.0), n))).float()
+    z = torch.from_numpy(rng.standard_normal((n, model.grid_shape[0]))).float()
+    bits = torch.from_numpy(rng.integers(-(2**31), 2**31, (n, model.n_voxels), dtype=np.int32))
+    return energies, z, bits
+
+
+def test_calofast_layers_hold_their_stage_one_energy_up_to_cells_zeroed_below_epsilon(
+    fast_generator: CallOutcome,
+) -> None:
+    """Each sampled layer sums to its stage-1 energy E_l, less cells below ε; a layer with E_l < ε is empty."""
+    from physagent.tools.generate._architectures import load_generator
+
+    trained = fast_generator.result
+    model, card = load_generator(trained.generator)
+    assert card["model"] == "calofast" and card["flow_kind"] == "nsf" and trained.n_parameters > 1000
+    epsilon = float(model.noise_mev)
+    assert card["showers"]["noise_mev"] == pytest.approx(epsilon) and epsilon > 0
+    energies, z, bits = _fast_noise(model, 400, seed=0)
+    with torch.inference_mode():
+        cells = model.sample(energies, z, bits)
+        layer_e = torch.exp(model._from_x(model.energy_flow.sample(z, model.c_norm(torch.log(energies)[:, None]))))
+    assert cells.shape == (400, *GEOMETRY.grid_shape) and torch.all(cells >= 0) and torch.all(torch.isfinite(cells))
+    assert torch.all((cells == 0) | (cells >= epsilon))
+    sums, empty = cells.sum((2, 3)), layer_e < epsilon
+    assert torch.all(sums[empty] == 0) and bool((~empty).any())
+    deficit = (layer_e - sums)[~empty]
+    cells_per_layer = GEOMETRY.n_a * GEOMETRY.n_b
+    assert torch.all(deficit > -1e-4 * layer_e[~empty]) and torch.all(deficit < cells_per_layer * epsilon + 1e-4)
+    assert float((deficit.abs() / layer_e[~empty]).median()) < 1e-5
+
+
+def test_calofast_gives_identical_showers_from_the_stored_model_and_its_onnx_export_for_the_same_noise(
+    fast_generator: CallOutcome,
+) -> None:
+    """Two loads of the stored artifact sample identical cells from the same noise; sampler.onnx (onnxruntime)
+    gives the same showers for a batch of another size than it was traced with."""
+    from physagent.tools.generate._architectures import load_generator
+    from physagent.tools.generate._export import run_onnx
+
+    artifact = fast_generator.result.generator
+    (first, _), (second, _) = load_generator(artifact), load_generator(artifact)
+    energies, z, bits = _fast_noise(first, 257, seed=1)
+    with torch.inference_mode():
+        a, b = first.sample(energies, z, bits), second.sample(energies, z, bits)
+    assert torch.equal(a, b) and float(a.sum()) > 0
+    assert artifact.metadata["export"]["sampler"]["inputs"] == ["energy_gev", "z_layers", "bits"]
+    exported = run_onnx(artifact.directory / "sampler.onnx", {"energy_gev": energies.numpy(), "z_layers": z.numpy(),
+                                                               "bits": bits.numpy()}, "cells")
+    assert exported.shape == (257, *GEOMETRY.grid_shape)
+    np.testing.assert_allclose(exported.sum((2, 3)), a.sum((2, 3)).numpy(), rtol=1e-3, atol=1e-3)
+    assert np.mean(np.abs(exported - a.numpy()) > 1e-3) < 1e-3  # equal but for rare flips at a threshold
+
+
+def test_calofast_refuses_maf_and_grids_above_its_voxel_limit_and_is_what_auto_picks(workspace: Workspace) -> None:
+    """flow_kind='maf' (its layer flow is always a spline coupling flow) and 100 × 15 × 15 = 22,500 voxels fail;
+    model='auto' picks calofast for a small grid, and caloflow when asked for a MAF."""
+    big = CaloGeometry(n_layers=100, n_a=15, n_b=15)
+    large = showers_artifact(workspace, Showers(np.full(12, 50.0), np.ones((12, *big.grid_shape), dtype=np.float32),
+                                                big))
+    small = showers_artifact(workspace, synthetic_showers(20, seed=6))
+    for source, arguments, message in (
+        (small, {"flow_kind": "maf"}, r"flow_kind='maf' applies to flow, caloflow and pointcloud; calofast's"),
+        (large, {}, r"at most 20000 voxels; .* 100×15×15 = 22500. Use model='pointcloud'"),
+    ):
+        with pytest.raises(ToolInputError, match=message):
+            train(workspace, source, model="calofast", size="tiny", epochs=1, **arguments)
+    assert workspace.list_artifacts("generator") == []
+    auto = train(workspace, small, size="tiny", epochs=1, export=False).result
+    auto_maf = train(workspace, small, size="tiny", epochs=1, export=False, flow_kind="maf").result
+    assert (auto.model, auto_maf.model, auto_maf.flow_kind) == ("calofast", "caloflow", "maf")
 
 
 def test_showers_with_more_deposits_than_max_points_are_learnt_from_their_hit_cells(

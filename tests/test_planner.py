@@ -418,3 +418,40 @@ def test_an_angle_setting_echoed_in_a_result_supports_a_zero_in_the_answer() -> 
     assert unsupported_numbers("200 photon showers at 0° in the ECAL", sources) == []
     assert unsupported_numbers("the fraction is 0", sources_in({"n_showers": 200})) == ["0"]
     assert missing_quantities("photons at 20 degrees: what is the sampling fraction?", "{$1.sampling_fraction}") == []
+
+
+def test_a_made_up_id_or_tool_name_is_taken_for_the_one_output_it_can_mean(workspace: Workspace) -> None:
+    """'jet-12345' for the jets of the step before, the tool name 'generate_events' for its events: the plan
+    runs on the real outputs and the notes say so; with two candidate artifacts nothing is guessed."""
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "cluster_jets", "arguments": {"events": "generate_events", "radius": 0.4}},
+             {"tool": "histogram", "arguments": {"source": "jet-12345", "field": "jets.pt", "bins": 10}}]
+    assistant, _ = _assistant([plan(steps, "Filled {$3.entries} jets.")], workspace, hygiene=True)
+    record = assistant.ask("Generate 120 Drell-Yan events, seed 2, MPI off, cluster R = 0.4 jets and histogram "
+                           "their pT in 10 bins")
+    assert [c["tool"] for c in record.tool_calls] == ["generate_events", "cluster_jets", "histogram"]
+    assert record.ok and any("'jet-12345' is no artifact; took $2.jets" in f for f in record.findings)
+
+    from physagent.agent.references import mend_invented_ids
+
+    two = {"ev-0000000001": "events", "ev-0000000002": "events"}
+    unclear = parse_plan({"steps": [{"tool": "cluster_jets", "arguments": {"events": "ev-12345"}}]})
+    assert mend_invented_ids(unclear, two) is unclear
+    one = mend_invented_ids(unclear, {"ev-0000000001": "events", "hist-0000000003": "histogram"})
+    assert one.steps[0].arguments["events"] == "ev-0000000001"
+
+
+def test_a_left_out_bump_hunt_fits_the_last_searchs_scores_and_an_autoencoder_is_no_tagger() -> None:
+    """"… train an autoencoder on it and bump hunt" with the search planned gets bump_hunt on that search's
+    scores (not train_tagger: an autoencoder is no tagger); with no search, the session's anomaly dataset."""
+    offered = ["autoencoder_search", "bump_hunt", "train_tagger"]
+    session = {"ad-0123456789": "anomaly_dataset"}
+    searched = parse_plan({"steps": [{"tool": "autoencoder_search", "arguments": {"dataset": "ad-0123456789"}}],
+                           "answer": ""})
+    completed = complete_plan(searched, "Train an autoencoder on ad-0123456789 and bump hunt the 5% most "
+                                        "anomalous events", offered, session)
+    assert [s.tool for s in completed.steps] == ["autoencoder_search", "bump_hunt"]
+    assert completed.steps[1].arguments["source"] == "$1.scores"
+    nothing = parse_plan({"steps": [], "answer": ""})
+    fitted = complete_plan(nothing, "fit the dijet mass sidebands", offered, session)
+    assert fitted.steps == [Step(1, "bump_hunt", {"source": "ad-0123456789"})]

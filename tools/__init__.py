@@ -9,8 +9,15 @@ provenance) or look them up in :data:`registry`.
 True
 """
 
-from physagent.tools import code, data, generate, retrieval, session, simulate, tag  # noqa: F401  (registers the built-in tools)
-from physagent.tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact, artifact_ref, file_sha256
+from physagent.tools import anomaly, code, data, generate, retrieval, session, simulate, tag  # noqa: F401  (registers the built-in tools)
+from physagent.tools._artifacts import (
+    ARTIFACT_ID_PATTERN,
+    KIND_PREFIXES,
+    Accepts,
+    Artifact,
+    artifact_ref,
+    file_sha256,
+)
 from physagent.tools._context import ProgressSink, ProgressUpdate, ToolContext
 from physagent.tools._errors import (
     ToolAccessError,
@@ -30,6 +37,7 @@ from physagent.tools._workspace import CallRecord, Workspace, default_home
 
 __all__ = [
     "ARTIFACT_ID_PATTERN",
+    "KIND_PREFIXES",
     "SERVER_ACCESS",
     "Accepts",
     "Artifact",

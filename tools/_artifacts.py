@@ -31,6 +31,8 @@ KIND_PREFIXES = {
     "showers": "shw",
     "generator": "gen",
     "comparison": "cmp",
+    "anomaly_dataset": "ad",
+    "monitoring": "mon",
 }
 
 

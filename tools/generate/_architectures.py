@@ -1,9 +1,11 @@
 r"""Generator architectures by size, building a model from its card, and loading a ``generator`` artifact.
 
 Sizes: ``tiny`` (seconds, for tests), ``small`` (minutes on 2 CPU cores), ``large`` (closer to the published
-models). A model is rebuilt from ``card.json`` (model, flow kind, architecture, dimensions) and its weights
-``model.pt``; the feature transforms are buffers of the model, so they come back with the weights. A
-``pointcloud`` card holds ``showers`` (calorimeter points) or ``jets`` (constituents, :mod:`._jet_points`).
+models). ``calofast`` (:mod:`._calofast`) has a spline coupling flow for the layer energies and a voxel
+network whose share head has rank ``rank``. A model is rebuilt from ``card.json`` (model, flow kind,
+architecture, dimensions) and its weights ``model.pt``; the feature transforms are buffers of the model,
+so they come back with the weights. A ``pointcloud`` card holds ``showers`` (calorimeter points) or
+``jets`` (constituents, :mod:`._jet_points`).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from physagent.tools._artifacts import Artifact
+from physagent.tools.generate._calofast import CALOFAST_REFERENCE, FastCalo
 from physagent.tools.generate._caloflow import CALOFLOW_REFERENCE, CaloFlow
 from physagent.tools.generate._flows import FLOW_REFERENCES, TabularFlow
 from physagent.tools.generate._pointcloud import JET_POINTS, POINTCLOUD_REFERENCE, PointCloudModel
@@ -31,6 +34,11 @@ ARCHITECTURES: dict[str, dict[str, dict[str, Any]]] = {
         "small": {"energy_flow": _flow(4, [64, 64]), "shape_flow": _flow(6, [256, 256])},
         "large": {"energy_flow": _flow(6, [128, 128]), "shape_flow": _flow(8, [512, 512])},
     },
+    "calofast": {
+        "tiny": {"energy_flow": _flow(2, [32, 32]), "voxel_net": {"hidden_features": [32, 16], "rank": 4}},
+        "small": {"energy_flow": _flow(2, [64, 64]), "voxel_net": {"hidden_features": [64, 16], "rank": 8}},
+        "large": {"energy_flow": _flow(4, [128, 128]), "voxel_net": {"hidden_features": [128, 64], "rank": 16}},
+    },
     "pointcloud": {
         "tiny": {"set_flow": _flow(3, [32, 32]), "velocity": {"local": 32, "global": 16, "layers": 2}},
         "small": {"set_flow": _flow(4, [64, 64]), "velocity": {"local": 96, "global": 32, "layers": 3}},
@@ -41,7 +49,7 @@ ARCHITECTURES: dict[str, dict[str, dict[str, Any]]] = {
 
 def reference_for(model: str, flow_kind: str) -> str:
     """The paper(s) a model follows."""
-    return {"flow": FLOW_REFERENCES[flow_kind], "caloflow": CALOFLOW_REFERENCE,
+    return {"flow": FLOW_REFERENCES[flow_kind], "caloflow": CALOFLOW_REFERENCE, "calofast": CALOFAST_REFERENCE,
             "pointcloud": POINTCLOUD_REFERENCE}[model]
 
 
@@ -55,6 +63,8 @@ def build_model(card: dict[str, Any]) -> Any:
     grid = card["showers"]["geometry"]
     if card["model"] == "caloflow":
         return CaloFlow(kind, (grid["n_layers"], grid["n_a"], grid["n_b"]), arch)
+    if card["model"] == "calofast":
+        return FastCalo((grid["n_layers"], grid["n_a"], grid["n_b"]), arch)
     return PointCloudModel(kind, arch, n_layers=grid["n_layers"])
 
 

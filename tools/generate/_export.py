@@ -7,6 +7,9 @@ What is exported (float32, batch axis dynamic; the point axis too), by model:
   inverse of the flow with the feature transform undone (:meth:`~._flows.TabularFlow.sample`).
 - ``caloflow``: ``sampler.onnx``, inputs ``energy_gev`` (B,), ``z_layers`` (B, L), ``z_cells`` (B, V);
   output ``cells`` (B, L, A, B) in MeV (:meth:`~._caloflow.CaloFlow.sample`).
+- ``calofast``: ``sampler.onnx``, inputs ``energy_gev`` (B,), ``z_layers`` (B, L) standard normal and
+  ``bits`` (B, V) int32 uniformly random words (one per voxel); output ``cells`` (B, L, A, B) in MeV
+  (:meth:`~._calofast.FastCalo.sample`, hits found with ``NonZero``, cells written with ``ScatterND``).
 - ``pointcloud``: ``velocity.onnx``, one network call of the ODE dx/dt = v_θ(x, t | c, n): inputs
   ``points`` (B, P, D) standardised, ``mask`` (B, P) 1 for real points and 0 for padding, ``t`` (B, 1),
   ``condition`` (B, K) in GeV (n is read from the mask); output ``velocity`` (B, P, D). Integrate it from
@@ -52,8 +55,8 @@ class _CaloFlowSampler(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, energy_gev: torch.Tensor, z_layers: torch.Tensor, z_cells: torch.Tensor) -> torch.Tensor:
-        return self.model.sample(energy_gev, z_layers, z_cells)
+    def forward(self, energy_gev: torch.Tensor, z_layers: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.model.sample(energy_gev, z_layers, noise)
 
 
 class _VelocityStep(nn.Module):
@@ -76,12 +79,16 @@ def export_generator(model: Any, name: str, train: tuple[torch.Tensor, ...], dir
         if given.shape[1]:
             inputs["conditions"] = given[:_CHECK_ROWS]
         return {"sampler": _try(_FlowSampler(model), inputs, "x", directory / "sampler.onnx")}
-    if name == "caloflow":
+    if name in ("caloflow", "calofast"):
         energies = train[1]
         rows = len(energies[:_CHECK_ROWS])
         inputs = {"energy_gev": energies[:rows],
-                  "z_layers": torch.randn((rows, model.grid_shape[0]), generator=generator),
-                  "z_cells": torch.randn((rows, model.n_voxels), generator=generator)}
+                  "z_layers": torch.randn((rows, model.grid_shape[0]), generator=generator)}
+        if name == "caloflow":
+            inputs["z_cells"] = torch.randn((rows, model.n_voxels), generator=generator)
+        else:
+            inputs["bits"] = torch.randint(-2**31, 2**31 - 1, (rows, model.n_voxels), dtype=torch.int32,
+                                           generator=generator)
         return {"sampler": _try(_CaloFlowSampler(model), inputs, "cells", directory / "sampler.onnx")}
     points, mask, cond = (t[:_CHECK_ROWS] for t in train)
     step = {"points": torch.randn(points.shape, generator=generator), "mask": mask.float(),

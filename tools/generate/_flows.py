@@ -4,7 +4,8 @@ A flow models the density of features x given conditions c as p(x | c) = N(f(y; 
 with y = T(x) the fixed preprocessing below and f an invertible neural transform from zuko:
 
 - ``nsf``: neural spline flow, autoregressive monotonic rational-quadratic splines (Durkan et al.,
-  arXiv:1906.04032), the default;
+  arXiv:1906.04032), the default — zuko's NSF with the softmax over the bins written out
+  (:class:`FastRQS`, same numbers: torch's softmax over a last axis of 8 bins took ~40 % of sampling);
 - ``maf``: masked autoregressive flow with affine transforms (Papamakarios et al., arXiv:1705.07057).
 
 Preprocessing T (:class:`Standardizer`): a log for positive, right-skewed features (those whose values are
@@ -16,13 +17,16 @@ x = T⁻¹(f⁻¹(z; c)), so the same seed gives the same samples at any batch s
 
 from __future__ import annotations
 
+import math
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+from zuko.transforms import MonotonicRQSTransform
 
-__all__ = ["FLOW_REFERENCES", "Standardizer", "TabularFlow", "build_zuko_flow"]
+__all__ = ["FLOW_REFERENCES", "FastRQS", "Standardizer", "TabularFlow", "build_zuko_flow"]
 
 FLOW_REFERENCES = {"nsf": "Durkan et al., Neural Spline Flows, arXiv:1906.04032",
                    "maf": "Papamakarios et al., Masked Autoregressive Flow, arXiv:1705.07057"}
@@ -77,15 +81,43 @@ def _skewness(values: np.ndarray) -> float:
     return 0.0 if std == 0 else float(np.mean(((values - values.mean()) / std) ** 3))
 
 
+class FastRQS(MonotonicRQSTransform):
+    """zuko's monotonic rational-quadratic spline, its bin softmax written as exp / Σ exp on contiguous tensors.
+
+    The raw widths and heights are bounded by |log slope| / 2 first (as in zuko), so exp cannot overflow.
+    """
+
+    def __init__(self, widths: torch.Tensor, heights: torch.Tensor, derivatives: torch.Tensor, bound: float = 5.0,
+                 slope: float = 1e-3, **kwargs: Any) -> None:
+        torch.distributions.Transform.__init__(self, **kwargs)
+        log_slope = math.log(slope)
+        widths, heights = (_bin_shares(v.contiguous() / (1 + abs(2 * v.contiguous() / log_slope)))
+                           for v in (widths, heights))
+        derivatives = derivatives.contiguous()
+        derivatives = nn.functional.pad(derivatives / (1 + abs(derivatives / log_slope)), (1, 1), value=0)
+        self.horizontal = bound * (2 * torch.cumsum(widths, dim=-1) - 1)
+        self.vertical = bound * (2 * torch.cumsum(heights, dim=-1) - 1)
+        self.derivatives = torch.exp(derivatives)
+
+
+def _bin_shares(raw: torch.Tensor) -> torch.Tensor:
+    """softmax over the last axis, with a leading 0 (the left edge)."""
+    shares = torch.exp(raw)
+    return nn.functional.pad(shares / shares.sum(-1, keepdim=True), (1, 0), value=0)
+
+
 def build_zuko_flow(kind: str, features: int, context: int, arch: dict[str, Any]) -> nn.Module:
-    """A zuko NSF or MAF; ``arch`` holds transforms, hidden_features, bins and passes (2: coupling layers)."""
+    """A zuko NSF (with :class:`FastRQS`) or MAF; ``arch`` holds transforms, hidden_features, bins and passes
+    (2: coupling layers). The NSF's parameters are named as in ``zuko.flows.NSF``, so saved models load."""
     import zuko
 
     options = {"transforms": arch["transforms"], "hidden_features": tuple(arch["hidden_features"])}
     if arch.get("passes"):
         options["passes"] = arch["passes"]
     if kind == "nsf":
-        return zuko.flows.NSF(features, context, bins=arch.get("bins", 8), **options)
+        bins = arch.get("bins", 8)
+        return zuko.flows.MAF(features, context, univariate=partial(FastRQS, slope=1e-3),
+                              shapes=[(bins,), (bins,), (bins - 1,)], **options)
     return zuko.flows.MAF(features, context, **options)
 
 

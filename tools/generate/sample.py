@@ -3,7 +3,7 @@ r"""``sample_generator``: draw samples from a trained generator, batched and see
 - A ``flow`` generator gives a ``table`` artifact (``samples.parquet``) with one column per feature
   (:func:`~tools.generate._generator_io.column_name` of its expression: ``jets.mass[0]`` → ``jets_mass_0``)
   and one per condition.
-- ``caloflow`` and ``pointcloud`` generators give a ``showers`` artifact (``showers.h5`` in the
+- ``caloflow``, ``calofast`` and ``pointcloud`` generators give a ``showers`` artifact (``showers.h5`` in the
   CaloChallenge layout, cells in MeV, incident energies in GeV in memory); the point cloud also writes its
   points (``points.parquet``) and bins them into the trained geometry's cells.
 - a ``pointcloud`` generator trained on jets gives a ``jets`` artifact (``jets.parquet`` in the
@@ -12,15 +12,20 @@ r"""``sample_generator``: draw samples from a trained generator, batched and see
   :mod:`tools.generate._jet_points`). The jet axis η, φ is the reference's leading jet's, else η is drawn
   from the training jets' η distribution and φ uniformly.
 
-Conditions: for a conditional flow and for jets (``jets.pt[0]``, GeV) either ``condition_values`` (per
-condition a value or a [min, max] range, drawn uniformly) or a ``reference`` artifact whose rows give
-them (cycled when ``n`` exceeds its rows); for showers an incident-energy range ``energy_min_gev`` …
-``energy_max_gev`` (drawn log-uniformly) or the incident energies of a reference showers artifact.
-Conditions more than 5 % of the training range outside it are refused: a generator does not extrapolate.
+Conditions (:mod:`tools.generate._conditions`): for a conditional flow and for jets (``jets.pt[0]``, GeV)
+either ``condition_values`` (per condition a value or a [min, max] range, drawn uniformly) or a
+``reference`` artifact whose rows give them (cycled when ``n`` exceeds its rows); for showers an
+incident-energy range ``energy_min_gev`` … ``energy_max_gev`` (drawn log-uniformly) or the incident
+energies of a reference showers artifact. Conditions more than 5 % of the training range outside it are
+refused: a generator does not extrapolate.
 
 All randomness comes from one ``numpy.random.Generator(seed)`` drawn in a fixed order (conditions, jet
-axes, then the base noise batch by batch), so the same seed gives the same samples — from the stored artifact, at
-any ``batch_size`` (up to floating-point rounding of batched matrix products).
+axes, then the base noise batch by batch), so the same seed gives the same samples — from the stored
+artifact, at any ``batch_size`` (up to floating-point rounding of batched matrix products). ``calofast``
+reads its per-voxel uniforms from the generator's raw 64-bit words (``bit_generator.random_raw``, two
+32-bit uniforms per word, a fixed number of words per shower): the cheapest seeded noise numpy makes.
+Sampling runs in torch's inference mode on :func:`~tools.tag._runtime.torch_threads` threads (calofast: one);
+the reported time covers the network passes and the noise, not reading the model or writing the artifact.
 """
 
 from __future__ import annotations
@@ -34,29 +39,30 @@ from pydantic import Field
 
 from physagent.tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact
 from physagent.tools._context import ToolContext
-from physagent.tools._errors import ToolInputError
 from physagent.tools._registry import ToolResult, tool
 from physagent.tools.generate._architectures import load_generator
-from physagent.tools.generate._generator_io import read_columns, read_rows
+from physagent.tools.generate._conditions import (
+    DEFAULT_N,
+    ConditionSource,
+    flow_conditions,
+    jet_axes,
+    shower_energies,
+)
 from physagent.tools.generate.train import GeneratorRef
 from physagent.tools.tag._runtime import torch_threads
 
 __all__ = ["GeneratedSamples", "sample_generator"]
 
 ReferenceRef = Annotated[str, Accepts(("table", "jets", "events", "showers")), Field(pattern=ARTIFACT_ID_PATTERN)]
-ConditionSource = Literal["none", "values", "energy_range", "reference"]
-_TOOL = "sample_generator"
-_MARGIN = 0.05  # share of the training range a condition may lie beyond it
-_DEFAULT_N = 1000
 
 
 class GeneratedSamples(ToolResult):
     """Samples drawn from a generator, and how fast they came."""
 
     samples: Artifact = Field(description="The samples: a table artifact (flow), a showers artifact "
-                                          "(caloflow, pointcloud) in the generator's geometry, or a jets artifact "
-                                          "(pointcloud trained on jets).")
-    model: str = Field(description="The generator's model: flow, caloflow or pointcloud.")
+                                          "(caloflow, calofast, pointcloud) in the generator's geometry, or a jets "
+                                          "artifact (pointcloud trained on jets).")
+    model: str = Field(description="The generator's model: flow, caloflow, calofast or pointcloud.")
     n_samples: int = Field(description="Rows (showers, jets) drawn.")
     columns: list[str] = Field(description="Columns of a sampled table: features, then conditions (empty for "
                                            "showers and jets).")
@@ -75,7 +81,7 @@ class GeneratedSamples(ToolResult):
 def sample_generator(
     generator: Annotated[GeneratorRef, Field(description="Id of a generator artifact from train_generator.")],
     n: Annotated[int | None, Field(ge=1, le=10_000_000, description="Samples to draw; default: as many as the "
-                                                                     f"reference has rows, else {_DEFAULT_N}.")] = None,
+                                                                     f"reference has rows, else {DEFAULT_N}.")] = None,
     seed: Annotated[int, Field(ge=0, description="Random seed; same seed, same samples.")] = 0,
     batch_size: Annotated[int, Field(ge=1, le=100_000, description="Samples per network call (speed and memory "
                                                                    "only; the samples do not change).")] = 1000,
@@ -96,7 +102,7 @@ def sample_generator(
     *,
     ctx: ToolContext,
 ) -> GeneratedSamples:
-    """Draw samples from a trained generator: a table (flow), calorimeter showers (caloflow, pointcloud) or jets.
+    """Draw samples from a trained generator: a table (flow), showers (caloflow, calofast, pointcloud) or jets.
 
     Conditions come from fixed values or ranges (e.g. an incident-energy range in GeV, a jet pT range)
     or from a reference artifact; returns the samples artifact and the sampling speed in ms per sample.
@@ -105,10 +111,10 @@ def sample_generator(
     card = artifact.metadata
     rng = np.random.default_rng(seed)
     if card["model"] == "flow" or "jets" in card:
-        given, source = _flow_conditions(ctx, card, n, condition_values, reference, energy_min_gev, energy_max_gev, rng)
+        given, source = flow_conditions(ctx, card, n, condition_values, reference, energy_min_gev, energy_max_gev, rng)
     else:
-        given, source = _energies(ctx, card, n, energy_min_gev, energy_max_gev, condition_values, reference, rng)
-    axes = _jet_axes(ctx, card, reference, len(given), rng) if "jets" in card else None
+        given, source = shower_energies(ctx, card, n, energy_min_gev, energy_max_gev, condition_values, reference, rng)
+    axes = jet_axes(ctx, card, reference, len(given), rng) if "jets" in card else None
     model, _ = load_generator(artifact)
     if card["model"] == "flow":
         return _sample_table(ctx, artifact, model, given, source, seed, batch_size, rng)
@@ -118,156 +124,21 @@ def sample_generator(
     return _sample_showers(ctx, artifact, model, given, source, seed, batch_size, rng, ode)
 
 
-# --- conditions: every mismatch fails here, before anything is sampled or written ---------------
-
-
-def _flow_conditions(ctx: ToolContext, card: dict[str, Any], n: int | None, values: dict[str, list[float]] | None,
-                     reference: str | None, e_min: float | None, e_max: float | None, rng: np.random.Generator
-                     ) -> tuple[np.ndarray, ConditionSource]:
-    names = card["conditions"]
-    if e_min is not None or e_max is not None:
-        raise ToolInputError.for_param(
-            _TOOL, "energy_min_gev" if e_min is not None else "energy_max_gev", e_min if e_min is not None else e_max,
-            f"applies to shower generators; this one makes {'jets' if 'jets' in card else 'tables'}. " + (
-                f"Give its conditions {names} with condition_values or reference." if names else "Leave it out."))
-    if not names:
-        if values or reference:
-            raise ToolInputError.for_param(
-                _TOOL, "condition_values" if values else "reference", values or reference,
-                "gives conditions, but the generator was trained unconditionally (on "
-                f"{', '.join(card['features'])}). Leave it out, or train with conditions=[...].")
-        return np.zeros((n or _DEFAULT_N, 0)), "none"
-    if values and reference:
-        raise ToolInputError.for_param(_TOOL, "reference", reference, "and condition_values both give the "
-                                       "conditions. Give one of them.")
-    if reference:
-        return _reference_conditions(ctx, card, n, reference), "reference"
-    if not values:
-        raise ToolInputError.for_param(
-            _TOOL, "condition_values", values, f"is needed: the generator is conditioned on {names}. Give e.g. "
-            f"condition_values={{{names[0]!r}: [value]}} or [min, max], or reference=<artifact with those fields>.")
-    return _given_conditions(card, n or _DEFAULT_N, values, rng), "values"
-
-
-def _given_conditions(card: dict[str, Any], n: int, values: dict[str, list[float]], rng: np.random.Generator
-                      ) -> np.ndarray:
-    names, columns = card["conditions"], card["condition_columns"]
-    by_key = {key: i for i, (name, column) in enumerate(zip(names, columns, strict=True)) for key in (name, column)}
-    unknown = sorted(set(values) - set(by_key))
-    missing = [name for i, name in enumerate(names) if not any(by_key.get(k) == i for k in values)]
-    if unknown or missing:
-        problem = f"names {unknown}, which the generator does not know" if unknown else f"lacks {missing}"
-        raise ToolInputError.for_param(_TOOL, "condition_values", values, f"{problem}. Its conditions are {names}; "
-                                       "give each a value [v] or a range [min, max].")
-    out = np.empty((n, len(names)))
-    for key, bounds in values.items():
-        if len(bounds) not in (1, 2) or (len(bounds) == 2 and bounds[0] > bounds[1]):
-            raise ToolInputError.for_param(_TOOL, "condition_values", values, f"gives {key!r} {bounds}; each "
-                                           "condition takes [value] or [min, max] with min ≤ max.")
-        i = by_key[key]
-        _check_range(card["ranges"]["conditions"][names[i]], np.asarray(bounds), "condition_values", names[i])
-        out[:, i] = bounds[0] if len(bounds) == 1 else rng.uniform(bounds[0], bounds[1], n)
-    return out
-
-
-def _reference_conditions(ctx: ToolContext, card: dict[str, Any], n: int | None, reference: str) -> np.ndarray:
-    data = ctx.artifact(reference, "reference")
-    names = card["conditions"]
-    if data.kind == "showers":
-        raise ToolInputError.for_param(_TOOL, "reference", reference, f"holds showers, but the generator is "
-                                       f"conditioned on {names}. Use a table, jets or events artifact with them.")
-    given = read_columns(_TOOL, "reference", reference, read_rows(data.path, names), names).values
-    if len(given) == 0:
-        raise ToolInputError.for_param(_TOOL, "reference", reference, f"has no row with values of {names}. "
-                                       "Use another reference or condition_values.")
-    for i, name in enumerate(names):
-        _check_range(card["ranges"]["conditions"][name], given[:, i], "reference", name)
-    return given[np.arange(n or len(given)) % len(given)]
-
-
-def _jet_axes(ctx: ToolContext, card: dict[str, Any], reference: str | None, n: int, rng: np.random.Generator
-              ) -> np.ndarray:
-    """(n, 2) η, φ of the generated jets' axes: the reference's leading jets (cycled), else drawn."""
-    from physagent.tools.generate._jet_points import draw_axes
-
-    if reference is None:
-        return draw_axes(card["jets"]["eta_quantiles"], n, rng)
-    path = ctx.artifact(reference, "reference").path
-    names = ["jets.pt[0]", "jets.eta[0]", "jets.phi[0]"]
-    axes = read_columns(_TOOL, "reference", reference, read_rows(path, names), names).values[:, 1:]
-    return axes[np.arange(n) % len(axes)]
-
-
-def _energies(ctx: ToolContext, card: dict[str, Any], n: int | None, e_min: float | None, e_max: float | None,
-              values: dict[str, list[float]] | None, reference: str | None, rng: np.random.Generator
-              ) -> tuple[np.ndarray, ConditionSource]:
-    trained = card["showers"]["incident_energy_gev_range"]
-    if values:
-        raise ToolInputError.for_param(_TOOL, "condition_values", values, "applies to tabular flows; a shower "
-                                       "generator is conditioned on the incident energy. Use energy_min_gev/"
-                                       "energy_max_gev or reference.")
-    if reference and (e_min is not None or e_max is not None):
-        raise ToolInputError.for_param(_TOOL, "reference", reference, "and an energy range both give the incident "
-                                       "energies. Give one of them.")
-    if reference:
-        return _reference_energies(ctx, card, n, reference), "reference"
-    if e_min is None:
-        raise ToolInputError.for_param(
-            _TOOL, "energy_min_gev", e_min if e_max is None else f"None (energy_max_gev={e_max})",
-            f"is needed: the generator is conditioned on the incident energy (trained on {trained[0]:.4g}–"
-            f"{trained[1]:.4g} GeV). Give energy_min_gev (and energy_max_gev for a range), or reference=<showers id>.")
-    high = e_min if e_max is None else e_max
-    if high < e_min:
-        raise ToolInputError.for_param(_TOOL, "energy_max_gev", e_max, f"is below energy_min_gev={e_min}. Give "
-                                       "min ≤ max.")
-    _check_range(trained, np.array([e_min, high]), "energy_min_gev" if e_min < trained[0] else "energy_max_gev",
-                 "the incident energy [GeV]")
-    count = n or _DEFAULT_N
-    return np.exp(rng.uniform(np.log(e_min), np.log(high), count)) if high > e_min else np.full(count, e_min), \
-        "energy_range"
-
-
-def _reference_energies(ctx: ToolContext, card: dict[str, Any], n: int | None, reference: str) -> np.ndarray:
-    from physagent.tools.simulate._calo import CaloGeometry, read_showers
-
-    data = ctx.artifact(reference, "reference")
-    if data.kind != "showers":
-        raise ToolInputError.for_param(_TOOL, "reference", reference, f"is a {data.kind} artifact; a shower "
-                                       "generator takes incident energies from a showers artifact.")
-    showers = read_showers(data.path, with_points=False)
-    trained = CaloGeometry(**card["showers"]["geometry"])
-    if showers.geometry.grid_shape != trained.grid_shape:
-        raise ToolInputError.for_param(
-            _TOOL, "reference", reference, f"has a {'×'.join(map(str, showers.geometry.grid_shape))} grid, but the "
-            f"generator makes {'×'.join(map(str, trained.grid_shape))} showers. Use a reference of the trained "
-            "geometry, or an energy range (energy_min_gev, energy_max_gev).")
-    if len(showers) == 0:
-        raise ToolInputError.for_param(_TOOL, "reference", reference, "holds no showers. Use an energy range.")
-    energies = showers.incident_energy_gev
-    _check_range(card["showers"]["incident_energy_gev_range"], energies, "reference", "the incident energy [GeV]")
-    return energies[np.arange(n or len(energies)) % len(energies)]
-
-
-def _check_range(trained: list[float], values: np.ndarray, param: str, name: str) -> None:
-    low, high = trained
-    margin = _MARGIN * (high - low)
-    outside = (values < low - margin) | (values > high + margin)
-    if np.any(outside):
-        raise ToolInputError.for_param(
-            _TOOL, param, f"{name}: {float(values[outside][0]):.6g}", f"lies outside the range the generator was "
-            f"trained on, {low:.6g} … {high:.6g} ({int(outside.sum())} of {values.size} values). A generator does "
-            "not extrapolate: stay within it, or train on data covering it.")
-
-
 # --- sampling ------------------------------------------------------------------------------------
 
 
 def _timed_batches(ctx: ToolContext, label: str, n: int, batch_size: int, step: Any) -> tuple[list[Any], float]:
-    """Run ``step(start, stop)`` over batches with a progress bar, in torch's no-grad mode; outputs and wall time."""
+    """Run ``step(start, stop)`` over batches with a progress bar, in torch's inference mode; outputs and wall time.
+
+    calofast runs on one thread: its work is elementwise passes and small tensors, and with another process busy
+    on one of 2 cores (load 1.5) two OpenMP threads took 95 µs per shower instead of 8.5 µs (they spin-wait for
+    each other); one thread is never that slow."""
     import torch
 
     out = []
-    with torch_threads(), torch.no_grad(), ctx.progress(f"sample {label}", total=n, unit="samples") as bar:
+    with torch_threads(), torch.inference_mode(), ctx.progress(f"sample {label}", total=n, unit="samples") as bar:
+        if label == "calofast":
+            torch.set_num_threads(1)  # torch_threads restores the count on exit
         start_time = time.perf_counter()
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
@@ -311,6 +182,8 @@ def _sample_showers(ctx: ToolContext, artifact: Artifact, model: Any, energies: 
     geometry = CaloGeometry(**card["showers"]["geometry"])
     if card["model"] == "caloflow":
         cells, points, wall = _caloflow_cells(ctx, model, energies, geometry, batch_size, rng)
+    elif card["model"] == "calofast":
+        cells, points, wall = _calofast_cells(ctx, model, energies, geometry, batch_size, rng)
     else:
         cells, points, wall = _pointcloud_cells(ctx, model, card, energies, geometry, batch_size, rng, ode)
     showers = Showers(energies, cells, geometry, None, card["showers"]["particle"], points,
@@ -340,6 +213,23 @@ def _caloflow_cells(ctx: ToolContext, model: Any, energies: np.ndarray, geometry
         return model.sample(e[a:b], torch.from_numpy(z_layers[a:b]).float(), z_cells).numpy()
 
     batches, wall = _timed_batches(ctx, "caloflow", len(energies), batch_size, step)
+    return np.concatenate(batches), None, wall
+
+
+def _calofast_cells(ctx: ToolContext, model: Any, energies: np.ndarray, geometry: Any, batch_size: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, None, float]:
+    import torch
+
+    z_layers = torch.from_numpy(rng.standard_normal((len(energies), geometry.n_layers))).float()
+    e = torch.from_numpy(energies).float()
+    words = (geometry.n_voxels + 1) // 2  # 64-bit words per shower, each two int32 voxel uniforms
+
+    def step(a: int, b: int) -> np.ndarray:
+        raw = rng.bit_generator.random_raw((b - a) * words).view(np.int32).reshape(b - a, 2 * words)
+        bits = torch.from_numpy(np.ascontiguousarray(raw[:, :geometry.n_voxels]))
+        return model.sample(e[a:b], z_layers[a:b], bits).numpy()
+
+    batches, wall = _timed_batches(ctx, "calofast", len(energies), batch_size, step)
     return np.concatenate(batches), None, wall
 
 

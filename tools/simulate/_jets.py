@@ -33,9 +33,13 @@ def cluster_events(
     pt_min_gev: float,
     eta_max: float,
     n_constituents: int,
-    softdrop: tuple[float, float] = (0.0, 0.1),
+    softdrop: tuple[float, float] | None = (0.0, 0.1),
 ) -> Any:
-    """Cluster each event's particles; returns ``events × jets`` records sorted by pT."""
+    """Cluster each event's particles; returns ``events × jets`` records sorted by pT.
+
+    ``softdrop`` is (β, z_cut) for ``msd``; None skips grooming (no ``msd`` field), which is two
+    thirds of the time on large-R jets.
+    """
     import awkward as ak
 
     pid = abs(particles.pid)
@@ -92,29 +96,25 @@ def _kinematics(px: Any, py: Any, pz: Any, e: Any) -> dict[str, Any]:
     return {"pt": pt, "eta": eta, "phi": np.arctan2(py, px), "mass": mass, "e": e}
 
 
-def _substructure(per_jet: Any, radius: float, softdrop: tuple[float, float]) -> dict[str, Any]:
+def _substructure(per_jet: Any, radius: float, softdrop: tuple[float, float] | None) -> dict[str, Any]:
     import awkward as ak
     import fastjet
 
     if len(per_jet) == 0:
         empty = np.zeros(0)
-        return dict.fromkeys(("tau1", "tau2", "tau3", "tau21", "tau32", "msd"), empty)
+        return dict.fromkeys(("tau1", "tau2", "tau3", "tau21", "tau32", *(("msd",) if softdrop else ())), empty)
     vectors = ak.zip({name: ak.values_astype(per_jet[src], np.float64)
                       for name, src in (("px", "px"), ("py", "py"), ("pz", "pz"), ("E", "e"))})
     definition = fastjet.JetDefinition(fastjet.cambridge_algorithm, _RECLUSTER_R)
     with capture_fd_stdout():
         sequence = fastjet.ClusterSequence(vectors, definition)
         taus = np.asarray(sequence.njettiness(njets=[1, 2, 3], R0=radius))
-        beta, z_cut = softdrop
-        groomed = sequence.exclusive_jets_softdrop_grooming(
-            njets=1, beta=beta, symmetry_cut=z_cut, R0=radius
+        groomed = None if softdrop is None else sequence.exclusive_jets_softdrop_grooming(
+            njets=1, beta=softdrop[0], symmetry_cut=softdrop[1], R0=radius
         )
     tau1, tau2, tau3 = taus[:, 0], taus[:, 1], taus[:, 2]
-    return {
-        "tau1": tau1, "tau2": tau2, "tau3": tau3,
-        "tau21": _ratio(tau2, tau1), "tau32": _ratio(tau3, tau2),
-        "msd": np.asarray(groomed.msoftdrop),
-    }
+    fields = {"tau1": tau1, "tau2": tau2, "tau3": tau3, "tau21": _ratio(tau2, tau1), "tau32": _ratio(tau3, tau2)}
+    return fields if groomed is None else fields | {"msd": np.asarray(groomed.msoftdrop)}
 
 
 def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:

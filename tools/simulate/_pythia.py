@@ -7,7 +7,9 @@ status codes, including resonance decays). Momenta in GeV, cross-sections in pb 
 
 Work is split into seed shards: shard ``i`` gets the ``i``-th word of
 ``numpy.random.SeedSequence(seed)``, so shards are distinct, and the output depends on
-``(seed, shards)`` only — not on how many worker processes ran them.
+``(seed, shards)`` only — not on how many worker processes ran them. A caller that needs only a
+summary of the events (jet features, say) passes ``reduce``: it runs on each shard inside the worker,
+so the work is parallel and only its result crosses the process boundary.
 
 Reference: C. Bierlich et al., "A comprehensive guide to the physics and usage of PYTHIA 8.3",
 SciPost Phys. Codebases 8 (2022), arXiv:2203.11601.
@@ -102,9 +104,11 @@ def _init_message(settings: list[str]) -> str | None:
 
 
 def generate_shard(
-    settings: list[str], n_events: int, seed: int, index: int, report: Callable[[int], None]
+    settings: list[str], n_events: int, seed: int, index: int, report: Callable[[int], None],
+    reduce: Callable[[Any], Any] | None = None,
 ) -> ShardResult:
-    """Generate ``n_events`` accepted events with one Pythia instance seeded with ``seed``."""
+    """Generate ``n_events`` accepted events with one Pythia instance seeded with ``seed``
+    (``events`` is ``reduce(events)`` when ``reduce`` is given)."""
     import awkward as ak
 
     pythia = _new_pythia()
@@ -130,6 +134,8 @@ def generate_shard(
             report(got)
     info = pythia.infoPython()
     events = ak.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+    if reduce is not None:
+        events = reduce(events)
     return ShardResult(
         index, events, info.sigmaGen() * MB_TO_PB, info.sigmaErr() * MB_TO_PB, produced, failed
     )
@@ -184,8 +190,9 @@ def _init_worker(progress_queue: Any) -> None:
     _progress_queue = progress_queue
 
 
-def _shard_in_worker(settings: list[str], n_events: int, seed: int, index: int) -> ShardResult:
-    return generate_shard(settings, n_events, seed, index, _progress_queue.put)
+def _shard_in_worker(settings: list[str], n_events: int, seed: int, index: int,
+                     reduce: Callable[[Any], Any] | None) -> ShardResult:
+    return generate_shard(settings, n_events, seed, index, _progress_queue.put, reduce)
 
 
 def generate(
@@ -193,18 +200,23 @@ def generate(
     plan: list[tuple[int, int]],
     workers: int,
     report: Callable[[int], None],
+    reduce: Callable[[Any], Any] | None = None,
 ) -> Iterator[ShardResult]:
-    """Run the shards of ``plan``; yields results in shard order (deterministic concatenation)."""
+    """Run the shards of ``plan``; yields results in shard order (deterministic concatenation).
+
+    ``reduce`` (picklable, e.g. a module-level function or a ``functools.partial`` of one) replaces each
+    shard's events by ``reduce(events)``, computed in the worker.
+    """
     if workers <= 1 or len(plan) == 1:
         for index, (n, seed) in enumerate(plan):
             with _IN_PROCESS:
-                shard = generate_shard(settings, n, seed, index, report)
+                shard = generate_shard(settings, n, seed, index, report, reduce)
             yield shard
         return
     # forked workers (they touch no parent locks) that die with us, however we die
     progress_queue = multiprocessing.get_context("fork").Queue()
     with worker_pool(min(workers, len(plan)), _init_worker, (progress_queue,)) as pool:
-        futures = [pool.submit(_shard_in_worker, settings, n, s, i) for i, (n, s) in enumerate(plan)]
+        futures = [pool.submit(_shard_in_worker, settings, n, s, i, reduce) for i, (n, s) in enumerate(plan)]
         for future in futures:
             yield _wait_reporting(future, progress_queue, report)
 

@@ -1,0 +1,86 @@
+r"""Mending artifact arguments a small model made up, where the plan itself says what was meant.
+
+A small model often writes an id that looks right but exists nowhere (``"shw-12345"``, the example id of
+a parameter description, or the *name* of the tool that makes the input: ``"generate_events"``). When
+exactly one thing fits — the latest earlier step whose output has a kind the parameter accepts (narrowed
+by the made-up id's prefix: ``shw`` → showers), or else the session's only artifact of such a kind — the
+argument becomes that reference, and the plan's notes say so. Anything ambiguous is left for
+:func:`~physagent.agent.plan.check_plan` to refuse with its usual message.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from physagent.agent.agent_tools import is_known, spec
+from physagent.agent.plan import Plan, Step, artifact_fields, step_reference
+from physagent.tools import ARTIFACT_ID_PATTERN, KIND_PREFIXES
+
+__all__ = ["mend_invented_ids"]
+
+_LOOKS_LIKE_ID = re.compile(r"^([a-z]{2,5})-[0-9a-z]{1,16}$")
+_ID = re.compile(ARTIFACT_ID_PATTERN)
+_PREFIX_KINDS = {prefix: kind for kind, prefix in KIND_PREFIXES.items()}
+# result fields whose name is not their artifact kind
+_FIELD_KINDS = {"data": ("table", "events", "jets"), "samples": ("table", "jets", "showers"),
+                "scores": ("table",), "roc_plot": ("plot",), "outputs": ()}
+
+
+def mend_invented_ids(plan: Plan, artifacts: Mapping[str, str]) -> Plan:
+    """The plan with each made-up artifact argument replaced by the one output or artifact it can mean."""
+    steps: list[Step] = []
+    notes: list[str] = []
+    for step in plan.steps:
+        arguments = dict(step.arguments)
+        if is_known(step.tool):
+            for name, kinds in spec(step.tool).artifact_params.items():
+                if name in arguments:
+                    arguments[name] = _mended(arguments[name], kinds, steps, artifacts, notes, step.number)
+        steps.append(Step(step.number, step.tool, arguments))
+    return plan if not notes else Plan(steps, plan.answer, [*plan.notes, *notes])
+
+
+def _mended(value: Any, kinds: tuple[str, ...], earlier: list[Step], artifacts: Mapping[str, str],
+            notes: list[str], number: int) -> Any:
+    if isinstance(value, list):
+        return [_mended(item, kinds, earlier, artifacts, notes, number) for item in value]
+    if not isinstance(value, str) or not _invented(value, artifacts):
+        return value
+    wanted = _narrowed(value, kinds)
+    found = _latest_output(earlier, wanted, value) or _only_artifact(artifacts, wanted)
+    if found is not None:
+        notes.append(f"step {number}: {value!r} is no artifact; took {found} instead")
+        return found
+    return value
+
+
+def _invented(value: str, artifacts: Mapping[str, str]) -> bool:
+    if step_reference(value) is not None or value in artifacts:
+        return False
+    return bool(_LOOKS_LIKE_ID.match(value) or _ID.match(value)) or is_known(value.split("(", maxsplit=1)[0].strip())
+
+
+def _narrowed(value: str, kinds: tuple[str, ...]) -> tuple[str, ...]:
+    """The accepted kinds, narrowed to the one the made-up id's prefix names (if it names an accepted one)."""
+    match = _LOOKS_LIKE_ID.match(value)
+    kind = _PREFIX_KINDS.get(match.group(1)) if match else None
+    return (kind,) if kind in kinds else kinds
+
+
+def _latest_output(earlier: list[Step], kinds: tuple[str, ...], value: str) -> str | None:
+    """A reference to the latest earlier step with an output of one of ``kinds`` (the named tool's, if named)."""
+    named = value.split("(", maxsplit=1)[0].strip()
+    for step in reversed(earlier):
+        if not is_known(step.tool) or (is_known(named) and step.tool != named):
+            continue
+        for field_name in artifact_fields(spec(step.tool)):
+            if set(_FIELD_KINDS.get(field_name, (field_name,))) & set(kinds):
+                return f"${step.number}.{field_name}"
+    return None
+
+
+def _only_artifact(artifacts: Mapping[str, str], kinds: tuple[str, ...]) -> str | None:
+    fitting = [artifact_id for artifact_id, kind in artifacts.items() if kind in kinds]
+    return fitting[0] if len(fitting) == 1 else None
