@@ -49,7 +49,8 @@ def clean_arguments(arguments: dict[str, Any], parameters: dict[str, Any], messa
                     shown: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     """What the user stated, not what a small model imagined: drop the unstated, fill the stated."""
     arguments = known_names(arguments, parameters)
-    kept = keep_stated_arguments(drop_defaults(arguments, parameters), parameters, messages, shown)
+    kept = keep_stated_arguments(drop_defaults(arguments, parameters, _user_text(messages)), parameters, messages,
+                                 shown)
     return fill_stated_arguments(kept, parameters, messages, model_wrote=set(arguments))
 
 
@@ -176,7 +177,8 @@ def fill_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],
         if own is not None and isinstance(own, str) and _enum_stated(own, _enum_schema(schema), user_text):
             continue  # the model took a value the user named: keep it
         phrased = _phrased_values(schema, user_text)
-        named = (_named_number(name, schema, user_text) or _bound_number(name, schema, user_text)
+        named = (_named_number(name, schema, user_text) or _aliased_number(schema, user_text)
+                 or _bound_number(name, schema, user_text)
                  or _unit_number(name, schema, parameters, user_text) or _axis_range(name, user_text)
                  or _quantity_range(name, schema, user_text))
         if len(named) == 1:  # the user's own number, even one the tool will refuse
@@ -195,7 +197,8 @@ def stated_settings(parameters: dict[str, Any], messages: list[dict[str, Any]]) 
     user_text = _user_text(messages)
     found = {}
     for name, schema in parameters.get("properties", {}).items():
-        values = _named_number(name, schema, user_text) or _bound_number(name, schema, user_text)
+        values = (_named_number(name, schema, user_text) or _aliased_number(schema, user_text)
+                  or _bound_number(name, schema, user_text))
         if values:
             found[name] = values[0]
     return found
@@ -215,6 +218,32 @@ def _named_number(name: str, schema: dict[str, Any], user_text: str) -> list[Any
     between = r"(?:(?!(?:gev|tev|mev|mm|pb|fb|%)\b)[a-z][\w-]*\s+){0,2}"  # "-5 ttbar events", not "400 GeV events"
     found += re.findall(rf"(?<![\w.]){number}\s+{between}{stem}\b", user_text)
     values = {float(digits.replace(",", "")) * {"k": 1e3, "m": 1e6}.get(suffix, 1) for digits, suffix in found}
+    if "number" not in types:  # "S/B = 0.03 with seed 4": 0.03 is no seed
+        values = {v for v in values if v.is_integer()}
+    if len(values) != 1:
+        return []
+    value = values.pop()
+    return [int(value) if "integer" in types and value.is_integer() else value]
+
+
+def _aliased_number(schema: dict[str, Any], user_text: str) -> list[Any]:
+    """A number written next to one of the names physicists give the parameter (``x-names`` on it: "S/B",
+    "QCD" for ``s_over_b``, ``n_background_events``): "S/B = 0.03", "S/B of 0.5%" (→ 0.005), "5000 QCD
+    events"; none when the names carry two different numbers."""
+    types = {s.get("type") for s in schema.get("anyOf", [schema])}
+    if not types & {"integer", "number"}:
+        return []
+    number = r"([-+]?\d[\d,]*(?:\.\d+)?)\s*([km%])?"
+    found = []
+    for alias in schema.get("x-names", []):
+        name = re.escape(alias.lower())
+        found += re.findall(rf"(?<![\w/]){name}\s*(?:=|:|of|is|at)?\s*{number}(?![\w.])", user_text)
+        found += re.findall(rf"(?<![\w.])([-+]?\d[\d,]*(?:\.\d+)?)\s*([km])?\s+"
+                            rf"(?:(?!(?:gev|tev|mev|mm|pb|fb)\b)[a-z][\w-]*\s+)?{name}(?!\w)", user_text)
+    scale = {"k": 1e3, "m": 1e6, "%": 1e-2}
+    values = {float(digits.replace(",", "")) * scale.get(suffix, 1) for digits, suffix in found}
+    if "number" not in types:
+        values = {v for v in values if v.is_integer()}
     if len(values) != 1:
         return []
     value = values.pop()
@@ -283,6 +312,10 @@ def _quantity_range(name: str, schema: dict[str, Any], user_text: str) -> list[A
     return [int(value) if "integer" in types and value.is_integer() else value]
 
 
+# "a 3.5 TeV W′", "a 2 TeV resonance": a mass, not the collision energy
+_NOT_A_MASS = r"(?!\s*(?:w'|w′|z'|z′|wprime|zprime|resonance|mass|signal|particle|bump|graviton|gluon|x\b))"
+
+
 def _unit_number(name: str, schema: dict[str, Any], parameters: dict[str, Any], user_text: str) -> list[Any]:
     """A number written with the unit that only this parameter of the tool carries: "13 TeV" →
     ``sqrt_s_tev=13`` (GeV is left alone: many parameters are in GeV)."""
@@ -292,7 +325,8 @@ def _unit_number(name: str, schema: dict[str, Any], parameters: dict[str, Any], 
     carriers = [p for p in parameters.get("properties", {}) if p.rsplit("_", 1)[-1] == unit]
     if carriers != [name]:
         return []
-    values = {float(v) for v in re.findall(rf"(?<![\w.])(\d+(?:\.\d+)?)\s*{_UNIT_PATTERNS[unit]}(?!\w)", user_text)}
+    values = {float(v) for v in re.findall(rf"(?<![\w.])(\d+(?:\.\d+)?)\s*{_UNIT_PATTERNS[unit]}(?!\w){_NOT_A_MASS}",
+                                           user_text)}
     types = {s.get("type") for s in schema.get("anyOf", [schema])}
     if len(values) != 1 or not types & {"integer", "number"}:
         return []
@@ -315,12 +349,22 @@ def _enum_words(schema: dict[str, Any], user_text: str) -> list[str]:
             and v != schema.get("default") and re.search(rf"\b{re.escape(v.lower())}\b", user_text)]
 
 
-def drop_defaults(arguments: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
-    """Drop arguments equal, in value and JSON type, to their parameter's default (small models spell them out)."""
+def drop_defaults(arguments: dict[str, Any], parameters: dict[str, Any], user_text: str = "") -> dict[str, Any]:
+    """Drop arguments equal, in value and JSON type, to their parameter's default (small models spell them out),
+    and empty lists for a parameter whose default is None (a small model's filler, not a choice) unless the
+    user's text negates the parameter ("no noise bursts", "without a dead channel")."""
     properties = parameters.get("properties", {})
 
     def is_default(name: str, value: Any) -> bool:
         schema = properties.get(name, {})
+        if value in ([], {}) and schema.get("default", "unset") is None:  # an empty list written as filler,
+            return not _negated(name, user_text)  # unless the user said "no noise bursts"
         return "default" in schema and type(value) is type(schema["default"]) and value == schema["default"]
 
     return {name: value for name, value in arguments.items() if not is_default(name, value)}
+
+
+def _negated(name: str, user_text: str) -> bool:
+    """Whether the text says "no …"/"without …" before a word of the parameter's name ("no noise bursts")."""
+    words = [w for w in name.split("_") if len(w) >= 4 and w not in ("runs", "list", "values")]
+    return any(re.search(rf"\b(?:no|without|zero)\s+(?:\w+\s+){{0,2}}{re.escape(w)}", user_text) for w in words)

@@ -204,10 +204,31 @@ class Run:
         try:
             value = resolve_path(result, placeholder.path)
         except KeyError as exc:
-            return Rendered(f"[unknown {placeholder.text}]", problem=str(exc).strip("'\""))
+            found = self._only_step_with(placeholder)
+            if found is None:
+                return Rendered(f"[unknown {placeholder.text}]", problem=str(exc).strip("'\""))
+            result, artifact, value = found
         if isinstance(value, (dict, list)):
             return Rendered(f"[{placeholder.text} is not one value]", problem=f"{placeholder.text} is not one value")
         return Rendered(format_value(value, unit_of(placeholder.path, result)), value, artifact)
+
+    def _only_step_with(self, placeholder: Placeholder) -> tuple[dict[str, Any], str | None, Any] | None:
+        """A placeholder whose step number is off ("{$1.before.z_local}" for step 2's field): the one other
+        step whose result has that path, if exactly one has (a small model miscounts its steps)."""
+        if placeholder.step is None:
+            return None
+        found = []
+        for number, step in self.steps.items():
+            if number == placeholder.step or step.outcome is None:
+                continue
+            result = step.outcome.result.model_dump(mode="json")
+            try:
+                value = resolve_path(result, placeholder.path)
+            except KeyError:
+                continue
+            made = step.outcome.artifacts
+            found.append((result, made[0].id if made else None, value))
+        return found[0] if len(found) == 1 else None
 
     def _result_for(self, placeholder: Placeholder) -> tuple[dict[str, Any] | None, str | None, str | None]:
         if placeholder.step is not None:

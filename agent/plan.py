@@ -266,7 +266,8 @@ _ACTIONS = {
     "histogram": re.compile(_LEAD + r"histogram\b", re.IGNORECASE),
     "export_session": re.compile(_LEAD + r"export\b.*\b(script|session|what we did)\b", re.IGNORECASE),
     "train_tagger": re.compile(_LEAD + r"train\b(?![^.]*\b(?:generator|surrogate|generative|flow|caloflow|"
-                                          r"point[- ]?cloud|diffusion|autoencoder|anomal\w*)\b)", re.IGNORECASE),
+                                          r"point[- ]?cloud|diffusion|autoencoder|anomal\w*|cathode|cwola|"
+                                          r"sidebands?|signal region)\b)", re.IGNORECASE),
     "evaluate_tagger": re.compile(_LEAD + r"(?:evaluate|compare)\b[^.]*\b(?:tagger|model|classifier)s?\b|"
                                   r"\broc\b", re.IGNORECASE),
     "train_generator": re.compile(_LEAD + r"train\b[^.]*\b(?:generator|surrogate|generative|flow|caloflow|"

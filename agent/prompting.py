@@ -120,7 +120,8 @@ def _python_type(schema: dict[str, Any]) -> str:
 
 
 def relevant_parameters(parameters: dict[str, Any], text: str) -> set[str]:
-    """Optional parameters the text mentions: a word of the name, one of its enum values, or an x-phrase.
+    """Optional parameters the text mentions: a word of the name, one of its enum values, an x-phrase or an
+    x-name (what physicists call it: "S/B").
 
     >>> sorted(relevant_parameters({"properties": {"mpi": {"type": "boolean"}, "isr": {"type": "boolean"},
     ...     "decay": {"enum": ["hadronic", "leptonic"]}}}, "hadronic tops, MPI off"))
@@ -132,7 +133,7 @@ def relevant_parameters(parameters: dict[str, Any], text: str) -> set[str]:
         words = [w for w in name.split("_") if len(w) >= 3 and w not in _UNIT_WORDS]
         options = [] if schema.get("x-phrases-only") else [
             str(v).lower() for v in _enum_values(schema) if isinstance(v, str) and len(str(v)) >= 3]
-        phrases = [p.lower() for p in schema.get("x-phrases", {})]
+        phrases = [p.lower() for p in [*schema.get("x-phrases", {}), *schema.get("x-names", [])]]
         if any(re.search(rf"(?<![\w]){re.escape(w)}", lowered) for w in [*words, *options, *phrases]):
             found.add(name)
     return found

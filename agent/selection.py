@@ -25,6 +25,12 @@ SOURCE_WORDS = re.compile(r"\b(cite|citation|according to|abstract|paper|talk|pr
 _CODE_WORDS = re.compile(r"\b(compute|calculate|fraction of|python|write code|count the)\b", re.IGNORECASE)
 
 
+# methods people call by their paper's name: the tool that implements each is offered outright
+_METHODS = {"cwola": ("cwola_hunt",), "cathode": ("cathode_search",), "autoencoder": ("autoencoder_search",),
+            "calochallenge": ("read_calochallenge",), "dinamo": ("monitor_histograms",)}
+_METHOD = re.compile(r"\b(" + "|".join(_METHODS) + r")\b", re.IGNORECASE)
+
+
 def wants_code(request: str) -> bool:
     """Whether to offer ``write_code``: the request asks to compute something (no tool may cover it)."""
     return bool(_CODE_WORDS.search(request))
@@ -52,12 +58,14 @@ class ToolSelector:
         return [(self.specs[i].name, float(scores[i])) for i in order]
 
     def select(self, request: str, wanted: Sequence[str] = ()) -> list[str]:
-        """The ``k`` best tools for ``request`` plus tools it names explicitly (or ``wanted``), in registry order.
+        """The ``k`` best tools for ``request`` plus tools it names explicitly (by name, by the method's name:
+        "CATHODE", or ``wanted``), in registry order.
 
         Registry order, not rank order: a local model's prompt cache then reuses the longest common
         prefix of tool listings between requests.
         """
-        named = [s.name for s in self.specs if s.name in request or s.name in wanted]
+        by_method = {tool for method in _METHOD.findall(request) for tool in _METHODS[method.lower()]}
+        named = [s.name for s in self.specs if s.name in request or s.name in wanted or s.name in by_method]
         ranked = [name for name, _ in self.rank(request) if name not in named]
         chosen = set(named + ranked[: max(0, self.k - len(named))])
         return [s.name for s in self.specs if s.name in chosen]

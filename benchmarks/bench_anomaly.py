@@ -138,7 +138,8 @@ def _run(workspace: Workspace, dataset: str, s_over_b: float, name: str, tool_na
         hunt = call_tool("bump_hunt", {"source": result.scores.id, "selection_efficiency": EFFICIENCY},
                          workspace=workspace).result
         row = {"s_over_b": s_over_b, "method": name, "seed": seed, "auc": result.auc,
-               "sic_0p2": result.sic_at_signal_eff_0p2, "max_sic": result.max_sic, "z_local": hunt.after.z_local,
+               "sic_0p2": result.sic_at_signal_eff_0p2,
+               "max_sic": math.nan if result.max_sic is None else result.max_sic, "z_local": hunt.after.z_local,
                "wall_s": wall, "warned": bool(hunt.warnings)}
         print(f"  {name} (seed {seed}): AUC {row['auc']:.3f}, SIC(0.2) {row['sic_0p2']:.2f}, max SIC "
               f"{row['max_sic']:.2f}, Z after cut {row['z_local']:.2f}σ, {wall:.0f} s", flush=True)

@@ -101,3 +101,28 @@ def test_an_angle_in_degrees_fills_the_one_parameter_in_degrees() -> None:
     showers = registry.get("simulate_showers").parameters_schema()
     assert fill_stated_arguments({"theta_deg": 30}, showers, _user("electrons at 20 degrees"))["theta_deg"] == 20
     assert fill_stated_arguments({}, showers, _user("photons at 35° incidence, 2.5 mm cells")) == {"theta_deg": 35}
+
+
+def test_a_number_next_to_a_name_physicists_use_fills_the_parameter() -> None:
+    """'S/B = 0.03', '5000 QCD dijet events', '800 W′ … events' fill make_anomaly_dataset's s_over_b and event
+    counts (x-names); 'S/B of 0.5%' is 0.005; a percentage next to 'QCD' is no event count."""
+    from physagent.agent.arguments import fill_stated_arguments
+
+    dataset = registry.get("make_anomaly_dataset").parameters_schema()
+    filled = fill_stated_arguments({"n_signal_events": 800}, dataset, _user(
+        "Generate 5000 QCD dijet events as background and 800 W' to XY signal events, inject the signal at "
+        "S/B = 0.03 with seed 4"))
+    assert (filled["n_background_events"], filled["n_signal_events"], filled["s_over_b"], filled["seed"]) == \
+        (5000, 800, 0.03, 4)
+    percent = fill_stated_arguments({}, dataset, _user("inject a 3.5 TeV W' at 0.5% into QCD dijets, S/B of 0.5%"))
+    assert percent == {"s_over_b": 0.005}
+
+
+def test_an_empty_list_for_a_parameter_that_defaults_to_none_is_dropped() -> None:
+    """make_monitoring_data(noise_burst_runs=[]) would switch the fault off; a model writes [] as filler."""
+    from physagent.agent.arguments import drop_defaults
+
+    schema = registry.get("make_monitoring_data").parameters_schema()
+    assert drop_defaults({"n_runs": 50, "noise_burst_runs": [], "gain_drift_runs": [12, 13]}, schema) == \
+        {"n_runs": 50, "gain_drift_runs": [12, 13]}
+    assert drop_defaults({"noise_burst_runs": []}, schema, "60 runs with no noise bursts") == {"noise_burst_runs": []}

@@ -429,3 +429,13 @@ def test_the_agent_retrieves_passages_and_offers_search_knowledge_when_the_reque
     assert not wants_code("Generate 300 Drell-Yan mu mu events with seed 4 and MPI off.")
     offered = ToolSelector(k=3).select("Generate 300 Drell-Yan events", wanted=["search_knowledge"])
     assert "search_knowledge" in offered and "generate_events" in offered and len(offered) == 3
+
+
+def test_a_method_named_by_its_papers_name_offers_the_tool_that_implements_it() -> None:
+    """'CATHODE style' offers cathode_search and 'CWoLa' cwola_hunt, however the request's other words rank."""
+    from physagent.agent.selection import ToolSelector
+
+    offered = ToolSelector(k=3).select("Learn the sideband background with a tiny conditional flow, sample it into "
+                                       "the signal region and classify data against it, CATHODE style.")
+    assert "cathode_search" in offered and len(offered) == 3
+    assert "cwola_hunt" in ToolSelector(k=2).select("Run cwola on my dijets")

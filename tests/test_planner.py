@@ -455,3 +455,17 @@ def test_a_left_out_bump_hunt_fits_the_last_searchs_scores_and_an_autoencoder_is
     nothing = parse_plan({"steps": [], "answer": ""})
     fitted = complete_plan(nothing, "fit the dijet mass sidebands", offered, session)
     assert fitted.steps == [Step(1, "bump_hunt", {"source": "ad-0123456789"})]
+
+
+def test_a_placeholder_with_a_miscounted_step_takes_the_one_step_that_has_the_field(workspace: Workspace) -> None:
+    """Answered after the results, '{$1.mean}' names generate_events, which has no mean; the histogram (step 2)
+    is the only step that has one, so its mean is shown instead of '[unknown …]'."""
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "histogram", "arguments": {"source": "$1.events", "field": "m_hat_gev", "bins": 20,
+                                                 "range_min": 60, "range_max": 120}}]
+    assistant, _ = _assistant([plan(steps, "The median dimuon mass is {$2.median}."),
+                               answer("The mean dimuon mass is {$1.mean}.")], workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events, seed 2, MPI off, and histogram the dimuon mass")
+    mean = next(c for c in workspace.calls() if c.tool == "histogram").result["mean"]
+    assert record.answer.startswith(f"The mean dimuon mass is {format_value(mean, 'GeV')}")
+    assert "unknown" not in record.answer

@@ -102,8 +102,10 @@ def test_chat_streams_steps_and_plot_uploads_and_downloads_in_a_real_browser(
     chat = _text(browser, "chat")
     assert chat.index("Tool: generate_events") < chat.index("Tool: histogram") < chat.index("Tool: plot") \
         < chat.index(ANSWER)
-    math = _wait(browser, lambda d: [m for m in d.find_elements(By.CSS_SELECTOR, "#chat .katex") if m.text], 10)
-    assert "τ" in math[0].text and "$" not in chat.split(ANSWER)[1]  # rendered, not shown as source
+    # read in one script: the chat re-renders while streaming, which makes held element references stale
+    math = _wait(browser, lambda d: d.execute_script(
+        "return [...document.querySelectorAll('#chat .katex')].map(e => e.textContent).filter(t => t.trim())"), 10)
+    assert "τ" in math[0] and "$" not in chat.split(ANSWER)[1]  # rendered, not shown as source
     plot = browser.find_element(By.CSS_SELECTOR, "#chat img[src*='plot.png']")
     assert browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth", plot) > 200
     plot_id = _wait(browser, lambda d: next((w for w in _text(d, "artifacts").split() if w.startswith("plot-")), None))

@@ -14,7 +14,7 @@ import numpy as np
 
 from physagent.tools.anomaly._search_data import TRUTH, SearchData
 
-__all__ = ["MIN_BACKGROUND", "Metrics", "evaluate_scores"]
+__all__ = ["MIN_BACKGROUND", "SIGNAL_EFFICIENCY", "Metrics", "evaluate_scores"]
 
 MIN_BACKGROUND = 10  # test background events that must pass a cut for its SIC to count
 SIGNAL_EFFICIENCY = 0.2  # the working point quoted as "SIC at ε_S = 0.2"

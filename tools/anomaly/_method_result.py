@@ -53,8 +53,10 @@ class AnomalyScores(ToolResult):
     auc: float = Field(description="Area under the ROC curve on the labelled test set (0.5 = random).")
     sic_at_signal_eff_0p2: float = Field(description="Significance improvement ε_S/√ε_B at ε_S = 0.2 on the test "
                                                      "set (1 = no gain over no cut).")
-    max_sic: float = Field(description=f"Largest SIC on the test set where ≥ {MIN_BACKGROUND} test background "
-                                       "events pass (NaN if no cut leaves that many).")
+    sic_signal_efficiency: float = Field(
+        default=SIGNAL_EFFICIENCY, description="The signal efficiency ε_S of the quoted SIC working point (0.2).")
+    max_sic: float | None = Field(description=f"Largest SIC on the test set where ≥ {MIN_BACKGROUND} test "
+                                              "background events pass (None if no cut leaves that many).")
     n_test_signal: int = Field(description="Signal events in the test set.")
     n_test_background: int = Field(description="Background events in the test set.")
     signal_region_gev: list[float] = Field(description="The m_jj signal region [low, high) in GeV the method "
@@ -108,7 +110,8 @@ def write_scores(
     plot = _write_plot(ctx, data, [(label or method, metrics)], method, meta)
     return result_type(
         method=method, is_reference=is_reference, scores=table, plot=plot, model=model, auc=metrics.auc,
-        sic_at_signal_eff_0p2=metrics.sic_at_signal_eff_0p2, max_sic=metrics.max_sic,
+        sic_at_signal_eff_0p2=metrics.sic_at_signal_eff_0p2,
+        max_sic=None if np.isnan(metrics.max_sic) else metrics.max_sic,
         n_test_signal=metrics.n_signal, n_test_background=metrics.n_background,
         signal_region_gev=list(windows.signal_region_gev), n_data_events_seen=int(n_data_events_seen),
         inputs_seen=list(inputs_seen), notes=notes, **extra,

@@ -75,12 +75,15 @@ class AnomalyDataset(ToolResult):
 def make_anomaly_dataset(
     n_background_events: Annotated[int, Field(
         ge=100, le=10_000_000, description="QCD dijet events to generate (before the selection; about 40% pass "
-                                           "and about half of those fall inside the sidebands).")] = 100_000,
+                                           "and about half of those fall inside the sidebands).",
+        json_schema_extra={"x-names": ["qcd", "background events", "dijet events"]})] = 100_000,
     n_signal_events: Annotated[int, Field(
-        ge=10, le=1_000_000, description="W′ signal events to generate, for injection and the test set.")] = 10_000,
+        ge=10, le=1_000_000, description="W′ signal events to generate, for injection and the test set.",
+        json_schema_extra={"x-names": ["w'", "w′", "wprime", "signal events"]})] = 10_000,
     s_over_b: Annotated[float, Field(
         ge=0, le=1, description="Injected signal over background, N_signal/N_background in the whole observed "
-                                "data (0: background only).")] = 0.005,
+                                "data (0: background only).",
+        json_schema_extra={"x-names": ["s/b", "signal-to-background", "signal over background"]})] = 0.005,
     m_wprime_gev: Annotated[float, Field(gt=0, description="W′ mass in GeV (the m_jj resonance).")] = 3500.0,
     m_x_gev: Annotated[float, Field(gt=0, description="X mass in GeV (X → qq̄, the heavier jet).")] = 500.0,
     m_y_gev: Annotated[float, Field(gt=0, description="Y mass in GeV (Y → qq̄′, the lighter jet).")] = 100.0,
