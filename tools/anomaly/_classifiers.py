@@ -28,18 +28,25 @@ Classifiers (:data:`CLASSIFIERS`):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolInputError
-from physagent.tools.anomaly._search_data import SearchData, Table, Windows
+from physagent.tools.anomaly._search_data import AnomalyDatasetRef, SearchData, Table, Windows
 
-__all__ = ["CLASSIFIERS", "MIN_PER_FOLD", "ClassifierKind", "FoldModels", "build_classifier",
+__all__ = ["CLASSIFIERS", "MIN_PER_FOLD", "ClassifierKind", "ClassifierParam", "DatasetParam", "FoldModels",
+           "build_classifier",
            "check_class_counts", "check_not_empty", "feature_matrix", "kfold_classify", "search_windows"]
 
 ClassifierKind = Literal["bdt", "mlp"]
+# the parameters every weakly supervised tool takes, described once
+DatasetParam = Annotated[AnomalyDatasetRef, Field(description="Id of an anomaly_dataset artifact "
+                                                              "(make_anomaly_dataset).")]
+ClassifierParam = Annotated[ClassifierKind, Field(description="bdt (gradient-boosted trees, the default) or mlp "
+                                                              "(a small neural network).")]
 CLASSIFIERS = ("bdt", "mlp")
 MIN_PER_FOLD = 10  # events of each class per fold: fewer, and a fold's model has nothing to learn from
 _VALIDATION_FRACTION = 0.2

@@ -30,7 +30,8 @@ from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolInputError
 from physagent.tools._registry import tool
 from physagent.tools.anomaly._classifiers import (
-    ClassifierKind,
+    ClassifierParam,
+    DatasetParam,
     check_class_counts,
     check_not_empty,
     feature_matrix,
@@ -38,7 +39,7 @@ from physagent.tools.anomaly._classifiers import (
     search_windows,
 )
 from physagent.tools.anomaly._method_result import AnomalyScores, write_scores
-from physagent.tools.anomaly._search_data import MASS, AnomalyDatasetRef, Windows, check_features, read_search_data
+from physagent.tools.anomaly._search_data import MASS, Windows, check_features, read_search_data
 
 __all__ = ["CathodeSearch", "cathode_search", "sample_signal_region"]
 
@@ -70,13 +71,11 @@ class _Flow:
 
 @tool(category="anomaly", version="1")
 def cathode_search(
-    dataset: Annotated[AnomalyDatasetRef, Field(description="Id of an anomaly_dataset artifact "
-                                                            "(make_anomaly_dataset).")],
+    dataset: DatasetParam,
     features: Annotated[list[str] | None, Field(max_length=16, description=(
         "Features the flow learns and the classifier reads, columns of the dataset (None: mj1_gev, "
         "delta_mj_gev, tau21_j1, tau21_j2). Never mjj_gev: it is the flow's condition."))] = None,
-    classifier: Annotated[ClassifierKind, Field(description="bdt (gradient-boosted trees, the default) or mlp "
-                                                            "(a small neural network).")] = "bdt",
+    classifier: ClassifierParam = "bdt",
     n_folds: Annotated[int, Field(ge=2, le=10, description="k of the k-fold classifier: every signal-region "
                                                            "event is scored by a model that did not train on "
                                                            "it.")] = 5,

@@ -37,7 +37,8 @@ from physagent.tools._registry import tool
 from physagent.tools.anomaly._bump import BumpFit, fit_bump
 from physagent.tools.anomaly._classifiers import (
     MIN_PER_FOLD,
-    ClassifierKind,
+    ClassifierParam,
+    DatasetParam,
     FoldModels,
     check_class_counts,
     check_not_empty,
@@ -48,7 +49,6 @@ from physagent.tools.anomaly._classifiers import (
 from physagent.tools.anomaly._method_result import AnomalyScores, save_png, write_scores
 from physagent.tools.anomaly._search_data import (
     MASS,
-    AnomalyDatasetRef,
     SearchData,
     Windows,
     check_features,
@@ -93,13 +93,11 @@ class CwolaHunt(AnomalyScores):
 
 @tool(category="anomaly", version="1")
 def cwola_hunt(
-    dataset: Annotated[AnomalyDatasetRef, Field(description="Id of an anomaly_dataset artifact "
-                                                            "(make_anomaly_dataset).")],
+    dataset: DatasetParam,
     features: Annotated[list[str] | None, Field(max_length=16, description=(
         "Classifier inputs, columns of the dataset (None: mj1_gev, delta_mj_gev, tau21_j1, tau21_j2). Never "
         "mjj_gev, the variable the search scans."))] = None,
-    classifier: Annotated[ClassifierKind, Field(description="bdt (gradient-boosted trees, the default) or mlp "
-                                                            "(a small neural network).")] = "bdt",
+    classifier: ClassifierParam = "bdt",
     n_folds: Annotated[int, Field(ge=2, le=10, description="k of the k-fold training: every event is scored by "
                                                            "a classifier trained on the other k−1 folds.")] = 5,
     signal_region_gev: Annotated[list[float] | None, Field(min_length=2, max_length=2, description=(

@@ -28,7 +28,8 @@ from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolInputError
 from physagent.tools._registry import tool
 from physagent.tools.anomaly._classifiers import (
-    ClassifierKind,
+    ClassifierParam,
+    DatasetParam,
     check_class_counts,
     check_not_empty,
     feature_matrix,
@@ -39,7 +40,6 @@ from physagent.tools.anomaly._method_result import AnomalyScores, write_scores
 from physagent.tools.anomaly._search_data import (
     MASS,
     TRUTH,
-    AnomalyDatasetRef,
     SearchData,
     Windows,
     check_features,
@@ -54,8 +54,7 @@ ReferenceMethod = Literal["idealized", "supervised"]
 
 @tool(category="anomaly", version="1")
 def reference_anomaly_classifier(
-    dataset: Annotated[AnomalyDatasetRef, Field(description="Id of an anomaly_dataset artifact "
-                                                            "(make_anomaly_dataset).")],
+    dataset: DatasetParam,
     method: Annotated[ReferenceMethod, Field(
         description="idealized (signal-region data vs the dataset's reference background simulation) or "
                     "supervised (signal vs background with truth labels).",
@@ -66,8 +65,7 @@ def reference_anomaly_classifier(
     features: Annotated[list[str] | None, Field(max_length=16, description=(
         "Classifier inputs, columns of the dataset (None: mj1_gev, delta_mj_gev, tau21_j1, tau21_j2). Never "
         "mjj_gev or the truth label."))] = None,
-    classifier: Annotated[ClassifierKind, Field(description="bdt (gradient-boosted trees, the default) or mlp "
-                                                            "(a small neural network).")] = "bdt",
+    classifier: ClassifierParam = "bdt",
     n_folds: Annotated[int, Field(ge=2, le=10, description="k of the k-fold training: every signal-region data "
                                                            "event is scored by a model that did not train on "
                                                            "it.")] = 5,
