@@ -12,8 +12,14 @@ parameter the same value (``shown``: "boosted" → a p̂T cut is derived, not in
 - enum choices: the value's stem ("hadronic" in "hadronically", "leptonic" in "dileptonic", "cambridge
   aachen" for ``cambridge_aachen``) or one of the parameter's ``x-phrases`` for it appears in a user
   message;
-- free strings, lists and objects (selections, field names, queries, artifact ids, ``$N`` references):
-  kept — they are content the model derives, and the tool validates them.
+- optional lists of names (``histograms=["occupancy"]``, feature columns): only the items whose words
+  the user wrote (any word of the item, case-insensitive, ``_``/``-`` read as spaces, plural ``s``) — a
+  small model copies names from the examples and the descriptions (:func:`drop_unstated_names`). Kept
+  whole: items that are expressions (``jets.pt[0]``, ``Tune:pp = 14``, ``njets.png``), artifact ids,
+  ``$N`` references, and every item of a parameter marked ``"x-derived": true`` (its items are derived
+  from the data or the task: selections, a table's columns, file names, legend labels);
+- free strings and objects (selections, queries, artifact ids, ``$N`` references): kept — they are
+  content the model derives, and the tool validates them.
 
 Required arguments are always kept. Dropped arguments take the tool's documented defaults.
 
@@ -31,7 +37,8 @@ from typing import Any
 from physagent.agent.grounding import numbers_in
 
 __all__ = [
-    "clean_arguments", "drop_defaults", "fill_stated_arguments", "is_stated", "keep_stated_arguments",
+    "clean_arguments", "drop_defaults", "drop_unstated_names", "fill_stated_arguments", "is_stated",
+    "keep_stated_arguments",
     "known_names", "stated_settings",
 ]
 
@@ -40,6 +47,9 @@ _SPELLINGS = {
     "density": ("density", "normalis", "normaliz", "unit area"),
 }
 _UNIT_WORDS = {"gev", "tev", "min", "max", "mm", "pb", "n"}
+_NOT_NAME_WORDS = frozenset({*_UNIT_WORDS, "mev", "of", "the", "and", "in", "on", "at", "to", "for", "per", "vs"})
+_DERIVED_ITEM = re.compile(r"[.\[\](){}=<>:+*/]")  # "jets.pt[0]", "Tune:pp = 14", "njets.png": expressions
+_REFERENCE_OR_ID = re.compile(r"\$\d+(?:\.\w+)?|[a-z]{2,5}-[0-9a-f]{10}")
 _SCALED = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*([kKmM])\b")
 _TEV = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*tev\b", re.IGNORECASE)
 _PERCENT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*(?:%|percent)", re.IGNORECASE)
@@ -51,7 +61,53 @@ def clean_arguments(arguments: dict[str, Any], parameters: dict[str, Any], messa
     arguments = known_names(arguments, parameters)
     kept = keep_stated_arguments(drop_defaults(arguments, parameters, _user_text(messages)), parameters, messages,
                                  shown)
+    kept = drop_unstated_names(kept, parameters, _user_text(messages))  # after ``shown``: examples' names leak
     return fill_stated_arguments(kept, parameters, messages, model_wrote=set(arguments))
+
+
+def drop_unstated_names(arguments: dict[str, Any], parameters: dict[str, Any], user_text: str) -> dict[str, Any]:
+    """Each optional list of names without the names the user never wrote; without the argument if none is left.
+
+    >>> schema = {"properties": {"histograms": {"type": "array", "items": {"type": "string"}}}}
+    >>> drop_unstated_names({"histograms": ["occupancy", "hit_energy"]}, schema, "monitor the hit energies")
+    {'histograms': ['hit_energy']}
+    >>> drop_unstated_names({"histograms": ["occupancy"]}, schema, "flag the bad runs")
+    {}
+    """
+    properties = parameters.get("properties", {})
+    required = set(parameters.get("required", []))
+    kept = {}
+    for name, value in arguments.items():
+        if name in required or not _is_name_list(value, properties.get(name, {})):
+            kept[name] = value
+        elif stated := [item for item in value if _name_stated(item, user_text)]:
+            kept[name] = stated
+    return kept
+
+
+def _is_name_list(value: Any, schema: dict[str, Any]) -> bool:
+    """A list of strings for a parameter whose items are names the user picks (no ``x-derived`` marker)."""
+    arrays = [s for s in schema.get("anyOf", [schema]) if s.get("type") == "array"]
+    return (isinstance(value, list) and all(isinstance(item, str) for item in value) and bool(arrays)
+            and arrays[0].get("items", {}).get("type") == "string" and not schema.get("x-derived"))
+
+
+def _name_stated(item: str, user_text: str) -> bool:
+    """Whether a word of ``item`` is in the user's text (``hit_energy`` in "hit energies"); an expression, id or
+    ``$N`` reference is the model's derivation, not a name it could invent, and always counts."""
+    if _DERIVED_ITEM.search(item) or _REFERENCE_OR_ID.fullmatch(item.strip()):
+        return True
+    spoken = re.sub(r"[_\-]+", " ", user_text.lower())
+    words = [w for w in re.split(r"[\s_\-]+", item.lower()) if len(w) >= 2 and w not in _NOT_NAME_WORDS]
+    return any(re.search(rf"(?<![a-z0-9]){_singular_or_plural(w)}(?![a-z0-9])", spoken) for w in words)
+
+
+def _singular_or_plural(word: str) -> str:
+    """A pattern for ``word`` in the singular or plural: energy/energies, hit/hits, box/boxes."""
+    stem = word.removesuffix("s")
+    if stem.endswith("y"):
+        return rf"{re.escape(stem[:-1])}(?:y|ies)"
+    return rf"{re.escape(stem)}(?:s|es)?"
 
 
 def known_names(arguments: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:

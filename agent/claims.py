@@ -16,6 +16,7 @@ from the field name (``sigma_pb`` → pb, ``pt_min_gev`` → GeV), a sibling ``u
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import typing
 from collections.abc import Callable
@@ -27,13 +28,16 @@ from pydantic import BaseModel
 __all__ = [
     "Placeholder", "Rendered", "find_placeholders", "format_value", "is_single_value", "mislabelled",
     "missing_quantities", "quantity_before",
-    "quantity_of_field", "render", "resolve_path", "result_field_type", "unit_of",
+    "quantity_of_field", "render", "resolve_path", "result_field_type", "unit_of", "value_fields",
+    "without_sentences",
 ]
 
 _PLACEHOLDER = re.compile(r"\{\s*(?:\$(\d+)|([a-z]{2,5}-[0-9a-f]{10}))\s*[.:]\s*([A-Za-z_][\w.\-\[\]]*)\s*\}")
 _UNITS = {"gev": "GeV", "tev": "TeV", "mev": "MeV", "pb": "pb", "fb": "fb", "nb": "nb", "mm": "mm", "cm": "cm",
           "s": "s", "mb": "MB", "percent": "%"}
 _LABEL_UNIT = re.compile(r"\[([^\]]+)\]\s*$")
+_SENTENCE_END = re.compile(r"((?<=[.!?])\s+|\n+)")
+_SHORT_TEXT = 40
 
 # words a person writes for a quantity, and the field-name tokens that hold it
 QUANTITIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -73,12 +77,17 @@ class Placeholder:
 
 @dataclass(frozen=True)
 class Rendered:
-    """A placeholder's value as the answer shows it, or why it cannot be shown."""
+    """A placeholder's value as the answer shows it, or why it cannot be shown; ``unknown``: the placeholder names
+    a field its result does not have (or holds no value), which the model can fix; ``start``/``end``: where
+    :func:`render` wrote ``text`` in the answer (its numbers are the results', not the model's)."""
 
     text: str
     value: Any = None
     artifact: str | None = None
     problem: str | None = None
+    unknown: bool = False
+    start: int = -1
+    end: int = -1
 
 
 def find_placeholders(text: str) -> list[Placeholder]:
@@ -271,12 +280,43 @@ def format_value(value: Any, unit: str = "") -> str:
 
 
 def render(template: str, lookup: Callable[[Placeholder], Rendered]) -> tuple[str, list[Rendered]]:
-    """The template with each placeholder replaced by ``lookup``'s text; also returns every lookup."""
-    parts, rendered, last = [], [], 0
+    """The template with each placeholder replaced by ``lookup``'s text; also returns every lookup, with the span
+    of the answer it wrote."""
+    parts, rendered, last, length = [], [], 0, 0
     for placeholder in find_placeholders(template):
         value = lookup(placeholder)
-        rendered.append(value)
-        parts += [template[last:placeholder.start], value.text]
-        last = placeholder.end
+        before = template[last:placeholder.start]
+        start = length + len(before)
+        rendered.append(dataclasses.replace(value, start=start, end=start + len(value.text)))
+        parts += [before, value.text]
+        last, length = placeholder.end, start + len(value.text)
     parts.append(template[last:])
     return "".join(parts), rendered
+
+
+def value_fields(result: Any, limit: int = 12) -> list[str]:
+    """The fields of a result a placeholder can show, compactly: numbers and short texts, one level into dicts of
+    them (``values.fraction``); no lists, artifacts, long texts or empty (None) values.
+
+    >>> value_fields({"auc": 0.7, "max_sic": None, "scores": {"id": "x", "sha256": "y"}, "values": {"f": 0.1}})
+    ['auc', 'values.f']
+    """
+    def shown(value: Any) -> bool:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return number or (isinstance(value, str) and len(value) <= _SHORT_TEXT)
+
+    fields = []
+    for key, value in (result.items() if isinstance(result, dict) else []):
+        if shown(value):
+            fields.append(key)
+        elif isinstance(value, dict) and "sha256" not in value:
+            fields += [f"{key}.{inner}" for inner, item in value.items() if shown(item)]
+    return fields[:limit]
+
+
+def without_sentences(template: str, placeholders: list[Placeholder]) -> str:
+    """The template without each sentence that holds one of ``placeholders`` ('' when none is left)."""
+    texts = {p.text for p in placeholders}
+    pieces = [*_SENTENCE_END.split(template.strip()), ""]  # sentence, separator, sentence, ..., ""
+    kept = [s + gap for s, gap in zip(pieces[::2], pieces[1::2], strict=True) if not any(t in s for t in texts)]
+    return "".join(kept).strip()

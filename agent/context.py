@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from physagent.agent.agent_tools import WRITE_CODE
 from physagent.agent.examples import WorkedExample, default_bank
 from physagent.agent.grounding import Source, numbers_in, sources_in
-from physagent.agent.selection import SOURCE_WORDS, wants_code
+from physagent.agent.selection import SOURCE_WORDS, named_methods, wants_code
 from physagent.knowledge import Hit, KnowledgeBase, sync_samples
 from physagent.tools import ProgressUpdate, registry
 
@@ -117,10 +117,18 @@ def _offered(assistant: Assistant, request: str, examples: list[WorkedExample], 
     if has_passages or SOURCE_WORDS.search(request):
         wanted.insert(0, "search_knowledge")
     chosen = assistant.selector.select(_selection_text(assistant, request), list(dict.fromkeys(wanted)))
-    names = [s.name for s in registry if s.name in chosen][:max(_MAX_TOOLS, assistant.selector.k)]
+    names = _method_tools_first(request, [s.name for s in registry if s.name in chosen])
+    names = names[:max(_MAX_TOOLS, assistant.selector.k)]
     if wants_code(request) or WRITE_CODE in wanted:  # code no tool covers: written and repaired for the model
         names.append(WRITE_CODE)
     return names
+
+
+def _method_tools_first(request: str, names: list[str]) -> list[str]:
+    """The tools of the methods the request names ("CATHODE") first: a small model takes the first tool that
+    fits, and a cut to the tool limit keeps them. Otherwise registry order (the prompt cache reuses it)."""
+    first = [tool for tools in named_methods(request).values() for tool in tools if tool in names]
+    return list(dict.fromkeys([*first, *names]))
 
 
 def _session_artifacts(assistant: Assistant) -> tuple[dict[str, str], list[str]]:

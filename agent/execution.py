@@ -4,7 +4,8 @@ r"""What both agent modes share: running one tool call safely, and finishing a g
 (:class:`~physagent.agent.grounding.Source`) and each step's outcome. :meth:`Run.execute` runs a call:
 arguments cleaned for small models (:mod:`physagent.agent.arguments`), artifact ids checked against
 the session's, and, when a tool rejects an argument nobody stated, one retry without it.
-:meth:`Run.finish` renders placeholders, checks the numbers and strips any echo of the prompt.
+:meth:`Run.finish` renders placeholders, checks the numbers the model typed (those rendering wrote are the
+results' own) and strips any echo of the prompt.
 """
 
 from __future__ import annotations
@@ -13,14 +14,24 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from physagent.agent.agent_tools import WRITE_CODE, is_known, run_write_code, spec
 from physagent.agent.arguments import clean_arguments, is_stated, stated_settings
 from physagent.agent.backends import ChatBackend, ModelTurn, Usage
 from physagent.agent.backends._latex import control_characters, visible_controls
-from physagent.agent.claims import Placeholder, Rendered, format_value, render, resolve_path, unit_of
+from physagent.agent.claims import (
+    Placeholder,
+    Rendered,
+    find_placeholders,
+    format_value,
+    render,
+    resolve_path,
+    unit_of,
+    value_fields,
+    without_sentences,
+)
 from physagent.agent.events import AgentEvent, AnswerEvent, ArtifactEvent, ErrorEvent, ToolCallEvent, ToolResultEvent
 from physagent.agent.grounding import (
     Source,
@@ -75,6 +86,8 @@ class Run:
         self.steps: dict[int, StepOutcome] = {}
         self.made: dict[str, str] = {}  # id → kind of every artifact this request made (kept across replans)
         self.feedback: list[str] = []  # what the loop told the model (an answer must not repeat it)
+        self.messages: list[dict[str, Any]] = []  # the conversation with the model (the mode fills it)
+        self.rendered: tuple[str, list[tuple[int, int]]] = ("", [])  # the last rendered answer, its values' spans
 
     def events(self) -> Iterator[AgentEvent]:
         """Run the request, yielding each event (the subclass's mode)."""
@@ -200,14 +213,18 @@ class Run:
         if failed:
             return Rendered(f"[not available: {failed}]", problem=failed)
         if result is None:
-            return Rendered(f"[unknown {placeholder.text}]", problem=f"{placeholder.text} names no result")
+            return Rendered(f"[unknown {placeholder.text}]", problem=f"{placeholder.text} names no result",
+                            unknown=True)
         try:
             value = resolve_path(result, placeholder.path)
         except KeyError as exc:
             found = self._only_step_with(placeholder)
             if found is None:
-                return Rendered(f"[unknown {placeholder.text}]", problem=str(exc).strip("'\""))
+                return Rendered(f"[unknown {placeholder.text}]", problem=str(exc).strip("'\""), unknown=True)
             result, artifact, value = found
+        if value is None:  # a field this run left empty (no SIC without signal): nothing to show
+            return Rendered(f"[no value {placeholder.text}]", problem=f"{placeholder.text} holds no value",
+                            unknown=True)
         if isinstance(value, (dict, list)):
             return Rendered(f"[{placeholder.text} is not one value]", problem=f"{placeholder.text} is not one value")
         return Rendered(format_value(value, unit_of(placeholder.path, result)), value, artifact)
@@ -247,22 +264,73 @@ class Run:
                 return call.result, placeholder.artifact, None
         return None, None, None
 
+    def with_known_fields(self, template: str, ask: bool = True) -> str:
+        """The answer template with placeholders only to values the results hold. A small model copies fields
+        from another tool's worked example (``{$1.max_sic}`` of a result without one): it is told which
+        placeholders are unknown and which fields its steps have, once (``ask``); what is still unknown then
+        goes with its sentence rather than reaching the user as ``[unknown …]``."""
+        unknown = self._unknown_placeholders(template)
+        if unknown and ask and self.a.grounding_retries:
+            self.messages += [{"role": "assistant", "content": template},
+                              {"role": "user", "content": self._fields_feedback(unknown)}]
+            retry = self.complete(self.messages, []).text
+            if retry.strip():
+                template, unknown = retry, self._unknown_placeholders(retry)
+        if not unknown:
+            return template
+        self.record.findings.append("dropped placeholders to values the results do not hold: "
+                                    + ", ".join(dict.fromkeys(p.text for p in unknown)))
+        return without_sentences(template, unknown) or self._results_template()
+
+    def _unknown_placeholders(self, template: str) -> list[Placeholder]:
+        return [p for p in find_placeholders(template) if self.lookup(p).unknown]
+
+    def _fields_feedback(self, unknown: list[Placeholder]) -> str:
+        """Which placeholders are unknown, and the value fields of the steps they name (all steps if unclear)."""
+        named = {p.step for p in unknown} & {n for n, s in self.steps.items() if s.ok}
+        fields = "\n".join(f"step {n} ({s.tool}): {', '.join(value_fields(_result(s))) or 'no values'}"
+                           for n, s in self.steps.items() if s.ok and (n in named or not named))
+        return (f"These placeholders name values the results do not have: "
+                f"{', '.join(dict.fromkeys(p.text for p in unknown))}. The results have these fields:\n{fields}\n"
+                "Answer again, writing each value as a placeholder {$N.field} to one of these fields.")
+
+    def _results_template(self) -> str:
+        """An answer from the results alone, when nothing of the model's is left: a few values of each step."""
+        lines = [f"{s.tool}: " + ", ".join(f"{f.replace('_', ' ')} {{${n}.{f}}}" for f in value_fields(_result(s))[:4])
+                 for n, s in self.steps.items() if s.ok and value_fields(_result(s))]
+        return "\n".join(lines)
+
     def render_answer(self, template: str) -> tuple[str, list[str]]:
         """The answer with its placeholders filled; the problems of those that could not be."""
         text, rendered = render(template, self.lookup)
-        text = _tag_artifacts(text, [v for v in rendered if v.problem is None])
+        text, rendered = _tag_artifacts(text, rendered)
+        self.rendered = (text, [(v.start, v.end) for v in rendered])
         for value in rendered:
             if value.problem is None and isinstance(value.value, (int, float)):
                 self.sources.append(Source(float(value.value), None, "result"))
         return text, [v.problem for v in rendered if v.problem]
 
     def check_numbers(self, text: str) -> tuple[list[str], list[str]]:
-        """(unsupported, mislabelled) numbers of a rendered answer; a setting the user stated that no
-        call used ("pT-hat above 400 GeV" while no step cut at 400) is unsupported when quoted."""
-        unsupported = unsupported_numbers(text, self.sources)
+        """(unsupported, mislabelled) numbers the model typed into an answer (what rendering wrote is the results');
+        a setting the user stated that no call used ("pT-hat above 400 GeV" while no step cut at 400) is unsupported
+        when quoted."""
+        typed = self._typed_only(text)
+        unsupported = unsupported_numbers(typed, self.sources)
         unused = self._unused_settings()
-        unsupported += [n for n in extract_numbers(text) if n not in unsupported and _to_float(n) in unused]
-        return unsupported, mislabelled_numbers(text, self.sources)
+        unsupported += [n for n in extract_numbers(typed) if n not in unsupported and _to_float(n) in unused]
+        return unsupported, mislabelled_numbers(typed, self.sources)
+
+    def _typed_only(self, text: str) -> str:
+        """``text`` with the spans the last rendering wrote blanked (same length): a threshold of 2 or a run index
+        rendered from a result is that result's value, not a claim, and small integers need a labelled source. The
+        spans are tracked through rendering rather than re-read from the text, which a note may follow."""
+        rendered, spans = self.rendered
+        offset = text.find(rendered) if rendered else -1
+        if offset < 0:
+            return text
+        for start, end in spans:
+            text = text[:offset + start] + " " * (end - start) + text[offset + end:]
+        return text
 
     def _unused_settings(self) -> set[float]:
         """Values the request states for a parameter of an offered tool that no successful call used."""
@@ -350,23 +418,26 @@ class Run:
         return [{"role": "user", "content": self.request}, {"role": "assistant", "content": answer}]
 
 
+def _result(step: StepOutcome) -> dict[str, Any]:
+    return step.outcome.result.model_dump(mode="json") if step.outcome else {}
+
+
 def _to_float(written: str) -> float:
     return float(written.replace(",", ""))
 
 
-def _tag_artifacts(text: str, rendered: list[Rendered]) -> str:
-    """Each artifact's id once, at the end of the clause holding the first value taken from it."""
-    position = 0
-    for artifact in dict.fromkeys(v.artifact for v in rendered if v.artifact):
-        first = next(v for v in rendered if v.artifact == artifact)
-        start = text.find(first.text, position)
-        if start < 0:
-            continue
-        end = _CLAUSE_END.search(text, start + len(first.text))
+def _tag_artifacts(text: str, rendered: list[Rendered]) -> tuple[str, list[Rendered]]:
+    """Each artifact's id once, at the end of the clause holding the first value taken from it; the rendered
+    values with their spans moved past the tags put before them."""
+    for artifact in dict.fromkeys(v.artifact for v in rendered if v.artifact and v.problem is None):
+        first = next(v for v in rendered if v.artifact == artifact and v.problem is None)
+        end = _CLAUSE_END.search(text, first.end)
         cut = end.start() if end else len(text)
         tag = f" [{artifact}]"
-        text, position = text[:cut] + tag + text[cut:], cut + len(tag)
-    return text
+        text = text[:cut] + tag + text[cut:]
+        rendered = [v if v.start < cut else replace(v, start=v.start + len(tag), end=v.end + len(tag))
+                    for v in rendered]
+    return text, rendered
 
 
 def observation(outcome: CallOutcome) -> str:

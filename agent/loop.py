@@ -185,6 +185,7 @@ class StepRun(Run):
         return self.complete(self.messages, []).text
 
     def _answer(self, template: str) -> Iterator[AgentEvent]:
+        template = self.with_known_fields(template)
         text, problems = self.render_answer(template)
         unsupported, wrong = self.check_numbers(text)
         for _ in range(self.a.grounding_retries):
@@ -192,11 +193,11 @@ class StepRun(Run):
                 break
             self.messages += [{"role": "assistant", "content": template}, {"role": "user", "content": (
                 _grounding_feedback(unsupported, wrong, mislabelled(template)))}]
-            template = self.complete(self.messages, []).text
+            template = self.with_known_fields(self.complete(self.messages, []).text, ask=False)
             text, problems = self.render_answer(template)
             unsupported, wrong = self.check_numbers(text)
         note = self.failure_note()
-        self.record.findings = problems
+        self.record.findings += problems
         text = f"{text}\n\n{note}".strip() if note else text
         yield from self.finish(text, unsupported, wrong + mislabelled(template))
 

@@ -9,7 +9,8 @@ r"""Plan-then-execute: one constrained reply holds the whole plan; the loop chec
    of times.
 3. The steps run in order (``$N.field`` resolved to the ids they made). A failed step: the model gets
    the error, its plan and the results so far, and replans from that step (bounded).
-4. The answer template is rendered from the results; a step that failed contributes no value.
+4. The answer template is rendered from the results; a step that failed contributes no value. Placeholders
+   to fields the results lack are sent back once with the fields there are, then dropped with their sentence.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from physagent.agent.plan import (
 from physagent.agent.prompting import relevant_parameters, render_tools
 from physagent.agent.prompts import prompt
 from physagent.agent.references import mend_invented_ids
+from physagent.agent.selection import method_hints, named_methods
 
 __all__ = ["PlanRun"]
 
@@ -101,8 +103,9 @@ class PlanRun(Run):
     def _messages(self) -> list[dict[str, Any]]:
         tools = [spec(name).json_schema() for name in self.context.offered]
         listing = render_tools(tools, _returns(self.context.offered), self._shown_parameters(tools))
-        system = "\n\n".join(filter(None, [prompt("plan"), listing, self.context.sections()]))
-        self.context.prompt_text = prompt("plan")
+        hints = "\n".join(method_hints(self.request, self.context.offered))  # last: nearest the request
+        system = "\n\n".join(filter(None, [prompt("plan"), listing, self.context.sections(), hints]))
+        self.context.prompt_text = "\n".join(filter(None, [prompt("plan"), hints]))
         return [{"role": "system", "content": system}, *self.a.history, {"role": "user", "content": self.request}]
 
     def _shown_parameters(self, tools: list[dict[str, Any]]) -> dict[str, set[str]] | None:
@@ -183,7 +186,7 @@ class PlanRun(Run):
         done = {n: (s.tool, s.outcome.result) for n, s in self.steps.items() if s.outcome is not None}
         check_plan(plan, self.context.offered, self.allowed_ids(), done)
         labels = mislabelled(plan.answer) + missing_actions(self.request, plan, self.context.offered,
-                                                            self.allowed_ids())
+                                                            self.allowed_ids()) + self._named_methods_unused(plan)
         if plan.answer and not self._reads_text(plan):
             labels += [problem + _hint(plan, quantity, self.request)
                        for quantity, problem in missing_quantities(self.request, plan.answer)]
@@ -191,6 +194,16 @@ class PlanRun(Run):
             self.checked_labels = True
             self.advised = plan  # run as it is if the model cannot do better
             raise PlanError(labels)
+
+    def _named_methods_unused(self, plan: Plan) -> list[str]:
+        """The hint made explicit when no step uses a tool of the methods the request names (asked for CATHODE, a
+        small model still picked another offered tool); one problem naming them all."""
+        named = {t: w for w, tools in named_methods(self.request).items() for t in tools if t in self.context.offered}
+        if not plan.steps or not named or named.keys() & {step.tool for step in plan.steps}:
+            return []
+        used = ", ".join(dict.fromkeys(step.tool for step in plan.steps))
+        return [f"the request names {' and '.join(dict.fromkeys(named.values()))}, so a step must call "
+                f"{' or '.join(named)} (your plan calls {used})"]
 
     def _completed(self, plan: Plan) -> Plan:
         """The plan with the steps the request orders but the model left out, where they follow from it."""
@@ -253,14 +266,13 @@ class PlanRun(Run):
     def _answer(self, plan: Plan) -> Iterator[AgentEvent]:
         # a template written before the passages were read cannot know what they say: answer after reading
         reading = any(s.outcome is not None and s.outcome.result.observation() is not None for s in self.steps.values())
-        template = self._answer_template() if reading or not plan.answer else plan.answer
+        template = self.with_known_fields(self._answer_template() if reading or not plan.answer else plan.answer)
         text, problems = self.render_answer(template)
         note = " ".join(filter(None, [self.failure_note(), self._not_done()]))
         if note:
             text = f"{text}\n\n{note}".strip()
         unsupported, mislabelled_numbers = self.check_numbers(text)
-        if problems:
-            self.record.findings = problems
+        self.record.findings += problems  # after what the loop found on the way (mended ids, dropped fields)
         yield from self.finish(text, unsupported, mislabelled_numbers + mislabelled(template))
 
     def _not_done(self) -> str:

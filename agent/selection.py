@@ -3,7 +3,8 @@ r"""Offer the model only the few tools a request needs: embedding similarity ove
 Small models choose well among four or five tools and badly among forty. Each tool's entry in the
 knowledge base's tool catalogue (name, description, parameters: ``ToolSpec.catalogue_text``) is
 embedded once with MiniLM (bundled offline, :func:`physagent.knowledge.embedder`); a request is embedded and the
-``k`` most similar tools (cosine) are offered, plus any tool the request names outright.
+``k`` most similar tools (cosine) are offered, plus any tool the request names outright or by its
+method's name ("CATHODE" → ``cathode_search``: :func:`named_methods`, offered first and hinted in the prompt).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 from physagent.knowledge import embedder
 from physagent.tools import registry
 
-__all__ = ["SOURCE_WORDS", "ToolSelector", "wants_code"]
+__all__ = ["SOURCE_WORDS", "ToolSelector", "method_hints", "named_methods", "wants_code"]
 
 # words that ask for sources: a tool description cannot compete with them on embedding similarity
 SOURCE_WORDS = re.compile(r"\b(cite|citation|according to|abstract|paper|talk|proceedings|literature|"
@@ -25,10 +26,43 @@ SOURCE_WORDS = re.compile(r"\b(cite|citation|according to|abstract|paper|talk|pr
 _CODE_WORDS = re.compile(r"\b(compute|calculate|fraction of|python|write code|count the)\b", re.IGNORECASE)
 
 
-# methods people call by their paper's name: the tool that implements each is offered outright
-_METHODS = {"cwola": ("cwola_hunt",), "cathode": ("cathode_search",), "autoencoder": ("autoencoder_search",),
-            "calochallenge": ("read_calochallenge",), "dinamo": ("monitor_histograms",)}
-_METHOD = re.compile(r"\b(" + "|".join(_METHODS) + r")\b", re.IGNORECASE)
+# methods people call by their paper's (or community's) name → the tools that implement them, as patterns. A
+# named method's tool is offered first, named in the planning prompt, and a plan without it is sent back once.
+_METHODS: dict[str, tuple[str, ...]] = {
+    r"cwola": ("cwola_hunt",), r"cathode": ("cathode_search",), r"autoencoders?": ("autoencoder_search",),
+    r"calochallenge": ("read_calochallenge",), r"dinamo": ("monitor_histograms",),
+    r"sbi": ("sbi_train",), r"simulation[- ]based inference": ("sbi_train",), r"npe": ("sbi_train",),
+    r"nle": ("sbi_train",), r"nre": ("sbi_train",), r"neural posteriors?": ("sbi_train",),
+    r"sbc": ("sbi_diagnostics",), r"simulation[- ]based calibration": ("sbi_diagnostics",),
+    r"tarp": ("sbi_diagnostics",), r"coverage": ("sbi_diagnostics",), r"calibrat\w*": ("sbi_diagnostics",),
+}
+# words too common to name a method alone: "calibration constants" of a photomultiplier are no SBC, so they
+# count only in a request about inference
+_NEEDS_INFERENCE = frozenset({r"coverage", r"calibrat\w*"})
+_INFERENCE = re.compile(r"\b(posteriors?|inference|sbi|npe|nle|nre|likelihoods?|priors?|simulators?)\b",
+                        re.IGNORECASE)
+
+
+def named_methods(request: str) -> dict[str, tuple[str, ...]]:
+    """The methods ``request`` names, as written ("CATHODE"), each with its registered tools (none: left out).
+
+    A tool that is not registered yet (the SBI tools before they land) is skipped, so nothing names it.
+    """
+    found: dict[str, tuple[str, ...]] = {}
+    for pattern, tools in _METHODS.items():
+        if pattern in _NEEDS_INFERENCE and not _INFERENCE.search(request):
+            continue
+        match = re.search(rf"\b{pattern}\b", request, re.IGNORECASE)
+        registered = tuple(t for t in tools if t in registry)
+        if match and registered:
+            found.setdefault(match.group(0), registered)
+    return found
+
+
+def method_hints(request: str, offered: Sequence[str]) -> list[str]:
+    """One line per named method whose tool is offered: "The request names CATHODE: use cathode_search."."""
+    return [f"The request names {written}: use {' or '.join(t for t in tools if t in offered)}."
+            for written, tools in named_methods(request).items() if any(t in offered for t in tools)]
 
 
 def wants_code(request: str) -> bool:
@@ -64,7 +98,7 @@ class ToolSelector:
         Registry order, not rank order: a local model's prompt cache then reuses the longest common
         prefix of tool listings between requests.
         """
-        by_method = {tool for method in _METHOD.findall(request) for tool in _METHODS[method.lower()]}
+        by_method = {tool for tools in named_methods(request).values() for tool in tools}
         named = [s.name for s in self.specs if s.name in request or s.name in wanted or s.name in by_method]
         ranked = [name for name, _ in self.rank(request) if name not in named]
         chosen = set(named + ranked[: max(0, self.k - len(named))])

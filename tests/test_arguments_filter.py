@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from physagent.agent.arguments import keep_stated_arguments
-from physagent.tools import registry
+from physagent.tools import Workspace, registry
 
 PARAMETERS = registry.get("generate_events").parameters_schema()
 
@@ -126,3 +126,30 @@ def test_an_empty_list_for_a_parameter_that_defaults_to_none_is_dropped() -> Non
     assert drop_defaults({"n_runs": 50, "noise_burst_runs": [], "gain_drift_runs": [12, 13]}, schema) == \
         {"n_runs": 50, "gain_drift_runs": [12, 13]}
     assert drop_defaults({"noise_burst_runs": []}, schema, "60 runs with no noise bursts") == {"noise_burst_runs": []}
+
+
+def test_names_the_user_never_wrote_are_dropped_from_optional_lists(workspace: Workspace) -> None:
+    """A small model's histograms=['occupancy', 'energy'] for a request naming neither runs without them; a name
+    the user wrote stays ('hit energies' keeps 'energy'), as do ids, $N references, expressions and the items of
+    a parameter marked x-derived."""
+    from physagent.agent import Assistant, ScriptedBackend
+    from physagent.agent.arguments import clean_arguments
+    from physagent.agent.backends.scripted import plan
+
+    steps = [{"tool": "make_monitoring_data", "arguments": {"n_runs": 30, "seed": 1}},
+             {"tool": "monitor_histograms", "arguments": {"data": "$1.data", "histograms": ["occupancy", "energy"]}}]
+    backend = ScriptedBackend([plan(steps, "Flagged {$2.n_flagged} runs.")])
+    record = Assistant(backend=backend, workspace=workspace, examples_per_request=0, hygiene=True).ask(
+        "Simulate 30 runs of detector monitoring data with seed 1 and flag the bad runs")
+    assert "histograms" not in record.tool_calls[1]["arguments"] and record.tool_calls[1]["ok"]
+
+    monitor = registry.get("monitor_histograms").parameters_schema()
+    kept = clean_arguments({"data": "$1.data", "histograms": ["occupancy", "energy"]}, monitor,
+                           _user("watch the hit energies of 30 runs"))
+    assert kept["histograms"] == ["energy"]
+    names = {"properties": {"names": {"type": "array", "items": {"type": "string"}},
+                            "columns": {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}],
+                                        "x-derived": True}}}
+    assert clean_arguments({"names": ["$1.jets", "jet-0123456789", "jets.pt[0]", "tau21_j1", "mj1"],
+                            "columns": ["gain"]}, names, _user("cluster jets and use tau21")) == {
+        "names": ["$1.jets", "jet-0123456789", "jets.pt[0]", "tau21_j1"], "columns": ["gain"]}

@@ -317,12 +317,15 @@ def test_real_05b_model_calls_generate_events_with_valid_arguments_then_answers(
 @pytest.mark.slow
 def test_every_registered_tools_schema_constrains_the_real_models_reply(qwen_05b: EmbeddedBackend) -> None:
     """llguidance compiles each tool's reply grammar — an int64 bound made it give up, and llama.cpp then
-    sampled freely (fenced, indented, or no JSON at all) — so the first token of every reply is '{'."""
+    sampled freely (fenced, indented, or no JSON at all) — so the first token of every reply is '{'.
+
+    The prompt asks for prose and lists no tools (only the grammar carries them): reading every schema as prompt
+    text took minutes, and unconstrained the model answers this prompt in prose, so a '{' shows the grammar held."""
     names = registry.names()
     groups = [[_tool(name) for name in names[start:start + 4]] for start in range(0, len(names), 4)]
     for tools in [*groups, [plan_schema([_tool(name) for name in names])]]:  # and one plan over every tool
         qwen_05b._simplify = 0
-        request = {"messages": to_prompt([{"role": "user", "content": "Use one of the tools."}], tools),
+        request = {"messages": [{"role": "user", "content": "Write one sentence of prose about jets."}],
                    "temperature": 0.0, "max_tokens": 4}
         content = qwen_05b._chat(request, tools)["choices"][0]["message"]["content"]
         assert content.startswith("{") and qwen_05b._simplify == 0, ([t["name"] for t in tools], content)

@@ -469,3 +469,65 @@ def test_a_placeholder_with_a_miscounted_step_takes_the_one_step_that_has_the_fi
     mean = next(c for c in workspace.calls() if c.tool == "histogram").result["mean"]
     assert record.answer.startswith(f"The mean dimuon mass is {format_value(mean, 'GeV')}")
     assert "unknown" not in record.answer
+
+
+MONITORING = {"n_runs": 30, "seed": 1}
+MONITOR_REQUEST = "Simulate 30 runs of detector monitoring data with seed 1 and flag the bad runs"
+
+
+def test_an_answer_naming_fields_its_results_lack_is_asked_again_then_loses_those_sentences(
+        workspace: Workspace) -> None:
+    """'{$1.max_sic}' copied from another tool's example: the model is told it is unknown and shown the step's real
+    value fields (no artifacts); a correct retry renders, a retry that repeats it loses that sentence."""
+    steps = [{"tool": "generate_events", "arguments": DY}]
+    copied = "The maximum SIC is {$1.max_sic}. The cross-section is {$1.sigma_pb}."
+    assistant, backend = _assistant([plan(steps), answer(copied),
+                                     answer("The cross-section is {$1.sigma_pb} for {$1.n_events} events.")],
+                                    workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events, seed 2, MPI off, and give me the cross-section")
+    feedback = backend.seen[2][0][-1]["content"]
+    assert feedback.startswith("These placeholders name values the results do not have: {$1.max_sic}.")
+    assert "\nstep 1 (generate_events): n_events, sigma_pb, sigma_err_pb, mean_particles, shards\n" in feedback
+    assert backend.remaining == 0 and record.answer.startswith("The cross-section is ")
+    assert record.answer.endswith(" pb for 120 events [ev-" + record.artifacts[0]["id"][3:] + "].")
+
+    again, _ = _assistant([plan(steps), answer(copied), answer(copied)], workspace)
+    kept = again.ask("Generate 120 Drell-Yan events, seed 2, MPI off, and give me the cross-section")
+    assert kept.answer.startswith("The cross-section is ") and "SIC" not in kept.answer and "[" + "unknown" not in (
+        kept.answer)
+    assert any("{$1.max_sic}" in finding for finding in kept.findings)
+
+
+def test_a_method_the_request_names_is_offered_first_hinted_and_a_plan_without_it_sent_back(
+        workspace: Workspace) -> None:
+    """'DINAMO-style' names monitor_histograms: it leads the offered tools, the prompt says to use it, and a plan
+    that only makes the data is sent back once naming the method; the corrected plan runs."""
+    from physagent.agent.selection import named_methods
+
+    made = [{"tool": "make_monitoring_data", "arguments": MONITORING}]
+    both = [*made, {"tool": "monitor_histograms", "arguments": {"data": "$1.data"}}]
+    assistant, backend = _assistant([plan(made, "Made {$1.n_runs} runs."),
+                                     plan(both, "The monitor flagged {$2.n_flagged} of {$2.n_runs} runs.")],
+                                    workspace)
+    record = assistant.ask("Simulate 30 runs of detector monitoring data with seed 1 and let a DINAMO-style "
+                           "monitor find the bad runs")
+    assert record.events[0]["tools"][0] == "monitor_histograms"
+    assert backend.seen[0][0][0]["content"].endswith("The request names DINAMO: use monitor_histograms.")
+    assert ("the request names DINAMO, so a step must call monitor_histograms (your plan calls "
+            "make_monitoring_data)") in backend.seen[1][0][-1]["content"]
+    assert [c["tool"] for c in record.tool_calls] == ["make_monitoring_data", "monitor_histograms"] and record.ok
+    assert named_methods("fit the PMT calibration constants") == {}  # a common word names no SBI method alone
+    assert named_methods("check the coverage of my neural posterior") == (
+        {"coverage": ("sbi_diagnostics",), "neural posterior": ("sbi_train",)} if "sbi_train" in registry else {})
+
+
+def test_numbers_rendered_from_results_are_not_free_numbers_but_typed_ones_are(workspace: Workspace) -> None:
+    """The χ²/ndf threshold of 3 rendered from the monitor's result is the result's value, not an unverified
+    small integer; a 0 the model typed as the answer's result is still flagged."""
+    steps = [{"tool": "make_monitoring_data", "arguments": MONITORING},
+             {"tool": "monitor_histograms", "arguments": {"data": "$1.data"}}]
+    assistant, _ = _assistant([plan(steps, "The monitor flags runs whose χ²/ndf exceeds {$2.threshold}. The "
+                                           "false-positive rate is 0.")], workspace)
+    record = assistant.ask(MONITOR_REQUEST)
+    assert "χ²/ndf exceeds 3 [tab-" in record.answer
+    assert record.unsupported == ["0"]

@@ -33,6 +33,7 @@ KIND_PREFIXES = {
     "comparison": "cmp",
     "anomaly_dataset": "ad",
     "monitoring": "mon",
+    "posterior": "post",
 }
 
 

@@ -91,7 +91,8 @@ def run_python(
         "holding the declared values."))],
     inputs: Annotated[list[AnyRef] | None, Field(max_length=20, description=(
         "Ids of artifacts the code reads (read-only); INPUTS maps each id to its file path."))] = None,
-    outputs: Annotated[list[OutputName] | None, Field(max_length=20, description=(
+    outputs: Annotated[list[OutputName] | None, Field(json_schema_extra={"x-derived": True}, max_length=20,
+                                                      description=(
         "File names the code promises to write, e.g. ['njets.png']; each becomes an artifact."))] = None,
     values: Annotated[dict[str, ValueType] | None, Field(description=(
         "Values the code promises to print as JSON, with their types, e.g. {'fraction': 'float'}."))] = None,

@@ -47,7 +47,8 @@ def plot(
               "or a single 2-D histogram)."),
     ],
     labels: Annotated[
-        list[str] | None, Field(description="Legend entries, one per histogram (None: from the fields).")
+        list[str] | None, Field(json_schema_extra={"x-derived": True},
+            description="Legend entries, one per histogram (None: from the fields).")
     ] = None,
     title: Annotated[str | None, Field(max_length=200, description="Figure title (None: no title).")] = None,
     log_y: Annotated[bool, Field(description="Logarithmic y axis (2-D: logarithmic colour scale).")] = False,

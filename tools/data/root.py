@@ -57,7 +57,8 @@ def read_root(
         str | None, Field(description="Name of the TTree or RNTuple to read (None: the file's only one).")
     ] = None,
     branches: Annotated[
-        list[str] | None, Field(description="Branches to read, e.g. ['particles', 'weight'] (a record "
+        list[str] | None, Field(json_schema_extra={"x-derived": True},
+            description="Branches to read, e.g. ['particles', 'weight'] (a record "
                                 "such as 'particles' brings all its branches); None reads all.")
     ] = None,
     entry_start: Annotated[int, Field(ge=0, description="First entry (event) to read, counting from 0.")] = 0,

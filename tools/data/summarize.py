@@ -120,7 +120,7 @@ class _Selection:
 @tool(category="data")
 def summarize(
     source: Annotated[DataRef, Field(description="Id of an events, jets or table artifact.")],
-    fields: Annotated[list[str], Field(max_length=50, description=(
+    fields: Annotated[list[str], Field(json_schema_extra={"x-derived": True}, max_length=50, description=(
         "Dotted field paths to summarise, e.g. ['jets.pt', 'm_hat_gev', 'muons.eta']; may be empty when only "
         "the selection's passing fraction or object multiplicities are wanted."))] = [],  # noqa: B006 — pydantic copies defaults; a list reads best in the schema
     object_index: Annotated[

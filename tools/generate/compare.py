@@ -121,7 +121,7 @@ def compare_samples(
     candidate: Annotated[SampleRef, Field(description="Id of the sample to validate (e.g. generator output), of "
                                                       "the same kind as the reference (a table may face jets or "
                                                       "events when features are given).")],
-    features: Annotated[list[str] | None, Field(max_length=64, description=(
+    features: Annotated[list[str] | None, Field(json_schema_extra={"x-derived": True}, max_length=64, description=(
         "What to compare. Tables, jets, events: expressions with one value per row, e.g. ['jets.pt[0]', "
         "'jets.mass[0]', 'jets.tau32[0]', 'len(particles)', 'm_hat_gev']. Showers: observable names, e.g. "
         "['energy_sum_mev', 'cog_z_mm', 'n_hits', 'layer_energy_mev_05', 'log10_cell_energy_mev']. None: "

@@ -115,11 +115,11 @@ def train_generator(
                                          "flow matching": "pointcloud", "point cloud": "pointcloud",
                                          "caloclouds": "pointcloud", "epic": "pointcloud",
                                          "jet constituents": "pointcloud", "epic-fm": "pointcloud"}})] = "auto",
-    features: Annotated[list[str], Field(max_length=32, description=(
+    features: Annotated[list[str], Field(json_schema_extra={"x-derived": True}, max_length=32, description=(
         "flow only: what to generate, one number per row each: table columns or expressions such as "
         "'jets.mass[0]', 'jets.tau21[0]' (leading jet), 'm_hat_gev'. Empty: every numeric column of a table."))
     ] = [],  # noqa: B006 — pydantic copies defaults; a list reads best in the schema
-    conditions: Annotated[list[str], Field(max_length=16, description=(
+    conditions: Annotated[list[str], Field(json_schema_extra={"x-derived": True}, max_length=16, description=(
         "flow only: what to condition on (given at sampling time), e.g. ['jets.pt[0]']. Empty: unconditional."))
     ] = [],  # noqa: B006
     flow_kind: Annotated[Literal["nsf", "maf"], Field(

@@ -155,8 +155,9 @@ def generate_events(
     fsr: Annotated[bool, Field(description="Final-state radiation.")] = True,
     hadronisation: Annotated[bool, Field(description="Hadronisation (off: partons in the final state).")] = True,
     settings: Annotated[
-        list[str], Field(description="Extra raw Pythia settings, e.g. ['Tune:pp = 14']; required for "
-                         "'custom', which starts from no process at all.")
+        list[str], Field(json_schema_extra={"x-derived": True},
+                         description="Extra raw Pythia settings, e.g. ['Tune:pp = 14']; required for "
+                                     "'custom', which starts from no process at all.")
     ] = [],  # noqa: B006 — pydantic copies defaults; a list reads best in the schema
     seed: Annotated[int, Field(ge=0, description="Random seed; same seed and shards, same events.")] = 0,
     shards: Annotated[

@@ -77,7 +77,8 @@ def evaluate_tagger(
                                          "training set": "train", "training data": "train", "training jets": "train",
                                          "test split": "test", "test set": "test", "all jets": "all",
                                          "all splits": "all", "whole dataset": "all"}})] = "test",
-    labels: Annotated[list[str] | None, Field(description="Names for the table and legend, one per model "
+    labels: Annotated[list[str] | None, Field(json_schema_extra={"x-derived": True},
+                                              description="Names for the table and legend, one per model "
                                                           "(None: the model kinds).")] = None,
     *,
     ctx: ToolContext,
