@@ -65,6 +65,7 @@ class StepOutcome:
     arguments: dict[str, Any]
     outcome: CallOutcome | None
     error: str = ""
+    refused_stated: str | None = None  # the parameter the user stated that the tool refused, if that failed it
 
     @property
     def ok(self) -> bool:
@@ -125,17 +126,31 @@ class Run:
                                         self.context.example_values(tool))
         yield self.emit(ToolCallEvent(session=self.a.session, step=number, tool=tool, arguments=arguments))
         self.sources += sources_in(arguments, "argument")
-        outcome, error, arguments = self._call_with_retry(tool, arguments)
+        outcome, error, arguments, rejected = self._call_with_retry(tool, arguments)
         if outcome is not None and getattr(outcome.result, "ok", True) is False:
             # the code ran but failed its checks: its values must not reach an answer
             error = f"its checks failed: {getattr(outcome.result, 'report', '')}".strip()
             outcome = None
-        step = StepOutcome(number, tool, arguments, outcome, error)
+        step = StepOutcome(number, tool, arguments, outcome, error, self._stated_refusal(tool, arguments, rejected))
         self.steps[number] = step
         yield from self._report(step)
 
+    def _stated_refusal(self, tool: str, arguments: dict[str, Any], rejected: ToolInputError | None) -> str | None:
+        """The parameter of a refused value the user stated ("a prior on three parameters"): working around it
+        would answer another request than the one asked, so the run ends with the tool's reason instead."""
+        if rejected is None or rejected.param not in arguments or not is_known(tool):
+            return None
+        parameters = spec(tool).parameters_schema()
+        if rejected.param in parameters.get("required", []):
+            return None  # required arguments always count as stated: no evidence the user chose this value
+        value = arguments[rejected.param]
+        stated = is_stated(rejected.param, value, parameters, self.context.messages, strict=True)
+        if stated and isinstance(value, (list, dict, str)):  # the parameter named, and the value's own words too
+            stated = _words_written(value, self.context.messages)
+        return rejected.param if stated else None
+
     def _call_with_retry(self, tool: str, arguments: dict[str, Any]
-                         ) -> tuple[CallOutcome | None, str, dict[str, Any]]:
+                         ) -> tuple[CallOutcome | None, str, dict[str, Any], ToolInputError | None]:
         outcome, error, rejected = self._call(tool, arguments)
         if outcome is None and rejected is not None and rejected.param in arguments and is_known(tool):
             parameters = spec(tool).parameters_schema()
@@ -145,10 +160,10 @@ class Run:
             if choice and not is_stated(param, arguments[param], parameters, self.context.messages, strict=True):
                 retry = {k: v for k, v in arguments.items() if k != param}
                 self.record.add_call(tool, arguments, ok=False, error=error)
-                outcome, second, _ = self._call(tool, retry)
+                outcome, second, again = self._call(tool, retry)
                 note = f"(retried without {param}={arguments[param]!r}, which nobody asked for) "
-                return outcome, (note + second if second else ""), retry
-        return outcome, error, arguments
+                return outcome, (note + second if second else ""), retry, again
+        return outcome, error, arguments, rejected
 
     def _call(self, tool: str, arguments: dict[str, Any]) -> tuple[CallOutcome | None, str, ToolInputError | None]:
         unknown = self._unknown_ids(arguments)
@@ -455,3 +470,15 @@ def observation(outcome: CallOutcome) -> str:
 def _is_artifact(value: Any) -> bool:
     items = value if isinstance(value, list) else [value]
     return bool(items) and all(isinstance(i, dict) and {"id", "sha256"} <= i.keys() for i in items)
+
+
+def _words_written(value: Any, messages: list[dict[str, Any]]) -> bool:
+    """Whether a word of a structured value (a name in a list of prior entries, say) is in the user's text."""
+    said = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "user").lower()
+    leaves = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+    for leaf in leaves:
+        if isinstance(leaf, (list, dict)) and _words_written(leaf, messages):
+            return True
+        if isinstance(leaf, str) and len(leaf) >= 2 and re.search(rf"(?<!\w){re.escape(leaf.lower())}(?!\w)", said):
+            return True
+    return False

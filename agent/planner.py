@@ -92,8 +92,9 @@ class PlanRun(Run):
             if failed is None:
                 yield from self._answer(reply)
                 return
-            if replans <= 0:
-                yield from self._answer(reply)
+            refused = self.steps[failed].refused_stated  # the user's own value: no workaround
+            if refused or replans <= 0:
+                yield from self._refuse(failed) if refused else self._answer(reply)
                 return
             replans -= 1
             self._ask_to_replan(reply, failed)
@@ -293,6 +294,12 @@ class PlanRun(Run):
             "each passage you use as [source: title], exactly as written. Write each value a tool computed as a "
             "placeholder {$N.field}.")})
         return self.complete(self.messages, []).text
+
+    def _refuse(self, failed: int) -> Iterator[AgentEvent]:
+        """The tool refused a value the user gave: say so with the tool's reason; no workaround is tried."""
+        step = self.steps[failed]
+        self.record.failed_steps += [{"step": failed, "tool": step.tool, "error": step.error}]
+        yield from self.finish("I can't do this as asked: " + step.error.split(": ", 1)[-1], [], [])
 
     def _answer_directly(self, text: str) -> Iterator[AgentEvent]:
         """A reply without a plan: a refusal, or an answer from passages; its numbers must have a source."""

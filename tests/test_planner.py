@@ -531,3 +531,17 @@ def test_numbers_rendered_from_results_are_not_free_numbers_but_typed_ones_are(w
     record = assistant.ask(MONITOR_REQUEST)
     assert "χ²/ndf exceeds 3 [tab-" in record.answer
     assert record.unsupported == ["0"]
+
+
+def test_a_refused_value_the_user_stated_ends_the_run_instead_of_a_replan_without_it(workspace: Workspace) -> None:
+    """The user's three-parameter prior for a two-parameter task is refused by the tool; the run answers with
+    that reason rather than replanning with the task's own prior (which would answer another request)."""
+    prior = [{"name": f"p{i}", "distribution": "uniform", "low": -1, "high": 1} for i in (1, 2, 3)]
+    assistant, backend = _assistant([
+        plan([{"tool": "sbi_train", "arguments": {"task": "two_moons", "prior": prior}}], "Trained {$1.method}."),
+        plan([{"tool": "sbi_train", "arguments": {"task": "two_moons"}}], "Trained {$1.method}."),
+    ], workspace)
+    record = assistant.ask("Train NPE on two moons with a prior on p1, p2 and p3, each uniform between -1 and 1.")
+    assert [c["ok"] for c in record.tool_calls] == [False] and backend.remaining == 1
+    assert workspace.list_artifacts() == []
+    assert record.answer.startswith("I can't do this as asked: prior=['p1', 'p2', 'p3'] is a prior of wrong dimension")

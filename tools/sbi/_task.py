@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 __all__ = ["N_OBSERVATIONS", "Observation", "Parameter", "Task", "TaskFactory", "make_task", "observation_seed",
-           "register_task", "task_names"]
+           "register_task", "task_names", "with_defaults"]
 
 N_OBSERVATIONS = 10
 
@@ -118,3 +118,14 @@ def observation_seed(task_name: str, number: int) -> int:
     """The fixed seed of stored observation ``number`` of a task (stable across Python versions)."""
     digest = hashlib.sha256(f"{task_name}/observation/{number}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
+
+
+def with_defaults(task_name: str, options: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` updated with ``options``; ToolInputError naming an option the task does not have."""
+    from physagent.tools._errors import ToolInputError
+
+    unknown = sorted(set(options) - set(defaults))
+    if unknown:
+        raise ToolInputError(f"SBI task {task_name}: unknown option(s) {', '.join(unknown)}; its options are "
+                             f"{', '.join(defaults)}.", param=unknown[0], value=options[unknown[0]])
+    return defaults | options

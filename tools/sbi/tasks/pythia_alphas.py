@@ -37,7 +37,14 @@ import numpy as np
 from physagent.tools._errors import ToolInputError
 from physagent.tools._stdio import capture_fd_stdout
 from physagent.tools._workers import worker_count, worker_pool
-from physagent.tools.sbi._task import N_OBSERVATIONS, Observation, Parameter, observation_seed, register_task
+from physagent.tools.sbi._task import (
+    N_OBSERVATIONS,
+    Observation,
+    Parameter,
+    observation_seed,
+    register_task,
+    with_defaults,
+)
 from physagent.tools.simulate import _pythia
 
 __all__ = ["DEFAULT_OPTIONS", "OBSERVABLES", "PythiaAlphasTask", "event_statistics", "pythia_alphas_task"]
@@ -70,11 +77,7 @@ def pythia_alphas_task(**options: Any) -> PythiaAlphasTask:
     Raises:
         ToolInputError: an unknown option, or a value outside what it allows.
     """
-    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
-    if unknown:
-        raise ToolInputError(f"SBI task {NAME}: unknown option(s) {', '.join(unknown)}; its options are "
-                             f"{', '.join(DEFAULT_OPTIONS)}.", param=unknown[0], value=options[unknown[0]])
-    return PythiaAlphasTask(DEFAULT_OPTIONS | options)
+    return PythiaAlphasTask(with_defaults(NAME, options, DEFAULT_OPTIONS))
 
 
 class PythiaAlphasTask:

@@ -32,7 +32,14 @@ from typing import Any
 import numpy as np
 
 from physagent.tools._errors import ToolInputError
-from physagent.tools.sbi._task import N_OBSERVATIONS, Observation, Parameter, observation_seed, register_task
+from physagent.tools.sbi._task import (
+    N_OBSERVATIONS,
+    Observation,
+    Parameter,
+    observation_seed,
+    register_task,
+    with_defaults,
+)
 
 __all__ = ["DEFAULT_OPTIONS", "SignalStrengthTask", "poisson_from_uniform", "signal_strength_task"]
 
@@ -61,11 +68,7 @@ def signal_strength_task(**options: Any) -> SignalStrengthTask:
     Raises:
         ToolInputError: an unknown option, or a value outside what it allows.
     """
-    unknown = sorted(set(options) - set(DEFAULT_OPTIONS))
-    if unknown:
-        raise ToolInputError(f"SBI task {NAME}: unknown option(s) {', '.join(unknown)}; its options are "
-                             f"{', '.join(DEFAULT_OPTIONS)}.", param=unknown[0], value=options[unknown[0]])
-    return SignalStrengthTask(DEFAULT_OPTIONS | options)
+    return SignalStrengthTask(with_defaults(NAME, options, DEFAULT_OPTIONS))
 
 
 class SignalStrengthTask:
