@@ -39,7 +39,7 @@ from physagent.agent.grounding import numbers_in
 __all__ = [
     "clean_arguments", "drop_defaults", "drop_unstated_names", "fill_stated_arguments", "is_stated",
     "keep_stated_arguments",
-    "known_names", "stated_settings",
+    "known_names", "stated_settings", "value_words_stated",
 ]
 
 _SPELLINGS = {
@@ -155,6 +155,14 @@ def is_stated(name: str, value: Any, parameters: dict[str, Any], messages: list[
         words = [w for w in name.split("_") if len(w) >= 3 and w not in _UNIT_WORDS]
         return any(re.search(rf"\b{re.escape(w)}", user_text) for w in words)
     return _stated(name, value, schema, user_text, _stated_numbers(messages))
+
+
+def value_words_stated(value: Any, messages: list[dict[str, Any]]) -> bool:
+    """Whether a word of a structured value (a name in a list of prior entries, say) is in the user's text."""
+    user_text = _user_text(messages)
+    leaves = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
+    return any(value_words_stated(leaf, messages) if isinstance(leaf, (list, dict))
+               else isinstance(leaf, str) and len(leaf) >= 2 and _said(leaf, user_text) for leaf in leaves)
 
 
 def _user_text(messages: list[dict[str, Any]]) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from physagent.agent.agent_tools import WRITE_CODE, is_known, run_write_code, spec
-from physagent.agent.arguments import clean_arguments, is_stated, stated_settings
+from physagent.agent.arguments import clean_arguments, is_stated, stated_settings, value_words_stated
 from physagent.agent.backends import ChatBackend, ModelTurn, Usage
 from physagent.agent.backends._latex import control_characters, visible_controls
 from physagent.agent.claims import (
@@ -146,7 +146,7 @@ class Run:
         value = arguments[rejected.param]
         stated = is_stated(rejected.param, value, parameters, self.context.messages, strict=True)
         if stated and isinstance(value, (list, dict, str)):  # the parameter named, and the value's own words too
-            stated = _words_written(value, self.context.messages)
+            stated = value_words_stated(value, self.context.messages)
         return rejected.param if stated else None
 
     def _call_with_retry(self, tool: str, arguments: dict[str, Any]
@@ -471,14 +471,3 @@ def _is_artifact(value: Any) -> bool:
     items = value if isinstance(value, list) else [value]
     return bool(items) and all(isinstance(i, dict) and {"id", "sha256"} <= i.keys() for i in items)
 
-
-def _words_written(value: Any, messages: list[dict[str, Any]]) -> bool:
-    """Whether a word of a structured value (a name in a list of prior entries, say) is in the user's text."""
-    said = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "user").lower()
-    leaves = value.values() if isinstance(value, dict) else value if isinstance(value, list) else [value]
-    for leaf in leaves:
-        if isinstance(leaf, (list, dict)) and _words_written(leaf, messages):
-            return True
-        if isinstance(leaf, str) and len(leaf) >= 2 and re.search(rf"(?<!\w){re.escape(leaf.lower())}(?!\w)", said):
-            return True
-    return False

@@ -11,6 +11,7 @@ arXiv:2101.04653.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -59,7 +60,7 @@ def rejection_sample(propose: Callable[[np.random.Generator, int], np.ndarray], 
     return np.concatenate(accepted)[:n_samples]
 
 
-class BenchmarkTask:
+class BenchmarkTask(ABC):
     """Common part of the sbibm tasks (see :class:`tools.sbi._task.Task` for the interface)."""
 
     name: str
@@ -79,18 +80,21 @@ class BenchmarkTask:
     def dim_x(self) -> int:
         return len(self.observables)
 
+    @abstractmethod
     def prior(self) -> Any:
-        raise NotImplementedError
+        """The prior as an sbi-compatible torch distribution."""
 
+    @abstractmethod
     def sample_prior(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """θ of shape (n, d) from the prior, in numpy (for stored observations and tests)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _simulate(self, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError
+        """x of shape (n, k) for θ (n, d), checked by :meth:`simulate`."""
 
+    @abstractmethod
     def _sample_posterior(self, x_o: np.ndarray, n_samples: int, rng: np.random.Generator) -> np.ndarray:
-        raise NotImplementedError
+        """n_samples draws of the reference posterior at x_o."""
 
     def simulate(self, theta: np.ndarray, seed: int, progress: Callable[[int], None] | None = None) -> np.ndarray:
         """x of shape (n, k) for θ of shape (n, d); the same θ and seed give the same x.
