@@ -35,12 +35,17 @@ _METHODS: dict[str, tuple[str, ...]] = {
     r"nle": ("sbi_train",), r"nre": ("sbi_train",), r"neural posteriors?": ("sbi_train",),
     r"sbc": ("sbi_diagnostics",), r"simulation[- ]based calibration": ("sbi_diagnostics",),
     r"tarp": ("sbi_diagnostics",), r"coverage": ("sbi_diagnostics",), r"calibrat\w*": ("sbi_diagnostics",),
+    r"hls4ml": ("export_fpga",), r"fpgas?": ("export_fpga",), r"firmware": ("export_fpga",),
+    r"conifer": ("export_fpga",), r"ap_fixed": ("export_fpga",),
+    r"fixed[- ]point": ("compare_fixed_point", "export_fpga"), r"bit[- ]widths?": ("scan_precision",),
+    r"precision scan": ("scan_precision",), r"synthes\w+": ("synthesize_fpga",),
 }
-# words too common to name a method alone: "calibration constants" of a photomultiplier are no SBC, so they
-# count only in a request about inference
-_NEEDS_INFERENCE = frozenset({r"coverage", r"calibrat\w*"})
+# words too common to name a method alone: "calibration constants" of a photomultiplier are no SBC, and a
+# "synthesis" of results is no FPGA synthesis, so they count only beside their field's words
 _INFERENCE = re.compile(r"\b(posteriors?|inference|sbi|npe|nle|nre|likelihoods?|priors?|simulators?)\b",
                         re.IGNORECASE)
+_HARDWARE = re.compile(r"\b(fpgas?|hls4ml|hls|firmware|vivado|vitis|trigger|latency|resources?)\b", re.IGNORECASE)
+_NEEDS_CONTEXT = {r"coverage": _INFERENCE, r"calibrat\w*": _INFERENCE, r"synthes\w+": _HARDWARE}
 
 
 def named_methods(request: str) -> dict[str, tuple[str, ...]]:
@@ -50,7 +55,8 @@ def named_methods(request: str) -> dict[str, tuple[str, ...]]:
     """
     found: dict[str, tuple[str, ...]] = {}
     for pattern, tools in _METHODS.items():
-        if pattern in _NEEDS_INFERENCE and not _INFERENCE.search(request):
+        context = _NEEDS_CONTEXT.get(pattern)
+        if context is not None and not context.search(request):
             continue
         match = re.search(rf"\b{pattern}\b", request, re.IGNORECASE)
         registered = tuple(t for t in tools if t in registry)

@@ -95,6 +95,7 @@ def check(task: Task, record: AgentRecord, history: Sequence[AgentRecord] = (),
     measured = _measure_all(expect, run)
     failures = [
         *_check_finished(expect, record), *_check_refusal(expect, record), *_check_tools(expect, record),
+        *_check_attempted(expect, record),
         *_check_artifacts(expect, record), *_check_arguments(expect, run), *_check_measured(expect, measured),
         *_check_numbers(expect, run, measured), *_check_grounded(expect, record), *_check_answer(expect, record),
     ]
@@ -165,6 +166,13 @@ def _check_tools(expect: Expectation, record: AgentRecord) -> list[Failure]:
         failures.append(Failure("wrong_tool", f"expected the calls in the order {' → '.join(expect.tools)}; "
                                               f"they ran as {' → '.join(made)}"))
     return failures
+
+
+def _check_attempted(expect: Expectation, record: AgentRecord) -> list[Failure]:
+    called = {c["tool"] for c in record.tool_calls}
+    return [Failure("wrong_tool", f"expected a call of {tool} (its own check gives the answer); it was never "
+                                  f"called (calls: {', '.join(_call_text(c) for c in record.tool_calls) or 'none'})")
+            for tool in expect.attempted if tool not in called]
 
 
 def _missing_tool(tool: str, record: AgentRecord) -> Failure:

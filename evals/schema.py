@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 ArtifactKind = Literal["events", "jets", "table", "histogram", "plot", "root", "dataset", "model", "script", "file",
-                       "showers", "generator", "anomaly_dataset", "monitoring", "posterior"]
+                       "showers", "generator", "anomaly_dataset", "monitoring", "posterior", "hls_project"]
 
 # measure → the artifact kinds it can be recomputed from (see physagent.evals.measures)
 MEASURES: dict[str, tuple[str, ...]] = {
@@ -39,7 +39,7 @@ MEASURES: dict[str, tuple[str, ...]] = {
     "n_showers": ("showers",),
     "shower_energy_mean": ("showers",),
     "bytes": ("events", "jets", "table", "histogram", "plot", "root", "dataset", "model", "script", "file",
-              "showers", "generator", "anomaly_dataset", "monitoring", "posterior"),
+              "showers", "generator", "anomaly_dataset", "monitoring", "posterior", "hls_project"),
 }
 
 _NAME = r"^[a-z][a-z0-9_]*$"
@@ -177,6 +177,8 @@ class Expectation(_Strict):
     """What a correct run shows (every field optional; an empty expectation passes any finished run)."""
 
     tools: list[str] = Field(default_factory=list, description="Called successfully, in this order (subsequence).")
+    attempted: list[str] = Field(default_factory=list, description="Called, successfully or not: a refusal must come "
+                                 "from the tool's own check (e.g. synthesis without the vendor tools installed).")
     artifacts: list[ArtifactKind] = Field(default_factory=list, description="Artifact kinds that must exist.")
     arguments: dict[str, ArgumentMatch] = Field(default_factory=dict, description="'tool.param' → expected value.")
     numbers: dict[str, NumberExpectation] = Field(default_factory=dict)
@@ -192,7 +194,7 @@ class Expectation(_Strict):
     refusal: bool = Field(default=False, description="The run must end in a refusal: no successful call that "
                           "makes an artifact, and an answer that says it cannot.")
 
-    @field_validator("tools")
+    @field_validator("tools", "attempted")
     @classmethod
     def _known_tools(cls, tools: list[str]) -> list[str]:
         unknown = [t for t in tools if t not in registry]

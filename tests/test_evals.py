@@ -79,7 +79,7 @@ def test_the_shipped_suite_has_60_valid_tasks_over_every_registered_tool() -> No
     tasks = load_suite(DEFAULT_SUITE)
     ids = [t.id for t in tasks]
     assert len(tasks) >= 60 and len(set(ids)) == len(ids)
-    expected = {tool for t in tasks for tool in t.expect.tools}
+    expected = {tool for t in tasks for tool in t.expect.tools + t.expect.attempted}
     assert expected <= set(registry.names())
     assert not set(registry.names()) - expected, f"tools no task expects: {set(registry.names()) - expected}"
     tags = {tag for t in tasks for tag in t.tags}
@@ -408,6 +408,20 @@ def test_refusals_are_judged_both_ways(tmp_path: Path) -> None:
     normal = _task("Generate 5 ttbar events with MPI off.", id="normal", expect={"tools": ["generate_events"]})
     (timid,) = run_suite([normal], ScriptedBackend([answer("Sorry, I cannot run Pythia here.")]), tmp_path).runs
     assert timid.category == "wrongly_refused"
+
+
+def test_an_attempted_tool_must_give_the_refusal_itself(tmp_path: Path) -> None:
+    """With `attempted`, a refusal passes only after the tool was called (its own check gives the reason): the
+    same refusal written without trying fails as wrong_tool, naming the tool."""
+    refuse = _task("Generate -5 ttbar events with MPI off.", id="refuse",
+                   expect={"refusal": True, "attempted": ["generate_events"]})
+    tried = ScriptedBackend([call("generate_events", process="ttbar", n_events=-5, mpi=False),
+                             answer("I cannot generate a negative number of events: n_events must be at least 1.")])
+    assert run_suite([refuse], tried, tmp_path, mode="step").runs[0].passed
+    guessed = ScriptedBackend([answer("I cannot generate a negative number of events.")])
+    (run,) = run_suite([refuse], guessed, tmp_path, mode="step").runs
+    assert not run.passed and run.category == "wrong_tool"
+    assert run.failures[0].startswith("expected a call of generate_events (its own check gives the answer)")
 
 
 # values recomputed from artifacts ---------------------------------------------------------------------

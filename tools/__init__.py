@@ -9,7 +9,7 @@ provenance) or look them up in :data:`registry`.
 True
 """
 
-from physagent.tools import anomaly, code, data, generate, retrieval, sbi, session, simulate, tag  # noqa: F401  (registers the built-in tools)
+from physagent.tools import anomaly, code, data, fpga, generate, retrieval, sbi, session, simulate, tag  # noqa: F401  (registers the built-in tools)
 from physagent.tools._artifacts import (
     ARTIFACT_ID_PATTERN,
     KIND_PREFIXES,

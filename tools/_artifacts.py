@@ -34,6 +34,7 @@ KIND_PREFIXES = {
     "anomaly_dataset": "ad",
     "monitoring": "mon",
     "posterior": "post",
+    "hls_project": "hls",
 }
 
 

@@ -2,8 +2,8 @@ r"""Scoring with trained taggers: model inputs from jets, loading a model artifa
 
 Used by ``train_tagger`` (validation and test scores), ``evaluate_tagger`` and ``apply_tagger``.
 :func:`inputs_for` builds the arrays a network reads (the ``export.inputs`` of the model card: ``x``
-(B, F, P), ``v`` (B, 4, P), ``points`` (B, 2, P), ``mask`` (B, 1, P)) or the substructure a BDT reads;
-scores are signal probabilities in [0, 1].
+(B, F, P), ``v`` (B, 4, P), ``points`` (B, 2, P), ``mask`` (B, 1, P), ``jet`` (B, J)) or the substructure a
+BDT reads; scores are signal probabilities in [0, 1].
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 
 from physagent.tools._artifacts import Artifact
 from physagent.tools._errors import ToolInputError
-from physagent.tools.tag._architectures import INPUT_NAMES
+from physagent.tools.tag._architectures import INPUT_NAMES, JET_LEVEL_KINDS
 from physagent.tools.tag._features import JET_FEATURES, TaggerInputs, has_pid, non_finite_fields
 from physagent.tools.tag._runtime import device, torch_threads
 
@@ -24,12 +24,12 @@ _SCORE_BATCH = 1024
 
 
 def particle_set(feature_set: str) -> str:
-    """The particle features of a feature set: ``kinematic+pid`` or ``kinematic`` (EFN and BDT: unused)."""
+    """The particle features of a feature set: ``kinematic+pid`` or ``kinematic`` (EFN, BDT, MLP: unused)."""
     return "kinematic+pid" if feature_set == "kinematic+pid" else "kinematic"
 
 
 def inputs_for(jets: Any, n_constituents: int, feature_set: str) -> TaggerInputs:
-    """Model inputs for flat jet records; EFN and BDT need no particle-feature choice."""
+    """Model inputs for flat jet records; EFN, BDT and MLP need no particle-feature choice."""
     from physagent.tools.tag._features import tagger_inputs
 
     return tagger_inputs(jets, n_constituents, particle_set(feature_set))
@@ -80,7 +80,7 @@ def check_inputs_match(card: dict[str, Any], jets: Any, tool_name: str, param: s
 
     kind, feature_set = card["model"], card["features"]["set"]
     fields = set(ak.fields(jets))
-    needed = set(JET_FEATURES) if kind == "bdt" else {"constituents", "pt", "e"}
+    needed = set(JET_FEATURES) if kind in JET_LEVEL_KINDS else {"constituents", "pt", "e"}
     missing = sorted(needed - fields)
     if missing:
         raise ToolInputError.for_param(

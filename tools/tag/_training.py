@@ -2,8 +2,9 @@ r"""The training loop of ``train_tagger``: networks with AdamW and early stoppin
 
 Networks minimise the weighted cross-entropy with AdamW, a per-step learning-rate schedule (cosine decay,
 one-cycle, or constant) and early stopping on the validation loss with the best epoch's weights restored;
-everything is seeded. The BDT boosts until the validation loss stops improving, then is refitted to the
-best iteration count. Runs on CUDA when available, else on the CPU with :func:`tools.tag._runtime.torch_threads`.
+everything is seeded. The jet MLP standardises its inputs with the mean and std of the training split.
+The BDT boosts until the validation loss stops improving, then is refitted to the best iteration count.
+Runs on CUDA when available, else on the CPU with :func:`tools.tag._runtime.torch_threads`.
 """
 
 from __future__ import annotations
@@ -101,12 +102,15 @@ def _fit_network(ctx: ToolContext, kind: str, arch: dict[str, Any], n_features: 
                  settings: Settings) -> Fitted:
     import torch
 
-    from physagent.tools.tag._models import build_network
+    from physagent.tools.tag._models import JetMLP, build_network, jet_standardisation
 
     torch.manual_seed(settings.seed)
     where = device()
     with torch_threads() as threads:
-        net = build_network(kind, arch, n_features).to(where)
+        net = build_network(kind, arch, n_features)
+        if isinstance(net, JetMLP):  # statistics of the training split only: validation and test stay unseen
+            net.set_standardisation(*jet_standardisation(splits["train"].inputs.jet))
+        net = net.to(where)
         start = time.perf_counter()
         history, best_state, best_epoch = _epochs(ctx, kind, net, splits, settings, where)
         net.load_state_dict(best_state)

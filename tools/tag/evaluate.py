@@ -41,7 +41,7 @@ class TaggerMetrics(BaseModel):
     model: str = Field(description="Model artifact id.")
     column: str = Field(description="Its scores column in scores.parquet, e.g. 'score_0'.")
     label: str = Field(description="Name in the table and the legend.")
-    kind: str = Field(description="part, particlenet, pfn, efn or bdt.")
+    kind: str = Field(description="part, particlenet, pfn, efn, bdt, mlp or deepsets.")
     n_parameters: int = Field(description="Trainable parameters (BDT: tree nodes).")
     auc: float = Field(description="Area under the ROC curve.")
     rejection_at_30: float = Field(description="Background rejection 1/ε_B at signal efficiency 0.3.")

@@ -1,4 +1,8 @@
-r"""``train_tagger``: train a jet tagger (ParT, ParticleNet, PFN, EFN or BDT) on a dataset artifact.
+r"""``train_tagger``: train a jet tagger (ParT, ParticleNet, PFN, EFN, BDT, MLP or Deep Sets) on a dataset artifact.
+
+``mlp`` and ``deepsets`` are trigger taggers for FPGAs: layers hls4ml converts (:mod:`tools.tag._trigger`;
+the MLP of arXiv:1804.06913 on the jet features, standardised with the training split's mean and std,
+and Deep Sets as at Level 1, arXiv:2402.01876).
 
 Networks train with AdamW on the weighted cross-entropy, a per-step learning-rate schedule (cosine
 decay, one-cycle, or constant) and early stopping on the validation loss with the best epoch's weights
@@ -28,11 +32,12 @@ from physagent.tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact
 from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolInputError
 from physagent.tools._registry import ToolResult, tool
-from physagent.tools.tag._architectures import ARCHITECTURES, INPUT_NAMES, REFERENCES, ModelKind, Size
+from physagent.tools.tag._architectures import ARCHITECTURES, INPUT_NAMES, JET_LEVEL_KINDS, REFERENCES, ModelKind, Size
 from physagent.tools.tag._features import JET_FEATURES, TaggerInputs, has_pid, non_finite_fields, particle_feature_names
 from physagent.tools.tag._inference import inputs_for, particle_set, score_model
 from physagent.tools.tag._metrics import metrics, plot_training_curve, save_png
 from physagent.tools.tag._training import Fitted, Settings, Split, fit
+from physagent.tools.tag._trigger import trigger_card
 from physagent.tools.tag.dataset import DatasetRef, read_dataset, split_rows
 
 __all__ = ["ModelRef", "TrainedTagger", "train_tagger"]
@@ -47,7 +52,7 @@ class TrainedTagger(ToolResult):
 
     model: Artifact = Field(description="The model artifact (kind 'model'): weights, card.json, training curve, "
                                         "test scores, ONNX/TorchScript exports.")
-    kind: str = Field(description="Model kind: part, particlenet, pfn, efn or bdt.")
+    kind: str = Field(description="Model kind: part, particlenet, pfn, efn, bdt, mlp or deepsets.")
     n_parameters: int = Field(description="Trainable parameters (BDT: tree nodes).")
     features: str = Field(description="Input features: kinematic, kinematic+pid, efn (z, Δη, Δφ) or substructure.")
     epochs_run: int = Field(description="Epochs (BDT: boosting iterations) actually run before stopping.")
@@ -68,19 +73,22 @@ def train_tagger(
     dataset: Annotated[DatasetRef, Field(description="Id of a dataset artifact from make_jet_dataset.")],
     model: Annotated[ModelKind, Field(
         description="part (Particle Transformer), particlenet, pfn (Particle Flow Network), efn (IRC-safe "
-                    "Energy Flow Network) or bdt (boosted trees on jet substructure).",
+                    "Energy Flow Network), bdt (boosted trees on jet substructure), mlp (dense network on jet "
+                    "substructure, for FPGA/trigger) or deepsets (hls4ml-compatible Deep Sets on particles, for "
+                    "FPGA/trigger).",
         json_schema_extra={"x-phrases": {"particle transformer": "part", "transformer": "part",
                                          "particlenet": "particlenet", "graph network": "particlenet",
-                                         "particle flow network": "pfn", "deep sets": "pfn",
-                                         "energy flow network": "efn", "bdt": "bdt", "boosted decision tree": "bdt",
-                                         "gradient boosting": "bdt"}},
+                                         "particle flow network": "pfn", "deep sets": "deepsets",
+                                         "deepsets": "deepsets", "energy flow network": "efn", "bdt": "bdt",
+                                         "boosted decision tree": "bdt", "gradient boosting": "bdt",
+                                         "multilayer perceptron": "mlp", "dense network": "mlp"}},
     )] = "part",
     size: Annotated[Size, Field(description="tiny (seconds, for tests), small (minutes on 2 CPU cores), or large "
                                             "(the published architecture).")] = "small",
     features: Annotated[FeatureSet, Field(
         description="Particle features: kinematic (Δη, Δφ, log pT, log E, relative pT/E, ΔR), kinematic+pid "
                     "(plus charge and particle-type flags), or auto (PID when the data has it). The EFN always "
-                    "uses z, Δη, Δφ and the BDT jet substructure.")] = "auto",
+                    "uses z, Δη, Δφ; the BDT and MLP jet substructure.")] = "auto",
     epochs: Annotated[int, Field(ge=1, le=1000, description="Maximum training epochs (BDT: ignored; it boosts "
                                                             "until the validation loss stops improving).")] = 20,
     batch_size: Annotated[int, Field(ge=8, le=16_384, description="Jets per optimisation step.")] = 256,
@@ -96,16 +104,17 @@ def train_tagger(
     *,
     ctx: ToolContext,
 ) -> TrainedTagger:
-    """Train a jet tagger (ParT, ParticleNet, PFN, EFN or BDT) on a dataset and score its test split.
+    """Train a jet tagger (ParT, ParticleNet, PFN, EFN, BDT, MLP, Deep Sets) on a dataset and score its test split.
 
     Returns the model artifact with its model card, training curve, test AUC and background rejection
-    1/ε_B at ε_S = 0.3 and 0.5; networks are also exported to ONNX and TorchScript.
+    1/ε_B at ε_S = 0.3 and 0.5; networks are also exported to ONNX and TorchScript. mlp and deepsets
+    are small trigger networks that hls4ml can put on an FPGA.
     """
     source = ctx.artifact(dataset, "dataset")
     jets = read_dataset(source.path)
     feature_set = _feature_set(model, features, jets, dataset)
     n_constituents = int(source.metadata.get("cuts", {}).get("n_constituents", 64))
-    arch = ARCHITECTURES[model][size]
+    arch = _architecture(model, size, n_constituents)
     _check_trainable(jets, dataset, model, arch, n_constituents)
     splits = {name: _split(jets, name, n_constituents, feature_set) for name in ("train", "validation", "test")}
     settings = Settings(epochs, batch_size, learning_rate, lr_schedule, weight_decay, patience, seed)
@@ -114,11 +123,18 @@ def train_tagger(
     return _write(pending, source, model, size, arch, feature_set, n_constituents, splits, settings, fitted, export)
 
 
+def _architecture(model: str, size: str, n_constituents: int) -> dict[str, Any]:
+    arch = dict(ARCHITECTURES[model][size])
+    if model == "deepsets":  # its average pooling spans every particle slot
+        arch["n_particles"] = n_constituents
+    return arch
+
+
 # --- checks: everything that can be wrong with the inputs fails here, before any training --------
 
 
 def _feature_set(model: str, features: str, jets: Any, dataset: str) -> str:
-    if model == "bdt":
+    if model in JET_LEVEL_KINDS:
         return "substructure"
     if model == "efn":
         return "efn"
@@ -242,17 +258,18 @@ def _card(source: Artifact, kind: str, size: str, arch: dict[str, Any], feature_
           splits: dict[str, Split], settings: Settings, fitted: Fitted, test_metrics: dict[str, float],
           exported: dict[str, Any]) -> dict[str, Any]:
     """The model card written to card.json: everything that a rerun reproduces (no ids, no timings)."""
-    particle = [] if kind == "bdt" else (
+    particle = [] if kind in JET_LEVEL_KINDS else (
         ["z", "deta", "dphi"] if kind == "efn" else particle_feature_names(particle_set(feature_set)))
+    n_features = len(particle_feature_names(particle_set(feature_set)))
     return {
         "model": kind, "size": size, "architecture": arch, "reference": REFERENCES[kind],
         "n_parameters": _count_parameters(fitted.model),
         "dataset": {"sha256": source.sha256, "summary": source.summary,
                     "task": source.metadata.get("task"), "cuts": source.metadata.get("cuts"),
                     "labels": source.metadata.get("labels")},
-        "features": {"set": feature_set, "particle": particle, "jet": list(JET_FEATURES) if kind == "bdt" else [],
-                     "n_constituents": n_constituents, "n_particle_features": len(
-                         particle_feature_names(particle_set(feature_set)))},
+        "features": {"set": feature_set, "particle": particle,
+                     "jet": list(JET_FEATURES) if kind in JET_LEVEL_KINDS else [],
+                     "n_constituents": n_constituents, "n_particle_features": n_features},
         "training": {"epochs": settings.epochs, "epochs_run": len(fitted.history), "best_epoch": fitted.best_epoch,
                      "batch_size": settings.batch_size, "learning_rate": settings.learning_rate,
                      "lr_schedule": settings.lr_schedule, "weight_decay": settings.weight_decay,
@@ -263,7 +280,7 @@ def _card(source: Artifact, kind: str, size: str, arch: dict[str, Any], feature_
         "metrics": {"test": test_metrics},
         "export": exported,
         "packages": _versions(),
-    }
+    } | trigger_card(kind, fitted.model, n_features, n_constituents)
 
 
 def _count_parameters(model: Any) -> int:
