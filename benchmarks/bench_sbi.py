@@ -33,6 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default="two_moons,gaussian_linear,slcp")
     parser.add_argument("--methods", default="NPE")
+    parser.add_argument("--estimator", default="auto", help="density_estimator of sbi_train (sbibm's NPE used nsf)")
     parser.add_argument("--budgets", default="1000,10000", help="comma-separated numbers of simulations")
     parser.add_argument("--observations", type=int, default=3, help="stored observations 1 … n per posterior")
     parser.add_argument("--samples", type=int, default=10_000, help="posterior samples per observation")
@@ -46,13 +47,14 @@ def main() -> None:
         for task in args.tasks.split(","):
             for method in args.methods.split(","):
                 for budget in (int(b) for b in args.budgets.split(",")):
-                    _row(workspace, task, method, budget, args.observations, args.samples)
+                    _row(workspace, task, method, budget, args.observations, args.samples, args.estimator)
 
 
-def _row(workspace: Workspace, task: str, method: str, budget: int, n_observations: int, n_samples: int) -> None:
+def _row(workspace: Workspace, task: str, method: str, budget: int, n_observations: int, n_samples: int,
+         estimator: str) -> None:
     start = time.perf_counter()
-    trained = call_tool("sbi_train", {"task": task, "method": method, "num_simulations": budget, "seed": 0},
-                        workspace=workspace).result
+    trained = call_tool("sbi_train", {"task": task, "method": method, "num_simulations": budget, "seed": 0,
+                                      "density_estimator": estimator}, workspace=workspace).result
     train_s = time.perf_counter() - start
     scores = []
     for number in range(1, n_observations + 1):
@@ -61,7 +63,7 @@ def _row(workspace: Workspace, task: str, method: str, budget: int, n_observatio
         scores.append(result.c2st_vs_reference)
     spread = f"{statistics.mean(scores):.3f}±{statistics.pstdev(scores):.3f}"
     published = PUBLISHED.get((task, method, budget))
-    print(f"{task:<16} {method:<6} {budget:>6} {spread:>14} {published if published else '—':>6} "
+    print(f"{task:<16} {method + '/' + estimator:<6} {budget:>6} {spread:>14} {published if published else '—':>6} "
           f"{train_s:>8.1f} {trained.epochs_trained:>6}", flush=True)
 
 
