@@ -116,12 +116,21 @@ def _offered(assistant: Assistant, request: str, examples: list[WorkedExample], 
     wanted = [tool for example in reversed(examples) for tool in example.tools]
     if has_passages or SOURCE_WORDS.search(request):
         wanted.insert(0, "search_knowledge")
-    chosen = assistant.selector.select(_selection_text(assistant, request), list(dict.fromkeys(wanted)))
-    names = _method_tools_first(request, [s.name for s in registry if s.name in chosen])
-    names = names[:max(_MAX_TOOLS, assistant.selector.k)]
+    text = _selection_text(assistant, request)
+    chosen = assistant.selector.select(text, list(dict.fromkeys(wanted)))
+    kept = set(_method_tools_first(request, _by_similarity(assistant, text, chosen))[:max(_MAX_TOOLS,
+                                                                                          assistant.selector.k)])
+    names = _method_tools_first(request, [s.name for s in registry if s.name in kept])
     if wants_code(request) or WRITE_CODE in wanted:  # code no tool covers: written and repaired for the model
         names.append(WRITE_CODE)
     return names
+
+
+def _by_similarity(assistant: Assistant, text: str, names: list[str]) -> list[str]:
+    """``names`` the request writes out first, then the most similar: over the tool limit the cut keeps those, not
+    the earliest registered (an example's generate_events must not push out the make_jet_dataset asked for)."""
+    rank = {name: i for i, (name, _) in enumerate(assistant.selector.rank(text))}
+    return sorted(names, key=lambda name: (name not in text, rank.get(name, len(rank))))
 
 
 def _method_tools_first(request: str, names: list[str]) -> list[str]:
