@@ -140,10 +140,13 @@ class Run:
         would answer another request than the one asked, so the run ends with the tool's reason instead."""
         if rejected is None or rejected.param not in arguments or not is_known(tool):
             return None
+        value = arguments[rejected.param]
+        if isinstance(value, str) and re.fullmatch(ARTIFACT_ID_PATTERN, value) and value_words_stated(
+                value, self.context.messages):
+            return rejected.param  # the user's own artifact ("export model-…"): another one answers another request
         parameters = spec(tool).parameters_schema()
         if rejected.param in parameters.get("required", []):
             return None  # required arguments always count as stated: no evidence the user chose this value
-        value = arguments[rejected.param]
         stated = is_stated(rejected.param, value, parameters, self.context.messages, strict=True)
         if stated and isinstance(value, (list, dict, str)):  # the parameter named, and the value's own words too
             stated = value_words_stated(value, self.context.messages)

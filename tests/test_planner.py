@@ -3,12 +3,15 @@ placeholders rendered with units, failed steps contributing no value, retries wi
 
 from __future__ import annotations
 
+import types
+
 from physagent.agent import Assistant, ScriptedBackend
 from physagent.agent.backends.scripted import answer, call, plan
 from physagent.agent.claims import find_placeholders, format_value, mislabelled, quantity_before
+from physagent.agent.execution import Run
 from physagent.agent.grounding import Source, mislabelled_numbers, unsupported_numbers
 from physagent.agent.plan import PlanError, Step, check_plan, complete_plan, parse_plan
-from physagent.tools import Workspace, registry
+from physagent.tools import ToolInputError, Workspace, registry
 
 DY = {"process": "drell_yan_mumu", "n_events": 120, "mpi": False, "seed": 2}
 ALL_TOOLS = registry.names()
@@ -545,3 +548,16 @@ def test_a_refused_value_the_user_stated_ends_the_run_instead_of_a_replan_withou
     assert [c["ok"] for c in record.tool_calls] == [False] and backend.remaining == 1
     assert workspace.list_artifacts() == []
     assert record.answer.startswith("I can't do this as asked: prior=['p1', 'p2', 'p3'] is a prior of wrong dimension")
+
+
+def test_a_refused_artifact_the_user_named_ends_the_run_but_one_the_model_chose_does_not() -> None:
+    """export_fpga refuses the ParT the user named: that is the user's own value (no other model answers the
+    request), so the run ends with the reason; the same refusal of an id only the model wrote is no such stop."""
+    refusal = ToolInputError("export_fpga: model='model-530b50ee1a' is a 'part' tagger, which cannot go to an FPGA",
+                             tool="export_fpga", param="model", value="model-530b50ee1a")
+    asked = types.SimpleNamespace(context=types.SimpleNamespace(messages=[
+        {"role": "user", "content": "Convert the transformer model-530b50ee1a into an hls4ml project."}]))
+    assert Run._stated_refusal(asked, "export_fpga", {"model": "model-530b50ee1a"}, refusal) == "model"  # type: ignore[arg-type]
+    chosen = types.SimpleNamespace(context=types.SimpleNamespace(messages=[
+        {"role": "user", "content": "Convert my latest tagger into an hls4ml project."}]))
+    assert Run._stated_refusal(chosen, "export_fpga", {"model": "model-530b50ee1a"}, refusal) is None  # type: ignore[arg-type]
