@@ -29,7 +29,7 @@ from physagent.tools._errors import ToolInputError
 
 __all__ = [
     "COLUMNS", "FEATURES", "KIND", "MASS", "TRUTH", "AnomalyDatasetRef", "SearchData", "Table", "Windows",
-    "check_features", "read_search_data", "write_search_data",
+    "check_features", "read_search_data", "read_search_table", "write_search_data",
 ]
 
 KIND = "anomaly_dataset"
@@ -101,17 +101,18 @@ def read_search_data(ctx: ToolContext, artifact_id: str, param: str = "dataset")
     """Load an ``anomaly_dataset`` artifact (the registry has already checked its kind)."""
     import json
 
-    import awkward as ak
 
     artifact = ctx.artifact(artifact_id, param)
-    tables = {key: _table(ak.from_parquet(artifact.directory / name)) for key, name in _FILES.items()}
+    tables = {key: read_search_table(artifact, key) for key in _FILES}
     card = json.loads((artifact.directory / "card.json").read_text())
     return SearchData(artifact, tables["data"], tables["reference"], tables["test"], card)
 
 
-def _table(array: Any) -> Table:
+def read_search_table(artifact: Artifact, key: str) -> Table:
+    """One table of an ``anomaly_dataset``: ``data``, ``reference`` or ``test`` (truth label included)."""
     import awkward as ak
 
+    array = ak.from_parquet(artifact.directory / _FILES[key])
     return {name: ak.to_numpy(array[name]) for name in ak.fields(array)}
 
 

@@ -94,14 +94,12 @@ def _tagger_input(tool: str, model: Exportable, jets: Any, dataset_id: str) -> n
 
 
 def _anomaly(tool: str, model: Exportable, dataset: Artifact, max_events: int) -> EvalData:
-    import awkward as ak
-
     from physagent.tools.anomaly._autoencoder import Preprocessing
-    from physagent.tools.anomaly._search_data import TRUTH
+    from physagent.tools.anomaly._search_data import TRUTH, read_search_table
 
-    test = ak.from_parquet(dataset.directory / "test.parquet")[:max_events]
+    test = {name: values[:max_events] for name, values in read_search_table(dataset, "test").items()}
     features = list(model.card["features"])
-    missing = [name for name in features if name not in ak.fields(test)]
+    missing = [name for name in features if name not in test]
     if missing:
         raise ToolInputError.for_param(tool, "dataset", dataset.id, f"has no {', '.join(missing)}, which the "
                                        f"autoencoder reads ({', '.join(features)}). Use the dataset it was trained "
