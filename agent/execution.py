@@ -42,7 +42,7 @@ from physagent.agent.grounding import (
     unsupported_numbers,
 )
 from physagent.agent.record import AgentRecord
-from physagent.tools import ARTIFACT_ID_PATTERN, CallOutcome, ToolError, ToolInputError, call_tool
+from physagent.tools import ARTIFACT_ID_PATTERN, CallOutcome, ToolDependencyError, ToolError, ToolInputError, call_tool
 
 if TYPE_CHECKING:
     from physagent.agent.context import RequestContext
@@ -66,6 +66,7 @@ class StepOutcome:
     outcome: CallOutcome | None
     error: str = ""
     refused_stated: str | None = None  # the parameter the user stated that the tool refused, if that failed it
+    missing_software: bool = False  # the tool needs software this machine lacks: no other call provides it
 
     @property
     def ok(self) -> bool:
@@ -126,12 +127,14 @@ class Run:
                                         self.context.example_values(tool))
         yield self.emit(ToolCallEvent(session=self.a.session, step=number, tool=tool, arguments=arguments))
         self.sources += sources_in(arguments, "argument")
-        outcome, error, arguments, rejected = self._call_with_retry(tool, arguments)
+        outcome, error, arguments, failure = self._call_with_retry(tool, arguments)
         if outcome is not None and getattr(outcome.result, "ok", True) is False:
             # the code ran but failed its checks: its values must not reach an answer
             error = f"its checks failed: {getattr(outcome.result, 'report', '')}".strip()
             outcome = None
-        step = StepOutcome(number, tool, arguments, outcome, error, self._stated_refusal(tool, arguments, rejected))
+        rejected = failure if isinstance(failure, ToolInputError) else None
+        step = StepOutcome(number, tool, arguments, outcome, error, self._stated_refusal(tool, arguments, rejected),
+                           missing_software=isinstance(failure, ToolDependencyError))
         self.steps[number] = step
         yield from self._report(step)
 
@@ -153,8 +156,9 @@ class Run:
         return rejected.param if stated else None
 
     def _call_with_retry(self, tool: str, arguments: dict[str, Any]
-                         ) -> tuple[CallOutcome | None, str, dict[str, Any], ToolInputError | None]:
-        outcome, error, rejected = self._call(tool, arguments)
+                         ) -> tuple[CallOutcome | None, str, dict[str, Any], ToolError | None]:
+        outcome, error, failure = self._call(tool, arguments)
+        rejected = failure if isinstance(failure, ToolInputError) else None
         if outcome is None and rejected is not None and rejected.param in arguments and is_known(tool):
             parameters = spec(tool).parameters_schema()
             param = rejected.param
@@ -166,9 +170,9 @@ class Run:
                 outcome, second, again = self._call(tool, retry)
                 note = f"(retried without {param}={arguments[param]!r}, which nobody asked for) "
                 return outcome, (note + second if second else ""), retry, again
-        return outcome, error, arguments, rejected
+        return outcome, error, arguments, failure
 
-    def _call(self, tool: str, arguments: dict[str, Any]) -> tuple[CallOutcome | None, str, ToolInputError | None]:
+    def _call(self, tool: str, arguments: dict[str, Any]) -> tuple[CallOutcome | None, str, ToolError | None]:
         unknown = self._unknown_ids(arguments)
         if not is_known(tool):
             offered = ", ".join(self.context.offered)
@@ -185,6 +189,9 @@ class Run:
             return outcome, "", None
         except ToolInputError as exc:
             self.sources += sources_in(str(exc), "error")  # the limits a refusal may quote
+            return None, str(exc), exc
+        except ToolDependencyError as exc:
+            self.sources += sources_in(str(exc), "error")  # the versions and names a refusal may quote
             return None, str(exc), exc
         except ToolError as exc:
             return None, str(exc), None

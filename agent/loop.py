@@ -171,7 +171,10 @@ class StepRun(Run):
         self.messages.append({"role": "assistant", "content": "", "tool_calls": [record]})
         if step.outcome is None:
             failed[_key(call)] = step.error
-            text = f"{call.name} FAILED: {step.error} Fix the arguments and try again, or answer if you cannot."
+            advice = ("No other tool call can supply that software: answer now, saying what is missing and how to "
+                      "install it." if step.missing_software else
+                      "Fix the arguments and try again, or answer if you cannot.")
+            text = f"{call.name} FAILED: {step.error} {advice}"
         else:
             succeeded.add(_key(call))
             text = observation(step.outcome)

@@ -92,9 +92,9 @@ class PlanRun(Run):
             if failed is None:
                 yield from self._answer(reply)
                 return
-            refused = self.steps[failed].refused_stated  # the user's own value: no workaround
-            if refused or replans <= 0:
-                yield from self._refuse(failed) if refused else self._answer(reply)
+            step = self.steps[failed]  # the user's own value, or software this machine lacks: no workaround
+            if step.refused_stated or step.missing_software or replans <= 0:
+                yield from self._refuse(failed) if step.refused_stated or step.missing_software else self._answer(reply)
                 return
             replans -= 1
             self._ask_to_replan(reply, failed)
@@ -296,10 +296,12 @@ class PlanRun(Run):
         return self.complete(self.messages, []).text
 
     def _refuse(self, failed: int) -> Iterator[AgentEvent]:
-        """The tool refused a value the user gave: say so with the tool's reason; no workaround is tried."""
+        """The tool refused a value the user gave, or needs software this machine lacks: say so with the tool's
+        reason; no workaround is tried (another call would answer another request, or invent the numbers)."""
         step = self.steps[failed]
         self.record.failed_steps += [{"step": failed, "tool": step.tool, "error": step.error}]
-        yield from self.finish("I can't do this as asked: " + step.error.split(": ", 1)[-1], [], [])
+        opening = "I can't do this on this machine" if step.missing_software else "I can't do this as asked"
+        yield from self.finish(f"{opening}: " + step.error.split(": ", 1)[-1], [], [])
 
     def _answer_directly(self, text: str) -> Iterator[AgentEvent]:
         """A reply without a plan: a refusal, or an answer from passages; its numbers must have a source."""

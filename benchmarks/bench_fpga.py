@@ -4,7 +4,9 @@ Two models are trained on small data in the script, then exported with the tools
 
 - the ``mlp`` trigger tagger (jet substructure → 64-32-32 → 2 logits, the hls4ml jet-tagging benchmark's
   shape) on a ``make_jet_dataset`` top-vs-QCD sample (Pythia8; ``--jets-per-class``, default 1,000),
-- the anomaly ``autoencoder`` (``autoencoder_search``) on the analytic toy of ``tests/anomaly_toy.py``.
+- the anomaly ``autoencoder`` (``autoencoder_search``) on the analytic toy of ``tests/anomaly_toy.py``,
+- ``qat``: the mlp trained quantization-aware (brevitas) at 4, 6 and 8 bits, exported through QONNX, beside
+  the float mlp rounded after training to ap_fixed<b,4>.
 
 For each: ``export_fpga`` at ap_fixed<16,6> (conversion and g++ compile wall time), ``compare_fixed_point``
 (emulation throughput of the bit-accurate C simulation in events/s, and ΔAUC on the test events), then
@@ -41,7 +43,7 @@ ANCHORS = (
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="mlp,autoencoder", help="comma-separated: mlp, autoencoder")
+    parser.add_argument("--models", default="mlp,autoencoder,qat", help="comma-separated: mlp, autoencoder, qat")
     parser.add_argument("--widths", default="6,8,10,12,14,16,18", help="total bits W to compile at")
     parser.add_argument("--jets-per-class", type=int, default=1000, help="jets per class of the mlp's dataset")
     parser.add_argument("--seed", type=int, default=0)
@@ -53,8 +55,28 @@ def main() -> None:
     for line in ANCHORS:
         print(f"  - {line}")
     for name in args.models.split(","):
+        if name == "qat":
+            _qat(workspace, args)
+            continue
         model, dataset, split = {"mlp": _mlp, "autoencoder": _autoencoder}[name](workspace, args)
         _bench(workspace, name, model, dataset, split, widths)
+
+
+def _qat(workspace: Workspace, args: argparse.Namespace) -> None:
+    """The mlp trained quantization-aware at 4, 6, 8 bits beside post-training rounding of the float mlp."""
+    float_model, dataset, split = _mlp(workspace, args)
+    print(f"  {'bits':>4} {'QAT AUC (torch)':>16} {'QAT AUC (C sim)':>16} {'ΔAUC':>9} {'PTQ ap_fixed<b,4> AUC':>22}"
+          f" {'compile s':>10}")
+    for bits in (4, 6, 8):
+        trained = call_tool("train_tagger", {"dataset": dataset, "model": "mlp", "size": "small", "epochs": 30,
+                                             "learning_rate": 3e-3, "batch_size": 64, "seed": args.seed,
+                                             "quantize_bits": bits}, workspace=workspace).result
+        qat = call_tool("export_fpga", {"model": trained.model.id, "dataset": dataset, "split": split},
+                        workspace=workspace).result
+        ptq = call_tool("export_fpga", {"model": float_model, "dataset": dataset, "split": split,
+                                        "precision": f"ap_fixed<{bits},4>"}, workspace=workspace).result
+        print(f"  {bits:>4} {qat.fidelity.auc_float:>16.4f} {qat.fidelity.auc_fixed:>16.4f} "
+              f"{qat.fidelity.delta_auc:>+9.5f} {ptq.fidelity.auc_fixed:>22.4f} {qat.compile_s:>10.1f}")
 
 
 def _mlp(workspace: Workspace, args: argparse.Namespace) -> tuple[str, str, str]:

@@ -131,6 +131,46 @@ def test_six_bits_measurably_degrade_the_tagger(at_6_2: CallOutcome, at_16_6: Ca
 
 
 @pytest.fixture(scope="module")
+def qat_tagger(shared_workspace: Workspace, top_dataset: Artifact) -> CallOutcome:
+    """The tiny mlp trained quantization-aware (brevitas) at 6 bits."""
+    return call_tool("train_tagger", {"dataset": top_dataset.id, **MLP, "quantize_bits": 6},
+                     workspace=shared_workspace)
+
+
+def test_a_6_bit_quantization_aware_mlp_keeps_on_the_fpga_what_6_bit_rounding_costs_a_float_one(
+    shared_workspace: Workspace, qat_tagger: CallOutcome, top_dataset: Artifact, at_6_2: CallOutcome
+) -> None:
+    """QAT at 6 bits → QONNX → hls4ml: 6-bit weights and ReLU outputs, emulation = training model, AUC kept."""
+    trained = qat_tagger.result
+    card = trained.model.metadata
+    assert card["architecture"]["quantize_bits"] == 6 and card["quantization"]["library"] == "brevitas"
+    assert "6-bit QAT" in trained.model.summary and trained.test_auc > 0.85
+    result = export(shared_workspace, trained.model, top_dataset).result
+    assert result.quantization is not None and "6-bit" in result.quantization
+    dense = [layer for layer in result.layers if layer.layer_type == "Dense"]
+    relu = [layer for layer in result.layers if layer.name.startswith("Relu")]
+    assert len(dense) == 3 and all(layer.precision["weight"].startswith("ap_fixed<6,") for layer in dense)
+    assert len(relu) == 2 and all(layer.precision["result"].startswith("ap_ufixed<6,") for layer in relu)
+    fid, ptq = result.fidelity, at_6_2.result.fidelity
+    assert abs(fid.delta_auc) < 0.005 and fid.mean_abs_delta_output < 0.05
+    assert fid.auc_fixed > ptq.auc_fixed + 0.01  # post-training rounding to 6 bits loses what QAT keeps
+    report = json.loads((result.project.directory / "report.json").read_text())
+    assert report["model"]["quantization"]["bits"] == 6 and "brevitas" in report["versions"]
+
+
+def test_quantization_is_refused_where_it_does_not_apply(
+    shared_workspace: Workspace, qat_tagger: CallOutcome, top_dataset: Artifact
+) -> None:
+    """quantize_bits on a BDT, and a precision scan of a QAT model, are refused with what to do instead."""
+    with pytest.raises(ToolInputError, match=r"quantize_bits=6 applies to model='mlp' only.*not to 'bdt'"):
+        call_tool("train_tagger", {"dataset": top_dataset.id, "model": "bdt", "quantize_bits": 6},
+                  workspace=shared_workspace)
+    with pytest.raises(ToolInputError, match=r"quantization-aware at 6 bits.*fixed by training.*export_fpga"):
+        call_tool("scan_precision", {"model": qat_tagger.result.model.id, "dataset": top_dataset.id},
+                  workspace=shared_workspace)
+
+
+@pytest.fixture(scope="module")
 def scan(shared_workspace: Workspace, mlp_tagger: Artifact, top_dataset: Artifact) -> CallOutcome:
     """scan_precision over ap_fixed<W,I> for W up to 16 on all jets (compiles around the numpy estimate)."""
     return call_tool("scan_precision", {"model": mlp_tagger.id, "dataset": top_dataset.id, "split": "all",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import types
 
+import pytest
+
 from physagent.agent import Assistant, ScriptedBackend
 from physagent.agent.backends.scripted import answer, call, plan
 from physagent.agent.claims import find_placeholders, format_value, mislabelled, quantity_before
@@ -561,3 +563,21 @@ def test_a_refused_artifact_the_user_named_ends_the_run_but_one_the_model_chose_
     chosen = types.SimpleNamespace(context=types.SimpleNamespace(messages=[
         {"role": "user", "content": "Convert my latest tagger into an hls4ml project."}]))
     assert Run._stated_refusal(chosen, "export_fpga", {"model": "model-530b50ee1a"}, refusal) is None  # type: ignore[arg-type]
+
+
+def test_a_tool_missing_its_software_ends_the_run_with_what_is_missing(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step whose tool needs software this machine lacks (here the sandbox a setting asks for) ends the run
+    with the tool's message; no replan goes around it (another call cannot supply the software, and a
+    replan once answered a synthesis request by quoting an unrelated refusal instead)."""
+    monkeypatch.setenv("PHYSAGENT_SANDBOX", "bwrap-please")
+    code = {"code": "import json\nprint(json.dumps({'x': 1.0}))", "values": {"x": "float"}}
+    assistant, backend = _assistant([
+        plan([{"tool": "run_python", "arguments": code}], "x = {$1.values.x}."),
+        plan([{"tool": "run_python", "arguments": code}], "x = {$1.values.x}."),
+    ], workspace)
+    record = assistant.ask("Run a tiny script in the sandbox that prints x.")
+    assert [c["ok"] for c in record.tool_calls] == [False] and backend.remaining == 1
+    assert record.answer.startswith("I can't do this on this machine: PHYSAGENT_SANDBOX='bwrap-please' is not")
+    assert "'auto', 'bwrap' or 'fallback'" in record.answer and record.unsupported == []

@@ -73,7 +73,7 @@ def check_buildable(tool: str, model: Exportable, settings: HlsSettings) -> dict
                                            "BDT: conifer uses one type for inputs, thresholds and scores. Leave it "
                                            "out and set precision.")
         return None
-    return hls_config(tool, model.network, model.input_shape, settings)
+    return hls_config(tool, model.network, model.input_shape, settings, model.qonnx)
 
 
 def build_project(tool: str, model: Exportable, settings: HlsSettings, config: dict[str, Any] | None,
@@ -87,8 +87,8 @@ def build_project(tool: str, model: Exportable, settings: HlsSettings, config: d
         return Built("conifer", compiled_bdt.predict, compiled_bdt.layers, compiled_bdt.config, project, 0.0,
                      compiled_bdt.compile_s, compiled_bdt.warnings)
     if config is None:
-        config = hls_config(tool, model.network, model.input_shape, settings)
-    compiled = compile_network(tool, model.network, model.input_shape, config, settings, output_dir)
+        config = hls_config(tool, model.network, model.input_shape, settings, model.qonnx)
+    compiled = compile_network(tool, model.network, model.input_shape, config, settings, output_dir, model.qonnx)
     emulator = compiled.emulator
     project = {"name": PROJECT_NAME, "library": f"firmware/{emulator.library.name}", "stamp": compiled.stamp,
                "input_shape": list(model.input_shape), "input_size": emulator.input_size,
@@ -128,9 +128,10 @@ def write_project(ctx: ToolContext, pending: Any, model: Exportable, settings: H
 def _report(model: Exportable, settings: HlsSettings, built: Built, comparison: Comparison | None,
             warnings: list[str], names: list[str]) -> dict[str, Any]:
     return {
-        "converter": built.converter, "versions": _versions(built.converter),
+        "converter": built.converter, "versions": _versions(built.converter, model.quantize_bits is not None),
         "model": {"kind": model.kind, "task": model.task, "sha256": model.artifact.sha256,
-                  "summary": model.artifact.summary, "output": model.output, "score": model.score},
+                  "summary": model.artifact.summary, "output": model.output, "score": model.score,
+                  "quantization": model.card.get("quantization")},
         "settings": settings.as_dict() if built.converter == "hls4ml" else {"precision": settings.precision},
         "project": built.project | {"directory": PROJECT_DIR, "tarball": TARBALL, "n_files": len(names)},
         "layers": built.layers,
@@ -146,8 +147,9 @@ def _fidelity_record(comparison: Comparison | None) -> dict[str, Any] | None:
     return comparison.fidelity.model_dump() | {"dataset": {"sha256": comparison.dataset_sha256}}
 
 
-def _versions(converter: str) -> dict[str, str]:
+def _versions(converter: str, quantized: bool) -> dict[str, str]:
     names = ("hls4ml", "torch") if converter == "hls4ml" else ("conifer", "scikit-learn")
+    names += ("brevitas", "qonnx") if quantized else ()
     return {name: importlib.metadata.version(name) for name in names}
 
 

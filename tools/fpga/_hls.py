@@ -13,11 +13,17 @@ headers (``write_weights_txt=False``: the library never reads files, so it works
 directory moves), the library stamp is derived from the model and configuration instead of a random
 UUID, and ``hls4ml_config.yml`` is rewritten without the pickled PyTorch model and the absolute output
 path hls4ml puts there. hls4ml's own output (topology, g++ messages) is captured and logged, not printed.
+
+A quantization-aware-trained mlp is converted from its QONNX form (:mod:`tools.fpga._qonnx`) with
+``config_from_onnx_model`` / ``convert_from_onnx_model``: its inputs, weights and ReLU outputs take the
+types training fixed; biases and accumulators the default precision. The project input is
+``fixed<32,16>`` (``QAT_INPUT_PRECISION``) so the first quantizer rounds the float input as training did.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -44,6 +50,7 @@ log = logging.getLogger(__name__)
 PROJECT_NAME = "myproject"
 CONFIG_FILE = "hls4ml_config.yml"
 _PRECISION_KEYS = ("weight", "bias", "result", "accum")
+QAT_INPUT, QAT_INPUT_PRECISION = "global_in", "fixed<32,16,RND_CONV,SAT>"
 _LOCK = threading.Lock()  # the stamp patch below is process-wide: one conversion at a time
 
 
@@ -77,14 +84,25 @@ class Compiled:
     log: str
 
 
-def hls_config(tool: str, network: Any, input_shape: tuple[int, ...], settings: HlsSettings) -> dict[str, Any]:
-    """hls4ml's per-layer configuration with the strategy, reuse factor and precision overrides applied."""
+def hls_config(tool: str, network: Any, input_shape: tuple[int, ...], settings: HlsSettings,
+               qonnx: Any = None) -> dict[str, Any]:
+    """hls4ml's per-layer configuration with the strategy, reuse factor and precision overrides applied.
+
+    ``qonnx``: the QONNX form of a quantization-aware-trained ``network``, converted instead of it.
+    """
     import hls4ml
 
     with captured_output() as said:
-        config = hls4ml.utils.config_from_pytorch_model(
-            network, input_shape=input_shape, granularity="name", backend=settings.backend,
-            default_precision=settings.precision, default_reuse_factor=settings.reuse_factor)
+        if qonnx is None:
+            config = hls4ml.utils.config_from_pytorch_model(
+                network, input_shape=input_shape, granularity="name", backend=settings.backend,
+                default_precision=settings.precision, default_reuse_factor=settings.reuse_factor)
+        else:
+            config = hls4ml.utils.config_from_onnx_model(
+                qonnx, granularity="name", backend=settings.backend, default_precision=settings.precision,
+                default_reuse_factor=settings.reuse_factor)
+            # the float input reaches the first Quant node intact, so it rounds as in training
+            config["LayerName"][QAT_INPUT]["Precision"]["result"] = QAT_INPUT_PRECISION
     _log("config", said)
     config["Model"]["Strategy"] = settings.strategy.capitalize()
     for layer in config["LayerName"].values():
@@ -117,8 +135,8 @@ def _check_precision(tool: str, param: str, text: str) -> None:
 
 
 def compile_network(tool: str, network: Any, input_shape: tuple[int, ...], config: dict[str, Any],
-                    settings: HlsSettings, output_dir: Path) -> Compiled:
-    """Convert ``network`` into an hls4ml project in ``output_dir`` and build its C simulation with g++."""
+                    settings: HlsSettings, output_dir: Path, qonnx: Any = None) -> Compiled:
+    """Convert ``network`` (or its QONNX form) into an hls4ml project in ``output_dir``; build its C simulation."""
     import hls4ml
 
     if shutil.which("g++") is None:
@@ -129,10 +147,11 @@ def compile_network(tool: str, network: Any, input_shape: tuple[int, ...], confi
     with _LOCK, _fixed_stamp(stamp), captured_output() as said:
         try:
             start = time.perf_counter()
-            model = hls4ml.converters.convert_from_pytorch_model(
-                network, hls_config=config, output_dir=str(output_dir), project_name=PROJECT_NAME,
-                backend=settings.backend, io_type=settings.io_type, part=settings.part,
-                clock_period=settings.clock_period_ns, write_weights_txt=False)
+            convert = (functools.partial(hls4ml.converters.convert_from_pytorch_model, network) if qonnx is None
+                       else functools.partial(hls4ml.converters.convert_from_onnx_model, qonnx))
+            model = convert(hls_config=config, output_dir=str(output_dir), project_name=PROJECT_NAME,
+                            backend=settings.backend, io_type=settings.io_type, part=settings.part,
+                            clock_period=settings.clock_period_ns, write_weights_txt=False)
             converted = time.perf_counter()
             model.compile()
             compiled = time.perf_counter()
@@ -143,7 +162,7 @@ def compile_network(tool: str, network: Any, input_shape: tuple[int, ...], confi
         log.warning("hls4ml failed:\n%s", text)
         raise _failure(tool, error, text) from error
     _log("conversion and compile", [text])
-    written = _rewrite_config(model, output_dir, network)
+    written = _rewrite_config(model, output_dir, network, qonnx is not None)
     return Compiled(_emulator(model, input_shape, output_dir, stamp), _layers(model), written, stamp,
                     converted - start, compiled - converted, text)
 
@@ -195,13 +214,14 @@ def _fixed_stamp(stamp: str) -> Iterator[None]:
         yield
 
 
-def _rewrite_config(model: Any, output_dir: Path, network: Any) -> dict[str, Any]:
+def _rewrite_config(model: Any, output_dir: Path, network: Any, from_qonnx: bool) -> dict[str, Any]:
     """hls4ml_config.yml without the pickled network and the absolute output path (see module docstring)."""
     import yaml
 
     config = json.loads(json.dumps(model.config.config, default=str))
     config["OutputDir"] = "."
-    config["PytorchModel"] = " ".join(repr(network).split())
+    config["OnnxModel" if from_qonnx else "PytorchModel"] = (
+        ("QONNX export of " if from_qonnx else "") + " ".join(repr(network).split()))
     (output_dir / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=True))
     return config
 

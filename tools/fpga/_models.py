@@ -1,7 +1,8 @@
 r"""What can go on an FPGA: the float model behind a ``model`` artifact, checked before any code is generated.
 
 - Trigger taggers (``mlp`` on the standardised jet features, ``deepsets`` on the particles, channels first):
-  the ``nn.Sequential`` of :func:`tools.tag._trigger.trigger_network`, two logits → hls4ml.
+  the ``nn.Sequential`` of :func:`tools.tag._trigger.trigger_network`, two logits → hls4ml; a
+  quantization-aware-trained mlp (brevitas) through QONNX (:mod:`tools.fpga._qonnx`).
 - The anomaly autoencoder (:mod:`tools.anomaly._autoencoder`): the network z → ẑ on standardised features;
   the score ‖ẑ − z‖²/F is computed outside, from the network's output → hls4ml.
 - The substructure BDT (scikit-learn ``HistGradientBoostingClassifier``): its log-odds → conifer.
@@ -13,6 +14,7 @@ that is not in hls4ml's PyTorch layer list (:func:`check_layers`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +51,21 @@ class Exportable:
     input_shape: tuple[int, ...]  # per event: (J,), (F, P) or (F,)
     network: Any = None  # torch.nn.Module in eval mode, on the CPU
     bdt: Any = None
+
+    @property
+    def quantize_bits(self) -> int | None:
+        """Bit width of a quantization-aware-trained network (its types come from training), else None."""
+        bits = self.card.get("architecture", {}).get("quantize_bits")
+        return int(bits) if bits else None
+
+    @functools.cached_property
+    def qonnx(self) -> Any:
+        """The QONNX form hls4ml converts a quantization-aware-trained network from (None for float ones)."""
+        if self.quantize_bits is None:
+            return None
+        from physagent.tools.fpga._qonnx import to_qonnx
+
+        return to_qonnx("export_fpga", self.network, self.input_shape)
 
     @property
     def output(self) -> str:
@@ -92,7 +109,8 @@ def load_exportable(tool: str, artifact: Artifact, param: str = "model") -> Expo
                                        "It takes trigger taggers (mlp, deepsets) and bdt from train_tagger, and "
                                        "the autoencoder of autoencoder_search.")
     network, card = trigger_network(artifact)
-    check_layers(tool, network, f"model {artifact.id} ({kind})")
+    if not card["architecture"].get("quantize_bits"):  # brevitas layers go through QONNX, not this list
+        check_layers(tool, network, f"model {artifact.id} ({kind})")
     shape = tuple(int(n) for n in card["trigger"]["input_shape"])
     return Exportable(artifact, kind, "tagger", card, shape, network=network)
 

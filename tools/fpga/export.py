@@ -1,7 +1,8 @@
 r"""``export_fpga``: a trained model → an hls4ml (or conifer) firmware project and its bit-accurate C simulation.
 
-Takes a ``model`` artifact: a trigger tagger (``mlp`` on jet features, ``deepsets`` on particles) or the
-anomaly autoencoder → hls4ml (Duarte et al., arXiv:1804.06913); a ``bdt`` tagger → conifer (Summers et al.,
+Takes a ``model`` artifact: a trigger tagger (``mlp`` on jet features — float, or quantization-aware
+trained with brevitas, which goes through QONNX — or ``deepsets`` on particles) or the anomaly
+autoencoder → hls4ml (Duarte et al., arXiv:1804.06913); a ``bdt`` tagger → conifer (Summers et al.,
 arXiv:2002.02534). Kinds hls4ml cannot take (ParT, ParticleNet, PFN/EFN) and networks with layers outside
 hls4ml's PyTorch list are refused, naming the kind or layer, before any file is written.
 
@@ -66,6 +67,8 @@ class FpgaExport(ToolResult):
     model_kind: str = Field(description="mlp, deepsets, autoencoder or bdt.")
     converter: str = Field(description="hls4ml (networks) or conifer (BDT).")
     precision: str = Field(description="Default fixed-point type, ap_fixed<total bits, integer bits incl. sign>.")
+    quantization: str | None = Field(description="For a quantization-aware-trained model: which types training "
+                                                 "fixed (the default precision covers the rest); else None.")
     backend: str = Field(description="HLS backend the project is written for: Vitis or Vivado.")
     part: str = Field(description="FPGA part.")
     clock_period_ns: float = Field(description="Target clock period in ns.")
@@ -128,12 +131,22 @@ def export_fpga(
     artifact = write_project(ctx, pending, exportable, settings, built, comparison, warnings)
     return FpgaExport(
         project=artifact, model=model, model_kind=exportable.kind, converter=built.converter,
-        precision=settings.precision, backend=settings.backend, part=settings.part,
+        precision=settings.precision, quantization=_quantization(exportable), backend=settings.backend,
+        part=settings.part,
         clock_period_ns=settings.clock_period_ns, strategy=settings.strategy, io_type=settings.io_type,
         reuse_factor=settings.reuse_factor, layers=[LayerPrecision(**row) for row in built.layers],
         conversion_s=round(built.conversion_s, 3), compile_s=round(built.compile_s, 3),
         fidelity=comparison.fidelity if comparison is not None else None, warnings=warnings,
         latency_and_resources=SYNTHESIS_NOTE)
+
+
+def _quantization(model: Exportable) -> str | None:
+    bits = model.quantize_bits
+    if bits is None:
+        return None
+    return (f"{bits}-bit quantization-aware training (brevitas, converted through QONNX): inputs and weights are "
+            f"signed and ReLU outputs unsigned {bits}-bit fixed point as trained; biases, accumulators and the "
+            "output logits take the default precision")
 
 
 def _compare(model: Exportable, data: EvalData, predict: Callable[[np.ndarray], np.ndarray]) -> Comparison:
@@ -144,7 +157,7 @@ def fidelity_warnings(model: Exportable, settings: HlsSettings, data: EvalData |
                       comparison: Comparison | None) -> list[str]:
     """Stored values beyond the default type's range (they wrap), and a ΔAUC beyond 0.5 %."""
     found: list[str] = []
-    if data is not None and model.network is not None:
+    if data is not None and model.network is not None and model.quantize_bits is None:  # QAT: types from training
         from physagent.tools.fpga._precision import parse_precision
         from physagent.tools.fpga._profile import profile_network
 

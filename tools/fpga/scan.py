@@ -139,6 +139,11 @@ def scan_precision(
     bisecting. Returns the (precision, ΔAUC, max |Δ|) table, the profile plots and the chosen project.
     """
     exportable = load_exportable(TOOL, ctx.artifact(model, "model"))
+    if exportable.quantize_bits is not None:
+        raise ToolInputError.for_param(TOOL, "model", model, f"was trained quantization-aware at "
+                                       f"{exportable.quantize_bits} bits: its types are fixed by training, so there "
+                                       "is no precision to scan. Export it with export_fpga (with a dataset for "
+                                       "the comparison), or train with another quantize_bits.")
     if min_total_bits > max_total_bits:
         raise ToolInputError.for_param(TOOL, "min_total_bits", min_total_bits, f"is above max_total_bits="
                                        f"{max_total_bits}. Give a range with min ≤ max.")

@@ -135,13 +135,20 @@ class JetMLP(nn.Module):
 
     ``layers`` (Linear and ReLU only) takes the standardised features, as the FPGA does; the mean and std
     of the training split are buffers, so every checkpoint and export carries its own standardisation.
+    With ``arch["quantize_bits"]`` the layers are brevitas quantized layers (:mod:`tools.tag._quantized`).
     """
 
     def __init__(self, n_features: int, arch: dict[str, Any], for_inference: bool = False) -> None:
         super().__init__()
         self.returns_probabilities = for_inference
         sizes = [len(JET_FEATURES), *arch["hidden_sizes"]]  # the jet features are fixed; n_features is per particle
-        self.layers = nn.Sequential(*_dense(sizes, pointwise=False), nn.Linear(sizes[-1], 2))
+        bits = arch.get("quantize_bits")
+        if bits:
+            from physagent.tools.tag._quantized import quantized_mlp
+
+            self.layers = quantized_mlp(sizes, int(bits))
+        else:
+            self.layers = nn.Sequential(*_dense(sizes, pointwise=False), nn.Linear(sizes[-1], 2))
         self.mean: torch.Tensor
         self.std: torch.Tensor
         self.register_buffer("mean", torch.zeros(len(JET_FEATURES)))

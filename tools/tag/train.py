@@ -2,7 +2,8 @@ r"""``train_tagger``: train a jet tagger (ParT, ParticleNet, PFN, EFN, BDT, MLP 
 
 ``mlp`` and ``deepsets`` are trigger taggers for FPGAs: layers hls4ml converts (:mod:`tools.tag._trigger`;
 the MLP of arXiv:1804.06913 on the jet features, standardised with the training split's mean and std,
-and Deep Sets as at Level 1, arXiv:2402.01876).
+and Deep Sets as at Level 1, arXiv:2402.01876). ``quantize_bits`` trains the mlp quantization-aware
+(brevitas fixed point, :mod:`tools.tag._quantized`).
 
 Networks train with AdamW on the weighted cross-entropy, a per-step learning-rate schedule (cosine
 decay, one-cycle, or constant) and early stopping on the validation loss with the best epoch's weights
@@ -36,6 +37,7 @@ from physagent.tools.tag._architectures import ARCHITECTURES, INPUT_NAMES, JET_L
 from physagent.tools.tag._features import JET_FEATURES, TaggerInputs, has_pid, non_finite_fields, particle_feature_names
 from physagent.tools.tag._inference import inputs_for, particle_set, score_model
 from physagent.tools.tag._metrics import metrics, plot_training_curve, save_png
+from physagent.tools.tag._quantized import MAX_BITS, MIN_BITS, quantization_card
 from physagent.tools.tag._training import Fitted, Settings, Split, fit
 from physagent.tools.tag._trigger import trigger_card
 from physagent.tools.tag.dataset import DatasetRef, read_dataset, split_rows
@@ -101,6 +103,11 @@ def train_tagger(
     export: Annotated[bool, Field(description="Also write model.onnx and model.torchscript.pt (networks only).")
                       ] = True,
     seed: Annotated[int, Field(ge=0, description="Random seed for initialisation and batching.")] = 0,
+    quantize_bits: Annotated[int | None, Field(
+        ge=MIN_BITS, le=MAX_BITS, description=(
+            "mlp only, optional: quantization-aware training (brevitas) with inputs, weights and activations "
+            "at this many bits of fixed point, for an FPGA (export_fpga keeps those types). Leave out for a "
+            "float network."))] = None,
     *,
     ctx: ToolContext,
 ) -> TrainedTagger:
@@ -114,7 +121,7 @@ def train_tagger(
     jets = read_dataset(source.path)
     feature_set = _feature_set(model, features, jets, dataset)
     n_constituents = int(source.metadata.get("cuts", {}).get("n_constituents", 64))
-    arch = _architecture(model, size, n_constituents)
+    arch = _architecture(model, size, n_constituents, quantize_bits)
     _check_trainable(jets, dataset, model, arch, n_constituents)
     splits = {name: _split(jets, name, n_constituents, feature_set) for name in ("train", "validation", "test")}
     settings = Settings(epochs, batch_size, learning_rate, lr_schedule, weight_decay, patience, seed)
@@ -123,10 +130,17 @@ def train_tagger(
     return _write(pending, source, model, size, arch, feature_set, n_constituents, splits, settings, fitted, export)
 
 
-def _architecture(model: str, size: str, n_constituents: int) -> dict[str, Any]:
+def _architecture(model: str, size: str, n_constituents: int, quantize_bits: int | None) -> dict[str, Any]:
     arch = dict(ARCHITECTURES[model][size])
     if model == "deepsets":  # its average pooling spans every particle slot
         arch["n_particles"] = n_constituents
+    if quantize_bits is not None:
+        if model != "mlp":
+            raise ToolInputError.for_param(
+                "train_tagger", "quantize_bits", quantize_bits, f"applies to model='mlp' only (quantization-aware "
+                f"training with brevitas), not to {model!r}. Use model='mlp', or leave quantize_bits out and "
+                "choose the fixed-point precision at export_fpga.")
+        arch["quantize_bits"] = quantize_bits
     return arch
 
 
@@ -208,7 +222,8 @@ def _write(pending: Any, source: Artifact, kind: str, size: str, arch: dict[str,
     # ids and timings vary from run to run: they go into the artifact record, not into the hashed files
     timing = {"device": fitted.device, "threads": fitted.threads, "train_wall_s": fitted.wall_s,
               "epoch_wall_s": [row.get("wall_s") for row in fitted.history], "inference_jets_per_s": speed}
-    summary = (f"{kind} ({size}, {card['n_parameters']:,} parameters) on {source.id}: test AUC "
+    quantized = f", {arch['quantize_bits']}-bit QAT" if arch.get("quantize_bits") else ""
+    summary = (f"{kind} ({size}{quantized}, {card['n_parameters']:,} parameters) on {source.id}: test AUC "
                f"{test_metrics['auc']:.4f}, 1/eB(eS=0.3) = {test_metrics['rejection_at_30']:.1f}")
     metadata = card | {"dataset": card["dataset"] | {"id": source.id}, "timing": timing}
     artifact = pending.finish("model.joblib" if kind == "bdt" else "model.pt", summary, metadata)
@@ -280,7 +295,7 @@ def _card(source: Artifact, kind: str, size: str, arch: dict[str, Any], feature_
         "metrics": {"test": test_metrics},
         "export": exported,
         "packages": _versions(),
-    } | trigger_card(kind, fitted.model, n_features, n_constituents)
+    } | trigger_card(kind, fitted.model, n_features, n_constituents) | quantization_card(arch)
 
 
 def _count_parameters(model: Any) -> int:
