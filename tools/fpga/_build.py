@@ -148,8 +148,8 @@ def _fidelity_record(comparison: Comparison | None) -> dict[str, Any] | None:
 
 
 def _versions(converter: str, quantized: bool) -> dict[str, str]:
-    names = ("hls4ml", "torch") if converter == "hls4ml" else ("conifer", "scikit-learn")
-    names += ("brevitas", "qonnx") if quantized else ()
+    names = ["hls4ml", "torch"] if converter == "hls4ml" else ["conifer", "scikit-learn"]
+    names += ["brevitas", "qonnx"] if quantized else []
     return {name: importlib.metadata.version(name) for name in names}
 
 

@@ -9,8 +9,11 @@ hls4ml reads, and ``ConvertToChannelsLastAndClean`` is the layout step hls4ml's 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,7 @@ def to_qonnx(tool: str, network: Any, input_shape: tuple[int, ...]) -> Any:
 
     export_qonnx, cleanup_model, transforms = _qonnx(tool)
     with (tempfile.TemporaryDirectory(prefix="physagent-qonnx-") as tmp, warnings.catch_warnings(),
-          captured_output()):  # the exporter prints its progress; a tool's output is its result
+          captured_output(), _quiet("torch.onnx")):  # the exporter reports progress; a tool's output is its result
         warnings.simplefilter("ignore")  # the exporter warns about dynamo internals, not about the model
         path = Path(tmp) / "model.onnx"
         try:
@@ -43,12 +46,26 @@ def to_qonnx(tool: str, network: Any, input_shape: tuple[int, ...]) -> Any:
                                    f"({one_line(exc)}). Nothing was saved.") from exc
 
 
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """The exporter logs a warning per torchvision operator it cannot register; none concern this network."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def _qonnx(tool: str) -> tuple[Any, Any, list[Any]]:
     try:
-        from brevitas.export import export_qonnx
-        from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
-        from qonnx.transformation.gemm_to_matmul import GemmToMatMul
-        from qonnx.util.cleanup import cleanup_model
+        with warnings.catch_warnings():  # import-time chatter of brevitas about optional kernels
+            warnings.simplefilter("ignore")
+            from brevitas.export import export_qonnx
+            from qonnx.transformation.channels_last import ConvertToChannelsLastAndClean
+            from qonnx.transformation.gemm_to_matmul import GemmToMatMul
+            from qonnx.util.cleanup import cleanup_model
     except ImportError as exc:
         raise ToolDependencyError(f"{tool}: a quantization-aware-trained model goes to hls4ml through QONNX, which "
                                   f"needs brevitas, qonnx and onnxoptimizer ({exc}). Install them with pip install "

@@ -63,13 +63,12 @@ def quantization_card(arch: dict[str, Any]) -> dict[str, Any]:
         "unquantized": "biases and the output logits (export_fpga gives them its default type)"}}
 
 
-def _linear(qnn: object, quant: object, n_in: int, n_out: int, bits: int) -> nn.Module:
-    return qnn.QuantLinear(n_in, n_out, bias=True,  # type: ignore[attr-defined]
-                           weight_quant=quant.Int8WeightPerTensorFixedPoint,  # type: ignore[attr-defined]
+def _linear(qnn: Any, quant: Any, n_in: int, n_out: int, bits: int) -> nn.Module:
+    return qnn.QuantLinear(n_in, n_out, bias=True, weight_quant=quant.Int8WeightPerTensorFixedPoint,
                            weight_bit_width=bits, return_quant_tensor=False)
 
 
-def _brevitas() -> tuple[object, object]:
+def _brevitas() -> tuple[Any, Any]:
     try:
         import brevitas.nn as qnn
         from brevitas import quant
