@@ -278,11 +278,14 @@ _ACTIONS = {
         r"\bcompare\b[^.]*\b(?:samples?|showers?|simulat\w*|original|real)\b", re.IGNORECASE),
     "write_root": re.compile(_LEAD + r"(?:save|write|store|export)\b[^.]*\broot\b", re.IGNORECASE),
     "bump_hunt": re.compile(r"\bbump[- ]?hunt|\bfit\b[^.]*\b(?:sidebands?|dijet mass|m_?jj)\b", re.IGNORECASE),
+    "export_fpga": re.compile(_LEAD + r"(?:export|convert|translate|put|turn)\b[^.]*\b(?:fpgas?|hls4ml|firmware|"
+                              r"conifer)\b", re.IGNORECASE),
 }
 _DOING = {"plot": "plot", "cluster_jets": "cluster jets", "histogram": "histogram", "export_session":
           "export the session", "train_tagger": "train a tagger", "write_root": "write a ROOT file",
           "evaluate_tagger": "evaluate the tagger", "train_generator": "train a generator",
-          "compare_samples": "compare two samples", "bump_hunt": "fit the m_jj spectrum (bump hunt)"}
+          "compare_samples": "compare two samples", "bump_hunt": "fit the m_jj spectrum (bump hunt)",
+          "export_fpga": "export the model to FPGA firmware"}
 
 
 def missing_actions(request: str, plan: Plan, offered: list[str], artifacts: Mapping[str, str]) -> list[str]:
@@ -363,7 +366,24 @@ def _derived_arguments(tool: str, steps: list[Step], artifacts: Mapping[str, str
         return {"source": f"${data[-1].number}"} if data else None
     if tool == "export_session":
         return {}
+    if tool == "export_fpga":
+        return _model_to_export(steps, made, request)
     return None
+
+
+def _model_to_export(steps: list[Step], made: dict[str, str], request: str) -> dict[str, Any] | None:
+    """The plan's (or session's) model, compared on its dataset when the request asks what fixed point costs;
+    none when a precision scan already makes the project."""
+    if "model" not in made or any(s.tool == "scan_precision" for s in steps):
+        return None
+    arguments = {"model": made["model"]}
+    if "dataset" in made and _ASKS_FIDELITY.search(request):
+        arguments["dataset"] = made["dataset"]
+    return arguments
+
+
+_ASKS_FIDELITY = re.compile(r"\b(?:auc|compar\w*|cost\w*|los[es]\w*|accura\w*|fidelity|differ\w*|degrad\w*)\b",
+                            re.IGNORECASE)
 
 
 _MAKES = {"make_jet_dataset": "dataset", "train_tagger": "model", "simulate_showers": "showers",

@@ -207,6 +207,30 @@ def test_a_left_out_training_or_evaluation_step_is_added_with_the_users_settings
     assert complete_plan(empty, "train a fast surrogate flow on the showers", offered, two) is empty
 
 
+def test_a_left_out_fpga_export_exports_the_trained_model_and_compares_when_asked_what_it_costs() -> None:
+    """"train … then export it to hls4ml firmware and tell me the AUC" with only the training planned gets
+    export_fpga of that model on its dataset; without a question about the cost, no dataset; a plan whose
+    precision scan makes the project, or a request that only mentions an FPGA, is left alone."""
+    offered = ["train_tagger", "export_fpga", "scan_precision"]
+    trained = parse_plan({"steps": [{"tool": "train_tagger", "arguments": {"dataset": "datas-0123456789",
+                                                                           "model": "mlp", "quantize_bits": 6}}],
+                          "answer": ""})
+    session = {"datas-0123456789": "dataset"}
+    asked = complete_plan(trained, "Train the jet-feature network at 6 bits, then export it to hls4ml firmware and "
+                                   "tell me the AUC of the emulation", offered, session)
+    assert asked.steps[1:] == [Step(2, "export_fpga", {"model": "$1", "dataset": "datas-0123456789"})]
+    assert asked.notes[-1] == "step 2 (export_fpga) added: the request asks to export the model to FPGA firmware"
+    plain = complete_plan(trained, "Train the mlp and convert it to FPGA firmware", offered, session)
+    assert plain.steps[1:] == [Step(2, "export_fpga", {"model": "$1"})]
+    assert complete_plan(trained, "Train an mlp small enough for an FPGA trigger", offered, session) is trained
+    scanned = parse_plan({"steps": [*[{"tool": s.tool, "arguments": s.arguments} for s in trained.steps],
+                                    {"tool": "scan_precision", "arguments": {"model": "$1",
+                                                                              "dataset": "datas-0123456789"}}],
+                          "answer": ""})
+    assert complete_plan(scanned, "Train the mlp and export it to firmware at the narrowest width", offered,
+                         session) is scanned
+
+
 def test_a_left_out_comparison_compares_the_generators_samples_with_its_training_data() -> None:
     """"… and tell me how well a classifier tells them from the real ones" after train + sample adds compare_samples
     of the samples against the data the generator learned; two ids written in the request are compared likewise."""

@@ -23,7 +23,12 @@ from physagent.tools.fpga._models import Exportable
 __all__ = ["EvalData", "EvalDatasetRef", "Split", "evaluation_data"]
 
 EvalDatasetRef = Annotated[str, Accepts(("dataset", "jets", "anomaly_dataset")), Field(pattern=ARTIFACT_ID_PATTERN)]
-Split = Literal["test", "validation", "train", "all"]
+# "train" is also a verb ("train the mlp, then export it"): only these phrases state a split
+Split = Annotated[Literal["test", "validation", "train", "all"], Field(json_schema_extra={
+    "x-phrases-only": True,
+    "x-phrases": {"test split": "test", "test jets": "test", "test events": "test", "validation split": "validation",
+                  "validation jets": "validation", "training split": "train", "train split": "train",
+                  "training jets": "train", "all jets": "all", "all events": "all", "all splits": "all"}})]
 _TAGGER_KINDS = ("dataset", "jets")
 
 
