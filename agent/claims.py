@@ -289,9 +289,22 @@ def render(template: str, lookup: Callable[[Placeholder], Rendered]) -> tuple[st
         start = length + len(before)
         rendered.append(dataclasses.replace(value, start=start, end=start + len(value.text)))
         parts += [before, value.text]
-        last, length = placeholder.end, start + len(value.text)
+        last, length = placeholder.end + _repeated_unit(value.text, template[placeholder.end:]), start + len(value.text)
     parts.append(template[last:])
     return "".join(parts), rendered
+
+
+_WITH_UNIT = re.compile(r"[-+]?\d[\d.]*(?:e[-+]?\d+)? (\S+)")
+
+
+def _repeated_unit(text: str, rest: str) -> int:
+    """Characters of the template that repeat the unit the value was rendered with ("{$1.compile_s} s" → "6.01 s",
+    not "6.01 s s")."""
+    shown = _WITH_UNIT.fullmatch(text)
+    if shown is None:
+        return 0
+    repeated = re.match(rf" ?{re.escape(shown.group(1))}(?!\w)", rest)
+    return repeated.end() if repeated else 0
 
 
 def value_fields(result: Any, limit: int = 12) -> list[str]:

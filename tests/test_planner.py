@@ -9,7 +9,7 @@ import pytest
 
 from physagent.agent import Assistant, ScriptedBackend
 from physagent.agent.backends.scripted import answer, call, plan
-from physagent.agent.claims import find_placeholders, format_value, mislabelled, quantity_before
+from physagent.agent.claims import Rendered, find_placeholders, format_value, mislabelled, quantity_before, render
 from physagent.agent.execution import Run
 from physagent.agent.grounding import Source, mislabelled_numbers, unsupported_numbers
 from physagent.agent.plan import PlanError, Step, check_plan, complete_plan, parse_plan
@@ -605,3 +605,11 @@ def test_a_tool_missing_its_software_ends_the_run_with_what_is_missing(
     assert [c["ok"] for c in record.tool_calls] == [False] and backend.remaining == 1
     assert record.answer.startswith("I can't do this on this machine: PHYSAGENT_SANDBOX='bwrap-please' is not")
     assert "'auto', 'bwrap' or 'fallback'" in record.answer and record.unsupported == []
+
+
+def test_a_unit_the_template_repeats_after_a_value_rendered_with_it_is_written_once() -> None:
+    """"compiled in {$3.compile_s} s" renders "compiled in 6.01 s", not "6.01 s s"; other words stay."""
+    shown = {"compile_s": "6.01 s", "mass": "173.2 GeV", "n": "12", "t": "5 s"}
+    text, _ = render("compiled in {$3.compile_s} s, peak {$1.mass} GeV. {$1.n} s-jets, {$2.t} seconds",
+                     lambda p: Rendered(shown[p.path]))
+    assert text == "compiled in 6.01 s, peak 173.2 GeV. 12 s-jets, 5 s seconds"
