@@ -255,3 +255,26 @@ def test_concurrent_in_process_generation_from_threads_completes(tmp_path, monke
     events = [_read(outcomes[i].artifacts[0].path) for i in range(4)]
     assert [len(e) for e in events] == [20] * 4
     assert len({float(ak.sum(e.m_hat_gev)) for e in events}) == 4  # distinct seeds, distinct samples
+
+
+def test_a_neutralino_beside_a_hadron_is_neither_clustered_nor_seen_by_the_detector() -> None:
+    """One rule for what is invisible: a 90 GeV χ̃⁰₁ (and a ν) collinear with a 100 GeV pion leaves a 100 GeV jet
+    of one constituent, and the detector turns the same event into the pion's objects alone."""
+    from physagent.tools.simulate import _detector
+    from physagent.tools.simulate._jets import cluster_events
+    from physagent.tools.simulate._visibility import INVISIBLE_PIDS, is_invisible
+
+    def along_x(pt: float, mass: float, pid: int, charge: int) -> dict:
+        return {"px": pt, "py": 0.0, "pz": 0.0, "e": float(np.hypot(pt, mass)), "pid": pid, "charge": charge}
+
+    particles = ak.Array([[along_x(100.0, 0.14, 211, 1), along_x(90.0, 100.0, 1000022, 0),
+                           along_x(5.0, 0.0, 12, 0)]])
+    jets = cluster_events(particles, "antikt", 0.8, 20.0, 2.5, 10)
+    assert ak.num(jets, axis=1).tolist() == [1]
+    jet = jets[0, 0]
+    assert jet.pt == pytest.approx(100.0, rel=1e-4) and jet.n_constituents == 1
+    assert ak.to_list(jet.constituents.pid) == [211]
+    assert ak.to_list(is_invisible(particles.pid)) == [[False, True, True]] and 1000039 in INVISIBLE_PIDS
+    seen, counts = _detector.respond(particles, _detector.CARDS["generic_lhc"], np.random.default_rng(1))
+    assert counts.n_input_particles == 3 and counts.n_tracks == 1
+    assert sum(ak.to_list(ak.flatten(seen.e))) == pytest.approx(100.0, rel=0.2)  # the pion alone, smeared

@@ -16,6 +16,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from physagent.tools.simulate._visibility import is_invisible
+
 __all__ = [
     "CARDS",
     "Calorimeter",
@@ -34,7 +36,6 @@ __all__ = [
 ]
 
 CardName = Literal["generic_lhc", "ild_like"]
-INVISIBLE_PIDS = (12, 14, 16, 1000022)  # neutrinos and the lightest neutralino
 ECAL_PID, HCAL_PID = 22, 130
 
 _RESOLUTION = "dimensionless, ≥ 0"
@@ -202,7 +203,7 @@ def respond_flat(
     """
     kin = _Kinematics.of(p)
     absid = np.abs(p.pid)
-    visible = ~np.isin(absid, INVISIBLE_PIDS) & (kin.pt > 0) & (np.abs(kin.eta) < card.calo_eta_max)
+    visible = ~is_invisible(absid) & (kin.pt > 0) & (np.abs(kin.eta) < card.calo_eta_max)
     found = _found_tracks(p, kin, visible, card, rng)
     tracks = _smeared_tracks(p, kin.pt, found, card, rng)
     electromagnetic = (p.pid == 22) | (absid == 11)

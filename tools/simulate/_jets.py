@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from physagent.tools._stdio import capture_fd_stdout
+from physagent.tools.simulate._visibility import is_invisible
 
 __all__ = ["ALGORITHMS", "cluster_events"]
 
@@ -42,8 +43,7 @@ def cluster_events(
     """
     import awkward as ak
 
-    pid = abs(particles.pid)
-    visible = particles[(pid != 12) & (pid != 14) & (pid != 16)]
+    visible = particles[~is_invisible(particles.pid)]
     index, jets = _inclusive_jets(visible, algorithm, radius, pt_min_gev)
     kin = _kinematics(jets.px, jets.py, jets.pz, jets.E)
     order = ak.argsort(kin["pt"], axis=1, ascending=False)

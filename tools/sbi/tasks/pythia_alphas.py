@@ -46,6 +46,7 @@ from physagent.tools.sbi._task import (
     with_defaults,
 )
 from physagent.tools.simulate import _pythia
+from physagent.tools.simulate._visibility import is_invisible
 
 __all__ = ["DEFAULT_OPTIONS", "OBSERVABLES", "PythiaAlphasTask", "event_statistics", "pythia_alphas_task"]
 
@@ -205,8 +206,7 @@ def event_statistics(events: Any) -> np.ndarray:
     import awkward as ak
 
     particles = events.particles
-    pid = abs(particles.pid)
-    visible = particles[(pid != 12) & (pid != 14) & (pid != 16)]
+    visible = particles[~is_invisible(particles.pid)]
     n_charged = np.asarray(ak.sum(particles.charge != 0, axis=1), dtype=float)
     momenta = _padded_momenta(visible)
     thrust = np.concatenate([_thrust(momenta[i:i + _THRUST_CHUNK])
