@@ -278,3 +278,23 @@ def test_a_neutralino_beside_a_hadron_is_neither_clustered_nor_seen_by_the_detec
     seen, counts = _detector.respond(particles, _detector.CARDS["generic_lhc"], np.random.default_rng(1))
     assert counts.n_input_particles == 3 and counts.n_tracks == 1
     assert sum(ak.to_list(ak.flatten(seen.e))) == pytest.approx(100.0, rel=0.2)  # the pion alone, smeared
+
+
+@pytest.mark.usefixtures("grant_pytest_temp")
+def test_events_of_the_users_own_without_weights_cluster_with_weight_one(tmp_path: object, workspace: Workspace
+                                                                          ) -> None:
+    """A Parquet file of particles without a ``weight`` column (read with read_table) clusters; every event
+    gets weight 1."""
+    def pion(px: float, pz: float) -> dict:  # along ±x: back-to-back pions are separate jets
+        return {"px": px, "py": 0.0, "pz": pz, "e": float(np.hypot(np.hypot(px, pz), 0.14)), "pid": 211,
+                "charge": 1}
+
+    path = tmp_path / "mine.parquet"  # type: ignore[operator]
+    ak.to_parquet(ak.Array({"particles": [[pion(120.0, 5.0), pion(-60.0, -3.0)], [pion(45.0, 1.0)]]}), path)
+    events = call_tool("read_table", {"path": str(path)}, workspace=workspace).result
+    assert events.kind == "events"
+    jets = call_tool("cluster_jets", {"events": events.data.id, "radius": 0.4, "pt_min_gev": 20.0},
+                     workspace=workspace).result
+    table = ak.from_parquet(jets.jets.path)
+    assert table.weight.tolist() == [1.0, 1.0] and ak.num(table.jets).tolist() == [2, 1]
+    assert ak.flatten(table.jets.pt).tolist() == pytest.approx([120.0, 60.0, 45.0], rel=1e-3)

@@ -3,14 +3,17 @@ r"""``cluster_jets``: FastJet jets with substructure from an ``events`` artifact
 Output: one ``jets`` artifact, ``jets.parquet`` with per event ``event`` (index in the source
 sample), ``weight`` and ``jets: var * {pt, eta, phi, mass, e, tau1, tau2, tau3, tau21, tau32, msd,
 n_constituents, constituents: var * {pt, eta, phi, e, deta, dphi, pid, charge}}`` — jets sorted by
-pT, constituents by pT relative to the jet axis, all momenta and masses in GeV. Neutrinos are never
-clustered. See :mod:`tools.simulate._jets` for the definitions and references.
+pT, constituents by pT relative to the jet axis, all momenta and masses in GeV. Invisible particles
+(neutrinos, χ̃⁰₁, G̃: :mod:`tools.simulate._visibility`) are never clustered; events without a ``weight``
+field (made by the user's own code) get weight 1. See :mod:`tools.simulate._jets` for the definitions and
+references.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import Field
 
 from physagent.tools._artifacts import Artifact, EventsRef
@@ -80,13 +83,16 @@ def _cluster_chunks(ctx: ToolContext, path: Any, n_events: int, settings: tuple)
     import pyarrow.parquet as pq
 
     parquet = pq.ParquetFile(path)
+    weighted = "weight" in parquet.schema_arrow.names  # events a user made (read_root, run_python) may have none
     start = 0
     with ctx.progress("FastJet clustering", total=n_events, unit="events") as bar:
-        for batch in parquet.iter_batches(batch_size=_CHUNK_EVENTS, columns=["particles", "weight"]):
+        for batch in parquet.iter_batches(batch_size=_CHUNK_EVENTS,
+                                          columns=["particles", "weight"] if weighted else ["particles"]):
             table = ak.from_arrow(batch)
             jets = _jets.cluster_events(table.particles, *settings)
             event = ak.Array(list(range(start, start + len(table))))
-            yield ak.zip({"event": event, "weight": table.weight, "jets": jets}, depth_limit=1)
+            weight = table.weight if weighted else ak.Array(np.ones(len(table), dtype=np.float32))
+            yield ak.zip({"event": event, "weight": weight, "jets": jets}, depth_limit=1)
             start += len(table)
             bar.advance(len(table))
 
