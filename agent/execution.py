@@ -72,6 +72,11 @@ class StepOutcome:
     def ok(self) -> bool:
         return self.outcome is not None
 
+    @property
+    def ends_run(self) -> bool:
+        """Whether no replan can help: the user's own value was refused, or the software is missing."""
+        return self.refused_stated is not None or self.missing_software
+
 
 class Run:
     """The state of one request; subclasses drive the model (plan or step by step) in :meth:`events`."""

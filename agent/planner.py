@@ -92,9 +92,8 @@ class PlanRun(Run):
             if failed is None:
                 yield from self._answer(reply)
                 return
-            step = self.steps[failed]  # the user's own value, or software this machine lacks: no workaround
-            if step.refused_stated or step.missing_software or replans <= 0:
-                yield from self._refuse(failed) if step.refused_stated or step.missing_software else self._answer(reply)
+            if self.steps[failed].ends_run or replans <= 0:
+                yield from self._refuse(failed) if self.steps[failed].ends_run else self._answer(reply)
                 return
             replans -= 1
             self._ask_to_replan(reply, failed)

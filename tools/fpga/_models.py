@@ -109,10 +109,11 @@ def load_exportable(tool: str, artifact: Artifact, param: str = "model") -> Expo
                                        "It takes trigger taggers (mlp, deepsets) and bdt from train_tagger, and "
                                        "the autoencoder of autoencoder_search.")
     network, card = trigger_network(artifact)
-    if not card["architecture"].get("quantize_bits"):  # brevitas layers go through QONNX, not this list
+    exportable = Exportable(artifact, kind, "tagger", card, tuple(int(n) for n in card["trigger"]["input_shape"]),
+                            network=network)
+    if exportable.quantize_bits is None:  # brevitas layers go through QONNX, not hls4ml's PyTorch list
         check_layers(tool, network, f"model {artifact.id} ({kind})")
-    shape = tuple(int(n) for n in card["trigger"]["input_shape"])
-    return Exportable(artifact, kind, "tagger", card, shape, network=network)
+    return exportable
 
 
 def _autoencoder(tool: str, artifact: Artifact, card: dict[str, Any]) -> Exportable:

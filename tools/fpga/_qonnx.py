@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from physagent.tools._errors import ToolDependencyError, ToolRuntimeError, one_line
+from physagent.tools.fpga._hls import captured_output
 
 __all__ = ["to_qonnx"]
 
@@ -25,8 +26,6 @@ __all__ = ["to_qonnx"]
 def to_qonnx(tool: str, network: Any, input_shape: tuple[int, ...]) -> Any:
     """The cleaned QONNX ``ModelWrapper`` of a brevitas network taking (1, *input_shape) float32."""
     import torch
-
-    from physagent.tools.fpga._hls import captured_output
 
     export_qonnx, cleanup_model, transforms = _qonnx(tool)
     with (tempfile.TemporaryDirectory(prefix="physagent-qonnx-") as tmp, warnings.catch_warnings(),
