@@ -23,7 +23,8 @@ __all__ = [
 ]
 
 ArtifactKind = Literal["events", "jets", "table", "histogram", "plot", "root", "dataset", "model", "script", "file",
-                       "showers", "generator", "anomaly_dataset", "monitoring", "posterior", "hls_project"]
+                       "showers", "generator", "anomaly_dataset", "monitoring", "posterior", "hls_project",
+                       "hepmc"]
 
 # measure → the artifact kinds it can be recomputed from (see physagent.evals.measures)
 MEASURES: dict[str, tuple[str, ...]] = {
@@ -39,7 +40,7 @@ MEASURES: dict[str, tuple[str, ...]] = {
     "n_showers": ("showers",),
     "shower_energy_mean": ("showers",),
     "bytes": ("events", "jets", "table", "histogram", "plot", "root", "dataset", "model", "script", "file",
-              "showers", "generator", "anomaly_dataset", "monitoring", "posterior", "hls_project"),
+              "showers", "generator", "anomaly_dataset", "monitoring", "posterior", "hls_project", "hepmc"),
 }
 
 _NAME = r"^[a-z][a-z0-9_]*$"

@@ -32,6 +32,7 @@ API_MODULES: dict[str, str] = {
     "sbi.utils": "sbi", "sbi.analysis": "sbi", "sbi.diagnostics": "sbi", "zuko.flows": "zuko",
     "zuko.distributions": "zuko", "hls4ml": "hls4ml", "hls4ml.converters": "hls4ml", "hls4ml.utils": "hls4ml",
     "hls4ml.model": "hls4ml", "pyhf": "pyhf", "pyhf.infer": "pyhf", "pyhf.simplemodels": "pyhf",
+    "particle": "particle", "hepunits": "hepunits", "pyhepmc": "pyhepmc", "pylhe": "pylhe",
 }
 # huge compiled namespaces: only the classes a user scripts against
 _ONLY = {

@@ -262,7 +262,7 @@ def test_a_neutralino_beside_a_hadron_is_neither_clustered_nor_seen_by_the_detec
     of one constituent, and the detector turns the same event into the pion's objects alone."""
     from physagent.tools.simulate import _detector
     from physagent.tools.simulate._jets import cluster_events
-    from physagent.tools.simulate._visibility import INVISIBLE_PIDS, is_invisible
+    from physagent.tools._pdg import INVISIBLE_PIDS, is_invisible
 
     def along_x(pt: float, mass: float, pid: int, charge: int) -> dict:
         return {"px": pt, "py": 0.0, "pz": 0.0, "e": float(np.hypot(pt, mass)), "pid": pid, "charge": charge}

@@ -35,6 +35,7 @@ KIND_PREFIXES = {
     "monitoring": "mon",
     "posterior": "post",
     "hls_project": "hls",
+    "hepmc": "hepmc",
 }
 
 

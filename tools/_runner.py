@@ -30,7 +30,7 @@ __all__ = ["CallOutcome", "call_tool", "package_versions"]
 
 _RECORDED_PACKAGES = (
     "physagent", "numpy", "pydantic", "awkward", "pyarrow", "vector", "pythia8mc", "fastjet",
-    "uproot", "hist", "matplotlib", "mplhep", "pandas", "h5py",
+    "uproot", "hist", "matplotlib", "mplhep", "pandas", "h5py", "particle", "hepunits", "pyhepmc", "pylhe",
 )
 
 

@@ -7,7 +7,9 @@ showers, deposits in MeV), ``histogram`` (:mod:`tools.data.histograms`), ``plot`
 masses are in GeV throughout.
 """
 
-from physagent.tools.data import calochallenge, histograms, plots, root, summarize, tables  # noqa: F401  (registers the tools)
+from physagent.tools.data import (  # noqa: F401  (registers the tools)
+    calochallenge, export, hepmc, histograms, merge, plots, root, summarize, tables,
+)
 from physagent.tools.data.histograms import load_histogram
 
 __all__ = ["load_histogram"]

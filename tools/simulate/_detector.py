@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from physagent.tools.simulate._visibility import is_invisible
+from physagent.tools._pdg import is_invisible
 
 __all__ = [
     "CARDS",

@@ -4,7 +4,7 @@ Output: one ``jets`` artifact, ``jets.parquet`` with per event ``event`` (index 
 sample), ``weight`` and ``jets: var * {pt, eta, phi, mass, e, tau1, tau2, tau3, tau21, tau32, msd,
 n_constituents, constituents: var * {pt, eta, phi, e, deta, dphi, pid, charge}}`` — jets sorted by
 pT, constituents by pT relative to the jet axis, all momenta and masses in GeV. Invisible particles
-(neutrinos, χ̃⁰₁, G̃: :mod:`tools.simulate._visibility`) are never clustered; events without a ``weight``
+(neutrinos, χ̃⁰₁, G̃: :mod:`tools._pdg`) are never clustered; events without a ``weight``
 field (made by the user's own code) get weight 1. See :mod:`tools.simulate._jets` for the definitions and
 references.
 """

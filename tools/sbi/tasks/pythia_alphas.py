@@ -46,7 +46,7 @@ from physagent.tools.sbi._task import (
     with_defaults,
 )
 from physagent.tools.simulate import _pythia
-from physagent.tools.simulate._visibility import is_invisible
+from physagent.tools._pdg import is_invisible
 
 __all__ = ["DEFAULT_OPTIONS", "OBSERVABLES", "PythiaAlphasTask", "event_statistics", "pythia_alphas_task"]
 
