@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel
 
 __all__ = [
-    "Placeholder", "Rendered", "find_placeholders", "format_value", "is_single_value", "mislabelled",
+    "RENDERED_MARK", "Placeholder", "Rendered", "find_placeholders", "format_value", "is_single_value", "mislabelled",
     "missing_quantities", "quantity_before",
     "quantity_of_field", "render", "resolve_path", "result_field_type", "unit_of", "value_fields",
     "without_sentences",
@@ -57,6 +57,10 @@ QUANTITIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 _COMPATIBLE = {frozenset({"peak", "maximum"})}
 _WINDOW_WORDS = 6
+# stands in for a value rendered from a result when typed numbers are checked (the text keeps its length)
+RENDERED_MARK = "\u25af"
+# a quantity word already followed by its value ("AUC 0.80, SIC 1.9 at ε_S = 0.2"): it labels that value only
+_HAS_VALUE = re.compile(rf"\s*(?:(?:=|:|≈|is|of|was)\s*)?(?:[-+]?\d|{RENDERED_MARK})")
 
 
 @dataclass(frozen=True)
@@ -193,7 +197,8 @@ def quantity_of_field(path: str) -> str | None:
 
 
 def quantity_before(text: str, position: int) -> str | None:
-    """The quantity named by the nearest word before ``position`` in the same clause (a few words back)."""
+    """The quantity named by the nearest word before ``position`` in the same clause (a few words back) that no
+    other value follows already."""
     clause = re.split(r"[.;:!?\n]|\}|,\s+(?:and|while|with)\b", text[:position])[-1].lower()
     words = clause.split()[-_WINDOW_WORDS:]
     window = " ".join(words)
@@ -201,6 +206,8 @@ def quantity_before(text: str, position: int) -> str | None:
     for quantity, (spoken, _) in QUANTITIES.items():
         for word in spoken:
             for match in re.finditer(rf"(?<![\w-]){re.escape(word)}(?![\w-])", window):
+                if _HAS_VALUE.match(window, match.end()):
+                    continue
                 if best is None or match.start() > best[0]:
                     best = (match.start(), quantity)
     return best[1] if best else None

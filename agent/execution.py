@@ -22,6 +22,7 @@ from physagent.agent.arguments import clean_arguments, is_stated, stated_setting
 from physagent.agent.backends import ChatBackend, ModelTurn, Usage
 from physagent.agent.backends._latex import control_characters, visible_controls
 from physagent.agent.claims import (
+    RENDERED_MARK,
     Placeholder,
     Rendered,
     find_placeholders,
@@ -351,15 +352,16 @@ class Run:
         return unsupported, mislabelled_numbers(typed, self.sources)
 
     def _typed_only(self, text: str) -> str:
-        """``text`` with the spans the last rendering wrote blanked (same length): a threshold of 2 or a run index
-        rendered from a result is that result's value, not a claim, and small integers need a labelled source. The
-        spans are tracked through rendering rather than re-read from the text, which a note may follow."""
+        """``text`` with the spans the last rendering wrote blanked to a mark (same length): a threshold of 2 or a
+        run index rendered from a result is that result's value, not a claim, and small integers need a labelled
+        source; the mark still tells the number check that a value followed its label. The spans are tracked
+        through rendering rather than re-read from the text, which a note may follow."""
         rendered, spans = self.rendered
         offset = text.find(rendered) if rendered else -1
         if offset < 0:
             return text
         for start, end in spans:
-            text = text[:offset + start] + " " * (end - start) + text[offset + end:]
+            text = text[:offset + start] + RENDERED_MARK + " " * (end - start - 1) + text[offset + end:]
         return text
 
     def _unused_settings(self) -> set[float]:

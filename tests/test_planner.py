@@ -9,7 +9,15 @@ import pytest
 
 from physagent.agent import Assistant, ScriptedBackend
 from physagent.agent.backends.scripted import answer, call, plan
-from physagent.agent.claims import Rendered, find_placeholders, format_value, mislabelled, quantity_before, render
+from physagent.agent.claims import (
+    RENDERED_MARK,
+    Rendered,
+    find_placeholders,
+    format_value,
+    mislabelled,
+    quantity_before,
+    render,
+)
 from physagent.agent.execution import Run
 from physagent.agent.grounding import Source, mislabelled_numbers, unsupported_numbers
 from physagent.agent.plan import PlanError, Step, check_plan, complete_plan, parse_plan
@@ -298,6 +306,18 @@ def test_numbers_typed_freely_are_checked_with_their_quantity() -> None:
     assert unsupported_numbers("The fraction is 0.", sources) == ["0"]
     assert unsupported_numbers("I made 2 plots and 1 histogram.", sources) == []
     assert unsupported_numbers("The fraction is 0.", [Source(0.0, "fraction")]) == []
+
+
+def test_a_quantity_word_labels_only_the_value_that_follows_it() -> None:
+    """'AUC 0.80, SIC 1.91 at ε_S = 0.2': the 0.2 is a signal efficiency, not a second AUC, also when the AUC's
+    value was rendered from a result (its span blanked to a mark before typed numbers are checked); a median
+    written right before a mean's value is still caught."""
+    sources = [Source(0.8, "auc"), Source(1.91, None), Source(0.2, "efficiency"), Source(172.4, "mean")]
+    assert mislabelled_numbers("It reaches AUC 0.80, SIC 1.91 at ε_S = 0.2.", sources) == []
+    assert mislabelled_numbers(f"It reaches AUC {RENDERED_MARK}     , SIC {RENDERED_MARK}     at ε_S = 0.2.",
+                               sources) == []
+    assert mislabelled_numbers("The AUC is 0.2.", sources) == ["0.2"]
+    assert mislabelled_numbers("The AUC of 0.80 and a median of 172.4 GeV.", sources) == ["172.4"]
 
 
 def test_placeholders_and_quantity_words_are_found() -> None:

@@ -52,11 +52,13 @@ class AnomalyScores(ToolResult):
     model: Artifact | None = Field(default=None, description="Model artifact, when the method saves one.")
     auc: float = Field(description="Area under the ROC curve on the labelled test set (0.5 = random).")
     sic_at_signal_eff_0p2: float = Field(description="Significance improvement ε_S/√ε_B at ε_S = 0.2 on the test "
-                                                     "set (1 = no gain over no cut).")
+                                                     "set (1 = no gain over no cut); it counts every cut, so on a "
+                                                     "small test background it can exceed max_sic.")
     sic_signal_efficiency: float = Field(
         default=SIGNAL_EFFICIENCY, description="The signal efficiency ε_S of the quoted SIC working point (0.2).")
     max_sic: float | None = Field(description=f"Largest SIC on the test set where ≥ {MIN_BACKGROUND} test "
-                                              "background events pass (None if no cut leaves that many).")
+                                              "background events pass (None if no cut leaves that many); a "
+                                              "tighter cut's SIC rests on too few events to count.")
     n_test_signal: int = Field(description="Signal events in the test set.")
     n_test_background: int = Field(description="Background events in the test set.")
     signal_region_gev: list[float] = Field(description="The m_jj signal region [low, high) in GeV the method "
