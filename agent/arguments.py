@@ -340,7 +340,8 @@ def _bound_number(name: str, schema: dict[str, Any], user_text: str) -> list[Any
     return [int(value) if "integer" in types and value.is_integer() else value]
 
 
-_UNIT_PATTERNS = {"tev": r"tev", "mm": r"mm", "pb": r"pb", "deg": r"(?:deg(?:rees?)?|°)"}
+# "300 pb^-1" is a luminosity, not a cross-section in pb
+_UNIT_PATTERNS = {"tev": r"tev", "mm": r"mm", "pb": r"pb(?!\s*(?:\^?\s*-\s*1|⁻¹))", "deg": r"(?:deg(?:rees?)?|°)"}
 _SPAN = re.compile(r"(?:\bfrom|\bbetween)\s+(-?\d+(?:\.\d+)?)\s*(?:gev)?\s+(?:to|and)\s+(-?\d+(?:\.\d+)?)"
                    r"|(?<![\w.])(-?\d+(?:\.\d+)?)\s*[–-]\s*(\d+(?:\.\d+)?)\s*gev")
 

@@ -229,6 +229,9 @@ def mislabelled(template: str) -> list[str]:
 
 
 _ASKABLE = ("median", "mean", "fraction", "peak", "cross_section", "auc", "efficiency", "rejection", "std")
+# asked for only right after an asking word ("what maximum SIC"): "the highest-pT jet" or "a maximum η of 2.5"
+# in a question name an object or a setting, not the value wanted
+_ASKABLE_AFTER_ASKING = {"maximum": ("maximum",), "minimum": ("minimum",)}
 # words that ask for a value ("tell me the median", "what fraction", "compute the AUC"), not that set one
 _ASKING = r"(?:what|which|tell|give|report|quote|compute|calculate|find|measure|determine|estimate|how|where|show)"
 
@@ -239,13 +242,19 @@ def missing_quantities(request: str, template: str) -> list[tuple[str, str]]:
     held = {quantity_of_field(p.path) for p in find_placeholders(template)}
     asked = []
     lowered = request.lower()
-    for quantity in _ASKABLE:
-        words = "|".join(re.escape(w) for w in QUANTITIES[quantity][0])
-        asking = rf"\b{_ASKING}\b(?:\W+\w+){{0,6}}?\W+(?:{words})(?![\w-])|(?<![\w-])(?:{words})\b[^.?!]*\?"
-        if re.search(asking, lowered) and quantity not in held:
+    for quantity in (*_ASKABLE, *_ASKABLE_AFTER_ASKING):
+        words = "|".join(re.escape(w) for w in _ASKABLE_AFTER_ASKING.get(quantity, QUANTITIES[quantity][0]))
+        asking = rf"\b{_ASKING}\b(?:\W+\w+){{0,6}}?\W+(?:{words})(?![\w-])"
+        if quantity in _ASKABLE:
+            asking += rf"|(?<![\w-])(?:{words})\b[^.?!]*\?"
+        if re.search(asking, lowered) and not _holds(held, quantity):
             asked.append(quantity)
     return [(q, f"the request asks for the {q.replace('_', '-')}, but no placeholder in the answer holds one")
             for q in asked]
+
+
+def _holds(held: set[str | None], quantity: str) -> bool:
+    return quantity in held or any(frozenset({quantity, h}) in _COMPATIBLE for h in held)
 
 
 def unit_of(path: str, result: Any) -> str:

@@ -167,10 +167,11 @@ class PlanRun(Run):
                                     "from the results instead")
         return bare
 
-    def _with_asked_quantities(self, plan: Plan) -> Plan:
-        """After the advice round: each quantity the request asks for that the answer still lacks is added by
-        the loop, as the placeholder the advice named ("Mean hits per shower: {$1.mean_hits_per_shower}.")."""
-        if not self.checked_labels or not plan.answer or self._reads_text(plan):
+    def _with_asked_quantities(self, plan: Plan, late: bool = False) -> Plan:
+        """After the advice round, or for an answer written after the results (``late``, which no advice
+        round saw): each quantity the request asks for that the answer still lacks is added by the loop, as
+        the placeholder the advice would name ("Mean hits per shower: {$1.mean_hits_per_shower}.")."""
+        if not (self.checked_labels or late) or not plan.answer or self._reads_text(plan):
             return plan
         added = []
         for quantity, _ in missing_quantities(self.request, plan.answer):
@@ -266,7 +267,10 @@ class PlanRun(Run):
     def _answer(self, plan: Plan) -> Iterator[AgentEvent]:
         # a template written before the passages were read cannot know what they say: answer after reading
         reading = any(s.outcome is not None and s.outcome.result.observation() is not None for s in self.steps.values())
-        template = self.with_known_fields(self._answer_template() if reading or not plan.answer else plan.answer)
+        if reading or not plan.answer:
+            template = self.with_known_fields(self._late_answer(plan, reading))
+        else:
+            template = self.with_known_fields(plan.answer)
         text, problems = self.render_answer(template)
         note = " ".join(filter(None, [self.failure_note(), self._not_done()]))
         if note:
@@ -283,6 +287,20 @@ class PlanRun(Run):
         if skipped:
             self.record.findings.append(f"asked for but not done: {', '.join(skipped)}")
         return f"Not done: {', '.join(skipped)} (no step ran it)." if skipped else ""
+
+    def _late_answer(self, plan: Plan, reading: bool) -> str:
+        """An answer written after the results; one lacking a quantity the request asks for is sent back once
+        with the field that holds it, and what is still missing is then added by the loop."""
+        template = self._answer_template()
+        if reading:
+            return template
+        problems = [problem + _hint(plan, quantity, self.request)
+                    for quantity, problem in missing_quantities(self.request, template)]
+        if problems:
+            self.messages += [{"role": "assistant", "content": template}, {"role": "user", "content": (
+                "; ".join(problems) + ". Answer again, writing each value as a placeholder {$N.field}.")}]
+            template = self.complete(self.messages, []).text
+        return self._with_asked_quantities(Plan(plan.steps, template, plan.notes), late=True).answer
 
     def _answer_template(self) -> str:
         """When the plan left the answer empty: ask for one, with the results in view."""

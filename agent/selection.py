@@ -39,6 +39,11 @@ _METHODS: dict[str, tuple[str, ...]] = {
     r"conifer": ("export_fpga",), r"ap_fixed": ("export_fpga",),
     r"fixed[- ]point": ("compare_fixed_point", "export_fpga"), r"bit[- ]widths?": ("scan_precision",),
     r"precision scan": ("scan_precision",), r"synthes\w+": ("synthesize_fpga",),
+    # abilities named in words no tool description can outrank on similarity when other tools share the verb
+    r"export (?:the |this |our |my )?(?:session|analysis)|(?:as|into) a (?:python )?script": ("export_session",),
+    r"nanoaod|delphes": ("read_root", "write_root"),
+    r"(?:write|save|export|convert)\b[^.]*\bhepmc3?": ("write_hepmc",),
+    r"merge\b[^.]*\b(?:samples|slices)|p̂t[- ]?slices|pt[- ]?hat slices": ("merge_samples",),
 }
 # words too common to name a method alone: "calibration constants" of a photomultiplier are no SBC, and a
 # "synthesis" of results is no FPGA synthesis, so they count only beside their field's words

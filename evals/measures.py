@@ -7,6 +7,8 @@ the file itself:
 - ``n_jets``: jets of a ``jets`` artifact over all events, ``Σ_events len(jets)``;
 - ``column_mean``: mean of a flat numeric column, e.g. ``score`` of a tagger's score table;
 - ``entries``: histogram fills, under- and overflow included (``Σ counts``; the sum of weights when weighted);
+- ``sum_weights``: the same sum named for weighted histograms: ``Σ w`` over every bin, flow included — the
+  expected events σ·L of a histogram made with ``luminosity_fb``;
 - ``mean``, ``std``: from the in-range bin contents at the bin centres, ``x̄ = Σ wᵢ cᵢ / Σ wᵢ`` — a binned
   estimate, within about 1 % of the exact mean for smooth distributions in ≥ 20 bins;
 - ``peak``: centre of the highest bin;
@@ -93,6 +95,11 @@ def _entries(path: Path, field: str | None) -> float:
     return float(_histogram(path)[0].sum())
 
 
+def _sum_weights(path: Path, field: str | None) -> float:
+    """Σw over every bin, flow included: the expected events of a luminosity-normalised histogram."""
+    return float(_histogram(path)[0].sum())
+
+
 def _mean(path: Path, field: str | None) -> float:
     _, counts, centres = _histogram(path)
     if counts.sum() <= 0:
@@ -167,7 +174,8 @@ def _bytes(path: Path, field: str | None) -> float:
 
 
 _MEASURES: dict[str, Callable[[Path, Any], float]] = {
-    "n_rows": _n_rows, "n_jets": _n_jets, "column_mean": _column_mean, "entries": _entries, "mean": _mean,
+    "n_rows": _n_rows, "n_jets": _n_jets, "column_mean": _column_mean, "entries": _entries,
+    "sum_weights": _sum_weights, "mean": _mean,
     "std": _std, "peak": _peak, "tree_entries": _tree_entries, "auc": _auc, "n_showers": _n_showers,
     "shower_energy_mean": _shower_energy_mean, "bytes": _bytes,
 }

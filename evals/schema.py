@@ -32,6 +32,7 @@ MEASURES: dict[str, tuple[str, ...]] = {
     "n_jets": ("jets",),
     "column_mean": ("events", "jets", "table", "dataset", "anomaly_dataset"),
     "entries": ("histogram",),
+    "sum_weights": ("histogram",),
     "mean": ("histogram",),
     "std": ("histogram",),
     "peak": ("histogram",),

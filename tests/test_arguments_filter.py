@@ -103,6 +103,17 @@ def test_an_angle_in_degrees_fills_the_one_parameter_in_degrees() -> None:
     assert fill_stated_arguments({}, showers, _user("photons at 35° incidence, 2.5 mm cells")) == {"theta_deg": 35}
 
 
+def test_an_inverse_picobarn_is_a_luminosity_not_a_cross_section() -> None:
+    """'2.5 pb' sets histogram's cross_section_pb; '300 pb^-1' (or pb⁻¹) is a luminosity and does not."""
+    from physagent.agent.arguments import fill_stated_arguments
+
+    histogram = registry.get("histogram").parameters_schema()
+    base = {"source": "ev-0123456789", "field": "m_hat_gev"}
+    assert fill_stated_arguments(base, histogram, _user("σ = 2.5 pb, for 10 fb^-1"))["cross_section_pb"] == 2.5
+    for luminosity in ("300 pb^-1", "300 pb-1", "300 pb⁻¹"):
+        assert "cross_section_pb" not in fill_stated_arguments(base, histogram, _user(f"weighted to {luminosity}"))
+
+
 def test_a_number_next_to_a_name_physicists_use_fills_the_parameter() -> None:
     """'S/B = 0.03', '5000 QCD dijet events', '800 W′ … events' fill make_anomaly_dataset's s_over_b and event
     counts (x-names); 'S/B of 0.5%' is 0.005; a percentage next to 'QCD' is no event count."""

@@ -101,7 +101,7 @@ def test_luminosity_weighting_uses_sigma_over_sum_of_weights(
     expected = sample.sigma_pb * 1000.0 * 10.0
     assert result.sum_weights == pytest.approx(expected, rel=1e-9)
     assert load_histogram(result.histogram.path).values().sum() == pytest.approx(expected * inside, rel=1e-9)
-    assert result.sigma_pb == sample.sigma_pb
+    assert result.sigma_pb == sample.sigma_pb and result.sqrt_s_tev == 13.6 and result.luminosity_fb == 10.0
     meta = result.histogram.metadata
     assert meta["sqrt_s_tev"] == 13.6 and meta["sample"] == "Drell–Yan μμ, Pythia8, 13.6 TeV"
     assert f"card of {sample.events.id}" in (result.normalisation or "")
@@ -186,6 +186,32 @@ def test_merge_accepts_adjoining_windows_and_different_processes(
     assert result.sigma_pb == pytest.approx(slices[1].result.sigma_pb + drell_yan_sample.result.sigma_pb)
     assert [s.label for s in result.slices] == ["dijet", "DY"]
     assert result.label.startswith("QCD dijet + Drell–Yan μμ")
+
+
+def test_merging_jets_takes_cross_sections_and_windows_from_the_events_cards(
+    slices: list[CallOutcome], merged: CallOutcome, shared_workspace: Workspace
+) -> None:
+    """Jets carry no σ: the cards behind them give σ and p̂T windows; a merge is not merged with its own slice."""
+    jets = [call_tool("cluster_jets", {"events": s.result.events.id}, workspace=shared_workspace).result.jets.id
+            for s in slices]
+    result = call_tool("merge_samples", {"samples": jets}, workspace=shared_workspace).result
+    assert result.merged.kind == "jets" and result.sigma_pb == pytest.approx(merged.result.sigma_pb, rel=1e-12)
+    assert [(s.pt_hat_min_gev, s.pt_hat_max_gev) for s in result.slices] == [(50.0, 100.0), (100.0, None)]
+    lumi = call_tool("histogram", {"source": result.merged.id, "field": "jets.pt", "object_index": 0,
+                                   "luminosity_fb": 1.0}, workspace=shared_workspace).result
+    assert lumi.normalisation is not None and lumi.normalisation.startswith("w·1000·L")
+    again = call_tool("cluster_jets", {"events": slices[0].result.events.id, "radius": 0.8},
+                      workspace=shared_workspace).result.jets.id
+    with pytest.raises(ToolInputError, match=rf"{jets[1]}: antikt R=0.4, {again}: antikt R=0.8"):
+        call_tool("merge_samples", {"samples": [jets[1], again]}, workspace=shared_workspace)
+    same_events = call_tool("cluster_jets", {"events": slices[0].result.events.id, "pt_min_gev": 25.0},
+                            workspace=shared_workspace).result.jets.id
+    with pytest.raises(ToolInputError, match=rf"has {jets[0]} \(p̂T 50–100 GeV\) and {same_events} .*overlapping"):
+        call_tool("merge_samples", {"samples": [jets[0], same_events]}, workspace=shared_workspace)
+    own = slices[0].result.events.id
+    with pytest.raises(ToolInputError, match=rf"includes {merged.result.merged.id}, a merge that already contains "
+                                             rf"{own}"):
+        call_tool("merge_samples", {"samples": [merged.result.merged.id, own]}, workspace=shared_workspace)
 
 
 def _histograms(merged: CallOutcome, workspace: Workspace) -> list[str]:

@@ -378,6 +378,35 @@ def test_a_quantity_still_missing_after_the_advice_is_added_by_the_loop(workspac
     assert any("the loop added" in finding for finding in record.findings)
 
 
+def test_an_answer_written_after_the_results_without_the_quantity_asked_for_is_sent_back_once(
+    workspace: Workspace,
+) -> None:
+    """A plan with no answer template: the answer written from the results quotes a mean where the request asks
+    for a fraction; it is sent back with the field that holds one, and the second answer is rendered."""
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "summarize", "arguments": {"source": "$1.events", "selection": "count(muons.pt > 20) >= 2"}}]
+    assistant, backend = _assistant([plan(steps, ""), answer("On average {$2.multiplicities.muons.mean} muons."),
+                                     answer("A fraction of {$2.fraction_passing} of the events pass.")], workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events; what fraction has two muons above 20 GeV?")
+    assert backend.remaining == 0
+    assert "(write {$2.fraction_passing})" in backend.seen[2][0][-1]["content"]
+    fraction = next(c for c in workspace.calls() if c.tool == "summarize").result["fraction_passing"]
+    assert record.ok and f"A fraction of {format_value(fraction)}" in record.answer
+
+
+def test_a_maximum_is_asked_for_only_right_after_an_asking_word() -> None:
+    """'what maximum SIC' asks for a maximum (a SIC at a fixed working point is not one); the highest-pT jet and a
+    maximum η setting do not, and a peak answers a maximum."""
+    from physagent.agent.claims import missing_quantities
+
+    asked = "What maximum significance improvement does the idealized detector reach?"
+    assert [q for q, _ in missing_quantities(asked, "{$1.sic_at_signal_eff_0p2}")] == ["maximum"]
+    assert missing_quantities(asked, "{$1.max_sic}") == []
+    assert missing_quantities("What is the mass of the highest-pT jet?", "{$1.mass_gev}") == []
+    assert missing_quantities("With a maximum η of 2.5, what is the mean jet pT?", "{$1.mean}") == []
+    assert missing_quantities("What is the maximum of the dijet mass distribution?", "{$1.peak}") == []
+
+
 def test_an_answer_with_placeholders_but_no_plan_is_asked_to_plan(workspace: Workspace) -> None:
     """'σ = {$1.sigma_pb}' with no steps is not rendered as missing values: the model is asked for the plan."""
     assistant, backend = _assistant([
@@ -568,6 +597,12 @@ def test_a_method_the_request_names_is_offered_first_hinted_and_a_plan_without_i
     assert named_methods("fit the PMT calibration constants") == {}  # a common word names no SBI method alone
     assert named_methods("check the coverage of my neural posterior") == (
         {"coverage": ("sbi_diagnostics",), "neural posterior": ("sbi_train",)} if "sbi_train" in registry else {})
+    # abilities whose verb other tools share: "export" also names export_histograms, "write" write_root
+    assert named_methods("plot it and export the session as a script") == {"export the session": ("export_session",)}
+    assert named_methods("save what we did as a script") == {"as a script": ("export_session",)}
+    assert named_methods("write the sample as HepMC3 for Rivet") == {"write the sample as HepMC3": ("write_hepmc",)}
+    assert named_methods("what is in events.hepmc3?") == {}
+    assert named_methods("the leading jet pT of my NanoAOD file") == {"NanoAOD": ("read_root", "write_root")}
 
 
 def test_numbers_rendered_from_results_are_not_free_numbers_but_typed_ones_are(workspace: Workspace) -> None:

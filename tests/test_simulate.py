@@ -260,9 +260,9 @@ def test_concurrent_in_process_generation_from_threads_completes(tmp_path, monke
 def test_a_neutralino_beside_a_hadron_is_neither_clustered_nor_seen_by_the_detector() -> None:
     """One rule for what is invisible: a 90 GeV χ̃⁰₁ (and a ν) collinear with a 100 GeV pion leaves a 100 GeV jet
     of one constituent, and the detector turns the same event into the pion's objects alone."""
+    from physagent.tools._pdg import INVISIBLE_PIDS, is_invisible
     from physagent.tools.simulate import _detector
     from physagent.tools.simulate._jets import cluster_events
-    from physagent.tools._pdg import INVISIBLE_PIDS, is_invisible
 
     def along_x(pt: float, mass: float, pid: int, charge: int) -> dict:
         return {"px": pt, "py": 0.0, "pz": 0.0, "e": float(np.hypot(pt, mass)), "pid": pid, "charge": charge}
@@ -298,3 +298,35 @@ def test_events_of_the_users_own_without_weights_cluster_with_weight_one(tmp_pat
     table = ak.from_parquet(jets.jets.path)
     assert table.weight.tolist() == [1.0, 1.0] and ak.num(table.jets).tolist() == [2, 1]
     assert ak.flatten(table.jets.pt).tolist() == pytest.approx([120.0, 60.0, 45.0], rel=1e-3)
+
+
+def test_charges_match_pythia_for_every_pid_of_ttbar(ttbar_sample: CallOutcome) -> None:
+    """The shared PDG charges equal the charge Pythia stored for every final-state id of a ttbar sample."""
+    from physagent.tools import _pdg
+
+    particles = _read(ttbar_sample.result.events.path).particles
+    pid = ak.to_numpy(ak.flatten(particles.pid))
+    unique, first = np.unique(pid, return_index=True)
+    stored = ak.to_numpy(ak.flatten(particles.charge))[first]
+    assert len(unique) >= 15  # leptons, neutrinos, photons, π, K, n, p and their antiparticles
+    assert _pdg.charges(unique).tolist() == stored.tolist()
+
+
+def test_partons_carry_mother_indices(ttbar_sample: CallOutcome) -> None:
+    """W daughters point at a W, each W at a top, incoming partons at nothing; indices stay inside the event."""
+    partons = _read(ttbar_sample.result.events.path).partons
+    assert {"mother1", "mother2"} <= set(partons.fields)
+    n = ak.num(partons)
+    for name in ("mother1", "mother2"):
+        assert ak.all((partons[name] >= -1) & (partons[name] < n))
+    mother_pid = partons.pid[ak.where(partons.mother1 >= 0, partons.mother1, 0)]
+    w_daughter = (partons.mother1 >= 0) & (abs(mother_pid) == 24)
+    assert ak.all(ak.sum(w_daughter, axis=1) == 4)  # two hadronic Ws, two quarks each
+    assert ak.all(abs(partons.pid[w_daughter]) <= 5)
+    w = abs(partons.pid) == 24
+    assert ak.all(abs(partons.pid[partons.mother1[w]]) == 6)
+    incoming = abs(partons.status) == 21
+    assert ak.all(partons.mother1[incoming] == -1) and ak.all(partons.mother2[incoming] == -1)
+    tops = abs(partons.pid) == 6  # tt̄ from the two incoming partons: mother1 0, mother2 1
+    assert ak.to_list(ak.flatten(partons.mother1[tops]))[:2] == [0, 0]
+    assert ak.to_list(ak.flatten(partons.mother2[tops]))[:2] == [1, 1]

@@ -284,3 +284,20 @@ def test_drell_yan_mass_lies_in_the_generated_window_and_events_hold_two_muons(
     everything = _summarize(workspace, source, fields=["m_hat_gev"])
     assert everything.stats["m_hat_gev"].mean == np.mean(ak.to_numpy(events.m_hat_gev))
 
+
+
+def test_invisible_alias_counts_neutralinos_and_neutrinos_and_neutrinos_still_works(
+    tmp_path: Path, workspace: Workspace
+) -> None:
+    """`invisible` selects every id of the shared invisible set (ν and χ̃⁰₁ here), `neutrinos` only the ν."""
+    def particle(pid: int, px: float) -> dict:
+        return {"px": px, "py": 0.0, "pz": 0.0, "e": abs(px) + 1.0, "pid": pid, "charge": 0}
+
+    events = [[particle(1000022, 90.0), particle(12, 30.0), particle(211, 100.0)],
+              [particle(-14, 20.0), particle(22, 5.0)]]
+    source = _store(tmp_path, workspace, {"particles": events, "weight": [1.0, 1.0]})
+    result = _summarize(workspace, source, fields=["invisible.pt", "neutrinos.pt"])
+    assert result.stats["invisible_pt_gev"].count == 3
+    assert result.stats["invisible_pt_gev"].max == 90.0
+    assert result.stats["neutrinos_pt_gev"].count == 2
+    assert result.stats["neutrinos_pt_gev"].max == 30.0

@@ -103,20 +103,21 @@ def hard_mothers(status: Any, mother1: Any, *, one_based: bool = False) -> Any:
     hard = (st >= 21) & (st <= 29)
     # Pythia's entry 0 is the system: mother 0 means none there, but is a real entry in one-based records
     has_mother = (local_mother >= (0 if one_based else 1)) & (local_mother < counts[event])
-    ancestor = np.where(has_mother, first + local_mother, -1)
+    entries = np.flatnonzero(hard)  # only hard entries need an answer: a full record is ~100× longer
+    ancestor = np.where(has_mother[entries], first[entries] + local_mother[entries], -1)
     for _ in range(_MAX_MOTHER_HOPS):
         climbing = np.flatnonzero((ancestor >= 0) & ~hard[np.maximum(ancestor, 0)])
         if not climbing.size:
             break
         step_from = ancestor[climbing]
         ancestor[climbing] = np.where(has_mother[step_from], first[step_from] + local_mother[step_from], -1)
-    found = (ancestor >= 0) & (ancestor != np.arange(len(st))) & hard[np.maximum(ancestor, 0)]
+    found = (ancestor >= 0) & (ancestor != entries) & hard[np.maximum(ancestor, 0)]
     hard_rank = np.cumsum(hard) - 1
     n_hard = np.bincount(event[hard], minlength=len(counts))
     hard_first = np.concatenate([[0], np.cumsum(n_hard)[:-1]])
-    mother = np.full(len(st), -1, dtype=np.int64)
-    mother[found] = hard_rank[ancestor[found]] - hard_first[event[found]]
-    return ak.unflatten(mother[hard].astype(np.int32), n_hard)
+    mother = np.full(len(entries), -1, dtype=np.int64)
+    mother[found] = hard_rank[ancestor[found]] - hard_first[event[entries[found]]]
+    return ak.unflatten(mother.astype(np.int32), n_hard)
 
 
 def cartesian(pt: Any, eta: Any, phi: Any, mass: Any) -> tuple[Any, Any, Any, Any]:

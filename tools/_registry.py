@@ -33,11 +33,13 @@ Input rules every tool gets from the registry (one place, so no tool can forget 
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import re
 import types
 import typing
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
@@ -101,6 +103,7 @@ class ToolSpec:
     artifact_params: dict[str, tuple[str, ...]]
     wants_context: bool
     cacheable: bool = True  # False for tools whose answer depends on state outside their inputs
+    file_params: tuple[str, ...] = ()  # parameters naming host files: their content joins the cache key
 
     @property
     def summary(self) -> str:
@@ -259,15 +262,22 @@ class Registry:
 registry = Registry()
 
 
-def tool(*, category: str, version: str = "1", name: str | None = None, cacheable: bool = True) -> Callable[[F], F]:
+def tool(*, category: str, version: str = "1", name: str | None = None, cacheable: bool = True,
+         file_params: tuple[str, ...] = ()) -> Callable[[F], F]:
     """Register a typed function as a tool; see the module docstring.
 
     ``cacheable=False`` for tools whose result depends on more than their inputs and input artifacts
-    (e.g. a search over a knowledge base that changes): every call then runs.
+    (e.g. a search over a knowledge base that changes): every call then runs. ``file_params`` names the
+    parameters that hold a host file's path (read through ``ctx.input_file``): the runner hashes the file's
+    content into the cache key, so an edited file is never answered from a stale result.
     """
 
     def register(function: F) -> F:
-        registry.add(_build_spec(function, category, version, name or function.__name__, cacheable))
+        spec = _build_spec(function, category, version, name or function.__name__, cacheable)
+        unknown = [p for p in file_params if p not in spec.input_model.model_fields]
+        if unknown:
+            raise TypeError(f"tool {spec.name}: file_params {unknown} are not parameters of the tool")
+        registry.add(dataclasses.replace(spec, file_params=tuple(file_params)))
         return function
 
     return register
@@ -305,7 +315,9 @@ def _build_spec(function: Callable[..., Any], category: str, version: str, name:
         if kinds:
             artifact_params[param.name] = kinds
     model_name = "".join(part.title() for part in name.split("_")) + "Input"
-    input_model = create_model(model_name, __config__=_INPUT_CONFIG, **fields)
+    with warnings.catch_warnings():  # a parameter named like a BaseModel attribute ('schema') is fine here
+        warnings.filterwarnings("ignore", message="Field name .* shadows an attribute", category=UserWarning)
+        input_model = create_model(model_name, __config__=_INPUT_CONFIG, **fields)
     return ToolSpec(
         name, category, version, description, function, input_model, result_model,
         artifact_params, wants_context, cacheable,

@@ -26,7 +26,7 @@ from physagent.tools._errors import ToolError, ToolInputError, ToolRuntimeError
 from physagent.tools._registry import ToolResult, ToolSpec, registry
 from physagent.tools._workspace import CallRecord, Workspace
 
-__all__ = ["CallOutcome", "call_tool", "package_versions"]
+__all__ = ["CallOutcome", "call_tool", "file_sha256", "package_versions"]
 
 _RECORDED_PACKAGES = (
     "physagent", "numpy", "pydantic", "awkward", "pyarrow", "vector", "pythia8mc", "fastjet",
@@ -95,7 +95,7 @@ def call_tool(
     workspace = workspace or Workspace()
     input_hashes = _check_input_artifacts(spec, inputs, workspace)
     inputs_json = inputs.model_dump(mode="json")
-    key = _cache_key(spec, inputs_json, input_hashes)
+    key = _cache_key(spec, inputs_json, input_hashes, _host_file_hashes(spec, inputs, workspace))
     if use_cache and spec.cacheable:
         hit = workspace.find_cached(key)
         if hit is not None:
@@ -215,6 +215,30 @@ def _check_input_artifacts(spec: ToolSpec, inputs: BaseModel, workspace: Workspa
     return hashes
 
 
-def _cache_key(spec: ToolSpec, inputs_json: dict[str, Any], input_hashes: dict[str, str]) -> str:
+def _host_file_hashes(spec: ToolSpec, inputs: BaseModel, workspace: Workspace) -> dict[str, str]:
+    """sha256 of the host files the call names (``file_params``), resolved by the file-access rule as the tool
+    will; a refused or missing path raises the error the tool itself would."""
+    hashes = {}
+    for param in spec.file_params:
+        path = getattr(inputs, param)
+        if path is not None:
+            real = workspace.file_access.resolve(spec.name, param, path, workspace.root / "uploads")
+            hashes[param] = file_sha256(real)
+    return hashes
+
+
+def file_sha256(path: Any) -> str:
+    """Hex sha256 of a file's bytes, read in 1 MiB blocks (event files reach gigabytes)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _cache_key(spec: ToolSpec, inputs_json: dict[str, Any], input_hashes: dict[str, str],
+               file_hashes: dict[str, str] | None = None) -> str:
     payload = {"tool": spec.name, "version": spec.version, "inputs": inputs_json, "artifacts": input_hashes}
+    if file_hashes:  # only then: keys of tools without host files stay what they were
+        payload["files"] = file_hashes
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

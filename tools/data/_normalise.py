@@ -21,7 +21,7 @@ from physagent.tools._context import ToolContext
 
 __all__ = [
     "PB_TO_FB", "SampleInfo", "lineage", "process_label", "pt_hat_window", "sample_info", "sum_of_weights",
-    "window_text",
+    "window_text", "windows",
 ]
 
 PB_TO_FB = 1000.0
@@ -31,7 +31,7 @@ _PROCESS_LABELS = {
     "drell_yan_mumu": "Drell–Yan μμ", "higgs_gammagamma": "H → γγ", "wprime_to_xy": "W′ → XY",
     "custom": "custom process", "lhe": "LHE events",
 }
-_SETTING = re.compile(r"^\s*PhaseSpace:pTHat(Min|Max)\s*=\s*([-+0-9.eE]+)\s*$")
+_SETTING = re.compile(r"^\s*PhaseSpace:(pTHat|mHat)(Min|Max)\s*=\s*([-+0-9.eE]+)\s*$")
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class SampleInfo:
     process: str | None
     weight_unit: str | None  # "pb" when the weights are σ-weights (merged samples)
     pt_hat_gev: tuple[float, float | None] | None  # (min, max) of the generator's p̂T window
+    settings: tuple[str, ...] = ()  # the generator card's Pythia settings
 
 
 def lineage(ctx: ToolContext, artifact: Artifact) -> list[Artifact]:
@@ -67,24 +68,34 @@ def sample_info(ctx: ToolContext, artifact: Artifact) -> SampleInfo:
     meta = card.metadata if card is not None else {}
     sqrt_s = next((a.metadata["sqrt_s_tev"] for a in chain if a.metadata.get("sqrt_s_tev")), None)
     process = next((a.metadata["process"] for a in chain if a.metadata.get("process")), None)
-    window = pt_hat_window(meta.get("pythia_settings") or [])
+    settings = tuple(str(line) for line in meta.get("pythia_settings") or [])
+    window = pt_hat_window(list(settings))
     return SampleInfo(
         label=_label(chain, process, window, sqrt_s), sigma_pb=_float(meta.get("sigma_pb")),
         sigma_err_pb=_float(meta.get("sigma_err_pb")), sigma_from=card.id if card is not None else None,
         sqrt_s_tev=_float(sqrt_s), process=process, weight_unit=meta.get("weight_unit"), pt_hat_gev=window,
+        settings=settings,
     )
 
 
-def pt_hat_window(settings: list[str]) -> tuple[float, float | None] | None:
-    """The (min, max) p̂T window in GeV set by Pythia settings (the last line wins, as in Pythia)."""
-    found: dict[str, float] = {}
+def windows(settings: list[str]) -> dict[str, tuple[float, float | None]]:
+    """The p̂T ('pTHat') and m̂ ('mHat') windows [min, max) in GeV set by Pythia settings; unset = [0, ∞).
+
+    The last line for a setting wins, as in Pythia.
+    """
+    edges: dict[tuple[str, str], float] = {}
     for line in settings:
         match = _SETTING.match(str(line))
         if match:
-            found[match.group(1)] = float(match.group(2))
-    if not found:
+            edges[(match.group(1), match.group(2))] = float(match.group(3))
+    return {name: (edges.get((name, "Min"), 0.0), edges.get((name, "Max"))) for name in ("pTHat", "mHat")}
+
+
+def pt_hat_window(settings: list[str]) -> tuple[float, float | None] | None:
+    """The (min, max) p̂T window in GeV of Pythia settings, None when they set none."""
+    if not any(_SETTING.match(str(line)) and "pTHat" in str(line) for line in settings):
         return None
-    return found.get("Min", 0.0), found.get("Max")
+    return windows(settings)["pTHat"]
 
 
 def window_text(window: tuple[float, float | None] | None) -> str:

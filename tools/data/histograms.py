@@ -6,6 +6,11 @@ A field is a dotted path: ``pt_hat_gev`` (one value per event), ``jets.mass`` (o
 with fewer objects are skipped); ``abs_pid`` keeps particles or partons of the given |PDG id| only.
 An event-level ``weight_field`` weights every object of its event.
 
+``luminosity_fb=L`` weights events to expected events, w_i · σ · 1000 · L / Σ_j w_j (σ in pb from the
+generator card the artifact's ``source`` links lead to, or ``cross_section_pb``; w the sample's ``weight``
+column; 1 pb = 1000 fb), or w_i · 1000 · L for samples whose weights already are σ-weights in pb
+(``merge_samples``); see :mod:`tools.data._normalise`.
+
 The histogram is stored as UHI JSON (``histogram.json``, sorted keys, so equal histograms have equal
 hashes) with a Weight storage and under/overflow bins; :func:`load_histogram` reads it back into a
 ``hist.Hist``. Axis labels carry units: GeV for momenta, energies, masses and ``*_gev`` fields.
@@ -26,8 +31,12 @@ from physagent.tools._errors import ToolInputError
 from physagent.tools._io import read_parquet
 from physagent.tools._registry import ToolResult, tool
 from physagent.tools.data._fields import field_label, field_unit, leaf_paths, object_ordering, resolve_field
+from physagent.tools.data._normalise import PB_TO_FB, SampleInfo, sample_info
 
 __all__ = ["HistogramResult", "histogram", "load_histogram"]
+
+# how physicists write an integrated luminosity: "139 fb^-1", "139 fb-1", "139 ifb" (agent argument hygiene)
+_LUMI_NAMES = ["fb^-1", "fb-1", "fb⁻¹", "ifb", "/fb", "inverse femtobarn", "inverse femtobarns"]
 
 
 class HistogramResult(ToolResult):
@@ -49,9 +58,16 @@ class HistogramResult(ToolResult):
     peak_y: float | None = Field(description="2-D only: y centre of the highest cell.")
     mean_y: float | None = Field(description="2-D only: weighted mean of the in-range y values.")
     dropped_nonfinite: int = Field(description="Values skipped because they were NaN or infinite.")
+    sample: str = Field(description="The sample's name, e.g. 'Drell–Yan μμ, Pythia8, 13.6 TeV' (legend entry).")
+    sqrt_s_tev: float | None = Field(description="Centre-of-mass energy of the sample in TeV (None: unknown).")
+    luminosity_fb: float | None = Field(description="Integrated luminosity the weights are normalised to, "
+                                        "in fb⁻¹ (None: not normalised).")
+    sigma_pb: float | None = Field(description="Cross-section used for the normalisation, in pb.")
+    normalisation: str | None = Field(description="How the weights were normalised, e.g. "
+                                      "'w·σ·L/Σw: σ = 1520 pb (ev-…), L = 10 fb⁻¹, Σw = 1000'.")
 
 
-@tool(category="data")
+@tool(category="data", version="2")  # v2: σ·L weighting, sample names in results (issue 18)
 def histogram(
     source: Annotated[
         DataRef, Field(description="Id of an events, jets or table artifact.")
@@ -79,22 +95,37 @@ def histogram(
         list[int] | None, Field(description="Keep only objects with these |PDG ids|, e.g. [13] for muons "
                                 "(collections with a pid field; None: all).")
     ] = None,
+    luminosity_fb: Annotated[
+        float | None, Field(gt=0, description="Integrated luminosity in fb⁻¹: weight events to σ·L, "
+                            "w·σ·L/Σw with σ from the generator card (None: raw counts or weights).",
+                            json_schema_extra={"x-names": _LUMI_NAMES})
+    ] = None,
+    cross_section_pb: Annotated[
+        float | None, Field(gt=0, description="Cross-section in pb for luminosity_fb, overriding the "
+                            "generator's (None: from the sample's generator card).",
+                            json_schema_extra={"x-names": ["cross-section", "cross section", "xsec"]})
+    ] = None,
     *,
     ctx: ToolContext,
 ) -> HistogramResult:
     """Fill a 1-D or 2-D histogram of a field of an events, jets or table artifact.
 
     Returns entries, mean, std, under/overflow and the peak bin centre inline, and the histogram
-    (UHI JSON, labelled axes with units) as an artifact for `plot`.
+    (UHI JSON, labelled axes with units) as an artifact for `plot`; with luminosity_fb, events are
+    weighted to σ·L (expected events).
     """
     _check_range("range_min", range_min, "range_max", range_max)
     _check_range("range_min_y", range_min_y, "range_max_y", range_max_y)
-    array = _load_columns(ctx.artifact(source, "source").path, [field, field_y, weight_field])
+    artifact = ctx.artifact(source, "source")
+    info = sample_info(ctx, artifact)
+    weight_field = _lumi_weight_field(artifact.path, weight_field, luminosity_fb, cross_section_pb)
+    array = _load_columns(artifact.path, [field, field_y, weight_field])
+    weights = _weight_values(array, weight_field, source)
+    weights, normalisation = _normalise(info, source, weights, len(array), luminosity_fb, cross_section_pb)
     array = _prepare_collections(array, [field, field_y], object_index, abs_pid)
     values = [_field_values(array, "field", field, source)]
     if field_y is not None:
         values.append(_field_values(array, "field_y", field_y, source))
-    weights = _weight_values(array, weight_field, source)
     columns, dropped = _flatten(*_pick_objects(values, weights, object_index), field_y)
     axes = [_axis(columns[0], bins, range_min, range_max, "range_min", "range_max", field_label(
         field, object_index, abs_pid))]
@@ -104,7 +135,8 @@ def histogram(
     filled = _fill(axes, columns)
     meta = {"source": source, "field": field, "field_y": field_y, "object_index": object_index,
             "abs_pid": abs_pid, "weight_field": weight_field, "unit": field_unit(field),
-            "unit_y": field_unit(field_y) if field_y else None}
+            "unit_y": field_unit(field_y) if field_y else None, "sample": info.label,
+            "sqrt_s_tev": info.sqrt_s_tev, "luminosity_fb": luminosity_fb, **normalisation}
     return _store(ctx, filled, columns, dropped, meta)
 
 
@@ -125,6 +157,60 @@ def _load_columns(path: Path, paths: list[str | None]) -> Any:
     needed = sorted({p.split(".")[0] for p in paths if p})
     stored = ak.metadata_from_parquet(path)["form"].fields
     return read_parquet(path, columns=needed if set(needed) <= set(stored) else None)
+
+
+def _lumi_weight_field(path: Path, weight_field: str | None, luminosity_fb: float | None,
+                       cross_section_pb: float | None) -> str | None:
+    """The event weights to normalise: the one asked for, else the sample's own 'weight' column."""
+    import pyarrow.parquet as pq
+
+    if luminosity_fb is None:
+        if cross_section_pb is not None:
+            raise ToolInputError.for_param(
+                "histogram", "cross_section_pb", cross_section_pb, "only applies together with luminosity_fb "
+                "(the integrated luminosity in fb⁻¹ to weight to). Give luminosity_fb too, or leave it unset.")
+        return weight_field
+    if weight_field is not None:
+        return weight_field
+    return "weight" if "weight" in pq.ParquetFile(path).schema_arrow.names else None
+
+
+def _normalise(info: SampleInfo, source: str, weights: Any, n_events: int, luminosity_fb: float | None,
+               cross_section_pb: float | None) -> tuple[Any, dict[str, Any]]:
+    """Event weights times σ·1000·L/Σw (or 1000·L for σ-weights in pb) and a record of what was done."""
+    import awkward as ak
+
+    if luminosity_fb is None:
+        return weights, {"sigma_pb": None, "normalisation": None}
+    lumi = f"L = {luminosity_fb:g} fb⁻¹"
+    if cross_section_pb is None and info.weight_unit == "pb":
+        scale = PB_TO_FB * luminosity_fb
+        note = f"w·1000·L (weights are σ-weights in pb, Σσ = {info.sigma_pb:.6g} pb from {info.sigma_from}), {lumi}"
+        return _scaled(weights, n_events, scale), {"sigma_pb": info.sigma_pb, "normalisation": note}
+    sigma = cross_section_pb if cross_section_pb is not None else info.sigma_pb
+    if sigma is None:
+        raise ToolInputError.for_param(
+            "histogram", "luminosity_fb", luminosity_fb, f"needs the cross-section of {source}, but no "
+            "generator card in its lineage states sigma_pb (a file read from disk carries none). Pass "
+            "cross_section_pb (in pb), or leave luminosity_fb unset for raw counts.")
+    total = float(n_events) if weights is None else float(ak.sum(ak.values_astype(weights, np.float64)))
+    if not np.isfinite(total) or total == 0.0:
+        raise ToolInputError.for_param(
+            "histogram", "luminosity_fb", luminosity_fb, f"cannot normalise {source}: its weights sum to "
+            f"{total:g}. Check weight_field, or leave luminosity_fb unset.")
+    scale = sigma * PB_TO_FB * luminosity_fb / total
+    origin = "given" if cross_section_pb is not None else f"card of {info.sigma_from}"
+    note = f"w·σ·L/Σw: σ = {sigma:.6g} pb ({origin}), {lumi}, Σw = {total:.6g}"
+    return _scaled(weights, n_events, scale), {"sigma_pb": sigma, "normalisation": note}
+
+
+def _scaled(weights: Any, n_events: int, scale: float) -> Any:
+    """Weights (1 when None) times ``scale``, in float64 (float32 weights would round σ·L away)."""
+    import awkward as ak
+
+    if weights is None:
+        return ak.Array(np.full(n_events, scale))
+    return ak.values_astype(weights, np.float64) * scale
 
 
 def _check_range(name_min: str, low: float | None, name_max: str, high: float | None) -> None:
@@ -319,7 +405,10 @@ def _store(
     shape = " x ".join(str(axis.size) for axis in filled.axes)
     field = meta["field"] + (f" vs {meta['field_y']}" if meta["field_y"] else "")
     summary = f"histogram of {field} from {meta['source']}: {shape} bins, {stats['entries']:,} entries"
+    if meta["luminosity_fb"] is not None:
+        summary += f", weighted to L = {meta['luminosity_fb']:g} fb⁻¹"
     metadata = {**meta, "label": labels[0], "label_y": labels[1] if len(labels) > 1 else None,
                 "dimensions": len(labels), **stats}
     artifact = pending.finish("histogram.json", summary, metadata)
-    return HistogramResult(histogram=artifact, label=labels[0], label_y=metadata["label_y"], **stats)
+    recorded = {k: meta[k] for k in ("sample", "sqrt_s_tev", "luminosity_fb", "sigma_pb", "normalisation")}
+    return HistogramResult(histogram=artifact, label=labels[0], label_y=metadata["label_y"], **recorded, **stats)

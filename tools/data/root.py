@@ -4,22 +4,19 @@ r"""ROOT files in and out through uproot: ``read_root`` and ``write_root``.
   (a counter ``nparticles`` plus ``particles_px``, ``particles_py``, …) are regrouped into the record
   ``particles: var * {px, py, …}``; RNTuple records come back as records. So
   ``generate_events`` → ``write_root`` → ``read_root`` returns the same events (momenta in GeV).
+- ``read_root(schema=...)``: NanoAOD (``nJet`` + ``Jet_pt`` …, ``GenPart_*``) and Delphes (``Particle.PT``,
+  ``Jet.PT`` …) trees become our collections (``particles``, ``partons``, ``jets``, ``muons``, ``met``, ``weight``;
+  see :mod:`tools.data._schemas`); momenta of flat trees are converted to GeV (``units``, the file's unit note,
+  or a reported guess).
 - ``write_root``: an ``events``, ``jets`` or ``table`` artifact → ``<tree>.root``. A TTree holds
   numbers and singly-jagged lists/records; an RNTuple holds any awkward type, including the doubly
-  jagged jet constituents.
+  jagged jet constituents. ``schema='nanoaod'``/``'delphes'`` writes the inverse mapping.
 
 ROOT files carry creation times and UUIDs, so two writes of the same data differ byte for byte.
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime
-import itertools
-import os
-import types
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,11 +27,16 @@ from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolInputError, one_line
 from physagent.tools._io import read_parquet
 from physagent.tools._registry import ToolResult, tool
-from physagent.tools.data._common import LoadedData, store_array
+from physagent.tools.data import _schemas
+from physagent.tools.data._common import FileNotes, LoadedData, store_array, with_weight
+from physagent.tools.data._rootio import reproducible_writes, uuid_from
+from physagent.tools.data._schemas import ParticlesFrom, Schema, Units
 
 __all__ = ["RootFile", "read_root", "write_root"]
 
 RootFormat = Literal["ttree", "rntuple"]
+WriteSchema = Literal["native", "nanoaod", "delphes"]
+_DEFAULT_TREE = {"native": "events", "nanoaod": "Events", "delphes": "Delphes"}
 _TREE_CLASSES = ("TTree", "TNtuple", "TNtupleD", "ROOT::RNTuple")
 _CHUNK_ENTRIES = 50_000
 
@@ -49,7 +51,7 @@ class RootFile(ToolResult):
     branches: list[str] = Field(description="Branch (TTree) or field (RNTuple) names in the file.")
 
 
-@tool(category="data", cacheable=False)  # the file may change between reads
+@tool(category="data", version="2", cacheable=False)  # v2: schemas, units, weight; the file may change
 def read_root(
     path: Annotated[str, Field(description="Path of a local .root file in an allowed folder (uploads, the "
                       "current directory in the CLI, PHYSAGENT_DATA_DIRS); relative to the current directory.")],
@@ -65,14 +67,29 @@ def read_root(
     entry_stop: Annotated[
         int | None, Field(ge=1, description="Stop before this entry (None: read to the end).")
     ] = None,
+    schema: Annotated[
+        Schema, Field(description="'auto' detects NanoAOD (nJet + Jet_pt …, GenPart_*) and Delphes (Particle.PT, "
+                      "Jet.PT …) trees and maps them to particles/partons/jets/muons/met/weight in GeV; "
+                      "'flat' keeps the branches as they are.")
+    ] = "auto",
+    units: Annotated[
+        Units, Field(description="Unit of the file's momenta and energies; 'auto' follows the file's unit note "
+                     "(TObjString 'units' or '[MeV]' in the tree title), else guesses (reported in warnings). "
+                     "Everything is stored in GeV.")
+    ] = "auto",
+    particles_from: Annotated[
+        ParticlesFrom, Field(description="Delphes only: 'truth' builds particles from the generator Particle "
+                             "branch, 'eflow' from EFlowTrack/EFlowPhoton/EFlowNeutralHadron; 'auto' prefers truth.")
+    ] = "auto",
     *,
     ctx: ToolContext,
 ) -> LoadedData:
-    """Read a TTree or RNTuple from a ROOT file into a Parquet artifact.
+    """Read a TTree or RNTuple from a ROOT file (flat, NanoAOD or Delphes) into a Parquet artifact.
 
     Jagged record branches (``nparticles`` + ``particles_px`` …) come back as records
-    (``particles: var * {px, …}``); data with particles (px, py, pz, e in GeV, pid, charge) becomes
-    an ``events`` artifact, anything else a ``table``.
+    (``particles: var * {px, …}``); NanoAOD and Delphes collections get our names (``jets``, ``muons``,
+    ``particles`` …); momenta are stored in GeV. Data with particles (px, py, pz, e, pid, charge) becomes an
+    ``events`` artifact (with a ``weight``), anything else a ``table``.
     """
     file_path = ctx.input_file("path", path)
     file = _open_root(path, file_path)
@@ -80,12 +97,18 @@ def read_root(
         name, classname = _pick_tree(file, tree, path)
         obj = file[name]
         start, stop = _entry_window(obj.num_entries, entry_start, entry_stop)
-        reader = _read_rntuple if classname == "ROOT::RNTuple" else _read_ttree
-        array = reader(obj, branches, start, stop)
+        array, notes = _read_schema(obj, name, classname, path, branches, (start, stop), schema, particles_from)
+        hint = _schemas.unit_hint(file, obj)
+    array, choice = _schemas.choose_units("read_root", array, units, hint, notes.schema)
+    notes.file_units, notes.units_source = choice.unit, choice.source
+    notes.warnings += choice.warnings
+    array = with_weight(array, always=notes.schema != "flat")
     summary = f"{len(array):,} entries of {classname} '{name}' from {file_path.name}"
+    if notes.schema != "flat":
+        summary += f" ({notes.schema})"
     metadata = {"source_path": str(file_path), "tree": name, "tree_class": classname,
                 "entry_start": start, "entry_stop": stop}
-    return store_array(ctx, array, summary, metadata)
+    return store_array(ctx, array, summary, metadata, notes)
 
 
 @tool(category="data")
@@ -94,13 +117,18 @@ def write_root(
         DataRef, Field(description="Id of an events, jets or table artifact.")
     ],
     tree: Annotated[
-        str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Name of the tree in the file; the "
-                   "file is '<tree>.root'.")
-    ] = "events",
+        str | None, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Name of the tree in the file; the "
+                          "file is '<tree>.root' (None: 'events'; 'Events' for NanoAOD, 'Delphes' for Delphes).")
+    ] = None,
     format: Annotated[
         RootFormat, Field(description="'ttree' (classic, readable everywhere; numbers and singly-jagged "
                           "records) or 'rntuple' (ROOT 6.34+; any nesting, e.g. jet constituents).")
     ] = "ttree",
+    schema: Annotated[
+        WriteSchema, Field(description="Branch layout: 'native' (nparticles + particles_px …), 'nanoaod' (GenPart_*, "
+                           "Jet_*, genWeight, as CMS NanoAOD) or 'delphes' (Particle.PT, Jet.PT, Event.Weight …); "
+                           "read_root maps the last two back.")
+    ] = "native",
     *,
     ctx: ToolContext,
 ) -> RootFile:
@@ -108,58 +136,49 @@ def write_root(
 
     Jagged records become a counter plus one branch per field in a TTree (``nparticles``,
     ``particles_px`` …); doubly-jagged data (jet constituents) needs format='rntuple'.
+    schema='nanoaod' or 'delphes' writes a TTree laid out as those files are.
     """
     import uproot
 
     source_artifact = ctx.artifact(source, "source")
     array = read_parquet(source_artifact.path)
-    if format == "ttree":
-        _check_ttree_types(array)
+    columns = _columns_for(array, schema, format)
+    tree = tree or _DEFAULT_TREE[schema]
     pending = ctx.new_artifact("root")
     target = pending.directory / f"{tree}.root"
-    with _reproducible_writes(), uproot.recreate(target, uuid_function=_uuid_from(source_artifact.sha256)) as file:
+    with reproducible_writes(), uproot.recreate(target, uuid_function=uuid_from(source_artifact.sha256)) as file:
         if format == "ttree":
-            _write_ttree(file, tree, array)
+            _write_ttree(file, tree, columns, delphes=schema == "delphes")
         else:
             file[tree] = array
     with uproot.open(target) as file:
         names = list(file[tree].keys())
     summary = f"{len(array):,} entries of {source} as {format} '{tree}' ({len(names)} branches)"
-    artifact = pending.finish(target.name, summary, {"source": source, "tree": tree, "format": format,
-                                                       "n_entries": len(array), "branches": names})
+    if schema != "native":
+        summary += f", {schema} layout"
+    metadata = {"source": source, "tree": tree, "format": format, "n_entries": len(array), "branches": names}
+    artifact = pending.finish(target.name, summary, metadata if schema == "native" else {**metadata, "schema": schema})
     return RootFile(root=artifact, tree=tree, format=format, n_entries=len(array), branches=names)
 
 
-@contextlib.contextmanager
-def _reproducible_writes() -> Iterator[None]:
-    """Freeze the clock uproot stamps into ROOT headers (fDatime), as SOURCE_DATE_EPOCH does for builds.
+def _columns_for(array: Any, schema: str, format: str) -> dict[str, Any]:
+    """Top-level name → column to write: the artifact's own fields, or the NanoAOD/Delphes mapping of them."""
+    import awkward as ak
 
-    ROOT files carry their creation time and a UUID; with both fixed, identical content gives
-    identical bytes, so artifact hashes — and exported reproduction scripts — can be checked.
-    """
-    import sys
-
-    import uproot.writing  # noqa: F401 — loads every writer module before their clocks are frozen
-
-    seconds = int(os.environ.get("SOURCE_DATE_EPOCH", "946684800"))  # default 2000-01-01 UTC
-    epoch = datetime.datetime.fromtimestamp(seconds, datetime.UTC).replace(tzinfo=None)
-    frozen = types.SimpleNamespace(datetime=types.SimpleNamespace(now=lambda: epoch))
-    modules = [module for name, module in list(sys.modules.items())
-               if name.startswith("uproot.writing") and getattr(module, "datetime", None) is datetime]
-    originals = [module.datetime for module in modules]
-    for module in modules:
-        setattr(module, "datetime", frozen)  # noqa: B010
-    try:
-        yield
-    finally:
-        for module, original in zip(modules, originals, strict=True):
-            setattr(module, "datetime", original)  # noqa: B010
+    if schema == "native":
+        columns = {name: array[name] for name in ak.fields(array)}
+    elif format != "ttree":
+        raise ToolInputError.for_param(
+            "write_root", "format", format, f"does not go with schema={schema!r}: NanoAOD and Delphes files are "
+            "TTrees. Pass format='ttree' (or schema='native' for an RNTuple).",
+        )
+    else:
+        columns = _schemas.to_nanoaod(array) if schema == "nanoaod" else _schemas.to_delphes(array)
+    if format == "ttree":
+        _check_ttree_types(columns, schema)
+    return columns
 
 
-def _uuid_from(content_sha256: str) -> Any:
-    """UUIDs derived from the content written, in call order: same content, same UUIDs."""
-    counter = itertools.count()
-    return lambda: uuid.uuid5(uuid.NAMESPACE_URL, f"physagent:{content_sha256}:{next(counter)}")
 
 
 # reading ---------------------------------------------------------------------------------------
@@ -280,21 +299,72 @@ def _read_rntuple(ntuple: Any, branches: list[str] | None, start: int, stop: int
     return ntuple.arrays(names, entry_start=start, entry_stop=stop)
 
 
+def _read_schema(
+    obj: Any, name: str, classname: str, path: str, branches: list[str] | None, window: tuple[int, int],
+    schema: str, particles_from: str,
+) -> tuple[Any, FileNotes]:
+    """The tree read as its schema says (detected for 'auto'), with what was learnt on the way."""
+    start, stop = window
+    if classname == "ROOT::RNTuple":
+        if schema in ("nanoaod", "delphes"):
+            raise ToolInputError.for_param("read_root", "schema", schema, f"applies to TTrees; '{name}' in "
+                                           f"{path} is an RNTuple. Pass schema='auto'.")
+        return _read_rntuple(obj, branches, start, stop), FileNotes()
+    all_names = [branch.name for branch in obj.itervalues(recursive=True)]
+    chosen = _schemas.check_fits(schema, all_names, name, path)
+    if particles_from == "eflow" and chosen != "delphes":
+        raise ToolInputError.for_param("read_root", "particles_from", "eflow", "applies to Delphes files; this "
+                                       f"one is read as {chosen}. Pass particles_from='auto'.")
+    if chosen == "delphes":
+        return _read_delphes(obj, branches, start, stop, particles_from, schema)
+    if chosen == "flat":
+        return _read_ttree(obj, branches, start, stop), FileNotes()
+    layout = ttree_layout(obj)
+    wanted = None
+    if branches is not None:
+        names, extras = _schemas.file_names("nanoaod", branches)
+        wanted = names + [extra for extra in extras if extra in layout]
+    array, warnings = _schemas.from_nanoaod(_read_ttree(obj, wanted, start, stop), schema)
+    return array, FileNotes(schema="nanoaod", warnings=warnings)
+
+
+def _read_delphes(
+    tree: Any, branches: list[str] | None, start: int, stop: int, particles_from: str, schema: str
+) -> tuple[Any, FileNotes]:
+    found = {b.name: b for b in tree.itervalues(recursive=True)}
+    layout, skipped = _schemas.delphes_layout((name, _interpretation(b)) for name, b in found.items())
+    chosen = list(layout)
+    if branches is not None:
+        names, extras = _schemas.file_names("delphes", branches)
+        chosen = _select(list(layout), names) + [extra for extra in extras if extra in layout]
+    # branch by branch: real Delphes nests 'Jet.PT' under the TClonesArray 'Jet', and a read-all trips on TRefs
+    groups = {group: {field: found[b].array(entry_start=start, entry_stop=stop, library="ak")
+                      for b, field in layout[group]} for group in chosen}
+    array, warnings = _schemas.from_delphes(groups, particles_from, schema)
+    return array, FileNotes(schema="delphes", warnings=warnings, skipped_branches=skipped)
+
+
+def _interpretation(branch: Any) -> Any:
+    try:
+        return branch.interpretation
+    except Exception:  # uproot cannot interpret some streamed classes at all; such a branch is skipped
+        return None
+
+
 # writing ---------------------------------------------------------------------------------------
 
 
-def _check_ttree_types(array: Any) -> None:
+def _check_ttree_types(columns: dict[str, Any], schema: str = "native") -> None:
     """Refuse, before writing anything, a field a TTree cannot hold (never drop data silently)."""
-    import awkward as ak
-
-    for name in ak.fields(array):
-        entry_type = array[name].type.content
+    for name, column in columns.items():
+        entry_type = column.type.content
         why = ttree_problem(entry_type)
         if why:
+            fix = ("Use format='rntuple', which stores any awkward type, so no data is dropped." if schema == "native"
+                   else f"A {schema} tree cannot hold it; write schema='native', format='rntuple' to keep it.")
             raise ToolInputError.for_param(
                 "write_root", "format", "ttree", f"cannot store field {name!r} of type {entry_type} "
-                f"({why}); TTree branches hold numbers and singly-jagged lists or records of numbers. "
-                "Use format='rntuple', which stores any awkward type, so no data is dropped.",
+                f"({why}); TTree branches hold numbers and singly-jagged lists or records of numbers. {fix}",
             )
 
 
@@ -318,15 +388,14 @@ def ttree_problem(entry_type: Any) -> str | None:
     return None if isinstance(content, types.NumpyType) else "it is doubly jagged or nested"
 
 
-def _write_ttree(file: Any, name: str, array: Any) -> None:
-    import awkward as ak
-
-    fields = ak.fields(array)
+def _write_ttree(file: Any, name: str, columns: dict[str, Any], delphes: bool = False) -> None:
+    """Counters ``nX`` and branches ``X_f`` (ours, NanoAOD), or ``X_size`` and ``X.f`` (Delphes)."""
+    sep, counter = (".", "{}_size") if delphes else ("_", "n{}")
     tree = file.mktree(
-        name, {f: array[f].type.content for f in fields},
-        counter_name=lambda counted: "n" + counted,
-        field_name=lambda outer, inner: inner if outer == "" else outer + "_" + inner,
+        name, {f: column.type.content for f, column in columns.items()},
+        counter_name=counter.format,
+        field_name=lambda outer, inner: inner if outer == "" else outer + sep + inner,
     )
-    for begin in range(0, len(array), _CHUNK_ENTRIES):
-        chunk = array[begin:begin + _CHUNK_ENTRIES]
-        tree.extend({f: chunk[f] for f in fields})
+    n_entries = len(next(iter(columns.values()))) if columns else 0
+    for begin in range(0, n_entries, _CHUNK_ENTRIES):
+        tree.extend({f: column[begin:begin + _CHUNK_ENTRIES] for f, column in columns.items()})

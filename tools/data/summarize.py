@@ -4,7 +4,8 @@ Answers statistics questions about an events, jets or table artifact without gen
 field is a dotted path as in ``histogram``: ``m_hat_gev`` (one value per event), ``jets.pt`` (one per
 jet), ``particles.eta`` (pT, η, φ, mass derived from px, py, pz, e [GeV] when not stored). In events
 with a ``particles`` collection, ``electrons``, ``muons``, ``photons`` and ``neutrinos`` are the final-state
-particles of that |PDG id| (11; 13; 22; 12, 14, 16), e.g. ``muons.pt``. Objects are ordered by
+particles of that |PDG id| (11; 13; 22; 12, 14, 16), e.g. ``muons.pt``, and ``invisible`` those the detector
+never sees and jets never hold (neutrinos, neutralinos, … — :data:`tools._pdg.INVISIBLE_PIDS`). Objects are ordered by
 decreasing pT, so ``object_index=0`` and ``jets.pt[0]`` mean the leading object.
 
 The ``selection`` is an expression of the small language of :mod:`tools.data._expressions`
@@ -32,6 +33,7 @@ from physagent.tools._artifacts import DataRef
 from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolInputError
 from physagent.tools._io import read_parquet
+from physagent.tools._pdg import INVISIBLE_PIDS
 from physagent.tools._registry import ToolResult, tool
 from physagent.tools.data._expressions import ExpressionError, Node, evaluate_condition, field_paths, parse
 from physagent.tools.data._fields import field_label, field_unit, leaf_paths, object_ordering, resolve_field
@@ -39,7 +41,8 @@ from physagent.tools.data._fields import field_label, field_unit, leaf_paths, ob
 __all__ = ["ALIASES", "FieldStats", "LoadedData", "Multiplicity", "SummaryResult", "field_resolver", "lookup_field",
            "open_data", "stats_key", "summarize"]
 
-ALIASES = {"electrons": (11,), "muons": (13,), "photons": (22,), "neutrinos": (12, 14, 16)}
+ALIASES = {"electrons": (11,), "muons": (13,), "photons": (22,), "neutrinos": (12, 14, 16),
+           "invisible": tuple(sorted(INVISIBLE_PIDS))}
 Level = Literal["event", "object"]
 
 
@@ -369,6 +372,8 @@ def _field_stats(data: LoadedData, path: str, chosen: _Selection, index: int | N
 def _label(data: LoadedData, path: str, index: int | None) -> str:
     """'leading muon $p_{T}$ [GeV]' for ``muons.pt`` (an alias labels like the particles it selects)."""
     root, _, rest = path.partition(".")
+    if root == "invisible" and root in data.aliases:  # some forty ids: name the class, not each id
+        return field_label(path, index)
     if root in data.aliases:
         return field_label(f"particles.{rest}", index, list(ALIASES[root]))
     return field_label(path, index)

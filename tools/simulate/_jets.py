@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from physagent.tools._stdio import capture_fd_stdout
 from physagent.tools._pdg import is_invisible
+from physagent.tools._stdio import capture_fd_stdout
 
 __all__ = ["ALGORITHMS", "cluster_events"]
 

@@ -2,8 +2,11 @@ r"""Pythia8 event generation, the pure core behind ``generate_events``.
 
 Events come from ``Pythia.nextBatch`` (vectorised, awkward output); final-state particles are the
 records with ``status > 0`` and the hard process the ones with ``21 <= |status| <= 29`` (Pythia's
-status codes, including resonance decays). Momenta in GeV, cross-sections in pb (Pythia's
-``sigmaGen`` is in mb; 1 mb = 1e9 pb).
+status codes, including resonance decays). Each hard-process record carries ``mother1``: the index inside
+``partons`` of its nearest hard ancestor along Pythia's ``mother1`` chain (shower copies walked through, so a
+W's mother is its top), and ``mother2``: the index of Pythia's ``mother2`` entry when that is a different
+hard-process record (the second incoming parton of a 2 → n process), else −1; −1 means none. Momenta in
+GeV, cross-sections in pb (Pythia's ``sigmaGen`` is in mb; 1 mb = 1e9 pb).
 
 Work is split into seed shards: shard ``i`` gets the ``i``-th word of
 ``numpy.random.SeedSequence(seed)``, so shards are distinct, and the output depends on
@@ -27,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
+from physagent.tools._pdg import hard_mothers
 from physagent.tools._stdio import capture_fd_stdout
 from physagent.tools._workers import worker_pool
 
-__all__ = ["ShardResult", "generate", "invalid_settings", "shard_plan", "try_init"]
+__all__ = ["ShardResult", "generate", "hard_mother_links", "invalid_settings", "shard_plan", "try_init"]
 
 PYTHIA_MAX_SEED = 900_000_000
 MB_TO_PB = 1e9
@@ -105,10 +109,11 @@ def _init_message(settings: list[str]) -> str | None:
 
 def generate_shard(
     settings: list[str], n_events: int, seed: int, index: int, report: Callable[[int], None],
-    reduce: Callable[[Any], Any] | None = None,
+    reduce: Callable[[Any], Any] | None = None, until_eof: bool = False,
 ) -> ShardResult:
     """Generate ``n_events`` accepted events with one Pythia instance seeded with ``seed``
-    (``events`` is ``reduce(events)`` when ``reduce`` is given)."""
+    (``events`` is ``reduce(events)`` when ``reduce`` is given). ``until_eof``: events come from a Les
+    Houches file, and its end stops the shard (fewer events) instead of counting as failures."""
     import awkward as ak
 
     pythia = _new_pythia()
@@ -118,13 +123,16 @@ def generate_shard(
         if not pythia.init():
             raise RuntimeError("Pythia failed to initialise with the given settings")
     chunks, failed, empty_in_a_row = [], 0, 0
-    produced = 0
-    while produced < n_events:
-        want = min(_BATCH, n_events - produced)
+    produced = attempted = 0
+    # from a file, a shard owns n_events of its events: a failed one is dropped, not replaced by the next shard's
+    while (attempted if until_eof else produced) < n_events:
+        want = min(_BATCH, n_events - (attempted if until_eof else produced))
         with capture_fd_stdout():
             batch = pythia.nextBatch(want, errorMode="skip")
         got = len(batch)
-        failed += want - got
+        at_end = until_eof and pythia.infoPython().atEndOfFile()
+        attempted += want
+        failed += 0 if at_end else want - got  # the file running out is not a failure
         empty_in_a_row = 0 if got else empty_in_a_row + 1
         if empty_in_a_row >= 5:
             raise RuntimeError(f"Pythia failed {5 * want} events in a row; check the settings")
@@ -132,6 +140,10 @@ def generate_shard(
             chunks.append(_event_records(batch, pythia))
             produced += got
             report(got)
+        if at_end:
+            break
+    if not chunks:
+        raise RuntimeError("the Les Houches file has no events left for this shard")
     info = pythia.infoPython()
     events = ak.concatenate(chunks) if len(chunks) > 1 else chunks[0]
     if reduce is not None:
@@ -148,17 +160,35 @@ def _event_records(batch: Any, pythia: Any) -> Any:
     prt = batch.prt
     final = prt[prt.status > 0]
     hard = prt[(abs(prt.status) >= 21) & (abs(prt.status) <= 29)]
+    mother1, mother2 = hard_mother_links(prt)
     weight = ak.fill_none(ak.firsts(batch.info.weights), 1.0)
     return ak.zip(
         {
             "particles": _momenta(final, {"pid": final.id, "charge": _charges(final.id, pythia)}),
-            "partons": _momenta(hard, {"pid": hard.id, "status": hard.status}),
+            "partons": _momenta(hard, {"pid": hard.id, "status": hard.status, "mother1": mother1,
+                                       "mother2": mother2}),
             "weight": weight,
             "pt_hat_gev": np.sqrt(np.asarray(batch.info.pT2Hat)),
             "m_hat_gev": batch.info.mHat,
         },
         depth_limit=1,
     )
+
+
+def hard_mother_links(prt: Any) -> tuple[Any, Any]:
+    """(mother1, mother2) of each hard-process record as indices among the event's hard records (int32, −1 none).
+
+    mother1 follows Pythia's ``mother1`` through non-hard copies; mother2 is Pythia's ``mother2`` entry only where
+    that entry is itself hard and differs from ``mother1`` (no walk: a second mother is only ever the other
+    incoming parton of the hard process).
+    """
+    import awkward as ak
+
+    target_status = abs(prt.status[prt.mother2])
+    distinct = (prt.mother2 > 0) & (prt.mother2 != prt.mother1) & (target_status >= 21) & (target_status <= 29)
+    mother1 = hard_mothers(prt.status, prt.mother1)
+    mother2 = hard_mothers(prt.status, ak.where(distinct, prt.mother2, 0))
+    return mother1, mother2
 
 
 def _momenta(particles: Any, extra: dict[str, Any]) -> Any:
@@ -191,8 +221,8 @@ def _init_worker(progress_queue: Any) -> None:
 
 
 def _shard_in_worker(settings: list[str], n_events: int, seed: int, index: int,
-                     reduce: Callable[[Any], Any] | None) -> ShardResult:
-    return generate_shard(settings, n_events, seed, index, _progress_queue.put, reduce)
+                     reduce: Callable[[Any], Any] | None, until_eof: bool = False) -> ShardResult:
+    return generate_shard(settings, n_events, seed, index, _progress_queue.put, reduce, until_eof)
 
 
 def generate(
@@ -201,22 +231,27 @@ def generate(
     workers: int,
     report: Callable[[int], None],
     reduce: Callable[[Any], Any] | None = None,
+    per_shard: list[list[str]] | None = None,
 ) -> Iterator[ShardResult]:
     """Run the shards of ``plan``; yields results in shard order (deterministic concatenation).
 
     ``reduce`` (picklable, e.g. a module-level function or a ``functools.partial`` of one) replaces each
-    shard's events by ``reduce(events)``, computed in the worker.
+    shard's events by ``reduce(events)``, computed in the worker. ``per_shard``: settings added to shard
+    ``i`` only (a Les Houches file's skip count); with it, a shard stops at the end of the file.
     """
+    until_eof = per_shard is not None
+    lines = per_shard or [[] for _ in plan]
     if workers <= 1 or len(plan) == 1:
         for index, (n, seed) in enumerate(plan):
             with _IN_PROCESS:
-                shard = generate_shard(settings, n, seed, index, report, reduce)
+                shard = generate_shard([*settings, *lines[index]], n, seed, index, report, reduce, until_eof)
             yield shard
         return
     # forked workers (they touch no parent locks) that die with us, however we die
     progress_queue = multiprocessing.get_context("fork").Queue()
     with worker_pool(min(workers, len(plan)), _init_worker, (progress_queue,)) as pool:
-        futures = [pool.submit(_shard_in_worker, settings, n, s, i, reduce) for i, (n, s) in enumerate(plan)]
+        futures = [pool.submit(_shard_in_worker, [*settings, *lines[i]], n, s, i, reduce, until_eof)
+                   for i, (n, s) in enumerate(plan)]
         for future in futures:
             yield _wait_reporting(future, progress_queue, report)
 

@@ -1,11 +1,13 @@
 r"""``generate_events``: proton-proton collisions with Pythia8, as awkward arrays in Parquet.
 
 Named processes with physics parameters (√s in TeV, p̂T and m̂ windows in GeV, resonance masses in
-GeV, decay modes) or raw Pythia settings (``custom``), validated by Pythia itself. Output: one
-``events`` artifact, ``events.parquet`` with per event
+GeV, decay modes) or raw Pythia settings (``custom``), validated by Pythia itself; or ``process='lhe'``:
+parton-level events of a Les Houches file (``lhe_path``, e.g. from MadGraph) showered and hadronised
+(:mod:`tools.simulate._lhe`). Output: one ``events`` artifact, ``events.parquet`` with per event
 
 - ``particles``: final state (``status > 0``): ``px, py, pz, e`` [GeV], ``pid``, ``charge`` [e]
-- ``partons``: hard process incl. resonance decays (``21 ≤ |status| ≤ 29``): momenta, ``pid``, ``status``
+- ``partons``: hard process incl. resonance decays (``21 ≤ |status| ≤ 29``): momenta, ``pid``, ``status``,
+  ``mother1``, ``mother2`` (index inside ``partons``, −1 none; see :mod:`tools.simulate._pythia`)
 - ``weight``, ``pt_hat_gev``, ``m_hat_gev``
 
 and ``card.json`` with the settings, seeds and the generator cross-section in pb.
@@ -24,12 +26,12 @@ from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolInputError, ToolRuntimeError
 from physagent.tools._registry import ToolResult, tool
 from physagent.tools._workers import worker_count
-from physagent.tools.simulate import _pythia
+from physagent.tools.simulate import _lhe, _pythia
 
 __all__ = ["EventSample", "generate_events", "process_settings"]
 
 Process = Literal[
-    "ttbar", "qcd_dijet", "w_jets", "z_jets", "drell_yan_mumu", "higgs_gammagamma", "wprime_to_xy", "custom"
+    "ttbar", "qcd_dijet", "w_jets", "z_jets", "drell_yan_mumu", "higgs_gammagamma", "wprime_to_xy", "custom", "lhe"
 ]
 Decay = Literal["default", "inclusive", "hadronic", "semileptonic", "leptonic", "invisible"]
 
@@ -44,6 +46,7 @@ _PROCESS_SETTINGS: dict[str, list[str]] = {
     "higgs_gammagamma": ["HiggsSM:gg2H = on", "25:onMode = off", "25:onIfMatch = 22 22"],
     "wprime_to_xy": ["NewGaugeBoson:ffbar2Wprime = on"],
     "custom": [],
+    "lhe": [],
 }
 
 _W_DECAYS = {
@@ -90,6 +93,7 @@ _PROCESS_PHRASES = {
     "dimuon": "drell_yan_mumu", "muon pair": "drell_yan_mumu",
     "higgs": "higgs_gammagamma", "diphoton": "higgs_gammagamma", "h→γγ": "higgs_gammagamma",
     "w'": "wprime_to_xy", "w′": "wprime_to_xy", "wprime": "wprime_to_xy", "w prime": "wprime_to_xy",
+    "lhe file": "lhe", "les houches": "lhe", ".lhe": "lhe", "madgraph": "lhe", "lhef": "lhe",
 }
 
 _MPI_OFF_PHRASES = dict.fromkeys((
@@ -114,9 +118,11 @@ class EventSample(ToolResult):
     sigma_err_pb: float = Field(description="Statistical uncertainty of sigma_pb, in pb.")
     mean_particles: float = Field(description="Mean number of final-state particles per event.")
     shards: int = Field(description="Seed shards the sample was generated in.")
+    warnings: list[str] = Field(default_factory=list, description="What was adjusted, e.g. n_events capped at "
+                                "the events of the Les Houches file.")
 
 
-@tool(category="simulate", version="1")
+@tool(category="simulate", version="2", file_params=("lhe_path",))
 def generate_events(
     process: Annotated[Process, Field(
         description="Named Pythia8 process, or 'custom' for raw settings.",
@@ -165,14 +171,27 @@ def generate_events(
                           f"(None: one per {EVENTS_PER_SHARD} events). Changes the events, unlike the "
                           "core count.")
     ] = None,
+    lhe_path: Annotated[
+        str | None, Field(description="Les Houches event file (.lhe or .lhe.gz, e.g. from MadGraph) to shower "
+                          "and hadronise, with process='lhe'; in an allowed folder, like read_root's path. "
+                          "√s and the cross-section come from the file.")
+    ] = None,
     *,
     ctx: ToolContext,
 ) -> EventSample:
     """Generate proton-proton collision events with Pythia8.
 
     Returns a Parquet artifact of final-state particles (px, py, pz, e in GeV, pid, charge), the
-    hard-process partons, and the generator cross-section in pb.
+    hard-process partons (with mother indices), and the generator cross-section in pb. With
+    process='lhe', the parton-level events of the Les Houches file lhe_path are showered and hadronised.
     """
+    if process == "lhe" or lhe_path is not None:
+        request = _lhe.LheRequest(process, lhe_path, n_events, seed, shards, (mpi, isr, fsr, hadronisation),
+                                  settings, sqrt_s_tev)
+        cuts = {"pt_hat_min_gev": pt_hat_min_gev, "pt_hat_max_gev": pt_hat_max_gev, "m_hat_min_gev": m_hat_min_gev,
+                "m_hat_max_gev": m_hat_max_gev, "decay": None if decay == "default" else decay}
+        path = _lhe.check_lhe_arguments(request, cuts)
+        return _generate_from_lhe(ctx, request, path)
     all_settings = process_settings(
         process, sqrt_s_tev, pt_hat_min_gev, pt_hat_max_gev, m_hat_min_gev, m_hat_max_gev, decay,
         (m_wprime_gev, m_x_gev, m_y_gev), (mpi, isr, fsr, hadronisation), settings,
@@ -353,21 +372,55 @@ def _check_no_host_files(lines: list[str]) -> None:
 
 
 def _run_shards(
-    ctx: ToolContext, process: str, settings: list[str], plan: list[tuple[int, int]], n_events: int
+    ctx: ToolContext, process: str, settings: list[str], plan: list[tuple[int, int]], n_events: int,
+    per_shard: list[list[str]] | None = None,
 ) -> list[_pythia.ShardResult]:
     workers = worker_count()
     results = []
     with ctx.progress(f"Pythia8 {process}", total=n_events, unit="events") as bar:
         try:
-            for result in _pythia.generate(settings, plan, workers, bar.advance):
+            for result in _pythia.generate(settings, plan, workers, bar.advance, per_shard=per_shard):
                 results.append(result)
         except RuntimeError as exc:
             raise ToolRuntimeError(f"generate_events: Pythia failed for process {process!r}: {exc}") from exc
     return results
 
 
+def _generate_from_lhe(ctx: ToolContext, request: _lhe.LheRequest, path: str) -> EventSample:
+    """Shower the Les Houches file ``path`` (the checks and settings live in :mod:`._lhe`)."""
+    real = ctx.input_file("lhe_path", path)
+    info = _lhe.inspect_lhe(real, path)
+    base = _lhe.lhe_settings(request)
+    _check_no_host_files(base)
+    rejected = _pythia.invalid_settings(base)
+    if rejected:
+        raise ToolInputError.for_param("generate_events", "settings", rejected[0][0],
+                                       f"was rejected by Pythia: {rejected[0][1]}. See https://pythia.org/"
+                                       "latest-manual/ for valid settings.")
+    n_events = min(request.n_events, info.n_events)
+    if request.shards is not None and request.shards > n_events:
+        raise ToolInputError.for_param("generate_events", "shards", request.shards, f"is more than the {n_events} "
+                                       "events to shower: each shard needs one. Use fewer shards.")
+    plan = _pythia.shard_plan(n_events, request.shards or max(1, math.ceil(n_events / EVENTS_PER_SHARD)),
+                              request.seed)
+    with _lhe.pythia_readable(real) as pythia_path:
+        settings = [*base, f"Beams:LHEF = {pythia_path}"]
+        failure = _pythia.try_init(settings)
+        if failure is not None:
+            raise ToolInputError.for_param("generate_events", "lhe_path", path,
+                                           f"could not be read by Pythia ({failure}). Check that it is a Les "
+                                           "Houches event file.")
+        pending = ctx.new_artifact("events")
+        results = _run_shards(ctx, "lhe", settings, plan, n_events, _lhe.skip_settings(plan))
+    card = {"lhe": info.card(), "source_path": str(real)} | _lhe.weight_card(info)
+    warnings = _lhe.warnings_for(request, info, n_events)
+    # the card names the user's file, not the temporary link a path with blanks is read through
+    return _write_sample(pending, results, "lhe", [*base, f"Beams:LHEF = {real}"], plan, request.seed,
+                         info.sqrt_s_tev, request.switches[0], card, warnings)
+
+
 def _write_sample(
-    pending, results, process, settings, plan, seed, sqrt_s_tev, mpi
+    pending, results, process, settings, plan, seed, sqrt_s_tev, mpi, extra_card=None, warnings=None,
 ) -> EventSample:
     import awkward as ak
 
@@ -383,7 +436,7 @@ def _write_sample(
         "shards": [{"n_events": n, "pythia_seed": s} for n, s in plan], "pythia_settings": settings,
         "sigma_pb": sigma, "sigma_err_pb": sigma_err, "n_failed": sum(r.n_failed for r in results),
         "units": {"momenta": "GeV", "cross_section": "pb"},
-    }
+    } | (extra_card or {})
     write_json(card, pending.directory / "card.json")
     summary = (
         f"{n_accepted:,} {process} events at sqrt(s) = {sqrt_s_tev:g} TeV (MPI {_on(mpi)}), "
@@ -392,5 +445,5 @@ def _write_sample(
     artifact = pending.finish("events.parquet", summary, card)
     return EventSample(
         events=artifact, n_events=n_accepted, sigma_pb=sigma, sigma_err_pb=sigma_err,
-        mean_particles=mean_particles, shards=len(plan),
+        mean_particles=mean_particles, shards=len(plan), warnings=warnings or [],
     )

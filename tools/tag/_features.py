@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from physagent.tools._pdg import is_invisible
+
 __all__ = [
     "FEATURE_SETS", "JET_FEATURES", "KINEMATIC_FEATURES", "PID_FEATURES", "TaggerInputs", "has_pid",
     "non_finite_fields", "particle_feature_names", "tagger_inputs",
@@ -41,7 +43,6 @@ JET_FEATURES = ("mass", "msd", "tau1", "tau2", "tau3", "tau21", "tau32", "n_cons
 _STANDARDISE = {"log_pt": (1.7, 0.7), "log_e": (2.0, 0.7), "log_pt_rel": (-4.7, 0.7),
                 "log_e_rel": (-4.7, 0.7), "delta_r": (0.2, 4.0)}
 _CLIP = 5.0
-_NEUTRINOS = (12, 14, 16)
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ def _pid_flags(pid: np.ndarray, charge: np.ndarray) -> dict[str, np.ndarray]:
     return {
         "charge": charge,
         "is_charged_hadron": ((charge != 0) & ~lepton).astype(np.float64),
-        "is_neutral_hadron": ((charge == 0) & (apid != 22) & ~np.isin(apid, _NEUTRINOS) & (apid != 0)).astype(
+        "is_neutral_hadron": ((charge == 0) & (apid != 22) & ~is_invisible(apid) & (apid != 0)).astype(
             np.float64),
         "is_photon": (apid == 22).astype(np.float64),
         "is_electron": (apid == 11).astype(np.float64),

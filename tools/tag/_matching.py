@@ -8,8 +8,11 @@ r"""Truth matching of jets to the hard process, the way the public tagging bench
   (quark: |pid| 1–5, gluon: 21), as in the Z(→νν)+jet samples of Komiske, Metodiev, Thaler,
   arXiv:1810.05165. Unmatched jets get no label.
 
-Decay products come from four-momentum conservation among the hard-process records (``partons`` of
-an ``events`` artifact, statuses 21–29): the daughters of a resonance sum to its four-momentum (to
+Decay products come from the mother links of the hard-process records (``partons.mother1`` of an
+``events`` artifact, statuses 21–29): a W/Z/H's quarks are the outgoing quarks whose mother is the boson,
+a top's products the b whose mother is the top and the quarks of the W whose mother is the top. Samples
+without mother links (made before they were stored, or pruned files) fall back to four-momentum
+conservation: the daughters of a resonance sum to its four-momentum (to
 0.3–3%, after shower recoils), so a W's quarks are the charge-conserving pair of outgoing quarks whose
 sum matches the W best, and a top's b is the b quark that completes a W of the same charge sign to the
 top best. A top whose W decayed to leptons has
@@ -118,7 +121,7 @@ class _Target:
 
 def match_event(
     jet_eta: np.ndarray, jet_phi: np.ndarray, p4: np.ndarray, pid: np.ndarray, status: np.ndarray, mode: str,
-    radius: float,
+    radius: float, mother1: np.ndarray | None = None,
 ) -> tuple[np.ndarray, MatchStats]:
     """Labels for the jets of one event: 1 matched signal (or quark), 0 gluon, −1 unmatched.
 
@@ -127,11 +130,12 @@ def match_event(
         p4, pid, status: the event's hard-process partons: (n, 4) px, py, pz, e in GeV, PDG ids, statuses.
         mode: ``top``, ``w`` or ``quark_gluon``.
         radius: the jet radius R; every required object must lie within ΔR < R.
+        mother1: each parton's mother as an index among the partons (−1 none); None: match by momenta.
 
     Returns:
         Labels per jet and the counts for the containment fraction.
     """
-    targets = _targets(p4, pid, np.abs(status), mode)
+    targets = _targets(p4, pid, np.abs(status), mode, mother1)
     labels = np.full(len(jet_eta), -1, dtype=np.int8)
     stats = MatchStats(candidates=len(jet_eta))
     for index, (eta, phi) in enumerate(zip(jet_eta, jet_phi, strict=True)):
@@ -148,17 +152,45 @@ def match_event(
     return labels, stats
 
 
-def _targets(p4: np.ndarray, pid: np.ndarray, status: np.ndarray, mode: str) -> list[_Target]:
+def _targets(p4: np.ndarray, pid: np.ndarray, status: np.ndarray, mode: str,
+             mother1: np.ndarray | None = None) -> list[_Target]:
     outgoing_quarks = [i for i in range(len(pid)) if abs(pid[i]) in _QUARKS and status[i] == 23]
+    if mother1 is None:
+        pairs = _boson_pairs(p4, pid, outgoing_quarks)
+    else:
+        pairs = _boson_pairs_by_mother(pid, outgoing_quarks, mother1)
     if mode == "quark_gluon":
-        daughters = {d for pair in _boson_pairs(p4, pid, outgoing_quarks).values() for d in pair}
+        daughters = {d for pair in pairs.values() for d in pair}
         partons = [i for i in range(len(pid)) if status[i] == 23 and i not in daughters
                    and (abs(pid[i]) in _QUARKS or pid[i] == 21)]
         return [_target(p4, i, [], 1 if abs(pid[i]) in _QUARKS else 0) for i in partons]
-    pairs = _boson_pairs(p4, pid, outgoing_quarks)
     if mode == "w":
         return [_target(p4, w, list(pair), 1) for w, pair in pairs.items() if abs(pid[w]) == 24]
-    return [_target(p4, top, products, 1) for top, products in _top_products(p4, pid, status, pairs).items()]
+    tops = (_top_products(p4, pid, status, pairs) if mother1 is None
+            else _top_products_by_mother(pid, status, pairs, mother1))
+    return [_target(p4, top, products, 1) for top, products in tops.items()]
+
+
+def _boson_pairs_by_mother(pid: np.ndarray, quarks: list[int], mother1: np.ndarray) -> dict[int, tuple[int, int]]:
+    """W/Z/H index → its two outgoing daughter quarks (hadronic decays only), from the mother links."""
+    found: dict[int, tuple[int, int]] = {}
+    for boson in (i for i in range(len(pid)) if abs(pid[i]) in _RESONANCES):
+        daughters = [q for q in quarks if mother1[q] == boson]
+        if len(daughters) == 2:
+            found[boson] = (daughters[0], daughters[1])
+    return found
+
+
+def _top_products_by_mother(pid: np.ndarray, status: np.ndarray, pairs: dict[int, tuple[int, int]],
+                            mother1: np.ndarray) -> dict[int, list[int]]:
+    """Top index → [b, q, q̄′]: the outgoing b and the hadronic W whose mother is the top."""
+    products: dict[int, list[int]] = {}
+    for top in (i for i in range(len(pid)) if abs(pid[i]) == 6):
+        b = [i for i in range(len(pid)) if abs(pid[i]) == 5 and status[i] == 23 and mother1[i] == top]
+        w = [i for i in pairs if abs(pid[i]) == 24 and mother1[i] == top]
+        if len(b) == 1 and len(w) == 1:
+            products[top] = [b[0], *pairs[w[0]]]
+    return products
 
 
 def _boson_pairs(p4: np.ndarray, pid: np.ndarray, quarks: list[int]) -> dict[int, tuple[int, int]]:
@@ -245,6 +277,8 @@ def _match(jets_per_event: np.ndarray, eta: np.ndarray, phi: np.ndarray, partons
     p4 = np.stack([np.asarray(ak.flatten(partons[name]), dtype=np.float64) for name in ("px", "py", "pz", "e")], 1)
     pid = np.asarray(ak.flatten(partons.pid), dtype=np.int64)
     status = np.asarray(ak.flatten(partons.status), dtype=np.int64)
+    # samples made before mother links were stored have none: those match by four-momenta
+    mothers = np.asarray(ak.flatten(partons.mother1), dtype=np.int64) if "mother1" in ak.fields(partons) else None
     parton_offsets = np.concatenate([[0], np.cumsum(np.asarray(ak.num(partons)))])
     jet_offsets = np.concatenate([[0], np.cumsum(jets_per_event)])
     labels = np.full(len(eta), -1, dtype=np.int8)
@@ -252,7 +286,8 @@ def _match(jets_per_event: np.ndarray, eta: np.ndarray, phi: np.ndarray, partons
     for event in np.flatnonzero(jets_per_event):
         jsl = slice(jet_offsets[event], jet_offsets[event + 1])
         psl = slice(parton_offsets[event], parton_offsets[event + 1])
-        labels[jsl], event_stats = match_event(eta[jsl], phi[jsl], p4[psl], pid[psl], status[psl], mode, radius)
+        labels[jsl], event_stats = match_event(eta[jsl], phi[jsl], p4[psl], pid[psl], status[psl], mode, radius,
+                                               None if mothers is None else mothers[psl])
         stats.add(event_stats)
     return labels, stats
 

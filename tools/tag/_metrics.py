@@ -50,27 +50,34 @@ def metrics(labels: np.ndarray, scores: np.ndarray, weights: np.ndarray | None =
 
 
 def plot_roc(curves: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]], title: str) -> Any:
-    """1/ε_B (log) against ε_S for (label, labels, scores, weights) curves; returns the Figure."""
+    """1/ε_B (log) against ε_S for (label, labels, scores, weights) curves; returns the Figure.
+
+    Drawn in the histogram plots' neutral style with their "Simulation" label (:mod:`tools.data.plots`).
+    """
     from matplotlib.figure import Figure
     from sklearn.metrics import roc_curve
 
-    figure = Figure(figsize=(6.0, 4.8))
-    ax = figure.subplots()
-    for name, labels, scores, weights in curves:
-        fpr, tpr, _ = roc_curve(labels, scores, sample_weight=weights)
-        keep = fpr > 0
-        ax.plot(tpr[keep], 1.0 / fpr[keep], label=name)
-    grid = np.linspace(0.01, 1.0, 100)
-    ax.plot(grid, 1.0 / grid, ls=":", color="grey", label="random (1/ε_B = 1/ε_S)")
-    for point in WORKING_POINTS:
-        ax.axvline(point, color="grey", lw=0.6, ls="--")
-    ax.set_yscale("log")
-    ax.set_xlim(0.0, 1.0)
-    ax.set_xlabel("Signal efficiency ε_S")
-    ax.set_ylabel("Background rejection 1/ε_B")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
+    from physagent.tools.data.plots import experiment_label, style_context
+
+    with style_context("neutral"):
+        figure = Figure(figsize=(6.0, 4.8))
+        ax = figure.subplots()
+        for name, labels, scores, weights in curves:
+            fpr, tpr, _ = roc_curve(labels, scores, sample_weight=weights)
+            keep = fpr > 0
+            ax.plot(tpr[keep], 1.0 / fpr[keep], label=name)
+        grid = np.linspace(0.01, 1.0, 100)
+        ax.plot(grid, 1.0 / grid, ls=":", color="grey", label="random (1/ε_B = 1/ε_S)")
+        for point in WORKING_POINTS:
+            ax.axvline(point, color="grey", lw=0.6, ls="--")
+        ax.set_yscale("log")
+        ax.set_xlim(0.0, 1.0)
+        ax.set_xlabel("Signal efficiency ε_S")
+        ax.set_ylabel("Background rejection 1/ε_B")
+        figure.suptitle(title, fontsize=10)  # not ax.set_title: the Simulation label sits just above the axes
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3, which="both")
+        experiment_label(ax, "simulation", None, None)
     return figure
 
 

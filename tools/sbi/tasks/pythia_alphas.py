@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from physagent.tools._errors import ToolInputError
+from physagent.tools._pdg import is_invisible
 from physagent.tools._stdio import capture_fd_stdout
 from physagent.tools._workers import worker_count, worker_pool
 from physagent.tools.sbi._task import (
@@ -46,7 +47,6 @@ from physagent.tools.sbi._task import (
     with_defaults,
 )
 from physagent.tools.simulate import _pythia
-from physagent.tools._pdg import is_invisible
 
 __all__ = ["DEFAULT_OPTIONS", "OBSERVABLES", "PythiaAlphasTask", "event_statistics", "pythia_alphas_task"]
 
