@@ -58,11 +58,30 @@ _PERCENT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*(?:%|percent)", re.IGNORECAS
 def clean_arguments(arguments: dict[str, Any], parameters: dict[str, Any], messages: list[dict[str, Any]],
                     shown: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     """What the user stated, not what a small model imagined: drop the unstated, fill the stated."""
-    arguments = known_names(arguments, parameters)
+    arguments = mend_paths(known_names(arguments, parameters), messages)
     kept = keep_stated_arguments(drop_defaults(arguments, parameters, _user_text(messages)), parameters, messages,
                                  shown)
     kept = drop_unstated_names(kept, parameters, _user_text(messages))  # after ``shown``: examples' names leak
     return fill_stated_arguments(kept, parameters, messages, model_wrote=set(arguments))
+
+
+# a file path as users write them: with a folder (/data/x.root, ./x.root, run_01/y.lhe.gz) or a bare file name
+_WRITTEN_PATH = re.compile(r"(?<![\w/.~-])(?:[~.\w+-]*/)+[\w.+-]+|(?<![\w/.~-])[\w+-]+(?:\.[\w+-]+)*\.[A-Za-z]\w*")
+
+
+def mend_paths(arguments: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
+    """A file path the model copied with a character lost (most often the leading '/' of an absolute path written
+    first in the request) is replaced by the one path the user wrote that it is a tail of."""
+    text = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "user")
+    written = {path.rstrip(".") for path in _WRITTEN_PATH.findall(text)}  # a sentence's full stop is no suffix
+    mended = dict(arguments)
+    for name, value in arguments.items():
+        if not (name == "path" or name.endswith("_path")) or not isinstance(value, str) or value in written:
+            continue
+        tails = [path for path in written if path.endswith("/" + value.lstrip("/")) or path == "/" + value]
+        if len(tails) == 1:
+            mended[name] = tails[0]
+    return mended
 
 
 def drop_unstated_names(arguments: dict[str, Any], parameters: dict[str, Any], user_text: str) -> dict[str, Any]:

@@ -19,15 +19,15 @@ from __future__ import annotations
 import dataclasses
 import re
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel
 
 __all__ = [
-    "RENDERED_MARK", "Placeholder", "Rendered", "find_placeholders", "format_value", "is_single_value", "mislabelled",
-    "missing_quantities", "quantity_before",
+    "RENDERED_MARK", "Placeholder", "Rendered", "field_meant", "find_placeholders", "format_value",
+    "is_single_value", "mislabelled", "missing_quantities", "quantity_before",
     "quantity_of_field", "render", "resolve_path", "result_field_type", "unit_of", "value_fields",
     "without_sentences",
 ]
@@ -98,6 +98,14 @@ def find_placeholders(text: str) -> list[Placeholder]:
     """Every placeholder in ``text``, in order."""
     return [Placeholder(m.group(0), int(m.group(1)) if m.group(1) else None, m.group(2), m.group(3).rstrip("."),
                         m.start(), m.end()) for m in _PLACEHOLDER.finditer(text)]
+
+
+def field_meant(path: str, fields: Iterable[str]) -> str | None:
+    """The one field whose name holds every word of ``path`` (``mean_mass_gev`` → ``leading_jet_mean_mass_gev``),
+    or None when none or several do: a small model shortens long field names, and only a unique match is safe."""
+    words = set(re.split(r"[._]", path.lower()))
+    found = [f for f in dict.fromkeys(fields) if words <= set(re.split(r"[._]", f.lower()))]
+    return found[0] if len(found) == 1 else None
 
 
 def result_field_type(model: type[BaseModel], path: str) -> Any:

@@ -25,6 +25,7 @@ from physagent.agent.claims import (
     RENDERED_MARK,
     Placeholder,
     Rendered,
+    field_meant,
     find_placeholders,
     format_value,
     render,
@@ -300,6 +301,7 @@ class Run:
         from another tool's worked example (``{$1.max_sic}`` of a result without one): it is told which
         placeholders are unknown and which fields its steps have, once (``ask``); what is still unknown then
         goes with its sentence rather than reaching the user as ``[unknown …]``."""
+        template = self._mended_fields(template)
         unknown = self._unknown_placeholders(template)
         if unknown and ask and self.a.grounding_retries:
             self.messages += [{"role": "assistant", "content": template},
@@ -312,6 +314,20 @@ class Run:
         self.record.findings.append("dropped placeholders to values the results do not hold: "
                                     + ", ".join(dict.fromkeys(p.text for p in unknown)))
         return without_sentences(template, unknown) or self._results_template()
+
+    def _mended_fields(self, template: str) -> str:
+        """Each unknown placeholder whose words all belong to exactly one field of its step's result is pointed
+        at that field: ``{$2.mean_mass_gev}`` → ``{$2.leading_jet_mean_mass_gev}`` (a small model shortens
+        long field names); with several candidates nothing is guessed."""
+        for placeholder in self._unknown_placeholders(template):
+            step = self.steps.get(placeholder.step) if placeholder.step is not None else None
+            if step is None or not step.ok:
+                continue
+            meant = field_meant(placeholder.path, value_fields(_result(step), limit=200))
+            if meant is not None:
+                template = template.replace(placeholder.text, f"{{${placeholder.step}.{meant}}}")
+                self.record.findings.append(f"mended {placeholder.text} to the field {meant}")
+        return template
 
     def _unknown_placeholders(self, template: str) -> list[Placeholder]:
         return [p for p in find_placeholders(template) if self.lookup(p).unknown]

@@ -277,6 +277,8 @@ _ACTIONS = {
         r"\bdistinguish|\bhow (?:faithful|close|similar)\b|"
         r"\bcompare\b[^.]*\b(?:samples?|showers?|simulat\w*|original|real)\b", re.IGNORECASE),
     "write_root": re.compile(_LEAD + r"(?:save|write|store|export)\b[^.]*\broot\b", re.IGNORECASE),
+    "write_hepmc": re.compile(_LEAD + r"(?:save|write|store|export|convert|put|turn)\b[^.]*\bhepmc3?\b",
+                              re.IGNORECASE),
     "bump_hunt": re.compile(r"\bbump[- ]?hunt|\bfit\b[^.]*\b(?:sidebands?|dijet mass|m_?jj)\b", re.IGNORECASE),
     "export_fpga": re.compile(_LEAD + r"(?:export|convert|translate|put|turn)\b[^.]*\b(?:fpgas?|hls4ml|firmware|"
                               r"conifer)\b", re.IGNORECASE),
@@ -285,7 +287,7 @@ _DOING = {"plot": "plot", "cluster_jets": "cluster jets", "histogram": "histogra
           "export the session", "train_tagger": "train a tagger", "write_root": "write a ROOT file",
           "evaluate_tagger": "evaluate the tagger", "train_generator": "train a generator",
           "compare_samples": "compare two samples", "bump_hunt": "fit the m_jj spectrum (bump hunt)",
-          "export_fpga": "export the model to FPGA firmware"}
+          "export_fpga": "export the model to FPGA firmware", "write_hepmc": "write a HepMC3 file"}
 
 
 def missing_actions(request: str, plan: Plan, offered: list[str], artifacts: Mapping[str, str]) -> list[str]:
@@ -366,6 +368,8 @@ def _derived_arguments(tool: str, steps: list[Step], artifacts: Mapping[str, str
         return {"source": f"${data[-1].number}"} if data else None
     if tool == "export_session":
         return {}
+    if tool == "write_hepmc":
+        return {"events": made["events"]} if "events" in made else None
     if tool == "export_fpga":
         return _model_to_export(steps, made, request)
     return None
@@ -386,8 +390,8 @@ _ASKS_FIDELITY = re.compile(r"\b(?:auc|compar\w*|cost\w*|los[es]\w*|accura\w*|fi
                             re.IGNORECASE)
 
 
-_MAKES = {"make_jet_dataset": "dataset", "train_tagger": "model", "simulate_showers": "showers",
-          "read_calochallenge": "showers", "cluster_jets": "jets",
+_MAKES = {"generate_events": "events", "make_jet_dataset": "dataset", "train_tagger": "model",
+          "simulate_showers": "showers", "read_calochallenge": "showers", "cluster_jets": "jets",
           "read_table": "table", "make_anomaly_dataset": "anomaly_dataset", "make_monitoring_data": "monitoring"}
 _SEARCHES = ("autoencoder_search", "cwola_hunt", "cathode_search", "reference_anomaly_classifier")
 

@@ -23,7 +23,14 @@ from physagent.agent.agent_tools import is_known, spec
 from physagent.agent.arguments import clean_arguments, fill_stated_arguments
 from physagent.agent.backends import BackendError
 from physagent.agent.backends.scripted import ScriptExhaustedError
-from physagent.agent.claims import find_placeholders, mislabelled, missing_quantities, quantity_of_field
+from physagent.agent.claims import (
+    field_meant,
+    find_placeholders,
+    mislabelled,
+    missing_quantities,
+    quantity_of_field,
+    result_field_type,
+)
 from physagent.agent.events import AgentEvent, PlanEvent
 from physagent.agent.execution import Run, observation
 from physagent.agent.grounding import sources_in
@@ -154,6 +161,7 @@ class PlanRun(Run):
         """The plan, checked. Sound steps under an answer template that names fields no step will have run
         anyway, and the answer is asked for once the results are in view: a small model rarely repairs a
         template for results it has not seen, and refusing the whole plan lost runs that would have worked."""
+        plan = self._mended_answer(plan)
         try:
             self._check(plan)
             return plan
@@ -166,6 +174,21 @@ class PlanRun(Run):
         self.record.findings.append("the plan's answer template named fields its steps do not have; answered "
                                     "from the results instead")
         return bare
+
+    def _mended_answer(self, plan: Plan) -> Plan:
+        """The answer template with each placeholder to a field its step's result cannot have pointed at the one
+        field it can only mean (:func:`field_meant`)."""
+        tools = {step.number: step.tool for step in plan.steps if is_known(step.tool)}
+        answer = plan.answer
+        for placeholder in find_placeholders(answer):
+            model = spec(tools[placeholder.step]).result_model if placeholder.step in tools else None
+            if model is None or result_field_type(model, placeholder.path) is not None:
+                continue
+            meant = field_meant(placeholder.path, model.model_fields)
+            if meant is not None:
+                answer = answer.replace(placeholder.text, f"{{${placeholder.step}.{meant}}}")
+                self.record.findings.append(f"mended {placeholder.text} to the field {meant}")
+        return plan if answer == plan.answer else Plan(plan.steps, answer, plan.notes)
 
     def _with_asked_quantities(self, plan: Plan, late: bool = False) -> Plan:
         """After the advice round, or for an answer written after the results (``late``, which no advice

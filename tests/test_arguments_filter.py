@@ -103,6 +103,21 @@ def test_an_angle_in_degrees_fills_the_one_parameter_in_degrees() -> None:
     assert fill_stated_arguments({}, showers, _user("photons at 35° incidence, 2.5 mm cells")) == {"theta_deg": 35}
 
 
+def test_a_path_copied_without_its_leading_slash_is_mended_to_the_one_the_user_wrote() -> None:
+    """The request starts with an absolute path and the model writes it without the '/': the call gets the
+    user's path; a path the user wrote as it is, or one that is the tail of none (or of two), stays."""
+    from physagent.agent.arguments import mend_paths
+
+    request = _user("/data/run3/dy_nanoaod.root is my NanoAOD file. Compare with ./old/dy.root and old/z.lhe.gz.")
+    assert mend_paths({"path": "data/run3/dy_nanoaod.root", "tree": "Events"}, request) == {
+        "path": "/data/run3/dy_nanoaod.root", "tree": "Events"}
+    assert mend_paths({"lhe_path": "z.lhe.gz"}, request) == {"lhe_path": "old/z.lhe.gz"}
+    assert mend_paths({"path": "./old/dy.root"}, request) == {"path": "./old/dy.root"}
+    assert mend_paths({"path": "elsewhere.root"}, request) == {"path": "elsewhere.root"}
+    two = _user("read /a/x.root or /b/x.root.")
+    assert mend_paths({"path": "x.root"}, two) == {"path": "x.root"}
+
+
 def test_an_inverse_picobarn_is_a_luminosity_not_a_cross_section() -> None:
     """'2.5 pb' sets histogram's cross_section_pb; '300 pb^-1' (or pb⁻¹) is a luminosity and does not."""
     from physagent.agent.arguments import fill_stated_arguments

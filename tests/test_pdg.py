@@ -1,4 +1,5 @@
-"""The shared PDG rules (tools/_pdg.py) checked against Pythia's particle table and by hand."""
+"""The shared PDG rules (tools/_pdg.py) checked against Pythia's particle table and by hand; the shared kinematics
+(tools/_kinematics.py) against hand values and vector."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from physagent.tools import _pdg
+from physagent.tools import CallOutcome, _pdg
+from physagent.tools._io import read_parquet
+from physagent.tools._kinematics import cartesian, delta_r, four_vectors, polar
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +64,43 @@ def test_hard_mothers_walk_through_copies_to_the_nearest_hard_entry() -> None:
 def test_cartesian_matches_hand_values_and_gives_no_nan_at_zero_pt() -> None:
     """pT = 3 GeV at η = 0, φ = 0, m = 4 GeV → (3, 0, 0, 5); pT = 0 with η = ∞ gives zeros, not NaN."""
     pt, eta = ak.Array([[3.0, 0.0]]), ak.Array([[0.0, np.inf]])
-    px, py, pz, e = _pdg.cartesian(pt, eta, ak.Array([[0.0, 1.0]]), ak.Array([[4.0, -0.0]]))
+    px, py, pz, e = cartesian(pt, eta, ak.Array([[0.0, 1.0]]), ak.Array([[4.0, -0.0]]))
     assert ak.to_list(px) == [[3.0, 0.0]]
     assert ak.to_list(pz) == [[0.0, 0.0]]
     assert ak.to_list(e) == [[5.0, 0.0]]
     assert not np.isnan(ak.to_numpy(ak.flatten(py))).any()
+
+
+def test_polar_inverts_cartesian_and_handles_the_beam_axis() -> None:
+    """(pT, η, φ, m) → (px, py, pz, E) → back, for numpy and jagged arrays; along the beam η = ±∞ with the sign
+    of pz, and a massless particle's E² − p² < 0 rounding gives m = 0, not NaN or a negative mass."""
+    rng = np.random.default_rng(3)
+    pt, eta, phi, mass = rng.uniform(1, 500, 50), rng.uniform(-4, 4, 50), rng.uniform(-3, 3, 50), rng.uniform(0, 90, 50)
+    back = polar(*cartesian(pt, eta, phi, mass))
+    for name, value in (("pt", pt), ("eta", eta), ("phi", phi), ("mass", mass)):
+        np.testing.assert_allclose(back[name], value, rtol=1e-9, atol=1e-6)
+    beam = polar(ak.Array([[0.0, 0.0]]), ak.Array([[0.0, 0.0]]), ak.Array([[5.0, -5.0]]), ak.Array([[5.0, 5.0]]))
+    assert ak.to_list(beam["eta"]) == [[np.inf, -np.inf]] and ak.to_list(beam["mass"]) == [[0.0, 0.0]]
+    spacelike = polar(np.array([3.0]), np.array([4.0]), np.array([0.0]), np.array([5.0 - 1e-12]))
+    assert spacelike["mass"].tolist() == [0.0]
+    assert delta_r(0.0, np.pi - 0.1, 0.0, -np.pi + 0.1) == pytest.approx(0.2)  # Δφ wraps around ±π
+
+
+def test_stored_collections_become_vector_four_momenta(drell_yan_sample: CallOutcome) -> None:
+    """A user who loads our Parquet gets .pt, .deltaR and sums from four_vectors: particles as stored, jets with
+    their mass (vector refuses mass and e together; .E gives the energy back)."""
+    events = read_parquet(drell_yan_sample.result.events.path)
+    particles = four_vectors(events.particles[:20])
+    muons = particles[abs(particles.pid) == 13]
+    np.testing.assert_allclose(ak.to_numpy(ak.flatten(muons.pt)),
+                               ak.to_numpy(ak.flatten(np.hypot(muons.px, muons.py))), rtol=1e-6)
+    pairs = muons[ak.num(muons) == 2]
+    dimuon = pairs[:, 0] + pairs[:, 1]
+    assert ak.all((dimuon.mass > 55) & (dimuon.mass < 125))  # the generated 60 < m̂ < 120 GeV, with FSR
+    jets = four_vectors(ak.Array([[{"pt": 50.0, "eta": 0.5, "phi": 0.0, "mass": 10.0, "e": 59.0, "tau21": 0.4}]]))
+    assert "e" not in ak.fields(jets) and jets[0, 0].tau21 == 0.4
+    assert pytest.approx(np.sqrt(10.0**2 + (50.0 * np.cosh(0.5)) ** 2)) == jets[0, 0].E
+    assert jets[0, 0].deltaR(jets[0, 0]) == 0.0
 
 
 def test_to_gev_converts_mev_exactly_and_leaves_gev_alone() -> None:

@@ -394,6 +394,32 @@ def test_an_answer_written_after_the_results_without_the_quantity_asked_for_is_s
     assert record.ok and f"A fraction of {format_value(fraction)}" in record.answer
 
 
+def test_a_left_out_hepmc_export_is_added_for_the_generated_events() -> None:
+    """'… and write them to a HepMC3 file': a plan that only generates gets a write_hepmc step of its events."""
+    planned = parse_plan({"steps": [{"tool": "generate_events", "arguments": DY}], "answer": ""})
+    request = "Generate 120 Drell-Yan events with MPI off and write them to a HepMC3 file for Rivet"
+    completed = complete_plan(planned, request, ["generate_events", "write_hepmc"], {})
+    assert [(s.tool, s.arguments) for s in completed.steps[1:]] == [("write_hepmc", {"events": "$1"})]
+    assert completed.notes == ["step 2 (write_hepmc) added: the request asks to write a HepMC3 file"]
+
+
+def test_a_shortened_field_name_is_mended_to_the_one_field_it_can_mean(workspace: Workspace) -> None:
+    """{$2.mean_mass_gev} of cluster_jets can only mean leading_jet_mean_mass_gev: rendered from it without a
+    retry; a placeholder several fields could mean ({$2.mean}) is not guessed."""
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "cluster_jets", "arguments": {"events": "$1.events", "pt_min_gev": 5}}]
+    assistant, backend = _assistant([plan(steps, "The leading jet's mean mass is {$2.mean_mass_gev}.")], workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events, cluster jets above 5 GeV: what is the leading jet's "
+                           "mean mass?")
+    mass = next(c for c in workspace.calls() if c.tool == "cluster_jets").result["leading_jet_mean_mass_gev"]
+    assert backend.remaining == 0 and record.ok
+    assert f"mean mass is {format_value(mass, 'GeV')}" in record.answer
+    assert "mended {$2.mean_mass_gev} to the field leading_jet_mean_mass_gev" in record.findings
+    from physagent.agent.claims import field_meant
+
+    assert field_meant("mean", ["leading_jet_mean_pt_gev", "leading_jet_mean_mass_gev"]) is None
+
+
 def test_a_maximum_is_asked_for_only_right_after_an_asking_word() -> None:
     """'what maximum SIC' asks for a maximum (a SIC at a fixed working point is not one); the highest-pT jet and a
     maximum η setting do not, and a peak answers a maximum."""

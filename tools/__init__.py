@@ -27,6 +27,7 @@ from physagent.tools._errors import (
     ToolInputError,
     ToolRuntimeError,
 )
+from physagent.tools._kinematics import four_vectors
 from physagent.tools._paths import SERVER_ACCESS, FileAccess
 from physagent.tools._provenance import export_script
 from physagent.tools._registry import ToolResult, ToolSpec, registry, tool, tool_spec
@@ -62,6 +63,7 @@ __all__ = [
     "default_home",
     "export_script",
     "file_sha256",
+    "four_vectors",
     "package_versions",
     "registry",
     "stdout_to_stderr",

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["INVISIBLE_PIDS", "cartesian", "charges", "hard_mothers", "is_invisible", "pdg_label", "to_gev"]
+__all__ = ["INVISIBLE_PIDS", "charges", "hard_mothers", "is_invisible", "pdg_label", "to_gev"]
 
 # |PDG id|: ν_e ν_μ ν_τ ν_4; sneutrinos; χ̃⁰₁…₄; G̃; ν̃_R; dark-matter/hidden-sector ids 51–60; hidden valley
 # (Pythia's HiddenValley ν_v, g_v, γ_v, q_v, π_v, ρ_v); KK graviton; heavy right-handed neutrinos
@@ -118,21 +118,6 @@ def hard_mothers(status: Any, mother1: Any, *, one_based: bool = False) -> Any:
     mother = np.full(len(entries), -1, dtype=np.int64)
     mother[found] = hard_rank[ancestor[found]] - hard_first[event[entries[found]]]
     return ak.unflatten(mother.astype(np.int32), n_hard)
-
-
-def cartesian(pt: Any, eta: Any, phi: Any, mass: Any) -> tuple[Any, Any, Any, Any]:
-    """(px, py, pz, E) in the input's units and float type from (pT, η, φ, m), through ``vector``.
-
-    A particle with pT = 0 (η = ±∞ in some files) would give NaN: its η is set to 0 first. A negative mass
-    (spacelike rounding in files) is taken as its magnitude.
-    """
-    import awkward as ak
-    import vector
-
-    vector.register_awkward()
-    eta = ak.where(pt == 0, ak.zeros_like(eta), eta) if isinstance(pt, ak.Array) else np.where(pt == 0, 0.0, eta)
-    momentum = ak.zip({"pt": pt, "eta": eta, "phi": phi, "mass": abs(mass)}, with_name="Momentum4D")
-    return momentum.px, momentum.py, momentum.pz, momentum.E
 
 
 def to_gev(values: Any, unit: Literal["GeV", "MeV", "TeV"]) -> Any:

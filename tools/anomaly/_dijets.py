@@ -32,6 +32,7 @@ import numpy as np
 
 from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolRuntimeError
+from physagent.tools._kinematics import polar
 from physagent.tools.anomaly._search_data import COLUMNS, Table
 
 __all__ = ["LHCO_COLUMNS", "DijetSample", "Selection", "generate_dijets", "lhco_features", "pair_features", "passes"]
@@ -77,8 +78,8 @@ def pair_features(p4: np.ndarray, mass: np.ndarray, tau21: np.ndarray) -> Table:
     """
     total = p4.sum(axis=1)
     mjj = np.sqrt(np.maximum(total[:, 3] ** 2 - (total[:, :3] ** 2).sum(axis=1), 0.0))
-    pt = np.hypot(p4[..., 0], p4[..., 1])
-    eta = np.arcsinh(p4[..., 2] / np.where(pt > 0, pt, 1e-12))
+    polar_momenta = polar(p4[..., 0], p4[..., 1], p4[..., 2], p4[..., 3])
+    pt, eta = polar_momenta["pt"], polar_momenta["eta"]
     by_mass = np.argsort(mass, axis=1, kind="stable")
     mass, tau21, pt, eta = (np.take_along_axis(a, by_mass, axis=1) for a in (mass, tau21, pt, eta))
     values = (mjj, mass[:, 0], mass[:, 1] - mass[:, 0], tau21[:, 0], tau21[:, 1], pt[:, 0], pt[:, 1], eta[:, 0],

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from physagent.tools._kinematics import polar
+
 __all__ = ["DERIVED", "field_label", "field_unit", "leaf_paths", "object_ordering", "resolve_field"]
 
 DERIVED = ("pt", "eta", "phi", "mass")
@@ -44,15 +46,8 @@ def derived(node: Any, name: str) -> Any:
     """pt, eta, phi or mass of four-momentum records, computed in float64."""
     import awkward as ak
 
-    px, py, pz, e = (ak.values_astype(node[c], np.float64) for c in _MOMENTUM)
-    pt = np.sqrt(px**2 + py**2)
-    with np.errstate(divide="ignore", invalid="ignore"):  # pT = 0 gives η = ±inf, dropped later
-        return {
-            "pt": lambda: pt,
-            "eta": lambda: np.arcsinh(pz / pt),
-            "phi": lambda: np.arctan2(py, px),
-            "mass": lambda: np.sqrt(np.maximum(e**2 - px**2 - py**2 - pz**2, 0.0)),
-        }[name]()
+    # pT = 0 gives η = ±inf, dropped later
+    return polar(*(ak.values_astype(node[c], np.float64) for c in _MOMENTUM))[name]
 
 
 def leaf_paths(node: Any, prefix: str = "") -> list[str]:

@@ -26,7 +26,8 @@ from typing import Any, Literal
 import numpy as np
 
 from physagent.tools._errors import ToolInputError
-from physagent.tools._pdg import cartesian, charges, hard_mothers, to_gev
+from physagent.tools._kinematics import cartesian, polar
+from physagent.tools._pdg import charges, hard_mothers, to_gev
 
 __all__ = [
     "DELPHES_RECO", "NANOAOD_RECO", "ParticlesFrom", "Schema", "UnitChoice", "Units", "check_fits", "choose_units",
@@ -226,12 +227,9 @@ def _pt_eta_phi_m(px: Any, py: Any, pz: Any, e: Any) -> dict[str, Any]:
     """(pT, η, φ, m) as float32 from float32 Cartesian momenta, in float64; η = 0 along the beam."""
     import awkward as ak
 
-    px, py, pz, e = (ak.values_astype(x, np.float64) for x in (px, py, pz, e))
-    pt = np.hypot(px, py)
-    eta = np.arcsinh(pz / ak.where(pt > 0, pt, 1.0)) * (pt > 0)
-    mass = np.sqrt(np.maximum(e * e - (px * px + py * py + pz * pz), 0.0))
-    return {k: ak.values_astype(v, np.float32) for k, v in
-            {"pt": pt, "eta": eta, "phi": np.arctan2(py, px), "mass": mass}.items()}
+    momenta = polar(*(ak.values_astype(x, np.float64) for x in (px, py, pz, e)))
+    momenta["eta"] = ak.where(momenta["pt"] > 0, momenta["eta"], 0.0)
+    return {k: ak.values_astype(v, np.float32) for k, v in momenta.items()}
 
 
 def _genpart_of(array: Any) -> Any:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from physagent.tools._kinematics import polar
 from physagent.tools._pdg import is_invisible
 
 __all__ = [
@@ -226,11 +227,8 @@ class _Kinematics:
 
     @classmethod
     def of(cls, p: Particles) -> _Kinematics:
-        pt = np.hypot(p.px, p.py)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            eta = np.arcsinh(np.divide(p.pz, pt))
-        eta = np.where(pt > 0, eta, np.copysign(np.inf, p.pz))
-        return cls(pt, eta, np.arctan2(p.py, p.px))
+        polar_momenta = polar(p.px, p.py, p.pz, p.e)
+        return cls(polar_momenta["pt"], polar_momenta["eta"], polar_momenta["phi"])
 
 
 def _found_tracks(

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from physagent.tools._kinematics import polar
 from physagent.tools._pdg import is_invisible
 from physagent.tools._stdio import capture_fd_stdout
 
@@ -89,11 +90,7 @@ def _gather(particles: Any, index: Any) -> Any:
 
 
 def _kinematics(px: Any, py: Any, pz: Any, e: Any) -> dict[str, Any]:
-    pt = np.hypot(px, py)
-    p = np.sqrt(pt**2 + pz**2)
-    eta = np.arcsinh(pz / np.where(pt > 0, pt, 1e-12))
-    mass = np.sqrt(np.maximum(e**2 - p**2, 0.0))
-    return {"pt": pt, "eta": eta, "phi": np.arctan2(py, px), "mass": mass, "e": e}
+    return polar(px, py, pz, e) | {"e": e}
 
 
 def _substructure(per_jet: Any, radius: float, softdrop: tuple[float, float] | None) -> dict[str, Any]:

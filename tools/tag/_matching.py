@@ -35,6 +35,7 @@ import numpy as np
 from physagent.tools._artifacts import Artifact
 from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolInputError
+from physagent.tools._kinematics import delta_r, polar
 
 __all__ = [
     "MATCH_MODES", "Cuts", "MatchStats", "Pool", "Source", "match_event", "partons_for", "select_clustered",
@@ -139,13 +140,13 @@ def match_event(
     labels = np.full(len(jet_eta), -1, dtype=np.int8)
     stats = MatchStats(candidates=len(jet_eta))
     for index, (eta, phi) in enumerate(zip(jet_eta, jet_phi, strict=True)):
-        near = [t for t in targets if _delta_r(eta, phi, t.eta, t.phi) < radius]
+        near = [t for t in targets if delta_r(eta, phi, t.eta, t.phi) < radius]
         if not near:
             continue
         stats.axis_matched += 1
-        best = min(near, key=lambda t: _delta_r(eta, phi, t.eta, t.phi))
+        best = min(near, key=lambda t: delta_r(eta, phi, t.eta, t.phi))
         contained = best.products.size == 0 or bool(
-            np.all(_delta_r(eta, phi, best.products[:, 0], best.products[:, 1]) < radius))
+            np.all(delta_r(eta, phi, best.products[:, 0], best.products[:, 1]) < radius))
         if contained:
             stats.contained += 1
             labels[index] = best.label
@@ -232,17 +233,13 @@ def _target(p4: np.ndarray, index: int, products: list[int], label: int) -> _Tar
 
 
 def _eta_phi(p: np.ndarray) -> tuple[float, float]:
-    pt = max(float(np.hypot(p[0], p[1])), 1e-9)
-    return float(np.arcsinh(p[2] / pt)), float(np.arctan2(p[1], p[0]))
+    polar_momentum = polar(p[0:1], p[1:2], p[2:3], p[3:4])
+    return float(polar_momentum["eta"][0]), float(polar_momentum["phi"][0])
 
 
 def _mismatch(total: np.ndarray, mother: np.ndarray) -> float:
     return float(np.abs(total - mother).max() / max(abs(mother[3]), 1e-9))
 
-
-def _delta_r(eta1: Any, phi1: Any, eta2: Any, phi2: Any) -> Any:
-    dphi = (np.asarray(phi1) - phi2 + np.pi) % (2 * np.pi) - np.pi
-    return np.hypot(np.asarray(eta1) - eta2, dphi)
 
 
 # --- jets of events: selection and labels for make_jet_dataset ----------------------------------
