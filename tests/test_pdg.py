@@ -109,3 +109,15 @@ def test_to_gev_converts_mev_exactly_and_leaves_gev_alone() -> None:
     assert _pdg.to_gev(values, "MeV").tolist() == [1234.5 * 1e-3]
     assert _pdg.to_gev(np.array([2.0]), "TeV").tolist() == [2000.0]
     assert _pdg.to_gev(values, "GeV") is values
+
+
+def test_axis_labels_name_particles_by_their_pdg_names() -> None:
+    """histogram's axis label for abs_pid: everyday names, then the PDG tables (LaTeX), SUSY names we add, and the
+    bare id for generator-internal codes."""
+    from physagent.tools.data._fields import field_label
+
+    assert field_label("particles.pt", 0, [13]) == "leading muon $p_{T}$ [GeV]"
+    assert field_label("particles.pt", 0, [321]) == "leading $K^{+}$ $p_{T}$ [GeV]"
+    assert field_label("particles.pt", None, [1000022, 13]) == r"particle ($\tilde{\chi}^{0}_{1}$, muon) $p_{T}$ [GeV]"
+    assert field_label("particles.pt", None, [9000001]) == "particle (|pid| = 9000001) $p_{T}$ [GeV]"
+    assert _pdg.pdg_label(-13) == "mu+" and _pdg.pdg_label(-1000024) == "~chi_1-"

@@ -313,7 +313,8 @@ def test_charges_match_pythia_for_every_pid_of_ttbar(ttbar_sample: CallOutcome) 
 
 
 def test_partons_carry_mother_indices(ttbar_sample: CallOutcome) -> None:
-    """W daughters point at a W, each W at a top, incoming partons at nothing; indices stay inside the event."""
+    """W daughters point at a W, each W at a top, incoming partons at nothing; indices stay inside the event; the
+    daughter links are the inverse (a top's b and W, a W's quarks)."""
     partons = _read(ttbar_sample.result.events.path).partons
     assert {"mother1", "mother2"} <= set(partons.fields)
     n = ak.num(partons)
@@ -330,3 +331,9 @@ def test_partons_carry_mother_indices(ttbar_sample: CallOutcome) -> None:
     tops = abs(partons.pid) == 6  # tt̄ from the two incoming partons: mother1 0, mother2 1
     assert ak.to_list(ak.flatten(partons.mother1[tops]))[:2] == [0, 0]
     assert ak.to_list(ak.flatten(partons.mother2[tops]))[:2] == [1, 1]
+    # the inverse links: a top's daughters are its b and W, a W's its two quarks, final quarks have none
+    top_daughters = partons.pid[partons.daughter1[tops]], partons.pid[partons.daughter2[tops]]
+    assert ak.all(abs(top_daughters[0]) + abs(top_daughters[1]) == 29)  # {5, 24} in either order
+    w_quarks = partons.pid[partons.daughter1[w]], partons.pid[partons.daughter2[w]]
+    assert ak.all((abs(w_quarks[0]) <= 5) & (abs(w_quarks[1]) <= 5))
+    assert ak.all(partons.daughter1[w_daughter] == -1) and ak.all(partons.daughter2[w_daughter] == -1)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["INVISIBLE_PIDS", "charges", "hard_mothers", "is_invisible", "pdg_label", "to_gev"]
+__all__ = ["INVISIBLE_PIDS", "charges", "hard_daughters", "hard_mothers", "is_invisible", "pdg_label", "to_gev"]
 
 # |PDG id|: ν_e ν_μ ν_τ ν_4; sneutrinos; χ̃⁰₁…₄; G̃; ν̃_R; dark-matter/hidden-sector ids 51–60; hidden valley
 # (Pythia's HiddenValley ν_v, g_v, γ_v, q_v, π_v, ρ_v); KK graviton; heavy right-handed neutrinos
@@ -118,6 +118,26 @@ def hard_mothers(status: Any, mother1: Any, *, one_based: bool = False) -> Any:
     mother = np.full(len(entries), -1, dtype=np.int64)
     mother[found] = hard_rank[ancestor[found]] - hard_first[event[entries[found]]]
     return ak.unflatten(mother.astype(np.int32), n_hard)
+
+
+def hard_daughters(mother1: Any, mother2: Any) -> tuple[Any, Any]:
+    """(daughter1, daughter2): for each hard-process record, the first and the last index (among the event's hard
+    records) of the records naming it as ``mother1`` or ``mother2``, −1 for none; the inverse of
+    :func:`hard_mothers` (a top's daughters are its b and W, an incoming parton's the produced pair)."""
+    import awkward as ak
+
+    counts = ak.to_numpy(ak.num(mother1)).astype(np.int64)
+    offsets = np.repeat(np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    first = np.full(int(counts.sum()), np.iinfo(np.int64).max)
+    last = np.full(int(counts.sum()), -1)
+    child = np.arange(int(counts.sum()))
+    for mothers in (mother1, mother2):
+        local = ak.to_numpy(ak.flatten(mothers)).astype(np.int64)
+        has = local >= 0
+        np.minimum.at(first, offsets[has] + local[has], child[has] - offsets[has])
+        np.maximum.at(last, offsets[has] + local[has], child[has] - offsets[has])
+    first[last < 0] = -1
+    return (ak.unflatten(first.astype(np.int32), counts), ak.unflatten(last.astype(np.int32), counts))
 
 
 def to_gev(values: Any, unit: Literal["GeV", "MeV", "TeV"]) -> Any:

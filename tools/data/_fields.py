@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from physagent.tools._kinematics import polar
+from physagent.tools._pdg import pdg_label
 
 __all__ = ["DERIVED", "field_label", "field_unit", "leaf_paths", "object_ordering", "resolve_field"]
 
@@ -33,6 +34,15 @@ _OBJECT = {"particles": "particle", "partons": "parton", "jets": "jet", "constit
 _PID_NAMES = {11: "electron", 13: "muon", 15: "tau", 22: "photon", 211: "pion", 5: "b quark",
               6: "top quark", 21: "gluon", 23: "Z boson", 24: "W boson", 25: "Higgs boson"}
 _ORDINALS = {0: "leading", 1: "subleading", 2: "third"}
+
+
+def _pid_name(pid: int) -> str:
+    """'muon' for the everyday ids, the PDG name in LaTeX ('$K^{+}$', '$\\tilde{\\chi}^{0}_{1}$') for the rest."""
+    name = _PID_NAMES.get(abs(pid))
+    if name is not None:
+        return name
+    label = pdg_label(abs(pid), latex=True)
+    return f"|pid| = {abs(pid)}" if label.startswith("PDG ") else f"${label}$"
 
 
 def has_momentum(node: Any) -> bool:
@@ -104,9 +114,9 @@ def field_label(path: str, object_index: int | None = None, abs_pid: list[int] |
     parts = path.split(".")
     objects = [_OBJECT.get(p, p) for p in parts[:-1]]
     if objects and abs_pid:
-        names = [_PID_NAMES.get(abs(p), f"|pid| = {abs(p)}") for p in abs_pid]
-        objects[0] = f"{objects[0]} ({', '.join(names)})" if len(names) > 1 else _PID_NAMES.get(
-            abs(abs_pid[0]), f"{objects[0]} (|pid| = {abs(abs_pid[0])})")
+        names = [_pid_name(p) for p in abs_pid]
+        one_known = len(names) == 1 and not names[0].startswith("|pid|")
+        objects[0] = names[0] if one_known else f"{objects[0]} ({', '.join(names)})"
     if objects and object_index is not None:
         objects.insert(0, _ORDINALS.get(object_index, f"{object_index + 1}th"))
     leaf = parts[-1]

@@ -5,7 +5,8 @@ records with ``status > 0`` and the hard process the ones with ``21 <= |status| 
 status codes, including resonance decays). Each hard-process record carries ``mother1``: the index inside
 ``partons`` of its nearest hard ancestor along Pythia's ``mother1`` chain (shower copies walked through, so a
 W's mother is its top), and ``mother2``: the index of Pythia's ``mother2`` entry when that is a different
-hard-process record (the second incoming parton of a 2 → n process), else −1; −1 means none. Momenta in
+hard-process record (the second incoming parton of a 2 → n process), else −1; −1 means none. ``daughter1`` and
+``daughter2`` are the inverse links: the first and last record naming it as a mother (a top's b and W). Momenta in
 GeV, cross-sections in pb (Pythia's ``sigmaGen`` is in mb; 1 mb = 1e9 pb).
 
 Work is split into seed shards: shard ``i`` gets the ``i``-th word of
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from physagent.tools._pdg import hard_mothers
+from physagent.tools._pdg import hard_daughters, hard_mothers
 from physagent.tools._stdio import capture_fd_stdout
 from physagent.tools._workers import worker_pool
 
@@ -161,12 +162,13 @@ def _event_records(batch: Any, pythia: Any) -> Any:
     final = prt[prt.status > 0]
     hard = prt[(abs(prt.status) >= 21) & (abs(prt.status) <= 29)]
     mother1, mother2 = hard_mother_links(prt)
+    daughter1, daughter2 = hard_daughters(mother1, mother2)
     weight = ak.fill_none(ak.firsts(batch.info.weights), 1.0)
     return ak.zip(
         {
             "particles": _momenta(final, {"pid": final.id, "charge": _charges(final.id, pythia)}),
             "partons": _momenta(hard, {"pid": hard.id, "status": hard.status, "mother1": mother1,
-                                       "mother2": mother2}),
+                                       "mother2": mother2, "daughter1": daughter1, "daughter2": daughter2}),
             "weight": weight,
             "pt_hat_gev": np.sqrt(np.asarray(batch.info.pT2Hat)),
             "m_hat_gev": batch.info.mHat,
