@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 __all__ = [
     "RENDERED_MARK", "Placeholder", "Rendered", "field_meant", "find_placeholders", "format_value",
-    "is_single_value", "mislabelled", "missing_quantities", "quantity_before",
+    "is_single_value", "mend_fields", "mislabelled", "missing_quantities", "quantity_before",
     "quantity_of_field", "render", "resolve_path", "result_field_type", "unit_of", "value_fields",
     "without_sentences",
 ]
@@ -106,6 +106,20 @@ def field_meant(path: str, fields: Iterable[str]) -> str | None:
     words = set(re.split(r"[._]", path.lower()))
     found = [f for f in dict.fromkeys(fields) if words <= set(re.split(r"[._]", f.lower()))]
     return found[0] if len(found) == 1 else None
+
+
+def mend_fields(template: str, fields_of: Callable[[Placeholder], Iterable[str] | None]
+                ) -> tuple[str, list[str]]:
+    """``template`` with each placeholder that ``fields_of`` gives candidate fields for (None: leave it) pointed at
+    the one it can only mean (:func:`field_meant`), and the findings saying so."""
+    findings = []
+    for placeholder in find_placeholders(template):
+        fields = fields_of(placeholder)
+        meant = field_meant(placeholder.path, fields) if fields is not None else None
+        if meant is not None:
+            template = template.replace(placeholder.text, f"{{${placeholder.step}.{meant}}}")
+            findings.append(f"mended {placeholder.text} to the field {meant}")
+    return template, findings
 
 
 def result_field_type(model: type[BaseModel], path: str) -> Any:

@@ -25,9 +25,9 @@ from physagent.agent.claims import (
     RENDERED_MARK,
     Placeholder,
     Rendered,
-    field_meant,
     find_placeholders,
     format_value,
+    mend_fields,
     render,
     resolve_path,
     unit_of,
@@ -319,14 +319,14 @@ class Run:
         """Each unknown placeholder whose words all belong to exactly one field of its step's result is pointed
         at that field: ``{$2.mean_mass_gev}`` → ``{$2.leading_jet_mean_mass_gev}`` (a small model shortens
         long field names); with several candidates nothing is guessed."""
-        for placeholder in self._unknown_placeholders(template):
+        def fields_of(placeholder: Placeholder) -> list[str] | None:
             step = self.steps.get(placeholder.step) if placeholder.step is not None else None
-            if step is None or not step.ok:
-                continue
-            meant = field_meant(placeholder.path, value_fields(_result(step), limit=200))
-            if meant is not None:
-                template = template.replace(placeholder.text, f"{{${placeholder.step}.{meant}}}")
-                self.record.findings.append(f"mended {placeholder.text} to the field {meant}")
+            if step is None or not step.ok or not self.lookup(placeholder).unknown:
+                return None
+            return value_fields(_result(step), limit=200)
+
+        template, findings = mend_fields(template, fields_of)
+        self.record.findings += findings
         return template
 
     def _unknown_placeholders(self, template: str) -> list[Placeholder]:

@@ -24,8 +24,9 @@ from physagent.agent.arguments import clean_arguments, fill_stated_arguments
 from physagent.agent.backends import BackendError
 from physagent.agent.backends.scripted import ScriptExhaustedError
 from physagent.agent.claims import (
-    field_meant,
+    Placeholder,
     find_placeholders,
+    mend_fields,
     mislabelled,
     missing_quantities,
     quantity_of_field,
@@ -179,15 +180,15 @@ class PlanRun(Run):
         """The answer template with each placeholder to a field its step's result cannot have pointed at the one
         field it can only mean (:func:`field_meant`)."""
         tools = {step.number: step.tool for step in plan.steps if is_known(step.tool)}
-        answer = plan.answer
-        for placeholder in find_placeholders(answer):
+
+        def fields_of(placeholder: Placeholder) -> list[str] | None:
             model = spec(tools[placeholder.step]).result_model if placeholder.step in tools else None
             if model is None or result_field_type(model, placeholder.path) is not None:
-                continue
-            meant = field_meant(placeholder.path, model.model_fields)
-            if meant is not None:
-                answer = answer.replace(placeholder.text, f"{{${placeholder.step}.{meant}}}")
-                self.record.findings.append(f"mended {placeholder.text} to the field {meant}")
+                return None
+            return list(model.model_fields)
+
+        answer, findings = mend_fields(plan.answer, fields_of)
+        self.record.findings += findings
         return plan if answer == plan.answer else Plan(plan.steps, answer, plan.notes)
 
     def _with_asked_quantities(self, plan: Plan, late: bool = False) -> Plan:
