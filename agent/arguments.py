@@ -39,7 +39,7 @@ from physagent.agent.grounding import numbers_in
 __all__ = [
     "clean_arguments", "drop_defaults", "drop_unstated_names", "fill_stated_arguments", "is_stated",
     "keep_stated_arguments",
-    "known_names", "stated_settings", "value_words_stated",
+    "known_names", "spread_windows", "stated_settings", "value_words_stated",
 ]
 
 _SPELLINGS = {
@@ -79,9 +79,16 @@ def mend_paths(arguments: dict[str, Any], messages: list[dict[str, Any]]) -> dic
         if not (name == "path" or name.endswith("_path")) or not isinstance(value, str) or value in written:
             continue
         tails = [path for path in written if path.endswith("/" + value.lstrip("/")) or path == "/" + value]
+        same_file = [path for path in written if _file_name(path) == _file_name(value)]
         if len(tails) == 1:
             mended[name] = tails[0]
+        elif not tails and len(same_file) == 1:  # moved to another folder, or given a ".gz" it never had
+            mended[name] = same_file[0]
     return mended
+
+
+def _file_name(path: str) -> str:
+    return re.sub(r"\.(?:gz|bz2|xz|zst)$", "", path.rsplit("/", 1)[-1])
 
 
 def drop_unstated_names(arguments: dict[str, Any], parameters: dict[str, Any], user_text: str) -> dict[str, Any]:
@@ -208,6 +215,8 @@ def _stated(name: str, value: Any, schema: dict[str, Any], user_text: str, numbe
         return any(abs(value - number) <= 1e-9 * max(1.0, abs(number)) for number in numbers)
     if isinstance(value, str) and "enum" in _enum_schema(schema):
         return _enum_stated(value, _enum_schema(schema), user_text)
+    if isinstance(value, str) and (name == "path" or name.endswith("_path")):
+        return _file_name(value).lower() in user_text  # "path/to/lhe_file.lhe" is a model's placeholder, no file
     return True
 
 
@@ -259,6 +268,8 @@ def fill_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],
         own = filled.get(name)
         if own is not None and isinstance(own, str) and _enum_stated(own, _enum_schema(schema), user_text):
             continue  # the model took a value the user named: keep it
+        if _several_windows(name, user_text):
+            continue  # each window is one step's ("50–100 GeV, and one above 100"): the model placed them
         phrased = _phrased_values(schema, user_text)
         named = (_named_number(name, schema, user_text) or _aliased_number(schema, user_text)
                  or _bound_number(name, schema, user_text)
@@ -337,6 +348,76 @@ _ABOVE = r"(?:above|over|greater than|larger than|at least|>=|>|≥)"
 _BELOW = r"(?:below|under|less than|smaller than|at most|<=|<|≤)"
 
 
+def spread_windows(steps: list[dict[str, Any]], parameters: dict[str, Any], messages: list[dict[str, Any]]
+                   ) -> list[dict[str, Any]]:
+    """The arguments of several steps of one tool, with the windows the request writes for a quantity given out
+    one per step in the order written, when there are as many as steps ("one sample with pT-hat between 50 and
+    100 GeV, one with pT-hat above 100 GeV" → steps 1 and 2); otherwise unchanged."""
+    user_text = _user_text(messages)
+    spread = [dict(arguments) for arguments in steps]
+    properties = parameters.get("properties", {})
+    for low_name, high_name in _bound_pairs(properties):
+        windows = _windows_in_order(low_name, user_text)
+        if len(steps) < 2 or len(windows) != len(steps):
+            continue
+        for arguments, window in zip(spread, windows, strict=True):
+            for name, value in zip((low_name, high_name), window, strict=True):
+                if value is None:
+                    arguments.pop(name, None)
+                else:
+                    arguments[name] = _as_schema_number(value, properties[name])
+    return spread
+
+
+def _bound_pairs(properties: dict[str, Any]) -> list[tuple[str, str]]:
+    """(``x_min…``, ``x_max…``) parameter pairs: ``pt_hat_min_gev`` with ``pt_hat_max_gev``."""
+    pairs = []
+    for name in properties:
+        parts = name.split("_")
+        if "min" in parts and not name.startswith("range_"):
+            partner = "_".join("max" if part == "min" else part for part in parts)
+            if partner in properties:
+                pairs.append((name, partner))
+    return pairs
+
+
+def _windows_in_order(name: str, user_text: str) -> list[tuple[float | None, float | None]]:
+    """The windows written for a bound's quantity, in text order: "above 100" → (100, None), "between 50 and 100"
+    → (50, 100), "below 30" → (None, 30)."""
+    stems = [w for w in name.split("_") if w not in _UNIT_WORDS]
+    quantity = r"[\s\-_|]*".join(re.escape(w) for w in stems) + r"\|?"
+    number = r"([-+]?\d[\d,]*(?:\.\d+)?)"
+    found: list[tuple[int, tuple[float | None, float | None]]] = []
+    for word, is_low in ((_ABOVE, True), (_BELOW, False)):
+        for match in re.finditer(rf"(?<![\w-]){quantity}\s*{word}\s*{number}", user_text):
+            value = float(match.group(1).replace(",", ""))
+            found.append((match.start(), (value, None) if is_low else (None, value)))
+    for match in re.finditer(rf"(?<![\w-]){quantity}(?:[\s-]+[a-z]+){{0,3}}?\s+(?:{_SPAN.pattern})", user_text):
+        if not _AXIS_BEFORE.search(user_text[:match.start()]):
+            low, high, low2, high2 = match.groups()
+            found.append((match.start(), (float(low or low2), float(high or high2))))
+    return [window for _, window in sorted(found)]
+
+
+# "histogram pT-hat from 0 to 400 GeV": the span is the axis of a histogram, not a window of the sample
+_AXIS_NEAR = re.compile(r"\b(?:histogram\w*|plot|draw|axis|range|bins?)\b[^,.;]{0,30}$")
+_AXIS_BEFORE = re.compile(r"\b(?:histogram\w*|plot|draw|bin)\s+(?:the\s+|of\s+|in\s+)?$")
+
+
+def _as_schema_number(value: float, schema: dict[str, Any]) -> int | float:
+    types = {s.get("type") for s in schema.get("anyOf", [schema])}
+    return int(value) if "integer" in types and value.is_integer() else value
+
+
+def _several_windows(name: str, user_text: str) -> bool:
+    """Whether the text gives this bound's quantity more than one window ("pT-hat between 50 and 100 GeV,
+    and one with pT-hat above 100 GeV"): no single stated value is then every step's."""
+    parts = name.split("_")
+    if not {"min", "max"} & set(parts) or name.startswith("range_") or not set(parts) - _UNIT_WORDS:
+        return False
+    return len(set(_windows_in_order(name, user_text))) > 1
+
+
 def _bound_number(name: str, schema: dict[str, Any], user_text: str) -> list[Any]:
     """A bound written as words: "pT-hat above 400 GeV" → ``pt_hat_min_gev=400``, "minimum pT of 30" →
     ``pt_min_gev=30``, "|eta| below 2.5" → ``eta_max=2.5``."""
@@ -371,6 +452,9 @@ def _axis_range(name: str, user_text: str) -> list[Any]:
     if name not in ("range_min", "range_max"):
         return []
     spans = {(float(a or c), float(b or d)) for a, b, c, d in _SPAN.findall(user_text)}
+    if len(spans) > 1:  # "samples between 50 and 100 GeV …, histogram pT-hat from 0 to 400 GeV": the histogram's
+        spans = {(float(m[1] or m[3]), float(m[2] or m[4])) for m in _SPAN.finditer(user_text)
+                 if _AXIS_NEAR.search(user_text[max(0, m.start() - 40):m.start()])}
     if len(spans) != 1:
         return []
     low, high = spans.pop()

@@ -53,6 +53,8 @@ QUANTITIES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "fraction": (("fraction", "percentage", "share"), ("fraction",)),
     "minimum": (("minimum", "lowest", "smallest"), ("min", "minimum")),
     "maximum": (("maximum", "highest", "largest"), ("max", "maximum")),
+    # events a luminosity holds: a histogram's Σw once weighted with luminosity_fb (not the generated n_events)
+    "event_yield": (("event yield", "expected events", "events expected"), ("weights",)),
     "angle": ((), ("deg",)),  # a setting echoed in a result (θ = 0°): it supports "at 0°", nobody asks for it
 }
 _COMPATIBLE = {frozenset({"peak", "maximum"})}
@@ -218,21 +220,22 @@ def quantity_of_field(path: str) -> str | None:
     return None
 
 
-def quantity_before(text: str, position: int) -> str | None:
+def quantity_before(text: str, position: int, holds: str | None = None) -> str | None:
     """The quantity named by the nearest word before ``position`` in the same clause (a few words back) that no
-    other value follows already."""
+    other value follows already; ``holds`` (the value's own quantity) when one of those words names it ("the
+    mean leading-jet mass peaks at {mean}" labels a mean)."""
     clause = re.split(r"[.;:!?\n]|\}|,\s+(?:and|while|with)\b", text[:position])[-1].lower()
     words = clause.split()[-_WINDOW_WORDS:]
     window = " ".join(words)
-    best: tuple[int, str] | None = None
+    named: list[tuple[int, str]] = []
     for quantity, (spoken, _) in QUANTITIES.items():
         for word in spoken:
-            for match in re.finditer(rf"(?<![\w-]){re.escape(word)}(?![\w-])", window):
-                if _HAS_VALUE.match(window, match.end()):
-                    continue
-                if best is None or match.start() > best[0]:
-                    best = (match.start(), quantity)
-    return best[1] if best else None
+            named += [(match.start(), quantity) for match in re.finditer(rf"(?<![\w-]){re.escape(word)}(?![\w-])",
+                                                                         window)
+                      if not _HAS_VALUE.match(window, match.end())]
+    if holds is not None and any(quantity == holds for _, quantity in named):
+        return holds
+    return max(named)[1] if named else None
 
 
 def conflicting(said: str | None, holds: str | None) -> bool:
@@ -244,7 +247,8 @@ def mislabelled(template: str) -> list[str]:
     """Each placeholder whose field holds another quantity than the word written before it."""
     problems = []
     for placeholder in find_placeholders(template):
-        said, holds = quantity_before(template, placeholder.start), quantity_of_field(placeholder.path)
+        holds = quantity_of_field(placeholder.path)
+        said = quantity_before(template, placeholder.start, holds)
         if conflicting(said, holds):
             problems.append(f"the answer says {said!r} before {placeholder.text}, but that field is a {holds}")
     return problems
@@ -258,12 +262,20 @@ _ASKABLE_AFTER_ASKING = {"maximum": ("maximum",), "minimum": ("minimum",)}
 _ASKING = r"(?:what|which|tell|give|report|quote|compute|calculate|find|measure|determine|estimate|how|where|show)"
 
 
+# "how many tt̄ events in 139 fb⁻¹": asked only beside a luminosity ("how many events pass" is a count)
+_HOW_MANY_EVENTS = re.compile(r"\bhow many\b(?:\W+\w+){0,3}?\W+events\b|\b(?:expected|predicted) (?:number of )?"
+                              r"events\b|\bevent yields?\b")
+_SPOKEN = {"event_yield": "number of events the luminosity holds (a histogram's sum_weights)"}
+_LUMINOSITY = re.compile(r"\b(?:fb|pb)\s*(?:\^\s*\{?\s*-\s*1|⁻¹|-1)|/(?:fb|pb)\b|\bluminosit")
+
+
 def missing_quantities(request: str, template: str) -> list[tuple[str, str]]:
     """Quantities the request asks for that no placeholder of the answer holds ("the fraction of events
     with ≥ 4 jets" answered with a mean multiplicity), each with the problem in words."""
     held = {quantity_of_field(p.path) for p in find_placeholders(template)}
-    asked = []
     lowered = request.lower()
+    asked = ["event_yield"] if (_HOW_MANY_EVENTS.search(lowered) and _LUMINOSITY.search(lowered)
+                                and not _holds(held, "event_yield")) else []
     for quantity in (*_ASKABLE, *_ASKABLE_AFTER_ASKING):
         words = "|".join(re.escape(w) for w in _ASKABLE_AFTER_ASKING.get(quantity, QUANTITIES[quantity][0]))
         asking = rf"\b{_ASKING}\b(?:\W+\w+){{0,6}}?\W+(?:{words})(?![\w-])"
@@ -271,8 +283,8 @@ def missing_quantities(request: str, template: str) -> list[tuple[str, str]]:
             asking += rf"|(?<![\w-])(?:{words})\b[^.?!]*\?"
         if re.search(asking, lowered) and not _holds(held, quantity):
             asked.append(quantity)
-    return [(q, f"the request asks for the {q.replace('_', '-')}, but no placeholder in the answer holds one")
-            for q in asked]
+    return [(q, f"the request asks for the {_SPOKEN.get(q, q.replace('_', '-'))}, but no placeholder in the "
+             "answer holds one") for q in asked]
 
 
 def _holds(held: set[str | None], quantity: str) -> bool:

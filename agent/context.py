@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from physagent.agent.agent_tools import WRITE_CODE
 from physagent.agent.examples import WorkedExample, default_bank
 from physagent.agent.grounding import Source, numbers_in, sources_in
-from physagent.agent.selection import SOURCE_WORDS, named_methods, wants_code
+from physagent.agent.selection import SOURCE_WORDS, named_methods, statistic_tools, wants_code
 from physagent.knowledge import Hit, KnowledgeBase, sync_samples
 from physagent.tools import ProgressUpdate, registry
 
@@ -113,7 +113,7 @@ def _selection_text(assistant: Assistant, request: str) -> str:
 
 
 def _offered(assistant: Assistant, request: str, examples: list[WorkedExample], has_passages: bool) -> list[str]:
-    wanted = [tool for example in reversed(examples) for tool in example.tools]
+    wanted = [*statistic_tools(request), *(tool for example in reversed(examples) for tool in example.tools)]
     if has_passages or SOURCE_WORDS.search(request):
         wanted.insert(0, "search_knowledge")
     text = _selection_text(assistant, request)
@@ -134,9 +134,11 @@ def _by_similarity(assistant: Assistant, text: str, names: list[str]) -> list[st
 
 
 def _method_tools_first(request: str, names: list[str]) -> list[str]:
-    """The tools of the methods the request names ("CATHODE") first: a small model takes the first tool that
-    fits, and a cut to the tool limit keeps them. Otherwise registry order (the prompt cache reuses it)."""
+    """The tools of the methods the request names ("CATHODE"), then summarize for an asked statistic, first: a small
+    model takes the first tool that fits, and a cut to the tool limit keeps them. Otherwise registry order (the
+    prompt cache reuses it)."""
     first = [tool for tools in named_methods(request).values() for tool in tools if tool in names]
+    first += [tool for tool in statistic_tools(request) if tool in names]
     return list(dict.fromkeys([*first, *names]))
 
 

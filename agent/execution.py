@@ -169,8 +169,10 @@ class Run:
         if outcome is None and rejected is not None and rejected.param in arguments and is_known(tool):
             parameters = spec(tool).parameters_schema()
             param = rejected.param
-            # numbers are left alone: dropping one falls back to a default that may be costly (10,000 events)
-            choice = isinstance(arguments[param], (str, bool, list))
+            # numbers are left alone: dropping one falls back to a default that may be costly (10,000 events);
+            # so are derived names (summarize's fields): without them the step computes nothing asked
+            derived = parameters.get("properties", {}).get(param, {}).get("x-derived", False)
+            choice = isinstance(arguments[param], (str, bool, list)) and not derived
             if choice and not is_stated(param, arguments[param], parameters, self.context.messages, strict=True):
                 retry = {k: v for k, v in arguments.items() if k != param}
                 self.record.add_call(tool, arguments, ok=False, error=error)

@@ -30,8 +30,8 @@ from physagent.agent.prompting import inline_refs
 from physagent.tools import ARTIFACT_ID_PATTERN, Artifact, ToolInputError, ToolSpec
 
 __all__ = [
-    "PLAN_TOOL", "Plan", "PlanError", "Step", "artifact_fields", "asked_actions", "check_plan", "complete_plan",
-    "missing_actions",    "parse_plan", "plan_schema", "resolve_arguments", "step_reference",
+    "DATA_MAKERS", "PLAN_TOOL", "Plan", "PlanError", "Step", "artifact_fields", "asked_actions", "check_plan",
+    "complete_plan", "missing_actions", "parse_plan", "plan_schema", "resolve_arguments", "step_reference",
 ]
 
 PLAN_TOOL = "submit_plan"
@@ -185,6 +185,9 @@ def _value_problems(step: Step, name: str, value: Any, planned: Mapping[int, str
     reference = step_reference(value)
     if reference is not None:
         return _reference_problems(step, name, reference, planned, known)
+    if (name == "path" or name.endswith("_path")) and isinstance(value, str) and value in known.artifacts:
+        return [f"step {step.number}: {name}={value!r} is an artifact of this session, not a file: it needs no "
+                f"reading; give {value!r} to the parameter of the tool that uses it"]
     if isinstance(value, str) and _ID.match(value) and value not in known.artifacts:
         listed = ", ".join(f"{i} ({k})" for i, k in known.artifacts.items()) or "none yet"
         return [f"step {step.number}: {name}={value!r} is not an artifact of this session (session artifacts: "
@@ -259,7 +262,8 @@ def _placeholder_problem(placeholder: Placeholder, planned: Mapping[int, str], k
 
 # verbs of a request, used as orders ("…, cluster jets and plot it"; not "the Cluster Scanning method"),
 # and the tool that does them: a plan that leaves one out skipped what was asked
-_LEAD = r"(?:^|[,;:]\s*|\b(?:and|then|please|also|to|now|you|me|i want to|let's)\s+)"
+_LEAD = r"(?:^|[,;:]\s*|[.!?]\s+|\b(?:and|then|please|also|to|now|you|me|i want to|let's)\s+)"
+_CLAUSE = r"(?:[^.]|\.(?=\w))*"  # the rest of a sentence: a file suffix (".root") ends none
 _ACTIONS = {
     "plot": re.compile(_LEAD + r"(?:plot|draw)\b", re.IGNORECASE),
     "cluster_jets": re.compile(_LEAD + r"(?:re)?cluster\b", re.IGNORECASE),
@@ -276,9 +280,12 @@ _ACTIONS = {
         r"\btell\b[^.]*\b(?:apart|from the (?:real|original|simulat\w*))\b|\bcompatib|\btwo[- ]sample|"
         r"\bdistinguish|\bhow (?:faithful|close|similar)\b|"
         r"\bcompare\b[^.]*\b(?:samples?|showers?|simulat\w*|original|real)\b", re.IGNORECASE),
-    "write_root": re.compile(_LEAD + r"(?:save|write|store|export)\b[^.]*\broot\b", re.IGNORECASE),
-    "write_hepmc": re.compile(_LEAD + r"(?:save|write|store|export|convert|put|turn)\b[^.]*\bhepmc3?\b",
-                              re.IGNORECASE),
+    "write_root": re.compile(_LEAD + rf"(?:save|write|store|export)\b{_CLAUSE}\broot\b", re.IGNORECASE),
+    "export_histograms": re.compile(_LEAD + rf"(?:save|write|store|export|put|turn|convert)\b{_CLAUSE}"
+                                    r"(?:\broot\b|\bth[12][dfi]?\b)", re.IGNORECASE),
+    "write_hepmc": re.compile(_LEAD + rf"(?:save|write|store|export|convert|put|turn|give|hand)\b{_CLAUSE}"
+                              r"\bhepmc3?\b", re.IGNORECASE),
+    "merge_samples": re.compile(_LEAD + r"merge\b", re.IGNORECASE),
     "bump_hunt": re.compile(r"\bbump[- ]?hunt|\bfit\b[^.]*\b(?:sidebands?|dijet mass|m_?jj)\b", re.IGNORECASE),
     "export_fpga": re.compile(_LEAD + r"(?:export|convert|translate|put|turn)\b[^.]*\b(?:fpgas?|hls4ml|firmware|"
                               r"conifer)\b", re.IGNORECASE),
@@ -287,7 +294,12 @@ _DOING = {"plot": "plot", "cluster_jets": "cluster jets", "histogram": "histogra
           "export the session", "train_tagger": "train a tagger", "write_root": "write a ROOT file",
           "evaluate_tagger": "evaluate the tagger", "train_generator": "train a generator",
           "compare_samples": "compare two samples", "bump_hunt": "fit the m_jj spectrum (bump hunt)",
-          "export_fpga": "export the model to FPGA firmware", "write_hepmc": "write a HepMC3 file"}
+          "export_fpga": "export the model to FPGA firmware", "write_hepmc": "write a HepMC3 file",
+          "export_histograms": "write the histograms to a ROOT file", "merge_samples": "merge the samples"}
+# the order added steps run in: a histogram of the merged sample, a plot of the histogram, the export last
+_PIPELINE = ("cluster_jets", "merge_samples", "histogram", "plot")
+# ROOT output of histograms ("put hist-… into a .root file as TH1s") is export_histograms, of data write_root
+_OF_HISTOGRAMS = re.compile(r"\bhistograms?\b|\bth[12][dfi]?s?\b|\bhist-[0-9a-f]{10}\b", re.IGNORECASE)
 
 
 def missing_actions(request: str, plan: Plan, offered: list[str], artifacts: Mapping[str, str]) -> list[str]:
@@ -300,7 +312,7 @@ def missing_actions(request: str, plan: Plan, offered: list[str], artifacts: Map
             for tool in asked_actions(request, offered, artifacts) if tool not in planned]
 
 
-_DATA_MAKERS = ("generate_events", "detector_response", "cluster_jets", "read_table", "read_root")
+DATA_MAKERS = ("generate_events", "detector_response", "cluster_jets", "read_table", "read_root")
 
 
 def complete_plan(plan: Plan, request: str, offered: list[str], artifacts: Mapping[str, str],
@@ -315,11 +327,13 @@ def complete_plan(plan: Plan, request: str, offered: list[str], artifacts: Mappi
     missing = [tool for tool in asked_actions(request, offered, artifacts)
                if tool not in {step.tool for step in plan.steps}]
     steps = list(plan.steps)
-    for tool in sorted(missing, key=lambda name: name == "export_session"):  # the export comes last
+    for tool in sorted(missing, key=_pipeline_rank):
         arguments = _derived_arguments(tool, steps, artifacts, request)
+        parameters = spec(tool).parameters_schema()
         if arguments is not None:
-            arguments = fill_stated_arguments(arguments, spec(tool).parameters_schema(), messages, model_wrote=set())
-            steps.append(Step(max((s.number for s in steps), default=0) + 1, tool, arguments))
+            arguments = fill_stated_arguments(arguments, parameters, messages, model_wrote=set())
+            if set(parameters.get("required", [])) <= set(arguments):  # "histogram it": which field is not said
+                steps.append(Step(max((s.number for s in steps), default=0) + 1, tool, arguments))
     if len(steps) == len(plan.steps) or len(steps) > MAX_STEPS:
         return plan
     added = [f"step {s.number} ({s.tool}) added: the request asks to {_DOING[s.tool]}" for s in steps[len(plan.steps):]]
@@ -329,6 +343,12 @@ def complete_plan(plan: Plan, request: str, offered: list[str], artifacts: Mappi
     except PlanError:
         return plan
     return completed
+
+
+def _pipeline_rank(tool: str) -> int:
+    if tool == "export_session":
+        return len(_PIPELINE) + 1  # what the session made, so last
+    return _PIPELINE.index(tool) if tool in _PIPELINE else len(_PIPELINE)
 
 
 def _samples_to_compare(steps: list[Step], request: str) -> dict[str, Any] | None:
@@ -344,35 +364,53 @@ def _samples_to_compare(steps: list[Step], request: str) -> dict[str, Any] | Non
     return {"reference": named[0], "candidate": named[1]} if len(named) == 2 else None
 
 
+# added steps that take the plan's (or session's) latest artifact of one of these kinds: (parameter, kinds)
+_TAKES_LATEST = {"train_tagger": ("dataset", ("dataset",)), "train_generator": ("source", ("showers", "table", "jets")),
+                 "histogram": ("source", ("events", "jets", "table")), "write_hepmc": ("events", ("events",))}
+# added steps that take every earlier step of a tool: (parameter, tool, at least, at most)
+_TAKES_STEPS = {"plot": ("histograms", "histogram", 1, 8), "merge_samples": ("samples", "generate_events", 2, 50)}
+
+
 def _derived_arguments(tool: str, steps: list[Step], artifacts: Mapping[str, str],
                        request: str = "") -> dict[str, Any] | None:
     made = _latest_made(steps, artifacts)
-    if tool == "train_tagger":
-        return {"dataset": made["dataset"]} if "dataset" in made else None
+    if tool in _TAKES_LATEST:
+        parameter, kinds = _TAKES_LATEST[tool]
+        found = next((made[kind] for kind in kinds if kind in made), None)
+        return {parameter: found} if found else None
+    if tool in _TAKES_STEPS:
+        parameter, maker, fewest, most = _TAKES_STEPS[tool]
+        references = [f"${s.number}" for s in steps if s.tool == maker][-most:]
+        return {parameter: references} if len(references) >= fewest else None
     if tool == "evaluate_tagger":
         models = [f"${s.number}" for s in steps if s.tool == "train_tagger"][-8:]
         models = models or ([made["model"]] if "model" in made else [])
         return {"models": models} if models else None
-    if tool == "compare_samples":
-        return _samples_to_compare(steps, request)
-    if tool == "train_generator":
-        source = made.get("showers") or made.get("table") or made.get("jets")
-        return {"source": source} if source else None
     if tool == "bump_hunt":
         return _scores_to_fit(steps) or ({"source": made["anomaly_dataset"]} if "anomaly_dataset" in made else None)
-    if tool == "plot":
-        histograms = [f"${s.number}" for s in steps if s.tool == "histogram"][-8:]
-        return {"histograms": histograms} if histograms else None
     if tool == "write_root":
-        data = [s for s in steps if s.tool in _DATA_MAKERS]
+        data = [s for s in steps if s.tool in DATA_MAKERS]
         return {"source": f"${data[-1].number}"} if data else None
-    if tool == "export_session":
-        return {}
-    if tool == "write_hepmc":
-        return {"events": made["events"]} if "events" in made else None
-    if tool == "export_fpga":
-        return _model_to_export(steps, made, request)
-    return None
+    derive = {"compare_samples": lambda: _samples_to_compare(steps, request), "export_session": dict,
+              "export_fpga": lambda: _model_to_export(steps, made, request),
+              "export_histograms": lambda: _histograms_to_export(steps, artifacts, request)}.get(tool)
+    return derive() if derive else None
+
+
+def _histograms_to_export(steps: list[Step], artifacts: Mapping[str, str], request: str) -> dict[str, Any] | None:
+    """The histograms the request names by id, else the plan's; with the keys it gives ("called mll and ptll")."""
+    named = [i for i in dict.fromkeys(_ID_IN_TEXT.findall(request)) if artifacts.get(i) == "histogram"]
+    histograms = named or [f"${s.number}" for s in steps if s.tool == "histogram"][-50:]
+    if not histograms:
+        return None
+    keys = _KEYS_GIVEN.search(request)
+    names = re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+", keys.group(1)) if keys else []
+    return {"histograms": histograms, **({"names": names} if len(names) == len(histograms) else {})}
+
+
+_ID_IN_TEXT = re.compile(ARTIFACT_ID_PATTERN.strip("^$"))
+_KEYS_GIVEN = re.compile(r"\b(?:called|named|as keys?|keys?)\s+([A-Za-z_]\w*(?:\s*,\s*(?:and\s+)?[A-Za-z_]\w*|"
+                         r"\s+and\s+[A-Za-z_]\w*)*)")
 
 
 def _model_to_export(steps: list[Step], made: dict[str, str], request: str) -> dict[str, Any] | None:
@@ -392,7 +430,8 @@ _ASKS_FIDELITY = re.compile(r"\b(?:auc|compar\w*|cost\w*|los[es]\w*|accura\w*|fi
 
 _MAKES = {"generate_events": "events", "make_jet_dataset": "dataset", "train_tagger": "model",
           "simulate_showers": "showers", "read_calochallenge": "showers", "cluster_jets": "jets",
-          "read_table": "table", "make_anomaly_dataset": "anomaly_dataset", "make_monitoring_data": "monitoring"}
+          "read_table": "table", "make_anomaly_dataset": "anomaly_dataset", "make_monitoring_data": "monitoring",
+          "merge_samples": "events"}
 _SEARCHES = ("autoencoder_search", "cwola_hunt", "cathode_search", "reference_anomaly_classifier")
 
 
@@ -416,12 +455,23 @@ def _latest_made(steps: list[Step], artifacts: Mapping[str, str]) -> dict[str, s
 def asked_actions(request: str, offered: list[str], artifacts: Mapping[str, str]) -> list[str]:
     """The tools the request's verbs order, among those offered."""
     asked = []
+    histograms_out = _writes_histograms(request)
     for tool, verb in _ACTIONS.items():
         if tool in offered and verb.search(request):
             if tool == "histogram" and "histogram" in artifacts.values():
                 continue
+            if (tool == "write_root" and histograms_out) or (tool == "export_histograms" and not histograms_out):
+                continue
             asked.append(tool)
     return asked
+
+
+def _writes_histograms(request: str) -> bool:
+    """Whether what the request writes to ROOT is histograms: named in the sentence of the writing verb, from it on
+    ("put hist-… and hist-… into a .root file", "save the mass histograms to ROOT as TH1s"; not "histogram the
+    mass and save the events to ROOT")."""
+    verb = _ACTIONS["export_histograms"].search(request)
+    return bool(verb and _OF_HISTOGRAMS.search(re.split(r"[.;!?](?:\s|$)", request[verb.start():])[0]))
 
 
 def resolve_arguments(arguments: dict[str, Any], outputs: Mapping[int, list[tuple[str, Artifact]]]

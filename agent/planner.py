@@ -16,11 +16,11 @@ r"""Plan-then-execute: one constrained reply holds the whole plan; the loop chec
 from __future__ import annotations
 
 import re
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 from physagent.agent.agent_tools import is_known, spec
-from physagent.agent.arguments import clean_arguments, fill_stated_arguments
+from physagent.agent.arguments import clean_arguments, fill_stated_arguments, spread_windows
 from physagent.agent.backends import BackendError
 from physagent.agent.backends.scripted import ScriptExhaustedError
 from physagent.agent.claims import (
@@ -36,6 +36,7 @@ from physagent.agent.events import AgentEvent, PlanEvent
 from physagent.agent.execution import Run, observation
 from physagent.agent.grounding import sources_in
 from physagent.agent.plan import (
+    DATA_MAKERS,
     Plan,
     PlanError,
     Step,
@@ -46,10 +47,11 @@ from physagent.agent.plan import (
     parse_plan,
     plan_schema,
     resolve_arguments,
+    step_reference,
 )
 from physagent.agent.prompting import relevant_parameters, render_tools
 from physagent.agent.prompts import prompt
-from physagent.agent.references import mend_invented_ids
+from physagent.agent.references import drop_artifact_reads, mend_invented_ids
 from physagent.agent.selection import method_hints, named_methods
 
 __all__ = ["PlanRun"]
@@ -76,10 +78,7 @@ class PlanRun(Run):
             except BackendError as exc:
                 yield from self.stop(f"the model backend failed: {exc}")
                 return
-            if isinstance(reply, str) and self.advised is not None:
-                reply, self.advised = self.advised, None  # advice not taken: run the plan as it was
-            elif isinstance(reply, PlanError) and fixes <= 0 and self.advised is not None:
-                reply, self.advised = self.advised, None
+            reply = self._after_advice(reply, fixes)
             if isinstance(reply, str):
                 if fixes > 0 and not self.steps and any(p.step for p in find_placeholders(reply)):
                     fixes -= 1  # placeholders to steps that were never planned: ask for the plan itself
@@ -95,7 +94,7 @@ class PlanRun(Run):
                     return
                 fixes -= 1
                 continue
-            reply = self._completed(self._with_asked_quantities(reply))
+            reply = self._with_asked_quantities(self._completed(reply))
             failed = yield from self._execute(reply)
             if failed is None:
                 yield from self._answer(reply)
@@ -144,7 +143,7 @@ class PlanRun(Run):
         self.messages.append({"role": "assistant", "content": "", "tool_calls": [
             {"id": call.id or f"plan-{self.turns}", "name": call.name, "arguments": call.arguments}]})
         try:
-            plan = self._sound_steps(self._cleaned(parse_plan(call.arguments)))
+            plan = self._sound_steps(self._cleaned(self._continued(parse_plan(call.arguments))))
         except PlanError as error:
             self.sources += sources_in(error.problems, "error")  # limits the model may quote in a refusal
             if _caused_by_request(error.problems, self.context.messages):  # the user's own values: refuse
@@ -194,18 +193,37 @@ class PlanRun(Run):
     def _with_asked_quantities(self, plan: Plan, late: bool = False) -> Plan:
         """After the advice round, or for an answer written after the results (``late``, which no advice
         round saw): each quantity the request asks for that the answer still lacks is added by the loop, as
-        the placeholder the advice would name ("Mean hits per shower: {$1.mean_hits_per_shower}.")."""
-        if not (self.checked_labels or late) or not plan.answer or self._reads_text(plan):
+        the placeholder the advice would name ("Mean hits per shower: {$1.mean_hits_per_shower}."). Always: a
+        quantity the answer quotes from a step the request describes less well than another (a slice's σ for
+        "the total cross-section of the merged sample") gets the better step's value beside it."""
+        if not plan.answer or self._reads_text(plan):
             return plan
         added = []
-        for quantity, _ in missing_quantities(self.request, plan.answer):
+        for quantity, _ in missing_quantities(self.request, plan.answer) if (self.checked_labels or late) else []:
             found = _asked_field(plan, quantity, self.request)
-            if found:
+            # a generic statistic of a field the request does not describe (mean_particles for "the mean muon pT")
+            if found and (found[2] > 0 or quantity not in _SUMMARIZED):
                 added.append(f"{found[1].replace('_', ' ').capitalize()}: {found[0]}.")
+        added += self._better_described(plan)
         if not added:
             return plan
         self.record.findings.append("the answer lacked what the request asks for; the loop added " + " ".join(added))
         return Plan(plan.steps, " ".join([plan.answer.rstrip(), *added]), plan.notes)
+
+    def _better_described(self, plan: Plan) -> list[str]:
+        """'Total cross-section Σσ_k: {$3.sigma_pb}.' for each asked quantity whose best-described field the
+        answer does not quote, while it quotes a field of that quantity the request describes less well."""
+        tools = {s.number: s.tool for s in plan.steps if is_known(s.tool)}
+        quoted = [(tools[p.step], p.path) for p in find_placeholders(plan.answer) if p.step in tools]
+        added = []
+        for quantity, _ in missing_quantities(self.request, ""):
+            best = _asked_field(plan, quantity, self.request)
+            same = [_shared_words(tool, path, self.request) for tool, path in quoted
+                    if quantity_of_field(path) == quantity]
+            if best and same and best[0] not in plan.answer and best[2] > max(same):
+                number = int(best[0][2:].split(".", 1)[0])
+                added.append(f"{_label(tools[number], best[1])}: {best[0]}.")
+        return added
 
     def _check(self, plan: Plan) -> None:
         done = {n: (s.tool, s.outcome.result) for n, s in self.steps.items() if s.outcome is not None}
@@ -213,12 +231,74 @@ class PlanRun(Run):
         labels = mislabelled(plan.answer) + missing_actions(self.request, plan, self.context.offered,
                                                             self.allowed_ids()) + self._named_methods_unused(plan)
         if plan.answer and not self._reads_text(plan):
-            labels += [problem + _hint(plan, quantity, self.request)
+            labels += [problem + _hint(plan, quantity, self.request, self.context.offered)
                        for quantity, problem in missing_quantities(self.request, plan.answer)]
+        elif not self._reads_text(plan):  # answered after the results: still, some step must compute what is asked
+            labels += self._uncomputed(plan)
         if labels and not self.checked_labels:  # sent back once; a second time it runs and is reported
             self.checked_labels = True
             self.advised = plan  # run as it is if the model cannot do better
             raise PlanError(labels)
+
+    def _uncomputed(self, plan: Plan) -> list[str]:
+        """The statistics the request asks for that no step's result holds as the request describes them, each
+        with the summarize step to add ("the mean lepton pT" of a file that is only read)."""
+        problems = []
+        for quantity, _ in missing_quantities(self.request, ""):
+            found = _asked_field(plan, quantity, self.request)
+            hint = _summarize_hint(plan, quantity, self.context.offered) if not found or found[2] == 0 else ""
+            if hint:
+                problems.append(f"the request asks for the {quantity}, but {hint.removeprefix(' (').rstrip(')')}")
+        return problems
+
+    def _after_advice(self, reply: Plan | PlanError | str, fixes: int) -> Plan | PlanError | str:
+        """The plan sent back for advice runs as it was when the model did not take the advice (a text, a broken
+        plan with no fixes left) or took it by leaving out steps the request asks for."""
+        advised = self.advised
+        if advised is None:
+            return self._derived_instead(reply) if isinstance(reply, str) else reply
+        worse = isinstance(reply, Plan) and self._skips_more(reply, advised)
+        if isinstance(reply, str) or (isinstance(reply, PlanError) and fixes <= 0) or worse:
+            if worse:
+                self.record.findings.append("the plan written after the advice left out steps the request asks "
+                                            "for; the plan before it ran")
+            self.advised = None
+            return advised
+        return reply
+
+    def _continued(self, plan: Plan) -> Plan:
+        """A reply to advice that holds only the steps to add ("summarize $1", numbered 1 but meant as step 2,
+        its answer quoting {$2…}) is read as the advised plan followed by those steps."""
+        advised = self.advised
+        if advised is None or not advised.steps or not plan.steps:
+            return plan
+        first = max(s.number for s in advised.steps) + 1
+        used = {s.number: _referenced(s.arguments) for s in plan.steps}
+        if not any(n >= number for number, refs in used.items() for n in refs) or any(
+                n >= first for refs in used.values() for n in refs):
+            return plan  # sound as written, or refers beyond the advised plan: not a continuation
+        steps = [*advised.steps, *(Step(first + i, s.tool, s.arguments) for i, s in enumerate(plan.steps))]
+        return Plan(steps, plan.answer, [*plan.notes, "the steps sent after the advice continue the advised plan"])
+
+    def _derived_instead(self, reply: str) -> Plan | str:
+        """After a refused plan, a model that gives up in words ("the paths do not exist") is overruled when the
+        steps the request orders follow from the request and the session alone (export hist-… and hist-… to
+        ROOT): that plan runs."""
+        if self.steps or not any("refused" in entry for entry in self.record.plan):
+            return reply
+        derived = self._completed(Plan([], "", []))
+        if not derived.steps:
+            return reply
+        self.record.findings.append("the model gave up after its plan was refused; the steps the request orders "
+                                    "were derived from it and ran")
+        return derived
+
+    def _skips_more(self, plan: Plan, than: Plan) -> bool:
+        """Whether ``plan`` leaves out more of the steps the request orders than ``than`` does (a small model
+        rewrote its plan to fix the answer and lost the histogram)."""
+        def skipped(candidate: Plan) -> int:
+            return len(missing_actions(self.request, candidate, self.context.offered, self.allowed_ids()))
+        return skipped(plan) > skipped(than)
 
     def _named_methods_unused(self, plan: Plan) -> list[str]:
         """The hint made explicit when no step uses a tool of the methods the request names (asked for CATHODE, a
@@ -256,22 +336,38 @@ class PlanRun(Run):
                        + ("\n".join(done) or "none")
                        + "\nReply with a corrected complete submit_plan, steps numbered from 1 (steps that "
                          "already ran are served from the cache), or answer if it cannot be done.")
+        self._record_failed()
+        self.steps = {}
+
+    def _record_failed(self) -> None:
         self.record.failed_steps += [{"step": n, "tool": s.tool, "error": s.error}
                                      for n, s in self.steps.items() if not s.ok]
-        self.steps = {}
 
     def _cleaned(self, plan: Plan) -> Plan:
         """The plan with each step's arguments as the user stated them, before it is checked: a stated
-        value the model changed ("-10 bins" written as 10) goes back as stated, and the check says why."""
-        if not self.a.hygiene:
-            return plan
-        steps = [Step(s.number, s.tool, clean_arguments(s.arguments, spec(s.tool).parameters_schema(),
-                                                        self.context.messages, self.context.example_values(s.tool)))
-                 if is_known(s.tool) else s for s in plan.steps]
-        mended = mend_invented_ids(Plan(steps, plan.answer, plan.notes), self.allowed_ids())
+        value the model changed ("-10 bins" written as 10) goes back as stated, and the check says why. Steps
+        that read a session artifact as a file go, hygiene or not: they cannot work."""
+        mended = drop_artifact_reads(plan, self.allowed_ids())
+        if self.a.hygiene:
+            steps = [Step(s.number, s.tool, clean_arguments(s.arguments, spec(s.tool).parameters_schema(),
+                                                            self.context.messages,
+                                                            self.context.example_values(s.tool)))
+                     if is_known(s.tool) else s for s in mended.steps]
+            mended = mend_invented_ids(Plan(self._windows_spread(steps), mended.answer, mended.notes),
+                                       self.allowed_ids())
         if len(mended.notes) > len(plan.notes):
             self.record.findings.append("; ".join(mended.notes[len(plan.notes):]))
         return mended
+
+    def _windows_spread(self, steps: list[Step]) -> list[Step]:
+        """Steps of one tool get the windows the request writes, one each in order (two p̂T slices)."""
+        spread: dict[int, dict[str, Any]] = {}
+        for tool in {s.tool for s in steps if is_known(s.tool)}:
+            same = [s for s in steps if s.tool == tool]
+            arguments = spread_windows([s.arguments for s in same], spec(tool).parameters_schema(),
+                                       self.context.messages)
+            spread |= {s.number: a for s, a in zip(same, arguments, strict=True)}
+        return [Step(s.number, s.tool, spread.get(s.number, s.arguments)) for s in steps]
 
     # execution ---------------------------------------------------------------------------------
 
@@ -289,6 +385,11 @@ class PlanRun(Run):
     # answers -----------------------------------------------------------------------------------
 
     def _answer(self, plan: Plan) -> Iterator[AgentEvent]:
+        if self.steps and not any(s.ok for s in self.steps.values()):  # a model writes success stories even so
+            self._record_failed()
+            yield from self.finish(" ".join(filter(None, ["Nothing was done.", self.failure_note(), self._not_done()])),
+                                   [], [])
+            return
         # a template written before the passages were read cannot know what they say: answer after reading
         reading = any(s.outcome is not None and s.outcome.result.observation() is not None for s in self.steps.values())
         if reading or not plan.answer:
@@ -296,6 +397,10 @@ class PlanRun(Run):
         else:
             template = self.with_known_fields(plan.answer)
         text, problems = self.render_answer(template)
+        unsupported = self.check_numbers(text)[0]
+        if unsupported and not reading and self.a.grounding_retries:
+            template = self._without_unsupported(plan, template, unsupported)
+            text, problems = self.render_answer(template)
         note = " ".join(filter(None, [self.failure_note(), self._not_done()]))
         if note:
             text = f"{text}\n\n{note}".strip()
@@ -318,13 +423,24 @@ class PlanRun(Run):
         template = self._answer_template()
         if reading:
             return template
-        problems = [problem + _hint(plan, quantity, self.request)
+        problems = [problem + _hint(plan, quantity, self.request, self.context.offered)
                     for quantity, problem in missing_quantities(self.request, template)]
         if problems:
             self.messages += [{"role": "assistant", "content": template}, {"role": "user", "content": (
                 "; ".join(problems) + ". Answer again, writing each value as a placeholder {$N.field}.")}]
             template = self.complete(self.messages, []).text
         return self._with_asked_quantities(Plan(plan.steps, template, plan.notes), late=True).answer
+
+    def _without_unsupported(self, plan: Plan, template: str, unsupported: list[str]) -> str:
+        """The answer written again once, without the numbers no result and not the request gives (a small model
+        copies "p̂T > 250 GeV, seed 21" from a worked example); what the request asks for is still added."""
+        self.messages += [{"role": "assistant", "content": template}, {"role": "user", "content": (
+            f"The numbers {', '.join(unsupported)} are in no tool result and not in the request. Write the answer "
+            "again without them, writing each value a tool computed as a placeholder {$N.field}.")}]
+        again = self.with_known_fields(self.complete(self.messages, []).text)
+        if not again.strip():
+            return template
+        return self._with_asked_quantities(Plan(plan.steps, again, plan.notes), late=True).answer
 
     def _answer_template(self) -> str:
         """When the plan left the answer empty: ask for one, with the results in view."""
@@ -366,27 +482,70 @@ _COMMON_WORDS = frozenset({"with", "from", "into", "that", "this", "than", "what
                            "over", "each", "their", "them", "they", "tell", "give", "average", "mean"})
 
 
-def _hint(plan: Plan, quantity: str, request: str) -> str:
-    """Where the plan's own steps hold the quantity: ' (write {$1.sigma_pb})'."""
+def _hint(plan: Plan, quantity: str, request: str, offered: Sequence[str] = ()) -> str:
+    """Where the plan's own steps hold the quantity: ' (write {$1.sigma_pb})'; where none holds it as the request
+    describes it (only generate_events' mean_particles for "the mean muon pT") and a step makes data, the summarize
+    step to add."""
     found = _asked_field(plan, quantity, request)
-    return f" (write {found[0]})" if found else ""
+    summarize = _summarize_hint(plan, quantity, offered)
+    if found and (found[2] > 0 or not summarize):
+        return f" (write {found[0]})"
+    return summarize
 
 
-def _asked_field(plan: Plan, quantity: str, request: str) -> tuple[str, str] | None:
-    """(placeholder, field) of the plan's result field holding ``quantity``; of several, the one whose name and
-    description share the most words with the request ("how many cells fire on average" →
-    ``mean_hits_per_shower``, "mean number of cells above threshold", not ``mean_incident_energy_gev``)."""
+_SUMMARIZED = {"mean": "mean", "median": "median", "std": "std", "minimum": "min", "maximum": "max"}
+
+
+def _summarize_hint(plan: Plan, quantity: str, offered: Sequence[str]) -> str:
+    """' (no step computes it: add step 3 summarize with source '$1' …)' where a step makes data."""
+    data = [s for s in plan.steps if s.tool in DATA_MAKERS]
+    if quantity not in _SUMMARIZED or "summarize" not in offered or not data:
+        return ""
+    after = max(s.number for s in plan.steps) + 1
+    return (f" (no step computes it: add step {after} summarize with source '${data[-1].number}' and the field asked "
+            f"for, and write {{${after}.stats.<field>.{_SUMMARIZED[quantity]}}})")
+
+
+def _referenced(value: Any) -> list[int]:
+    """The step numbers a value refers to ("$1.events", lists and objects of them)."""
+    if isinstance(value, dict):
+        return [n for item in value.values() for n in _referenced(item)]
+    if isinstance(value, list):
+        return [n for item in value for n in _referenced(item)]
+    reference = step_reference(value)
+    return [reference[0]] if reference else []
+
+
+def _shared_words(tool: str, field: str, request: str) -> int:
+    """Words (4+ letters, not common) the field's name and description share with the request."""
+    info = spec(tool).result_model.model_fields.get(field.split(".", 1)[0])
+    text = f"{field.replace('_', ' ')} {info.description if info else ''}".lower()
     words = set(re.findall(r"[a-z]{4,}", request.lower())) - _COMMON_WORDS
+    return len(words & set(re.findall(r"[a-z]{4,}", text)))
+
+
+def _label(tool: str, field: str) -> str:
+    """A result field's name for people, from its description: 'Total cross-section Σσ_k'."""
+    description = spec(tool).result_model.model_fields[field].description or field.replace("_", " ")
+    return re.split(r"\s+in\s+|\s*[(,:;.]", description, maxsplit=1)[0].strip()
+
+
+def _asked_field(plan: Plan, quantity: str, request: str) -> tuple[str, str, int] | None:
+    """(placeholder, field, words shared with the request) of the plan's result field holding ``quantity``; of
+    several, the one whose name and description share the most words with the request ("how many cells fire on
+    average" → ``mean_hits_per_shower``, "mean number of cells above threshold", not ``mean_incident_energy_gev``)."""
     candidates: list[tuple[int, int, str, str]] = []
     for step in plan.steps:
         if not is_known(step.tool):
             continue
-        for field, info in spec(step.tool).result_model.model_fields.items():
+        for field in spec(step.tool).result_model.model_fields:
             if quantity_of_field(field) == quantity:
-                text = f"{field.replace('_', ' ')} {info.description or ''}".lower()
-                candidates.append((len(words & set(re.findall(r"[a-z]{4,}", text))), -len(candidates),
+                candidates.append((_shared_words(step.tool, field, request), -len(candidates),
                                    f"{{${step.number}.{field}}}", field))
-    return max(candidates)[2:] if candidates else None
+    if not candidates:
+        return None
+    shared, _, placeholder, field = max(candidates)
+    return placeholder, field, shared
 
 
 _BAD_VALUE = re.compile(r"\b(\w+): (\w+)=(-?[\d.]+|'[^']*')\s+(?:must|is not|is more|is less|should)")

@@ -18,7 +18,7 @@ from physagent.agent.agent_tools import is_known, spec
 from physagent.agent.plan import Plan, Step, artifact_fields, step_reference
 from physagent.tools import ARTIFACT_ID_PATTERN, KIND_PREFIXES
 
-__all__ = ["mend_invented_ids"]
+__all__ = ["drop_artifact_reads", "mend_invented_ids"]
 
 _LOOKS_LIKE_ID = re.compile(r"^([a-z]{2,5})-[0-9a-z]{1,16}$")
 _ID = re.compile(ARTIFACT_ID_PATTERN)
@@ -84,3 +84,35 @@ def _latest_output(earlier: list[Step], kinds: tuple[str, ...], value: str) -> s
 def _only_artifact(artifacts: Mapping[str, str], kinds: tuple[str, ...]) -> str | None:
     fitting = [artifact_id for artifact_id, kind in artifacts.items() if kind in kinds]
     return fitting[0] if len(fitting) == 1 else None
+
+
+_READERS = ("read_root", "read_table")
+
+
+def drop_artifact_reads(plan: Plan, artifacts: Mapping[str, str]) -> Plan:
+    """The plan without the steps that read a session artifact as a file (``read_root(path="hist-….root")``): the
+    artifact is there already, so a later step's reference to such a step becomes the artifact's id."""
+    named = {s.number: _artifact_named(s, artifacts) for s in plan.steps if s.tool in _READERS}
+    read = {number: artifact for number, artifact in named.items() if artifact is not None}
+    if not read:
+        return plan
+    steps = [Step(s.number, s.tool, {name: _instead(value, read) for name, value in s.arguments.items()})
+             for s in plan.steps if s.number not in read]
+    notes = [f"step {number} read the session's artifact {artifact} as a file; dropped, {artifact} is used as it is"
+             for number, artifact in read.items()]
+    # an answer quoting the dropped steps is written again once the results are in
+    answer = "" if {int(n) for n in re.findall(r"\{\$(\d+)", plan.answer)} & read.keys() else plan.answer
+    return Plan(steps, answer, [*plan.notes, *notes])
+
+
+def _artifact_named(step: Step, artifacts: Mapping[str, str]) -> str | None:
+    path = step.arguments.get("path")
+    stem = path.rsplit("/", 1)[-1].split(".", 1)[0] if isinstance(path, str) else None
+    return stem if stem in artifacts else None
+
+
+def _instead(value: Any, read: Mapping[int, str]) -> Any:
+    if isinstance(value, list):
+        return [_instead(item, read) for item in value]
+    reference = step_reference(value)
+    return read[reference[0]] if reference is not None and reference[0] in read else value

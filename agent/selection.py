@@ -17,7 +17,7 @@ import numpy as np
 from physagent.knowledge import embedder
 from physagent.tools import registry
 
-__all__ = ["SOURCE_WORDS", "ToolSelector", "method_hints", "named_methods", "wants_code"]
+__all__ = ["SOURCE_WORDS", "ToolSelector", "method_hints", "named_methods", "statistic_tools", "wants_code"]
 
 # words that ask for sources: a tool description cannot compete with them on embedding similarity
 SOURCE_WORDS = re.compile(r"\b(cite|citation|according to|abstract|paper|talk|proceedings|literature|"
@@ -39,11 +39,15 @@ _METHODS: dict[str, tuple[str, ...]] = {
     r"conifer": ("export_fpga",), r"ap_fixed": ("export_fpga",),
     r"fixed[- ]point": ("compare_fixed_point", "export_fpga"), r"bit[- ]widths?": ("scan_precision",),
     r"precision scan": ("scan_precision",), r"synthes\w+": ("synthesize_fpga",),
-    # abilities named in words no tool description can outrank on similarity when other tools share the verb
-    r"export (?:the |this |our |my )?(?:session|analysis)|(?:as|into) a (?:python )?script": ("export_session",),
-    r"nanoaod|delphes": ("read_root", "write_root"),
-    r"(?:write|save|export|convert)\b[^.]*\bhepmc3?": ("write_hepmc",),
-    r"merge\b[^.]*\b(?:samples|slices)|p̂t[- ]?slices|pt[- ]?hat slices": ("merge_samples",),
+}
+# abilities asked for in words no tool description can outrank on similarity when other tools share the verb:
+# offered first and required like a named method, hinted as what the request asks to do
+_ABILITIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    r"export (?:the |this |our |my )?(?:session|analysis)|(?:as|into) a (?:python )?script":
+        ("export the session as a script", ("export_session",)),
+    r"nanoaod|delphes": ("read or write a NanoAOD or Delphes file", ("read_root", "write_root")),
+    r"(?:write|save|export|convert|put|give)\b[^.]*\bhepmc3?": ("write a HepMC3 file", ("write_hepmc",)),
+    r"merge\b[^.]*\b(?:samples|slices)|p̂t[- ]?slices|pt[- ]?hat slices": ("merge samples", ("merge_samples",)),
 }
 # words too common to name a method alone: "calibration constants" of a photomultiplier are no SBC, and a
 # "synthesis" of results is no FPGA synthesis, so they count only beside their field's words
@@ -53,27 +57,51 @@ _HARDWARE = re.compile(r"\b(fpgas?|hls4ml|hls|firmware|vivado|vitis|trigger|late
 _NEEDS_CONTEXT = {r"coverage": _INFERENCE, r"calibrat\w*": _INFERENCE, r"synthes\w+": _HARDWARE}
 
 
+# a statistic of a field ("give me the mean lepton pT"): summarize computes it from the data, but the readers and
+# generators outrank it on similarity; offered first (not required) unless a histogram, which has a mean, is asked
+_STATISTIC = re.compile(r"\b(mean|average|median|standard deviation|std|rms|quantiles?|percentiles?)\b", re.IGNORECASE)
+_BINNED = re.compile(r"\b(histogram\w*|plot\w*|distributions?|draw)\b", re.IGNORECASE)
+
+
+def statistic_tools(request: str) -> list[str]:
+    """``["summarize"]`` when the request asks for a statistic of a field and no histogram; else nothing."""
+    asked = _STATISTIC.search(request) and not _BINNED.search(request)
+    return ["summarize"] if asked and "summarize" in registry else []
+
+
 def named_methods(request: str) -> dict[str, tuple[str, ...]]:
     """The methods ``request`` names, as written ("CATHODE"), each with its registered tools (none: left out).
 
     A tool that is not registered yet (the SBI tools before they land) is skipped, so nothing names it.
     """
-    found: dict[str, tuple[str, ...]] = {}
-    for pattern, tools in _METHODS.items():
+    return {written: tools for written, _, tools in _named(request)}
+
+
+def _named(request: str) -> list[tuple[str, str | None, tuple[str, ...]]]:
+    """(words as written, the ability they ask for or None for a method, registered tools), first match each."""
+    found: dict[str, tuple[str, str | None, tuple[str, ...]]] = {}
+    patterns = [(p, None, tools) for p, tools in _METHODS.items()] + [(p, a, t) for p, (a, t) in _ABILITIES.items()]
+    for pattern, ability, tools in patterns:
         context = _NEEDS_CONTEXT.get(pattern)
         if context is not None and not context.search(request):
             continue
         match = re.search(rf"\b{pattern}\b", request, re.IGNORECASE)
         registered = tuple(t for t in tools if t in registry)
         if match and registered:
-            found.setdefault(match.group(0), registered)
-    return found
+            found.setdefault(match.group(0), (match.group(0), ability, registered))
+    return list(found.values())
 
 
 def method_hints(request: str, offered: Sequence[str]) -> list[str]:
-    """One line per named method whose tool is offered: "The request names CATHODE: use cathode_search."."""
-    return [f"The request names {written}: use {' or '.join(t for t in tools if t in offered)}."
-            for written, tools in named_methods(request).items() if any(t in offered for t in tools)]
+    """One line per named method or asked ability whose tool is offered: "The request names CATHODE: use
+    cathode_search.", "The request asks to write a HepMC3 file: use write_hepmc."."""
+    hints = []
+    for written, ability, tools in _named(request):
+        usable = " or ".join(t for t in tools if t in offered)
+        if usable:
+            asks = f"asks to {ability}" if ability else f"names {written}"
+            hints.append(f"The request {asks}: use {usable}.")
+    return hints
 
 
 def wants_code(request: str) -> bool:

@@ -20,6 +20,7 @@ from rich.text import Text
 from physagent.app import agent_cli, server_cli
 from physagent.app._common import JsonFlag, err, error_line, out, print_json, print_rows, reporting_errors, state
 from physagent.app._progress import RichProgress
+from physagent.app.cluster_cli import cluster_app
 from physagent.app.kb_cli import kb_app
 from physagent.tools import ToolInputError, Workspace, call_tool, export_script, registry, stdout_to_stderr
 
@@ -32,6 +33,7 @@ artifacts_app = typer.Typer(help="Artifacts in the workspace.", no_args_is_help=
 app.add_typer(tools_app, name="tools")
 app.add_typer(artifacts_app, name="artifacts")
 app.add_typer(kb_app, name="kb")
+app.add_typer(cluster_app, name="cluster")
 agent_cli.register(app)
 server_cli.register(app)
 

@@ -118,6 +118,34 @@ def test_a_path_copied_without_its_leading_slash_is_mended_to_the_one_the_user_w
     assert mend_paths({"path": "x.root"}, two) == {"path": "x.root"}
 
 
+def test_a_path_moved_to_another_folder_or_given_a_gz_is_mended_to_the_file_the_user_wrote() -> None:
+    """The model wrote '/work/zmumu.lhe.gz' for the user's '/data/samples/zmumu.lhe': the one written file of that
+    name wins; another file, or a name two written paths share, stays as the model wrote it."""
+    from physagent.agent.arguments import mend_paths
+
+    request = _user("Shower /data/samples/zmumu.lhe with Pythia and save it as out/zmumu.hepmc")
+    assert mend_paths({"lhe_path": "/work/zmumu.lhe.gz"}, request) == {"lhe_path": "/data/samples/zmumu.lhe"}
+    assert mend_paths({"path": "/work/zmumu.hepmc"}, request) == {"path": "out/zmumu.hepmc"}
+    assert mend_paths({"lhe_path": "/work/ttbar.lhe"}, request) == {"lhe_path": "/work/ttbar.lhe"}
+    two = _user("compare /a/x.lhe with /b/x.lhe")
+    assert mend_paths({"lhe_path": "/c/x.lhe"}, two) == {"lhe_path": "/c/x.lhe"}
+
+
+def test_a_request_with_two_windows_of_one_quantity_fills_neither_bound() -> None:
+    """'one sample with pT-hat between 50 and 100 GeV, one above 100 GeV': each window is one step's, so the
+    model's bounds stand (filling max=100 into the second slice made the tool refuse it); one window still fills."""
+    from physagent.agent.arguments import fill_stated_arguments
+
+    request = _user("Make two QCD samples of 300 events: one with pT-hat between 50 and 100 GeV, one with pT-hat "
+                    "above 100 GeV.")
+    second = {"process": "qcd_dijet", "n_events": 300, "pt_hat_min_gev": 100}
+    assert fill_stated_arguments(second, PARAMETERS, request) == second
+    first = {"process": "qcd_dijet", "n_events": 300, "pt_hat_min_gev": 50, "pt_hat_max_gev": 100}
+    assert fill_stated_arguments(first, PARAMETERS, request) == first
+    one = fill_stated_arguments({"process": "qcd_dijet"}, PARAMETERS, _user("QCD dijets with pT-hat above 400 GeV"))
+    assert one["pt_hat_min_gev"] == 400
+
+
 def test_an_inverse_picobarn_is_a_luminosity_not_a_cross_section() -> None:
     """'2.5 pb' sets histogram's cross_section_pb; '300 pb^-1' (or pb⁻¹) is a luminosity and does not."""
     from physagent.agent.arguments import fill_stated_arguments
@@ -179,3 +207,36 @@ def test_names_the_user_never_wrote_are_dropped_from_optional_lists(workspace: W
     assert clean_arguments({"names": ["$1.jets", "jet-0123456789", "jets.pt[0]", "tau21_j1", "mj1"],
                             "columns": ["gain"]}, names, _user("cluster jets and use tau21")) == {
         "names": ["$1.jets", "jet-0123456789", "jets.pt[0]", "tau21_j1"], "columns": ["gain"]}
+
+
+def test_windows_written_for_as_many_samples_as_steps_go_one_to_each_step_in_order() -> None:
+    """Two generate_events steps and 'one with pT-hat between 50 and 100 GeV, one above 100 GeV': step 1 gets
+    50–100, step 2 p̂T > 100 with no upper cut (the model had left both out, or copied one into the other); with
+    one step, or a window count that differs from the step count, nothing is given out."""
+    from physagent.agent.arguments import fill_stated_arguments, spread_windows
+
+    request = _user("Two QCD samples of 300 events: one with pT-hat between 50 and 100 GeV, one with pT-hat above "
+                    "100 GeV; histogram pT-hat from 0 to 500 GeV.")  # the histogram's axis is no third window
+    model = [{"process": "qcd_dijet"}, {"process": "qcd_dijet", "pt_hat_min_gev": 100, "pt_hat_max_gev": 100}]
+    assert spread_windows(model, PARAMETERS, request) == [
+        {"process": "qcd_dijet", "pt_hat_min_gev": 50, "pt_hat_max_gev": 100},
+        {"process": "qcd_dijet", "pt_hat_min_gev": 100}]
+    assert spread_windows(model[:1], PARAMETERS, request) == model[:1]
+    histogram = registry.get("histogram").parameters_schema()
+    axis = fill_stated_arguments({"source": "$3", "field": "pt_hat_gev"}, histogram, request)
+    assert (axis["range_min"], axis["range_max"]) == (0, 500)
+    three = [{"process": "qcd_dijet"}] * 3
+    assert spread_windows(three, PARAMETERS, request) == three
+
+
+def test_a_file_path_the_user_never_wrote_is_dropped() -> None:
+    """A model's 'path/to/lhe_file.lhe' for a Pythia process is no file anyone has: dropped before the call; the
+    user's own file, also moved by the model to another folder, stays."""
+    from physagent.agent.arguments import clean_arguments
+
+    invented = clean_arguments({"process": "qcd_dijet", "lhe_path": "path/to/lhe_file.lhe"}, PARAMETERS,
+                               _user("Make 200 QCD dijet events"))
+    assert invented == {"process": "qcd_dijet", "n_events": 200}
+    own = clean_arguments({"process": "lhe", "lhe_path": "/work/z.lhe"}, PARAMETERS,
+                          _user("Shower /data/mg5/z.lhe with Pythia"))
+    assert own == {"process": "lhe", "lhe_path": "/data/mg5/z.lhe"}

@@ -247,6 +247,8 @@ def test_a_path_with_blanks_is_showered_and_named_in_the_card(tmp_path: Path, wo
     card = outcome.result.events.metadata
     assert card["source_path"] == str(lhe.resolve())
     assert card["pythia_settings"][-1] == f"Beams:LHEF = {lhe.resolve()}"
+    # Pythia's p̂T/m̂ windows do not cut Les Houches events: the card states none
+    assert [card[f] for f in ("pt_hat_min_gev", "pt_hat_max_gev", "m_hat_min_gev", "m_hat_max_gev")] == [None] * 4
 
 
 @pytest.mark.usefixtures("grant_pytest_temp")

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
+import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import awkward as ak
 import numpy as np
 import pytest
 import uproot
 
-from physagent.tools import CallOutcome, Workspace, call_tool
+from physagent.tools import CallOutcome, CallRecord, Workspace, call_tool
 from physagent.tools._errors import ToolInputError
 from physagent.tools.data import load_histogram
 
@@ -212,6 +216,58 @@ def test_merging_jets_takes_cross_sections_and_windows_from_the_events_cards(
     with pytest.raises(ToolInputError, match=rf"includes {merged.result.merged.id}, a merge that already contains "
                                              rf"{own}"):
         call_tool("merge_samples", {"samples": [merged.result.merged.id, own]}, workspace=shared_workspace)
+
+
+_WINDOW_FIELDS = ("pt_hat_min_gev", "pt_hat_max_gev", "m_hat_min_gev", "m_hat_max_gev")
+
+
+def _copy_with_card(workspace: Workspace, sample: CallOutcome, metadata: dict[str, Any]) -> str:
+    """Register a copy of ``sample``'s events whose card is ``metadata`` (as an older generate_events wrote it)."""
+    with workspace.staging_area() as staging:
+        pending = workspace.new_pending("events", staging)
+        shutil.copy(sample.result.events.path, pending.directory / "events.parquet")
+        pending.finish("events.parquet", "events with a hand-made card", metadata)
+        record = CallRecord(id=f"c-{uuid.uuid4().hex[:10]}", seq=0, tool="test", tool_version="1", inputs={},
+                            input_artifacts={}, outputs=[pending.id], result={}, seed=None, started=time.time(),
+                            wall_s=0.0, packages={}, cache_key=uuid.uuid4().hex, cached_from=None)
+        workspace.commit([pending], record)
+    return pending.id
+
+
+def _sample_label(source: str, workspace: Workspace) -> str:
+    result = call_tool("histogram", {"source": source, "field": "pt_hat_gev"}, workspace=workspace).result
+    return str(result.histogram.metadata["sample"])
+
+
+def test_the_card_states_the_windows_and_normalisation_reads_them_from_there(
+    slices: list[CallOutcome], shared_workspace: Workspace
+) -> None:
+    """generate_events writes the p̂T/m̂ windows as numbers; a card whose settings lost their PhaseSpace lines
+    still gives the label and the merge its window, so the numbers, not the setting strings, are read."""
+    card = slices[0].result.events.metadata
+    assert [card[name] for name in _WINDOW_FIELDS] == [50.0, 100.0, None, None]
+    settings = [line for line in card["pythia_settings"] if not line.startswith("PhaseSpace:")]
+    numbers_only = _copy_with_card(shared_workspace, slices[0], card | {"pythia_settings": settings})
+    assert _sample_label(numbers_only, shared_workspace) == "QCD dijet, p̂T 50–100 GeV, Pythia8, 13.6 TeV"
+    merged = call_tool("merge_samples", {"samples": [numbers_only, slices[1].result.events.id]},
+                       workspace=shared_workspace).result
+    assert [(s.pt_hat_min_gev, s.pt_hat_max_gev) for s in merged.slices] == [(50.0, 100.0), (100.0, None)]
+
+
+def test_a_card_written_before_the_window_fields_still_normalises_from_its_settings(
+    slices: list[CallOutcome], shared_workspace: Workspace
+) -> None:
+    """An older card has only 'PhaseSpace:pTHatMin = 50'-style settings: label, slices and overlaps come from them."""
+    card = {k: v for k, v in slices[0].result.events.metadata.items() if k not in _WINDOW_FIELDS}
+    old = _copy_with_card(shared_workspace, slices[0], card)
+    assert _sample_label(old, shared_workspace) == "QCD dijet, p̂T 50–100 GeV, Pythia8, 13.6 TeV"
+    merged = call_tool("merge_samples", {"samples": [old, slices[1].result.events.id]},
+                       workspace=shared_workspace).result
+    assert [(s.pt_hat_min_gev, s.pt_hat_max_gev) for s in merged.slices] == [(50.0, 100.0), (100.0, None)]
+    new = slices[0].result.events.id
+    with pytest.raises(ToolInputError, match=rf"has {old} \(p̂T 50–100 GeV\) and {new} \(p̂T 50–100 GeV\) "
+                                             r"of the same process 'qcd_dijet' with overlapping windows"):
+        call_tool("merge_samples", {"samples": [old, new]}, workspace=shared_workspace)
 
 
 def _histograms(merged: CallOutcome, workspace: Workspace) -> list[str]:

@@ -8,7 +8,7 @@ import types
 import pytest
 
 from physagent.agent import Assistant, ScriptedBackend
-from physagent.agent.backends.scripted import answer, call, plan
+from physagent.agent.backends.scripted import answer, call, last_artifact, plan
 from physagent.agent.claims import (
     RENDERED_MARK,
     Rendered,
@@ -151,6 +151,50 @@ def test_a_failed_step_contributes_no_value_to_the_answer(workspace: Workspace) 
     assert "Step 2 (run_python) failed:" in record.answer
 
 
+def test_when_no_step_ran_the_answer_says_so_whatever_the_model_writes(workspace: Workspace) -> None:
+    """Every step failed: the model's 'successfully written' story is not shown; the answer says nothing was done
+    and why."""
+    assistant, _ = _assistant([plan([{"tool": "read_root", "arguments": {"path": "/no/such/run.root"}}], ""),
+                               answer("The histograms have been successfully written to histograms.root.")],
+                              workspace, replans=0)
+    record = assistant.ask("Load /no/such/run.root and tell me what is in it")
+    assert record.answer.startswith("Nothing was done. Step 1 (read_root) failed: ")
+    assert "histograms.root" not in record.answer and "/no/such/run.root" in record.answer
+    assert [f["tool"] for f in record.failed_steps] == ["read_root"]
+
+
+def test_a_step_reading_a_session_artifact_as_a_file_is_dropped_for_the_artifact() -> None:
+    """read_root(path='hist-….root') for a histogram of the session: the step goes, and the export that referred to
+    it takes the histogram's id; a real file path stays."""
+    from physagent.agent.references import drop_artifact_reads
+
+    artifacts = {"hist-0123456789": "histogram"}
+    planned = parse_plan({"steps": [
+        {"tool": "read_root", "arguments": {"path": "hist-0123456789.root", "tree": "hist-0123456789"}},
+        {"tool": "read_root", "arguments": {"path": "/data/run.root"}},
+        {"tool": "export_histograms", "arguments": {"histograms": ["$1"]}}], "answer": "{$1.n_rows} rows"})
+    dropped = drop_artifact_reads(planned, artifacts)
+    assert [(s.number, s.tool) for s in dropped.steps] == [(2, "read_root"), (3, "export_histograms")]
+    assert dropped.steps[1].arguments == {"histograms": ["hist-0123456789"]} and dropped.answer == ""
+    assert dropped.notes == ["step 1 read the session's artifact hist-0123456789 as a file; dropped, hist-0123456789 "
+                             "is used as it is"]
+
+
+def test_a_sample_read_as_a_file_before_a_hepmc_export_is_exported_as_it_is(workspace: Workspace) -> None:
+    """'the first 30 events of ev-…' to HepMC3: the model reads the events id as a ROOT file; that step goes, the
+    left-out write_hepmc is added for the session's events with the 30 events asked for."""
+    def read_as_file(messages: list[dict]) -> object:
+        return plan([{"tool": "read_root", "arguments": {"path": last_artifact(messages, "ev"), "tree": "Delphes"}}])
+
+    assistant, _ = _assistant([plan([{"tool": "generate_events", "arguments": DY}], "Made {$1.n_events}."),
+                               read_as_file, answer("Wrote {$1.n_events} events.")], workspace)
+    events = assistant.ask("Generate 120 Drell-Yan events with MPI off").artifacts[0]["id"]
+    record = assistant.ask(f"Write the first 30 events of {events} to HepMC3 for my Rivet analysis")
+    assert [(c["tool"], c["arguments"]) for c in record.tool_calls] == [
+        ("write_hepmc", {"events": events, "max_events": 30})]
+    assert record.ok and record.answer.startswith("Wrote 30 events")
+
+
 def test_a_median_or_mean_mismatch_is_flagged_and_sent_back_once(workspace: Workspace) -> None:
     """'median' before {$2.mean} is refused before running; the corrected plan runs."""
     steps = [{"tool": "generate_events", "arguments": DY},
@@ -159,6 +203,8 @@ def test_a_median_or_mean_mismatch_is_flagged_and_sent_back_once(workspace: Work
     assert mislabelled("The median mass is {$2.mean}.") == [
         "the answer says 'median' before {$2.mean}, but that field is a mean"]
     assert mislabelled("mean {$2.mean} ± {$2.std}; AUC {$1.test_auc}") == []
+    assert mislabelled("the mean leading-jet mass peaks at {$2.leading_jet_mean_mass_gev}") == []
+    assert mislabelled("the mean is 5 and the peak is {$2.mean}") != []
     assistant, backend = _assistant([plan(steps, "The median mass is {$2.mean}."),
                                      plan(steps, "The mean mass is {$2.mean}.")], workspace)
     record = assistant.ask("Generate 120 Drell-Yan events and give the median dimuon mass")
@@ -191,6 +237,11 @@ def test_steps_the_model_left_out_are_added_to_its_plan(workspace: Workspace) ->
     assert saved.steps[-1] == Step(3, "write_root", {"source": "$1", "format": "rntuple"})
     alone = parse_plan({"steps": steps[:1], "answer": ""})
     assert complete_plan(alone, "Generate events and plot them", ["generate_events", "plot"], {}) is alone
+    histograms = {"hist-0123456789": "histogram", "hist-0123456788": "histogram"}
+    exported = complete_plan(parse_plan({"steps": [], "answer": ""}), "For my fit: put hist-0123456789 and "
+                             "hist-0123456788 into one .root file as TH1s called mjj and ptj.",
+                             ["export_histograms", "write_root", "plot"], histograms)
+    assert exported.steps == [Step(1, "export_histograms", {"histograms": list(histograms), "names": ["mjj", "ptj"]})]
 
 
 def test_a_left_out_training_or_evaluation_step_is_added_with_the_users_settings() -> None:
@@ -284,6 +335,20 @@ def test_an_unstated_argument_the_tool_rejects_is_retried_without_it(workspace: 
     assert [c["ok"] for c in record.tool_calls] == [False, True]
     assert "decay" in record.tool_calls[0]["arguments"] and "decay" not in record.tool_calls[1]["arguments"]
     assert record.ok and "Generated 120 events" in record.answer
+
+
+def test_a_rejected_derived_field_is_replanned_with_the_tools_list_not_dropped(workspace: Workspace) -> None:
+    """summarize(fields=['muon.pt']) is refused with the available fields; dropping the fields would compute
+    nothing asked, so the model replans with the error in view and names muons.pt."""
+    wrong = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "summarize", "arguments": {"source": "$1.events", "fields": ["muon.pt"]}}]
+    right = [wrong[0], {"tool": "summarize", "arguments": {"source": "$1.events", "fields": ["muons.pt"]}}]
+    assistant, backend = _assistant([plan(wrong, "Mean {$2.stats.muon_pt_gev.mean}."),
+                                     plan(right, "Mean {$2.stats.muons_pt_gev.mean}.")], workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events with MPI off and summarise the muon pT")
+    summaries = [c for c in record.tool_calls if c["tool"] == "summarize"]
+    assert [(c["ok"], c["arguments"]["fields"]) for c in summaries] == [(False, ["muon.pt"]), (True, ["muons.pt"])]
+    assert "muons" in backend.seen[1][0][-1]["content"] and record.ok
 
 
 def test_a_stated_value_is_passed_as_stated_and_refused_by_the_tool(workspace: Workspace) -> None:
@@ -394,6 +459,124 @@ def test_an_answer_written_after_the_results_without_the_quantity_asked_for_is_s
     assert record.ok and f"A fraction of {format_value(fraction)}" in record.answer
 
 
+def test_a_statistic_no_step_computes_is_sent_back_with_a_summarize_step_to_add(workspace: Workspace) -> None:
+    """'give me the mean muon pT': summarize is offered first (the generators outrank it on similarity), and a plan
+    that only generates is sent back naming the summarize step to add; the second plan's mean is rendered."""
+    made = [{"tool": "generate_events", "arguments": DY}]
+    both = [*made, {"tool": "summarize", "arguments": {"source": "$1.events", "fields": ["muons.pt"]}}]
+    assistant, backend = _assistant([plan(made, "Generated {$1.n_events} events."),
+                                     plan(both, "The mean muon pT is {$2.stats.muons_pt_gev.mean}.")], workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events with MPI off and give me the mean muon pT in GeV.")
+    assert record.events[0]["tools"][0] == "summarize"
+    assert ("no step computes it: add step 2 summarize with source '$1' and the field asked for, and write "
+            "{$2.stats.<field>.mean}") in backend.seen[1][0][-1]["content"]
+    mean = next(c for c in workspace.calls() if c.tool == "summarize").result["stats"]["muons_pt_gev"]["mean"]
+    assert record.ok and format_value(mean) in record.answer and 20 < mean < 60
+
+
+def test_a_plan_that_takes_the_advice_by_dropping_an_asked_step_is_not_run(workspace: Workspace) -> None:
+    """Sent back because the answer lacks the event yield, the model drops the histogram the request orders: the
+    advised plan runs instead and the loop adds the histogram's Σw, which equals σ·L."""
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "histogram", "arguments": {"source": "$1.events", "field": "m_hat_gev", "luminosity_fb": 10}}]
+    assistant, _ = _assistant([plan(steps, "σ = {$1.sigma_pb}."), plan(steps[:1], "σ = {$1.sigma_pb}.")], workspace)
+    record = assistant.ask("How many Drell-Yan events does 10 fb^-1 hold? Generate 120 Drell-Yan events with MPI off "
+                           "and histogram m-hat weighted to 10 fb^-1.")
+    assert [c["tool"] for c in record.tool_calls] == ["generate_events", "histogram"]
+    histogram = next(c for c in workspace.calls() if c.tool == "histogram").result
+    assert histogram["sum_weights"] == pytest.approx(histogram["sigma_pb"] * 1000 * 10, rel=1e-6)
+    assert record.ok and f"Sum weights: {format_value(histogram['sum_weights'])}" in record.answer
+    assert any("the plan before it ran" in finding for finding in record.findings)
+
+
+def test_a_left_out_merge_and_histogram_of_two_slices_are_added_in_pipeline_order() -> None:
+    """Two generated slices, then 'Merge them … histogram pT-hat … to 2 fb^-1' left out: merge_samples of both
+    slices, then the histogram of the merged sample with the field, axis and luminosity written; a histogram whose
+    field the request does not name is not added."""
+    slices = [{"tool": "generate_events", "arguments": {"process": "z_jets", "n_events": 150}}] * 2
+    planned = parse_plan({"steps": slices, "answer": ""})
+    request = ("Generate 150 Z+jet events with pT-hat between 30 and 60 GeV and 150 with pT-hat above 60 GeV. Merge "
+               "them, then histogram pT-hat from 0 to 300 GeV weighted to 2 fb^-1.")
+    completed = complete_plan(planned, request, ["generate_events", "merge_samples", "histogram"], {})
+    assert [(s.tool, s.arguments) for s in completed.steps[2:]] == [
+        ("merge_samples", {"samples": ["$1", "$2"]}),
+        ("histogram", {"source": "$3", "field": "pt_hat_gev", "range_min": 0, "range_max": 300, "luminosity_fb": 2})]
+    unnamed = complete_plan(planned, "Generate two Z+jet slices, merge them and histogram it",
+                            ["generate_events", "merge_samples", "histogram"], {})
+    assert [s.tool for s in unnamed.steps[2:]] == ["merge_samples"]
+
+
+def test_a_plan_without_an_answer_that_computes_no_asked_statistic_is_sent_back(workspace: Workspace) -> None:
+    """A plan that only generates, with the answer left for later, for 'the median muon pT': sent back naming the
+    summarize step; the plan with it runs and its median is rendered."""
+    made = [{"tool": "generate_events", "arguments": DY}]
+    both = [*made, {"tool": "summarize", "arguments": {"source": "$1.events", "fields": ["muons.pt"]}}]
+    median_text = "The median muon pT is {$2.stats.muons_pt_gev.median}."
+    assistant, backend = _assistant([plan(made, ""), plan(both, median_text)], workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events with MPI off; what is the median muon pT in GeV?")
+    assert ("the request asks for the median, but no step computes it: add step 2 summarize with source '$1'"
+            in backend.seen[1][0][-1]["content"])
+    median = next(c for c in workspace.calls() if c.tool == "summarize").result["stats"]["muons_pt_gev"]["median"]
+    assert record.ok and format_value(median) in record.answer
+
+
+def test_numbers_no_result_gives_are_sent_back_once_and_the_answer_is_written_without_them(
+    workspace: Workspace,
+) -> None:
+    """'p̂T > 250 GeV, seed 21' copied from a worked example into the answer: the model is told which numbers have no
+    source and writes the answer again; the second answer is shown, with no unverified numbers."""
+    made = [{"tool": "generate_events", "arguments": DY}]
+    assistant, backend = _assistant([plan(made, "Made {$1.n_events} events with p̂T > 250 GeV, seed 21."),
+                                     answer("Made {$1.n_events} Drell-Yan events.")], workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events with MPI off")
+    assert "The numbers 250, 21 are in no tool result" in backend.seen[1][0][-1]["content"]
+    assert record.answer.startswith("Made 120 Drell-Yan events") and "unverified" not in record.answer
+
+
+def test_the_merged_cross_section_asked_for_is_added_beside_a_slice_s(workspace: Workspace) -> None:
+    """'the total cross-section of the merged sample' answered with the first slice's σ: the merged sample's
+    total σ (the sum of the slices') is added by the loop, labelled from its description."""
+    slices = [{"tool": "generate_events", "arguments": {**DY, "m_hat_max_gev": 100}},
+              {"tool": "generate_events", "arguments": {**DY, "m_hat_min_gev": 100, "m_hat_max_gev": 200}},
+              {"tool": "merge_samples", "arguments": {"samples": ["$1", "$2"]}}]
+    assistant, _ = _assistant([plan(slices, "The first slice has σ = {$1.sigma_pb}.")], workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events with MPI off and m-hat from 60 to 100 GeV and 120 from "
+                           "100 to 200 GeV, merge them, and give me the total cross-section of the merged sample.")
+    merged = next(c for c in workspace.calls() if c.tool == "merge_samples").result
+    assert merged["sigma_pb"] == pytest.approx(sum(s["sigma_pb"] for s in merged["slices"]))
+    assert record.ok and f"Total cross-section Σσ_k: {format_value(merged['sigma_pb'])}" in record.answer
+
+
+def test_a_model_giving_up_after_a_refused_plan_is_overruled_by_the_derivable_steps(workspace: Workspace) -> None:
+    """The session holds two histograms; the model's plan reads '$1.root' (refused) and it then says the files do
+    not exist: the export the request orders follows from the named ids and the keys given, so it runs."""
+    made = [{"tool": "generate_events", "arguments": DY},
+            {"tool": "histogram", "arguments": {"source": "$1.events", "field": "m_hat_gev"}},
+            {"tool": "histogram", "arguments": {"source": "$1.events", "field": "pt_hat_gev"}}]
+    broken = [{"tool": "read_root", "arguments": {"path": "$1.root"}}]
+    assistant, _ = _assistant([plan(made, "Made {$2.entries} entries."), plan(broken, ""),
+                               answer("This cannot be done: the files do not exist."),
+                               answer("Both histograms are in one ROOT file now.")], workspace)
+    first = assistant.ask("Generate 120 Drell-Yan events with MPI off, histogram m-hat and pT-hat")
+    mass, pt = [a["id"] for a in first.artifacts if a["kind"] == "histogram"]
+    record = assistant.ask(f"Save {mass} and {pt} to one ROOT file as TH1s named mdy and ptdy.")
+    assert [(c["tool"], c["arguments"]) for c in record.tool_calls] == [
+        ("export_histograms", {"histograms": [mass, pt], "names": ["mdy", "ptdy"]})]
+    assert record.ok and any("were derived from it and ran" in finding for finding in record.findings)
+
+
+def test_a_reply_to_advice_with_only_the_step_to_add_continues_the_advised_plan(workspace: Workspace) -> None:
+    """Told to add a summarize step, the model sends only that step (numbered 1, reading '$1', its answer quoting
+    {$2…}): it runs after the advised plan's generation, and the median is rendered."""
+    made = [{"tool": "generate_events", "arguments": DY}]
+    added = [{"tool": "summarize", "arguments": {"source": "$1", "fields": ["muons.pt"]}}]
+    assistant, _ = _assistant([plan(made, ""), plan(added, "Median {$2.stats.muons_pt_gev.median}.")], workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events with MPI off; what is the median muon pT in GeV?")
+    assert [c["tool"] for c in record.tool_calls] == ["generate_events", "summarize"]
+    median = next(c for c in workspace.calls() if c.tool == "summarize").result["stats"]["muons_pt_gev"]["median"]
+    assert record.ok and record.answer.startswith(f"Median {format_value(median)}")
+
+
 def test_a_left_out_hepmc_export_is_added_for_the_generated_events() -> None:
     """'… and write them to a HepMC3 file': a plan that only generates gets a write_hepmc step of its events."""
     planned = parse_plan({"steps": [{"tool": "generate_events", "arguments": DY}], "answer": ""})
@@ -401,6 +584,9 @@ def test_a_left_out_hepmc_export_is_added_for_the_generated_events() -> None:
     completed = complete_plan(planned, request, ["generate_events", "write_hepmc"], {})
     assert [(s.tool, s.arguments) for s in completed.steps[1:]] == [("write_hepmc", {"events": "$1"})]
     assert completed.notes == ["step 2 (write_hepmc) added: the request asks to write a HepMC3 file"]
+    handed = complete_plan(planned, "Shower 120 Drell-Yan events, then give me them as a HepMC3 file",
+                           ["generate_events", "write_hepmc"], {})
+    assert [s.tool for s in handed.steps] == ["generate_events", "write_hepmc"]
 
 
 def test_a_shortened_field_name_is_mended_to_the_one_field_it_can_mean(workspace: Workspace) -> None:
@@ -501,6 +687,21 @@ def test_a_refusal_is_the_users_only_for_a_value_they_gave_that_very_parameter()
     negative = [{"role": "user", "content": "generate -5 ttbar events"}]
     assert _caused_by_request(["step 1: generate_events: n_events=-5 must be greater than or equal to 1 — Events."],
                               negative)
+
+
+def test_how_many_events_a_luminosity_holds_asks_for_the_weighted_histogram_sum() -> None:
+    """'How many tt̄ events in 139 fb⁻¹?' answered with σ lacks the event yield, and the hint names the histogram's
+    sum_weights; 'how many events pass the cut' (no luminosity) asks for no yield."""
+    from physagent.agent.claims import missing_quantities
+    from physagent.agent.planner import _hint
+
+    asked = "How many ttbar events are produced in 139 fb^-1? Generate 300 events and histogram pT-hat."
+    assert [q for q, _ in missing_quantities(asked, "σ = {$1.sigma_pb}")] == ["event_yield"]
+    assert missing_quantities(asked, "{$2.sum_weights} events") == []
+    assert missing_quantities("How many events pass the cut?", "{$1.n_passing}") == []
+    steps = parse_plan({"steps": [{"tool": "generate_events", "arguments": {}},
+                                  {"tool": "histogram", "arguments": {}}], "answer": ""})
+    assert _hint(steps, "event_yield", asked) == " (write {$2.sum_weights})"
 
 
 def test_the_hint_for_a_missing_quantity_names_the_field_the_request_describes() -> None:
@@ -629,16 +830,20 @@ def test_a_method_the_request_names_is_offered_first_hinted_and_a_plan_without_i
     assert named_methods("write the sample as HepMC3 for Rivet") == {"write the sample as HepMC3": ("write_hepmc",)}
     assert named_methods("what is in events.hepmc3?") == {}
     assert named_methods("the leading jet pT of my NanoAOD file") == {"NanoAOD": ("read_root", "write_root")}
+    from physagent.agent.selection import method_hints
+    assert method_hints("write the sample as HepMC3 for Rivet", ["generate_events", "write_hepmc"]) == [
+        "The request asks to write a HepMC3 file: use write_hepmc."]
 
 
 def test_numbers_rendered_from_results_are_not_free_numbers_but_typed_ones_are(workspace: Workspace) -> None:
     """The χ²/ndf threshold of 3 rendered from the monitor's result is the result's value, not an unverified
-    small integer; a 0 the model typed as the answer's result is still flagged."""
+    small integer; a 0 the model typed as the answer's result is sent back once, and flagged when it stays."""
     steps = [{"tool": "make_monitoring_data", "arguments": MONITORING},
              {"tool": "monitor_histograms", "arguments": {"data": "$1.data"}}]
-    assistant, _ = _assistant([plan(steps, "The monitor flags runs whose χ²/ndf exceeds {$2.threshold}. The "
-                                           "false-positive rate is 0.")], workspace)
+    typed_zero = "The monitor flags runs whose χ²/ndf exceeds {$2.threshold}. The false-positive rate is 0."
+    assistant, backend = _assistant([plan(steps, typed_zero), answer(typed_zero)], workspace)  # sent back once
     record = assistant.ask(MONITOR_REQUEST)
+    assert "The numbers 0 are in no tool result" in backend.seen[1][0][-1]["content"]
     assert "χ²/ndf exceeds 3 [tab-" in record.answer
     assert record.unsupported == ["0"]
 

@@ -148,6 +148,21 @@ def test_every_named_process_generates_its_hard_process(
         assert ak.all(ak.any(abs(events.partons.pid) == signature_pid, axis=1))
 
 
+def test_the_card_states_the_windows_pythia_generated_in(
+    ttbar_sample: CallOutcome, drell_yan_sample: CallOutcome, workspace: Workspace
+) -> None:
+    """Card fields in GeV: the p̂T cut asked for, a process's default m̂ window, and raw settings overriding both
+    (the last line wins; a maximum of −1 is Pythia's 'no cut')."""
+    fields = ("pt_hat_min_gev", "pt_hat_max_gev", "m_hat_min_gev", "m_hat_max_gev")
+    assert [ttbar_sample.result.events.metadata[f] for f in fields] == [400.0, None, None, None]
+    assert [drell_yan_sample.result.events.metadata[f] for f in fields] == [0.0, None, 60.0, 120.0]
+    raw = ["HardQCD:gg2gg = on", "PhaseSpace:pTHatMin = 30", "PhaseSpace:pTHatMin=50", "PhaseSpace:pTHatMax = -1"]
+    custom = call_tool("generate_events", {"process": "custom", "settings": raw, "pt_hat_max_gev": 200.0,
+                                           "n_events": 5, "mpi": False, "hadronisation": False}, workspace=workspace)
+    assert [custom.result.events.metadata[f] for f in fields] == [50.0, None, None, None]
+    assert ak.min(_read(custom.result.events.path).pt_hat_gev) >= 50.0
+
+
 @pytest.mark.slow
 def test_z_plus_jet_default_decay_is_invisible_and_higgs_decays_to_photons(workspace: Workspace) -> None:
     """z_jets defaults to Z→νν (quark/gluon studies); H→γγ gives a diphoton mass at 125 GeV."""

@@ -18,6 +18,8 @@ from physagent.tools._artifacts import (
     artifact_ref,
     file_sha256,
 )
+from physagent.tools._cluster import ExecutionStatus, close_cluster, cluster_client, execution_status, job_script
+from physagent.tools._cluster_config import CLUSTER_VARIABLE, ClusterConfig, cluster_config
 from physagent.tools._context import ProgressSink, ProgressUpdate, ToolContext
 from physagent.tools._errors import (
     ToolAccessError,
@@ -38,12 +40,15 @@ from physagent.tools._workspace import CallRecord, Workspace, default_home
 
 __all__ = [
     "ARTIFACT_ID_PATTERN",
+    "CLUSTER_VARIABLE",
     "KIND_PREFIXES",
     "SERVER_ACCESS",
     "Accepts",
     "Artifact",
     "CallOutcome",
     "CallRecord",
+    "ClusterConfig",
+    "ExecutionStatus",
     "FileAccess",
     "ProgressSink",
     "ProgressUpdate",
@@ -60,10 +65,15 @@ __all__ = [
     "artifact_ref",
     "call_tool",
     "capture_fd_stdout",
+    "close_cluster",
+    "cluster_client",
+    "cluster_config",
     "default_home",
+    "execution_status",
     "export_script",
     "file_sha256",
     "four_vectors",
+    "job_script",
     "package_versions",
     "registry",
     "stdout_to_stderr",

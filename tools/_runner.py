@@ -31,6 +31,7 @@ __all__ = ["CallOutcome", "call_tool", "file_sha256", "package_versions"]
 _RECORDED_PACKAGES = (
     "physagent", "numpy", "pydantic", "awkward", "pyarrow", "vector", "pythia8mc", "fastjet",
     "uproot", "hist", "matplotlib", "mplhep", "pandas", "h5py", "particle", "hepunits", "pyhepmc", "pylhe",
+    "dask", "distributed", "dask-jobqueue",
 )
 
 

@@ -4,6 +4,9 @@ An artifact's generator card is found by walking its ``metadata["source"]`` link
 events → …) to the first artifact that states ``sigma_pb``. Units: σ in pb, integrated luminosity L
 in fb⁻¹; 1 pb = 1000 fb is the literal :data:`PB_TO_FB` (hepunits' ``pb / fb`` is 999.9999999999999).
 
+The p̂T and m̂ windows [min, max) in GeV are the numbers ``generate_events`` states on its card
+(``pt_hat_min_gev``, ``pt_hat_max_gev``, ``m_hat_min_gev``, ``m_hat_max_gev``; None = not set).
+
 A luminosity-normalised event weight is ``w_i · σ · 1000 · L / Σ_j w_j`` (never σ/N: weighted LHE
 samples have Σw ≠ N); when the weights already are σ-weights in pb (``weight_unit == "pb"``, merged
 samples) it is ``w_i · 1000 · L``.
@@ -20,9 +23,11 @@ from physagent.tools._artifacts import Artifact
 from physagent.tools._context import ToolContext
 
 __all__ = [
-    "PB_TO_FB", "SampleInfo", "lineage", "process_label", "pt_hat_window", "sample_info", "sum_of_weights",
-    "window_text", "windows",
+    "PB_TO_FB", "SampleInfo", "Window", "card_windows", "lineage", "process_label", "sample_info", "sum_of_weights",
+    "window_text",
 ]
+
+Window = tuple[float, float | None]  # [min, max) in GeV, max None = no upper cut
 
 PB_TO_FB = 1000.0
 _MAX_HOPS = 16  # lineages are a few artifacts long; the bound only guards against a cycle
@@ -31,6 +36,9 @@ _PROCESS_LABELS = {
     "drell_yan_mumu": "Drell–Yan μμ", "higgs_gammagamma": "H → γγ", "wprime_to_xy": "W′ → XY",
     "custom": "custom process", "lhe": "LHE events",
 }
+# the card fields of each window, as generate_events writes them
+_CARD_FIELDS = {"pTHat": ("pt_hat_min_gev", "pt_hat_max_gev"), "mHat": ("m_hat_min_gev", "m_hat_max_gev")}
+# fallback for cards written before generate_events stated its windows as numbers
 _SETTING = re.compile(r"^\s*PhaseSpace:(pTHat|mHat)(Min|Max)\s*=\s*([-+0-9.eE]+)\s*$")
 
 
@@ -45,7 +53,8 @@ class SampleInfo:
     sqrt_s_tev: float | None
     process: str | None
     weight_unit: str | None  # "pb" when the weights are σ-weights (merged samples)
-    pt_hat_gev: tuple[float, float | None] | None  # (min, max) of the generator's p̂T window
+    pt_hat_gev: Window | None  # the generator's p̂T window, None when it set none
+    windows_gev: dict[str, Window]  # 'pTHat' and 'mHat' windows; unset = [0, ∞)
     settings: tuple[str, ...] = ()  # the generator card's Pythia settings
 
 
@@ -68,37 +77,37 @@ def sample_info(ctx: ToolContext, artifact: Artifact) -> SampleInfo:
     meta = card.metadata if card is not None else {}
     sqrt_s = next((a.metadata["sqrt_s_tev"] for a in chain if a.metadata.get("sqrt_s_tev")), None)
     process = next((a.metadata["process"] for a in chain if a.metadata.get("process")), None)
-    settings = tuple(str(line) for line in meta.get("pythia_settings") or [])
-    window = pt_hat_window(list(settings))
+    windows, window = card_windows(meta)
     return SampleInfo(
         label=_label(chain, process, window, sqrt_s), sigma_pb=_float(meta.get("sigma_pb")),
         sigma_err_pb=_float(meta.get("sigma_err_pb")), sigma_from=card.id if card is not None else None,
         sqrt_s_tev=_float(sqrt_s), process=process, weight_unit=meta.get("weight_unit"), pt_hat_gev=window,
-        settings=settings,
+        windows_gev=windows, settings=tuple(str(line) for line in meta.get("pythia_settings") or []),
     )
 
 
-def windows(settings: list[str]) -> dict[str, tuple[float, float | None]]:
-    """The p̂T ('pTHat') and m̂ ('mHat') windows [min, max) in GeV set by Pythia settings; unset = [0, ∞).
+def card_windows(card: dict[str, Any]) -> tuple[dict[str, Window], Window | None]:
+    """The 'pTHat' and 'mHat' windows of a generator card (unset = [0, ∞)), and its p̂T window or None if unset."""
+    if not all(name in card for pair in _CARD_FIELDS.values() for name in pair):
+        # a card written before generate_events stated its windows as numbers: read its Pythia settings
+        return _setting_windows([str(line) for line in card.get("pythia_settings") or []])
+    found = {key: (_float(card[low]) or 0.0, _float(card[high])) for key, (low, high) in _CARD_FIELDS.items()}
+    pt_set = card["pt_hat_min_gev"] is not None or card["pt_hat_max_gev"] is not None
+    return found, found["pTHat"] if pt_set else None
 
-    The last line for a setting wins, as in Pythia.
-    """
+
+def _setting_windows(settings: list[str]) -> tuple[dict[str, Window], Window | None]:
+    """:func:`card_windows` from ``PhaseSpace:pTHatMin = 50``-style lines; the last line for a setting wins."""
     edges: dict[tuple[str, str], float] = {}
     for line in settings:
-        match = _SETTING.match(str(line))
+        match = _SETTING.match(line)
         if match:
             edges[(match.group(1), match.group(2))] = float(match.group(3))
-    return {name: (edges.get((name, "Min"), 0.0), edges.get((name, "Max"))) for name in ("pTHat", "mHat")}
+    found = {key: (edges.get((key, "Min"), 0.0), edges.get((key, "Max"))) for key in _CARD_FIELDS}
+    return found, found["pTHat"] if any(key == "pTHat" for key, _ in edges) else None
 
 
-def pt_hat_window(settings: list[str]) -> tuple[float, float | None] | None:
-    """The (min, max) p̂T window in GeV of Pythia settings, None when they set none."""
-    if not any(_SETTING.match(str(line)) and "pTHat" in str(line) for line in settings):
-        return None
-    return windows(settings)["pTHat"]
-
-
-def window_text(window: tuple[float, float | None] | None) -> str:
+def window_text(window: Window | None) -> str:
     """'p̂T 50–100 GeV', 'p̂T > 100 GeV', or '' for no cut."""
     if window is None or (window[0] <= 0.0 and window[1] is None):
         return ""

@@ -53,7 +53,7 @@ def write_hepmc(
     events: Annotated[EventsRef, Field(description="Id of an events artifact (from generate_events, "
                                                    "detector_response, read_root or read_table).")],
     max_events: Annotated[int | None, Field(ge=1, le=10_000_000, description="Write only the first this many "
-                                            "events (None: all).")] = None,
+                                            "events (None: all).", json_schema_extra={"x-names": ["first"]})] = None,
     *,
     ctx: ToolContext,
 ) -> HepMCFile:

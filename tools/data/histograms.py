@@ -67,13 +67,21 @@ class HistogramResult(ToolResult):
                                       "'w·σ·L/Σw: σ = 1520 pb (ev-…), L = 10 fb⁻¹, Σw = 1000'.")
 
 
+# "histogram pT-hat" names the event's hard scale, which a small model reads as the tops' parton pT
+_HARD_SCALE_PHRASES = {f"{before}{name}{after}": field for name, field in (
+    ("pt-hat", "pt_hat_gev"), ("pthat", "pt_hat_gev"), ("p̂t", "pt_hat_gev"), ("pt hat", "pt_hat_gev"),
+    ("m-hat", "m_hat_gev"), ("mhat", "m_hat_gev"), ("m̂", "m_hat_gev"))
+    for before, after in (("histogram ", ""), ("histogram the ", ""), ("histogram of ", ""), ("", " histogram"))}
+
+
 @tool(category="data", version="2")  # v2: σ·L weighting, sample names in results (issue 18)
 def histogram(
     source: Annotated[
         DataRef, Field(description="Id of an events, jets or table artifact.")
     ],
     field: Annotated[str, Field(description="Dotted field path for x, e.g. 'jets.mass' [GeV], "
-                                "'particles.pt' [GeV], 'particles.eta', 'pt_hat_gev'.")],
+                                "'particles.pt' [GeV], 'particles.eta', 'pt_hat_gev'.",
+                                json_schema_extra={"x-phrases": _HARD_SCALE_PHRASES})],
     object_index: Annotated[
         int | None, Field(ge=0, le=100, description="Use only the k-th object by decreasing pT per event "
                           "(0 = leading; events with fewer are skipped); None uses every object.",

@@ -29,12 +29,11 @@ from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolInputError
 from physagent.tools._registry import ToolResult, tool
 from physagent.tools.data import _normalise as norm
-from physagent.tools.data._normalise import SampleInfo
+from physagent.tools.data._normalise import SampleInfo, Window
 
 __all__ = ["MergedSample", "MergedSlice", "merge_samples"]
 
 SampleRef = Annotated[str, Accepts(("events", "jets")), Field(pattern=ARTIFACT_ID_PATTERN)]
-Window = tuple[float, float | None]
 # settings that change the event record or the tune, not which hard process (and decay) is generated
 _NOT_PROCESS = ("PhaseSpace:", "PartonLevel:", "HadronLevel:", "Random:", "Beams:", "Next:", "Main:", "Tune:")
 _SAME_JETS = ("algorithm", "radius")
@@ -165,7 +164,7 @@ def _check_same_jets(artifacts: list[Artifact]) -> None:
 
 def _check_overlaps(artifacts: list[Artifact], infos: list[SampleInfo]) -> None:
     """Pairs of one process (its generator card's, also for jets) whose p̂T and m̂ windows overlap."""
-    cards = [(a.id, _process_key(i), norm.windows(list(i.settings))) for a, i in zip(artifacts, infos, strict=True)]
+    cards = [(a.id, _process_key(i), i.windows_gev) for a, i in zip(artifacts, infos, strict=True)]
     for k, (id_a, key_a, win_a) in enumerate(cards):
         for id_b, key_b, win_b in cards[k + 1:]:
             if key_a[0] is None or key_a != key_b:

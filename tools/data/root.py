@@ -7,7 +7,7 @@ r"""ROOT files in and out through uproot: ``read_root`` and ``write_root``.
 - ``read_root(schema=...)``: NanoAOD (``nJet`` + ``Jet_pt`` …, ``GenPart_*``) and Delphes (``Particle.PT``,
   ``Jet.PT`` …) trees become our collections (``particles``, ``partons``, ``jets``, ``muons``, ``met``, ``weight``;
   see :mod:`tools.data._schemas`); momenta of flat trees are converted to GeV (``units``, the file's unit note,
-  or a reported guess).
+  or a reported guess; :mod:`tools.data._units`).
 - ``write_root``: an ``events``, ``jets`` or ``table`` artifact → ``<tree>.root``. A TTree holds
   numbers and singly-jagged lists/records; an RNTuple holds any awkward type, including the doubly
   jagged jet constituents. ``schema='nanoaod'``/``'delphes'`` writes the inverse mapping.
@@ -30,7 +30,8 @@ from physagent.tools._registry import ToolResult, tool
 from physagent.tools.data import _schemas
 from physagent.tools.data._common import FileNotes, LoadedData, store_array, with_weight
 from physagent.tools.data._rootio import reproducible_writes, uuid_from
-from physagent.tools.data._schemas import ParticlesFrom, Schema, Units
+from physagent.tools.data._schemas import ParticlesFrom, Schema
+from physagent.tools.data._units import Units, choose_units, unit_hint
 
 __all__ = ["RootFile", "read_root", "write_root"]
 
@@ -98,8 +99,8 @@ def read_root(
         obj = file[name]
         start, stop = _entry_window(obj.num_entries, entry_start, entry_stop)
         array, notes = _read_schema(obj, name, classname, path, branches, (start, stop), schema, particles_from)
-        hint = _schemas.unit_hint(file, obj)
-    array, choice = _schemas.choose_units("read_root", array, units, hint, notes.schema)
+        hint = unit_hint(file, obj)
+    array, choice = choose_units("read_root", array, units, hint, notes.schema)
     notes.file_units, notes.units_source = choice.unit, choice.source
     notes.warnings += choice.warnings
     array = with_weight(array, always=notes.schema != "flat")

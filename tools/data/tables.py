@@ -24,7 +24,7 @@ from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolInputError, one_line
 from physagent.tools._registry import tool
 from physagent.tools.data._common import FileNotes, LoadedData, check_not_empty_fields, store_array, with_weight
-from physagent.tools.data._schemas import Units, choose_units
+from physagent.tools.data._units import Units, choose_units
 
 __all__ = ["read_table"]
 

@@ -22,15 +22,19 @@ SciPost Phys. Codebases 8 (2022), arXiv:2203.11601.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import queue
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from physagent.tools._cluster import cluster_client
 from physagent.tools._pdg import hard_daughters, hard_mothers
 from physagent.tools._stdio import capture_fd_stdout
 from physagent.tools._workers import worker_pool
@@ -53,6 +57,9 @@ class ShardResult:
     sigma_err_pb: float
     n_accepted: int
     n_failed: int
+    worker: str = ""  # what ran it: "host pid N" in a local process, a Dask worker's address on a cluster
+    attempts: int = 1  # 2 after a retry on a Dask cluster
+    kept: bool = False  # reused from an earlier run on a Dask cluster that failed in another shard
 
 
 def shard_plan(n_events: int, shards: int, seed: int) -> list[tuple[int, int]]:
@@ -150,7 +157,8 @@ def generate_shard(
     if reduce is not None:
         events = reduce(events)
     return ShardResult(
-        index, events, info.sigmaGen() * MB_TO_PB, info.sigmaErr() * MB_TO_PB, produced, failed
+        index, events, info.sigmaGen() * MB_TO_PB, info.sigmaErr() * MB_TO_PB, produced, failed,
+        f"{socket.gethostname()} pid {os.getpid()}",
     )
 
 
@@ -234,15 +242,27 @@ def generate(
     report: Callable[[int], None],
     reduce: Callable[[Any], Any] | None = None,
     per_shard: list[list[str]] | None = None,
+    keep_dir: Path | None = None,
 ) -> Iterator[ShardResult]:
     """Run the shards of ``plan``; yields results in shard order (deterministic concatenation).
 
     ``reduce`` (picklable, e.g. a module-level function or a ``functools.partial`` of one) replaces each
     shard's events by ``reduce(events)``, computed in the worker. ``per_shard``: settings added to shard
     ``i`` only (a Les Houches file's skip count); with it, a shard stops at the end of the file.
+
+    With a Dask cluster configured (:mod:`tools._cluster`) the shards run there instead of in a fork pool of
+    ``workers`` processes; a shard that fails twice raises a RuntimeError naming it, after the finished shards
+    were saved under ``keep_dir`` (when given), which the same call then reuses.
     """
     until_eof = per_shard is not None
     lines = per_shard or [[] for _ in plan]
+    client = cluster_client()
+    if client is not None:
+        from physagent.tools.simulate._pythia_cluster import generate_on_cluster
+
+        yield from generate_on_cluster(client, [[*settings, *extra] for extra in lines], plan, report, reduce,
+                                       until_eof, keep_dir)
+        return
     if workers <= 1 or len(plan) == 1:
         for index, (n, seed) in enumerate(plan):
             with _IN_PROCESS:

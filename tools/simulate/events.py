@@ -10,7 +10,8 @@ parton-level events of a Les Houches file (``lhe_path``, e.g. from MadGraph) sho
   ``mother1``, ``mother2`` (index inside ``partons``, −1 none; see :mod:`tools.simulate._pythia`)
 - ``weight``, ``pt_hat_gev``, ``m_hat_gev``
 
-and ``card.json`` with the settings, seeds and the generator cross-section in pb.
+and ``card.json`` with the settings, seeds, the generator cross-section in pb and the p̂T and m̂ windows
+Pythia generated in (``pt_hat_min_gev``, ``pt_hat_max_gev``, ``m_hat_min_gev``, ``m_hat_max_gev``; None: no cut).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from physagent.tools._artifacts import Artifact
+from physagent.tools._cluster import executor_record
 from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolInputError, ToolRuntimeError
 from physagent.tools._registry import ToolResult, tool
@@ -79,6 +81,9 @@ _SETTING_PARAMS = {
     "9000001:": "m_x_gev", "9000002:": "m_y_gev", "PartonLevel:MPI": "mpi", "PartonLevel:ISR": "isr",
     "PartonLevel:FSR": "fsr", "HadronLevel:all": "hadronisation",
 }
+# the card fields of the hard-process window edges, and the (lower-cased) Pythia setting behind each
+_WINDOW_FIELDS = ("pt_hat_min_gev", "pt_hat_max_gev", "m_hat_min_gev", "m_hat_max_gev")
+_WINDOW_SETTINGS = {key.lower(): param for key, param in _SETTING_PARAMS.items() if param in _WINDOW_FIELDS}
 EVENTS_PER_SHARD = 2_500
 # how people name the processes; an agent maps a request's words onto the enum with these
 _PROCESS_PHRASES = {
@@ -211,7 +216,8 @@ def generate_events(
     plan = _pythia.shard_plan(n_events, n_shards, seed)
     pending = ctx.new_artifact("events")
     results = _run_shards(ctx, process, all_settings, plan, n_events)
-    return _write_sample(pending, results, process, all_settings, plan, seed, sqrt_s_tev, mpi)
+    return _write_sample(pending, results, process, all_settings, plan, seed, sqrt_s_tev, mpi,
+                         _window_card(process, values, settings))
 
 
 def process_settings(
@@ -227,10 +233,7 @@ def process_settings(
     extra: list[str],
 ) -> list[str]:
     """The full list of Pythia settings for a named process (seed settings excluded)."""
-    pt_min = pt_hat_min_gev if pt_hat_min_gev is not None else _NEEDS_PT_HAT.get(process, 0.0)
-    m_min, m_max = _DEFAULT_M_HAT.get(process, (None, None))
-    m_min = m_hat_min_gev if m_hat_min_gev is not None else m_min
-    m_max = m_hat_max_gev if m_hat_max_gev is not None else m_max
+    pt_min, _, m_min, m_max = _hard_window(process, pt_hat_min_gev, pt_hat_max_gev, m_hat_min_gev, m_hat_max_gev)
     _check_windows(pt_min, pt_hat_max_gev, m_min, m_max)
     mpi, isr, fsr, hadronisation = switches
     lines = [f"Beams:eCM = {sqrt_s_tev * 1000.0:g}", *_PROCESS_SETTINGS[process]]
@@ -251,6 +254,37 @@ def process_settings(
 
 def _on(flag: bool) -> str:
     return "on" if flag else "off"
+
+
+def _hard_window(
+    process: str, pt_min: float | None, pt_max: float | None, m_min: float | None, m_max: float | None,
+) -> tuple[float, float | None, float | None, float | None]:
+    """(p̂T min, p̂T max, m̂ min, m̂ max) in GeV: the arguments, else the process's default (None: no cut)."""
+    m_default = _DEFAULT_M_HAT.get(process, (None, None))
+    return (pt_min if pt_min is not None else _NEEDS_PT_HAT.get(process, 0.0), pt_max,
+            m_min if m_min is not None else m_default[0], m_max if m_max is not None else m_default[1])
+
+
+def _window_card(process: str, values: dict[str, Any], extra: list[str]) -> dict[str, float | None]:
+    """The window edges Pythia generates in, as card fields, so readers need not parse the settings: the
+    arguments or process defaults, overridden by raw ``settings`` lines for an edge (the last wins, as in Pythia)."""
+    card = dict(zip(_WINDOW_FIELDS, _hard_window(process, *(values[f] for f in _WINDOW_FIELDS)), strict=True))
+    for line in extra:
+        key, _, value = line.strip().replace("=", " ", 1).partition(" ")
+        number = _number(value)
+        if key.lower() in _WINDOW_SETTINGS and number is not None:
+            card[_WINDOW_SETTINGS[key.lower()]] = number
+    for low, high in (("pt_hat_min_gev", "pt_hat_max_gev"), ("m_hat_min_gev", "m_hat_max_gev")):
+        if (card[high] or 0.0) <= (card[low] or 0.0):
+            card[high] = None  # Pythia cuts at a maximum only above the minimum (its default −1: no cut)
+    return card
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text.split(maxsplit=1)[0])  # Pythia reads the first word of the value
+    except (IndexError, ValueError):
+        return None
 
 
 def _check_windows(pt_min: float, pt_max: float | None, m_min: float | None, m_max: float | None) -> None:
@@ -379,7 +413,8 @@ def _run_shards(
     results = []
     with ctx.progress(f"Pythia8 {process}", total=n_events, unit="events") as bar:
         try:
-            for result in _pythia.generate(settings, plan, workers, bar.advance, per_shard=per_shard):
+            for result in _pythia.generate(settings, plan, workers, bar.advance, per_shard=per_shard,
+                                           keep_dir=ctx.workspace.root):
                 results.append(result)
         except RuntimeError as exc:
             raise ToolRuntimeError(f"generate_events: Pythia failed for process {process!r}: {exc}") from exc
@@ -412,11 +447,19 @@ def _generate_from_lhe(ctx: ToolContext, request: _lhe.LheRequest, path: str) ->
                                            "Houches event file.")
         pending = ctx.new_artifact("events")
         results = _run_shards(ctx, "lhe", settings, plan, n_events, _lhe.skip_settings(plan))
-    card = {"lhe": info.card(), "source_path": str(real)} | _lhe.weight_card(info)
+    # Pythia's p̂T/m̂ windows do not cut Les Houches events (the file's generator did): the card says none
+    card = {"lhe": info.card(), "source_path": str(real)} | _lhe.weight_card(info) | dict.fromkeys(_WINDOW_FIELDS)
     warnings = _lhe.warnings_for(request, info, n_events)
     # the card names the user's file, not the temporary link a path with blanks is read through
     return _write_sample(pending, results, "lhe", [*base, f"Beams:LHEF = {real}"], plan, request.seed,
                          info.sqrt_s_tev, request.switches[0], card, warnings)
+
+
+def _execution_record(results: list[_pythia.ShardResult], plan: list[tuple[int, int]]) -> dict[str, Any]:
+    """Where each shard ran: the executor, and per shard its worker, attempts and whether a failed run kept it."""
+    shards = [{"index": r.index, "pythia_seed": seed, "worker": r.worker, "attempts": r.attempts, "kept": r.kept}
+              for r, (_, seed) in zip(results, plan, strict=True)]
+    return executor_record() | {"shards": shards}
 
 
 def _write_sample(
@@ -438,11 +481,14 @@ def _write_sample(
         "units": {"momenta": "GeV", "cross_section": "pb"},
     } | (extra_card or {})
     write_json(card, pending.directory / "card.json")
+    # where and how each shard ran is provenance, not content: in the artifact's record, not in card.json,
+    # so the files (and their hash) are the same on a fork pool, a LocalCluster and a batch cluster
+    metadata = card | {"execution": _execution_record(results, plan)}
     summary = (
         f"{n_accepted:,} {process} events at sqrt(s) = {sqrt_s_tev:g} TeV (MPI {_on(mpi)}), "
         f"sigma = {sigma:.4g} ± {sigma_err:.2g} pb, {mean_particles:.0f} final-state particles/event"
     )
-    artifact = pending.finish("events.parquet", summary, card)
+    artifact = pending.finish("events.parquet", summary, metadata)
     return EventSample(
         events=artifact, n_events=n_accepted, sigma_pb=sigma, sigma_err_pb=sigma_err,
         mean_particles=mean_particles, shards=len(plan), warnings=warnings or [],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,7 +58,10 @@ def generate_jets(
                                       int(round_seed))
             pool.record["rounds"].append({"n_events": n_events, "seed": int(round_seed),
                                           "shards": [{"n_events": n, "pythia_seed": s} for n, s in plan]})
-            for shard in _run(settings, plan, workers, events_bar.advance, source):
+            for shard in _run(settings, plan, workers, events_bar.advance, source, ctx.workspace.root):
+                pool.execution.append({"round": len(pool.record["rounds"]) - 1, "index": shard.index,
+                                       "pythia_seed": plan[shard.index][1], "worker": shard.worker,
+                                       "attempts": shard.attempts, "kept": shard.kept})
                 jets, labels, stats = select_jets(shard.events.particles, shard.events.partons, cuts, source)
                 pool.add(jets, labels, stats, shard.n_accepted)
                 still_missing = _missing(pool, source, n_per_class, balance)
@@ -79,11 +83,11 @@ def _events_for(missing: int, pool: Pool) -> int:
 
 
 def _run(settings: list[str], plan: list[tuple[int, int]], workers: int, report: Callable[[float], None],
-         source: Source) -> Any:
+         source: Source, keep_dir: Path) -> Any:
     from physagent.tools.simulate import _pythia
 
     try:
-        yield from _pythia.generate(settings, plan, workers, report)
+        yield from _pythia.generate(settings, plan, workers, report, keep_dir=keep_dir)
     except RuntimeError as exc:
         raise ToolRuntimeError(f"make_jet_dataset: Pythia failed for process {source.process!r}: {exc}") from exc
 

@@ -99,6 +99,7 @@ class Pool:
     events: int = 0
     record: dict[str, Any] = field(default_factory=dict)
     artifact: str | None = None  # the sample artifact's id, when the jets came from one
+    execution: list[dict[str, Any]] = field(default_factory=list)  # where each generated shard ran (provenance)
 
     def add(self, jets: Any, labels: np.ndarray, stats: MatchStats, n_events: int) -> None:
         self.chunks.append(jets)

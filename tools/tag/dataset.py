@@ -32,6 +32,7 @@ import numpy as np
 from pydantic import Field
 
 from physagent.tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact
+from physagent.tools._cluster import executor_record
 from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolInputError
 from physagent.tools._registry import ToolResult, tool
@@ -310,7 +311,12 @@ def _write(ctx: ToolContext, task: str, jets: Any, counts: dict[str, dict[str, i
     # artifact ids differ in a rerun, so they live in the record, not in the hashed card.json
     ids = {source.name: pool.artifact for source, pool in zip([s for s in sources if s is not None], pools, strict=True)
            if pool.artifact}
-    artifact = pending.finish("dataset.parquet", summary, card | {"sample_artifacts": ids})
+    # likewise where the generated shards ran (worker, attempts): provenance, not content
+    execution = {source.name: pool.execution for source, pool in zip([s for s in sources if s is not None], pools,
+                                                                      strict=True) if pool.execution}
+    record = card | {"sample_artifacts": ids} | ({"execution": executor_record() | {"sources": execution}}
+                                                  if execution else {})
+    artifact = pending.finish("dataset.parquet", summary, record)
     return JetDataset(
         dataset=artifact, n_jets=len(jets), n_signal=n_signal, n_background=n_background,
         n_train=sum(counts["train"].values()), n_validation=sum(counts["validation"].values()),

@@ -15,8 +15,9 @@ radiated:
 - ``jet_mass_gev``: mass of the two jets of the exclusive two-jet Durham clustering, in GeV (grows).
 
 Durham (e+e− k_t) with FastJet: y_ij = 2 min(E_i², E_j²)(1 − cos θ_ij)/E_vis². Simulations run in worker
-processes (``PHYSAGENT_WORKERS``); a run that fails gives a NaN row, as does an α_s outside Pythia's allowed
-0.06–0.25. There is no tractable likelihood: no reference posterior and no likelihood interval.
+processes (``PHYSAGENT_WORKERS``), or as Dask tasks when a cluster is configured (``PHYSAGENT_CLUSTER``); a
+run that fails gives a NaN row, as does an α_s outside Pythia's allowed 0.06–0.25. There is no tractable
+likelihood: no reference posterior and no likelihood interval.
 
 References: C. Bierlich et al., SciPost Phys. Codebases 8 (2022), arXiv:2203.11601 (Pythia 8.3); P. Skands,
 S. Carrazza, J. Rojo, Eur. Phys. J. C 74 (2014) 3024, arXiv:1404.5630 (Monash tune); S. Catani et al., Phys.
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import as_completed
@@ -34,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from physagent.tools._cluster import cluster_client
 from physagent.tools._errors import ToolInputError
 from physagent.tools._pdg import is_invisible
 from physagent.tools._stdio import capture_fd_stdout
@@ -165,6 +168,10 @@ def _row_seed(seed: int, row: int) -> int:
 
 def _run(jobs: list[tuple[int, float, int]], n_events: int, workers: int) -> Iterator[tuple[int, np.ndarray]]:
     """(row, statistics) for each (row, α_s, Pythia seed) job, as they finish."""
+    client = cluster_client()
+    if client is not None and jobs:
+        yield from _run_on_cluster(client, jobs, n_events)
+        return
     if workers <= 1 or len(jobs) <= 1:
         for row, alpha_s, seed in jobs:
             with _pythia._IN_PROCESS:  # Pythia instances of one process take turns (see _pythia)
@@ -180,6 +187,27 @@ def _run(jobs: list[tuple[int, float, int]], n_events: int, workers: int) -> Ite
                 _log.warning("%s: a simulation worker failed: %s", NAME, error)
                 statistics = np.full(len(OBSERVABLES), np.nan)
             yield rows[future], statistics
+
+
+def _run_on_cluster(client: Any, jobs: list[tuple[int, float, int]], n_events: int
+                    ) -> Iterator[tuple[int, np.ndarray]]:
+    """Each simulation as a Dask task (run once more if it fails or its worker dies); one that fails again is a
+    NaN row, as with a dead fork-pool worker. Leaving early (Ctrl-C, an error) cancels the rest."""
+    from distributed import as_completed
+
+    run = uuid.uuid4().hex[:12]
+    rows = {client.submit(simulate_statistics, alpha_s, n_events, seed, key=f"physagent-{NAME}-{row}-{run}",
+                          retries=1, pure=False): row for row, alpha_s, seed in jobs}
+    try:
+        for future in as_completed(list(rows)):
+            try:
+                statistics = future.result()
+            except Exception as error:  # KilledWorker, or an error outside Pythia: the row is NaN, the tools count it
+                _log.warning("%s: a simulation failed twice on the Dask cluster: %s", NAME, error)
+                statistics = np.full(len(OBSERVABLES), np.nan)
+            yield rows[future], statistics
+    finally:
+        client.cancel(list(rows))
 
 
 def simulate_statistics(alpha_s: float, n_events: int, seed: int) -> np.ndarray:
