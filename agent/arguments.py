@@ -39,7 +39,7 @@ from physagent.agent.grounding import numbers_in
 __all__ = [
     "clean_arguments", "drop_defaults", "drop_unstated_names", "fill_stated_arguments", "is_stated",
     "keep_stated_arguments",
-    "known_names", "spread_windows", "stated_settings", "value_words_stated",
+    "known_names", "name_from_offer", "spread_windows", "stated_settings", "value_words_stated",
 ]
 
 _SPELLINGS = {
@@ -536,3 +536,19 @@ def _negated(name: str, user_text: str) -> bool:
     """Whether the text says "no …"/"without …" before a word of the parameter's name ("no noise bursts")."""
     words = [w for w in name.split("_") if len(w) >= 4 and w not in ("runs", "list", "values")]
     return any(re.search(rf"\b(?:no|without|zero)\s+(?:\w+\s+){{0,2}}{re.escape(w)}", user_text) for w in words)
+
+
+def name_from_offer(error: str, messages: list[dict[str, Any]]) -> str | None:
+    """The one name of a tool error's "Available: a, b, c." list whose every word the user wrote, whole or as a
+    prefix ("lep_pt" for "the mean lepton pT", "muons.pt" for "muon pT"); None when none or several fit."""
+    listed = re.search(r"Available: ([^;]+?)\.(?:\s|$)", error)
+    if listed is None:
+        return None
+    words = re.findall(r"[a-z0-9]+", _user_text(messages))
+    fits = [name for name in (n.strip() for n in listed.group(1).split(",")) if re.fullmatch(r"[\w.\[\]]+", name)
+            and all(any(_prefixed(token, word) for word in words) for token in re.findall(r"[a-z0-9]+", name.lower()))]
+    return fits[0] if len(fits) == 1 else None
+
+
+def _prefixed(token: str, word: str) -> bool:
+    return min(len(token), len(word)) >= 2 and (word.startswith(token) or token.startswith(word))

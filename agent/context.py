@@ -69,10 +69,11 @@ class RequestContext:
 
     @property
     def sources(self) -> list[Source]:
-        """Numbers the answer may quote before any tool ran: the passages' (and earlier answers')."""
+        """Numbers the answer may quote before any tool ran: the passages', earlier answers' and the listed
+        session artifacts' summaries (a histogram's 30 bins, recorded when it was made)."""
         found = [s for hit in self.passages for s in sources_in(hit.text, "passage")]
         history = [m["content"] for m in self.messages[:-1] if m.get("role") in ("user", "assistant")]
-        return found + sources_in(history, "passage")
+        return found + sources_in(history, "passage") + sources_in(self.artifact_lines, "result")
 
     def sections(self) -> str:
         """Examples, session artifacts and passages as prompt text (empty sections left out)."""

@@ -18,7 +18,13 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from physagent.agent.agent_tools import WRITE_CODE, is_known, run_write_code, spec
-from physagent.agent.arguments import clean_arguments, is_stated, stated_settings, value_words_stated
+from physagent.agent.arguments import (
+    clean_arguments,
+    is_stated,
+    name_from_offer,
+    stated_settings,
+    value_words_stated,
+)
 from physagent.agent.backends import ChatBackend, ModelTurn, Usage
 from physagent.agent.backends._latex import control_characters, visible_controls
 from physagent.agent.claims import (
@@ -166,20 +172,36 @@ class Run:
                          ) -> tuple[CallOutcome | None, str, dict[str, Any], ToolError | None]:
         outcome, error, failure = self._call(tool, arguments)
         rejected = failure if isinstance(failure, ToolInputError) else None
-        if outcome is None and rejected is not None and rejected.param in arguments and is_known(tool):
-            parameters = spec(tool).parameters_schema()
-            param = rejected.param
-            # numbers are left alone: dropping one falls back to a default that may be costly (10,000 events);
-            # so are derived names (summarize's fields): without them the step computes nothing asked
-            derived = parameters.get("properties", {}).get(param, {}).get("x-derived", False)
-            choice = isinstance(arguments[param], (str, bool, list)) and not derived
-            if choice and not is_stated(param, arguments[param], parameters, self.context.messages, strict=True):
-                retry = {k: v for k, v in arguments.items() if k != param}
-                self.record.add_call(tool, arguments, ok=False, error=error)
-                outcome, second, again = self._call(tool, retry)
-                note = f"(retried without {param}={arguments[param]!r}, which nobody asked for) "
-                return outcome, (note + second if second else ""), retry, again
-        return outcome, error, arguments, failure
+        retry = self._retry_arguments(tool, arguments, rejected, error) if outcome is None else None
+        if retry is None:
+            return outcome, error, arguments, failure
+        self.record.add_call(tool, arguments, ok=False, error=error)
+        outcome, second, again = self._call(tool, retry[0])
+        return outcome, (retry[1] + second if second else ""), retry[0], again
+
+    def _retry_arguments(self, tool: str, arguments: dict[str, Any], rejected: ToolInputError | None, error: str
+                         ) -> tuple[dict[str, Any], str] | None:
+        """The one retry of a rejected call: without an unstated choice (a decay mode nobody asked for), or with the
+        one name of the tool's "Available: …" list that the request writes (``lep_pt`` for "lepton pT")."""
+        if rejected is None or rejected.param not in arguments or not is_known(tool):
+            return None
+        parameters = spec(tool).parameters_schema()
+        param, value = rejected.param, arguments[rejected.param]
+        # numbers are left alone: dropping one falls back to a default that may be costly (10,000 events);
+        # derived names (summarize's fields) are mended, not dropped: without them the step computes nothing asked
+        derived = parameters.get("properties", {}).get(param, {}).get("x-derived", False)
+        if derived and isinstance(rejected.value, str):
+            offered = name_from_offer(error, self.context.messages)
+            if offered is None:
+                return None
+            mended = [offered if v == rejected.value else v for v in value] if isinstance(value, list) else offered
+            return ({**arguments, param: mended},
+                    f"(retried with {param}={mended!r}, the one available name the request writes) ")
+        choice = isinstance(value, (str, bool, list))
+        if choice and not is_stated(param, value, parameters, self.context.messages, strict=True):
+            return ({k: v for k, v in arguments.items() if k != param},
+                    f"(retried without {param}={value!r}, which nobody asked for) ")
+        return None
 
     def _call(self, tool: str, arguments: dict[str, Any]) -> tuple[CallOutcome | None, str, ToolError | None]:
         unknown = self._unknown_ids(arguments)

@@ -4,6 +4,7 @@ placeholders rendered with units, failed steps contributing no value, retries wi
 from __future__ import annotations
 
 import types
+from pathlib import Path
 
 import pytest
 
@@ -337,18 +338,35 @@ def test_an_unstated_argument_the_tool_rejects_is_retried_without_it(workspace: 
     assert record.ok and "Generated 120 events" in record.answer
 
 
-def test_a_rejected_derived_field_is_replanned_with_the_tools_list_not_dropped(workspace: Workspace) -> None:
-    """summarize(fields=['muon.pt']) is refused with the available fields; dropping the fields would compute
-    nothing asked, so the model replans with the error in view and names muons.pt."""
+@pytest.mark.usefixtures("grant_pytest_temp")
+def test_a_rejected_derived_field_is_mended_from_the_tools_list_or_replanned_not_dropped(
+    workspace: Workspace, tmp_path: Path,
+) -> None:
+    """summarize(fields=['lepton.pt']) on a table is refused with its columns; 'the mean lepton pT' names one of
+    them (lep_pt): the call is retried with it. For events, 'the pT' fits no listed name alone: the model replans
+    with the list in view. Dropping the fields would compute nothing asked."""
+    import awkward as ak
+
+    from physagent.tools import call_tool
+
+    ak.to_parquet(ak.Array({"lep_pt": [40.0, 50.0], "lep_eta": [0.1, -1.2], "met_et": [20.0, 30.0]}),
+                  tmp_path / "leptons.parquet")
+    table = call_tool("read_table", {"path": str(tmp_path / "leptons.parquet")}, workspace=workspace).result.data.id
+    guessed = [{"tool": "summarize", "arguments": {"source": table, "fields": ["lepton.pt"]}}]
+    assistant, _ = _assistant([plan(guessed, "Mean {$1.stats.lep_pt.mean}.")], workspace)
+    record = assistant.ask(f"What is the mean lepton pT in {table}?")
+    assert [(c["ok"], c["arguments"]["fields"]) for c in record.tool_calls] == [(False, ["lepton.pt"]),
+                                                                                 (True, ["lep_pt"])]
+    assert record.ok and record.answer.startswith("Mean 45")
     wrong = [{"tool": "generate_events", "arguments": DY},
              {"tool": "summarize", "arguments": {"source": "$1.events", "fields": ["muon.pt"]}}]
     right = [wrong[0], {"tool": "summarize", "arguments": {"source": "$1.events", "fields": ["muons.pt"]}}]
     assistant, backend = _assistant([plan(wrong, "Mean {$2.stats.muon_pt_gev.mean}."),
                                      plan(right, "Mean {$2.stats.muons_pt_gev.mean}.")], workspace)
-    record = assistant.ask("Generate 120 Drell-Yan events with MPI off and summarise the muon pT")
+    record = assistant.ask("Generate 120 Drell-Yan events with MPI off and summarise the pT")
     summaries = [c for c in record.tool_calls if c["tool"] == "summarize"]
     assert [(c["ok"], c["arguments"]["fields"]) for c in summaries] == [(False, ["muon.pt"]), (True, ["muons.pt"])]
-    assert "muons" in backend.seen[1][0][-1]["content"] and record.ok
+    assert "muons.*" in backend.seen[1][0][-1]["content"] and record.ok
 
 
 def test_a_stated_value_is_passed_as_stated_and_refused_by_the_tool(workspace: Workspace) -> None:
@@ -575,6 +593,22 @@ def test_a_reply_to_advice_with_only_the_step_to_add_continues_the_advised_plan(
     assert [c["tool"] for c in record.tool_calls] == ["generate_events", "summarize"]
     median = next(c for c in workspace.calls() if c.tool == "summarize").result["stats"]["muons_pt_gev"]["median"]
     assert record.ok and record.answer.startswith(f"Median {format_value(median)}")
+
+
+def test_a_number_from_a_listed_session_artifacts_summary_is_supported(workspace: Workspace) -> None:
+    """A histogram made before the chat (an upload, an earlier session) is listed to the model with its summary;
+    'the 17-bin histogram' quotes that summary, so 17 is no unverified number, while 23 (nowhere) is sent back."""
+    from physagent.tools import call_tool
+
+    events = call_tool("generate_events", DY, workspace=workspace).result.events.id
+    histogram = call_tool("histogram", {"source": events, "field": "m_hat_gev", "bins": 17, "range_min": 60,
+                                        "range_max": 120}, workspace=workspace).result.histogram.id
+    drawn = plan([{"tool": "plot", "arguments": {"histograms": [histogram]}}],
+                 "Drew the 17-bin histogram, and 23 more.")
+    assistant, backend = _assistant([drawn, answer("Drew the 17-bin histogram.")], workspace)
+    record = assistant.ask(f"Draw {histogram}")
+    assert "The numbers 23 are in no tool result" in backend.seen[1][0][-1]["content"]
+    assert record.ok and record.answer.startswith("Drew the 17-bin histogram") and record.unsupported == []
 
 
 def test_a_left_out_hepmc_export_is_added_for_the_generated_events() -> None:
