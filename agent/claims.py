@@ -198,10 +198,22 @@ def _step_into(data: Any, parts: list[str], path: str) -> tuple[Any, list[str]]:
             key = ".".join(parts[:size])
             if key in data:
                 return data[key], parts[size:]
+        if len(data) == 1 and len(parts) > 1:  # {stats.particles.pt.mean} of the one field summarised (lep_pt)
+            return _in_only_entry(next(iter(data.values())), parts, path), []
         raise KeyError(f"no {parts[0]!r} in {path!r}; there is {', '.join(map(str, data)) or 'nothing'}")
     if isinstance(data, list) and parts[0].lstrip("-").isdigit() and abs(int(parts[0])) < len(data) + 1:
         return data[int(parts[0])], parts[1:]
     raise KeyError(f"{path!r} goes into a {type(data).__name__}, which has no {parts[0]!r}")
+
+
+def _in_only_entry(entry: Any, parts: list[str], path: str) -> Any:
+    """The value the rest of ``parts`` names inside a mapping's one entry, the model's own key parts skipped."""
+    for skip in range(1, len(parts)):
+        try:
+            return resolve_path(entry, ".".join(parts[skip:]))
+        except KeyError:
+            continue
+    raise KeyError(f"no {parts[0]!r} in {path!r}")
 
 
 def quantity_of_field(path: str) -> str | None:

@@ -611,6 +611,20 @@ def test_a_number_from_a_listed_session_artifacts_summary_is_supported(workspace
     assert record.ok and record.answer.startswith("Drew the 17-bin histogram") and record.unsupported == []
 
 
+def test_a_placeholder_into_a_one_entry_mapping_reads_that_entry() -> None:
+    """{$2.stats.particles.pt.mean} when summarize computed only lep_pt: the one entry is the value meant; with two
+    entries nothing is guessed."""
+    from physagent.agent.claims import resolve_path
+
+    one = {"stats": {"lep_pt": {"mean": 45.5, "count": 8}}}
+    assert resolve_path(one, "stats.particles.pt.mean") == 45.5 and resolve_path(one, "stats.lepton_pt.count") == 8
+    two = {"stats": {"lep_pt": {"mean": 45.5}, "lep_eta": {"mean": 0.1}}}
+    with pytest.raises(KeyError):
+        resolve_path(two, "stats.particles.pt.mean")
+    with pytest.raises(KeyError):
+        resolve_path(one, "stats.particles.pt.median")
+
+
 def test_a_left_out_hepmc_export_is_added_for_the_generated_events() -> None:
     """'… and write them to a HepMC3 file': a plan that only generates gets a write_hepmc step of its events."""
     planned = parse_plan({"steps": [{"tool": "generate_events", "arguments": DY}], "answer": ""})
