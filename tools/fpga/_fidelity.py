@@ -99,7 +99,7 @@ def fidelity_plot(model: Exportable, comparison: Comparison, precision: str) -> 
     scatter.plot([low, high], [low, high], color="grey", lw=0.8, ls="--", label="fixed = float")
     scatter.set_xlabel(f"float output ({model.output})", fontsize=8)
     scatter.set_ylabel(f"fixed-point output, {precision}", fontsize=8)
-    scatter.legend(fontsize=8)
+    scatter.legend(fontsize=8, loc="upper left")  # off the diagonal; "best" over thousands of points is slow
     _score_histograms(scores, model, comparison)
     fid = comparison.fidelity
     auc_text = f", ΔAUC = {fid.delta_auc:+.4f}" if fid.delta_auc is not None else ""
@@ -127,4 +127,4 @@ def _score_histograms(ax: Any, model: Exportable, comparison: Comparison) -> Non
     ax.set_xlabel(("log10 " if log else "") + model.score, fontsize=8)
     ax.set_ylabel("events")
     ax.set_yscale("log")
-    ax.legend(fontsize=7, title=f"{comparison.fidelity.n_events:,} events", title_fontsize=7)
+    ax.legend(fontsize=7, title=f"{comparison.fidelity.n_events:,} events", title_fontsize=7, loc="upper center")
