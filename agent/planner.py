@@ -246,9 +246,9 @@ class PlanRun(Run):
         problems = []
         for quantity, _ in missing_quantities(self.request, ""):
             found = _asked_field(plan, quantity, self.request)
-            hint = _summarize_hint(plan, quantity, self.context.offered) if not found or found[2] == 0 else ""
-            if hint:
-                problems.append(f"the request asks for the {quantity}, but {hint.removeprefix(' (').rstrip(')')}")
+            step = _summarize_step(plan, quantity, self.context.offered) if not found or found[2] == 0 else ""
+            if step:
+                problems.append(f"the request asks for the {quantity}, but {step}")
         return problems
 
     def _after_advice(self, reply: Plan | PlanError | str, fixes: int) -> Plan | PlanError | str:
@@ -498,12 +498,18 @@ _SUMMARIZED = {"mean": "mean", "median": "median", "std": "std", "minimum": "min
 
 def _summarize_hint(plan: Plan, quantity: str, offered: Sequence[str]) -> str:
     """' (no step computes it: add step 3 summarize with source '$1' …)' where a step makes data."""
+    step = _summarize_step(plan, quantity, offered)
+    return f" ({step})" if step else ""
+
+
+def _summarize_step(plan: Plan, quantity: str, offered: Sequence[str]) -> str:
+    """'no step computes it: add step 3 summarize with source '$1' …' where a step makes data, else ''."""
     data = [s for s in plan.steps if s.tool in DATA_MAKERS]
     if quantity not in _SUMMARIZED or "summarize" not in offered or not data:
         return ""
     after = max(s.number for s in plan.steps) + 1
-    return (f" (no step computes it: add step {after} summarize with source '${data[-1].number}' and the field asked "
-            f"for, and write {{${after}.stats.<field>.{_SUMMARIZED[quantity]}}})")
+    return (f"no step computes it: add step {after} summarize with source '${data[-1].number}' and the field asked "
+            f"for, and write {{${after}.stats.<field>.{_SUMMARIZED[quantity]}}}")
 
 
 def _referenced(value: Any) -> list[int]:
