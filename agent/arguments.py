@@ -38,8 +38,8 @@ from physagent.agent.grounding import numbers_in
 
 __all__ = [
     "clean_arguments", "drop_defaults", "drop_unstated_names", "fill_stated_arguments", "is_stated",
-    "keep_stated_arguments",
-    "known_names", "name_from_offer", "spread_windows", "stated_settings", "value_words_stated",
+    "keep_stated_arguments", "known_names", "name_from_offer", "plain_variants", "sized_by_words", "spread_windows",
+    "stated_settings", "value_words_stated",
 ]
 
 _SPELLINGS = {
@@ -62,7 +62,63 @@ def clean_arguments(arguments: dict[str, Any], parameters: dict[str, Any], messa
     kept = keep_stated_arguments(drop_defaults(arguments, parameters, _user_text(messages)), parameters, messages,
                                  shown)
     kept = drop_unstated_names(kept, parameters, _user_text(messages))  # after ``shown``: examples' names leak
-    return fill_stated_arguments(kept, parameters, messages, model_wrote=set(arguments))
+    filled = fill_stated_arguments(kept, parameters, messages, model_wrote=set(arguments))
+    return plain_variants(sized_by_words(filled, arguments, parameters, _user_text(messages)), parameters,
+                          _user_text(messages))
+
+
+def plain_variants(arguments: dict[str, Any], parameters: dict[str, Any], user_text: str) -> dict[str, Any]:
+    """A variant the user never named goes back to the plain value (``histogram.field="jets.msd"`` for "the
+    leading-jet mass": the soft-drop mass only when soft drop or grooming is written). A parameter lists them as
+    ``"x-variants": {variant: [plain value, words that name the variant, ...]}``.
+
+    >>> schema = {"properties": {"field": {"x-variants": {"jets.msd": ["jets.mass", "soft-drop", "groomed"]}}}}
+    >>> plain_variants({"field": "jets.msd"}, schema, "histogram the leading-jet mass")
+    {'field': 'jets.mass'}
+    >>> plain_variants({"field": "jets.msd"}, schema, "the groomed jet mass")
+    {'field': 'jets.msd'}
+    """
+    plain = dict(arguments)
+    for name, value in arguments.items():
+        variants = parameters.get("properties", {}).get(name, {}).get("x-variants", {})
+        if isinstance(value, str) and value in variants:
+            replacement, *words = variants[value]
+            if not any(_said(word, user_text) for word in words):
+                plain[name] = replacement
+    return plain
+
+
+# "use a small sample", "a quick test run", "just a few events": a size in words, no number
+_SMALL_SAMPLE = re.compile(r"\b(?:small|quick|tiny|short|little|few|modest)\b(?:[\s-]+[\w-]+){0,3}?[\s-]+"
+                           r"(?:samples?|runs?|tests?|statistics|events?|jets?|showers?|datasets?)\b", re.IGNORECASE)
+SMALL_SAMPLE_FRACTION = 10  # "a small sample" with no number: a tenth of the tool's default size
+
+
+def sized_by_words(arguments: dict[str, Any], model_arguments: dict[str, Any], parameters: dict[str, Any],
+                   user_text: str) -> dict[str, Any]:
+    """A sample size asked for in words ("use a small sample") on a parameter marked ``"x-sample-size": true``
+    that no number states: the model's own smaller value, else a tenth of the default. Hygiene would otherwise
+    drop the model's (unstated) count and run the default, which is no small sample.
+
+    >>> schema = {"properties": {"n_events": {"type": "integer", "default": 10000, "x-sample-size": True}}}
+    >>> sized_by_words({}, {"n_events": 500}, schema, "the cross-section, use a small sample")
+    {'n_events': 500}
+    >>> sized_by_words({}, {}, schema, "a quick test run of Z events")
+    {'n_events': 1000}
+    >>> sized_by_words({}, {"n_events": 500}, schema, "Z events at 13 TeV")
+    {}
+    """
+    if not _SMALL_SAMPLE.search(user_text):
+        return arguments
+    sized = dict(arguments)
+    for name, schema in parameters.get("properties", {}).items():
+        default = schema.get("default")
+        if not schema.get("x-sample-size") or name in arguments or not isinstance(default, int):
+            continue
+        own = model_arguments.get(name)
+        smaller = isinstance(own, int) and not isinstance(own, bool) and 0 < own < default
+        sized[name] = own if smaller else max(1, default // SMALL_SAMPLE_FRACTION)
+    return sized
 
 
 # a file path as users write them: with a folder (/data/x.root, ./x.root, run_01/y.lhe.gz) or a bare file name

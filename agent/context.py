@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from physagent.agent.agent_tools import WRITE_CODE
 from physagent.agent.examples import WorkedExample, default_bank
 from physagent.agent.grounding import Source, numbers_in, sources_in
+from physagent.agent.plan import asked_actions
 from physagent.agent.selection import SOURCE_WORDS, named_methods, statistic_tools, wants_code
 from physagent.knowledge import Hit, KnowledgeBase, sync_samples
 from physagent.tools import ProgressUpdate, registry
@@ -114,13 +115,17 @@ def _selection_text(assistant: Assistant, request: str) -> str:
 
 
 def _offered(assistant: Assistant, request: str, examples: list[WorkedExample], has_passages: bool) -> list[str]:
-    wanted = [*statistic_tools(request), *(tool for example in reversed(examples) for tool in example.tools)]
+    # the tools the request's verbs order ("write … to ROOT as an RNTuple"): offered whatever the examples are, so
+    # the plan can hold them and the loop can add them when the model leaves them out
+    ordered = asked_actions(request, [s.name for s in registry], {})
+    wanted = [*statistic_tools(request), *ordered, *(tool for example in reversed(examples) for tool in example.tools)]
     if has_passages or SOURCE_WORDS.search(request):
         wanted.insert(0, "search_knowledge")
     text = _selection_text(assistant, request)
     chosen = assistant.selector.select(text, list(dict.fromkeys(wanted)))
     kept = set(_method_tools_first(request, _by_similarity(assistant, text, chosen))[:max(_MAX_TOOLS,
                                                                                           assistant.selector.k)])
+    kept |= set(ordered)
     names = _method_tools_first(request, [s.name for s in registry if s.name in kept])
     if wants_code(request) or WRITE_CODE in wanted:  # code no tool covers: written and repaired for the model
         names.append(WRITE_CODE)

@@ -286,6 +286,9 @@ _ACTIONS = {
     "write_hepmc": re.compile(_LEAD + rf"(?:save|write|store|export|convert|put|turn|give|hand)\b{_CLAUSE}"
                               r"\bhepmc3?\b", re.IGNORECASE),
     "merge_samples": re.compile(_LEAD + r"merge\b", re.IGNORECASE),
+    "detector_response": re.compile(_LEAD + r"(?:pass|run|put|send|push|feed|process|take|smear)\w*\b[^.]*?"
+                                    r"(?<!anomaly )(?<!anomaly-)\bdetector\b|\bdetector (?:simulation|response|"
+                                    r"smearing)\b", re.IGNORECASE),
     "bump_hunt": re.compile(r"\bbump[- ]?hunt|\bfit\b[^.]*\b(?:sidebands?|dijet mass|m_?jj)\b", re.IGNORECASE),
     "export_fpga": re.compile(_LEAD + r"(?:export|convert|translate|put|turn)\b[^.]*\b(?:fpgas?|hls4ml|firmware|"
                               r"conifer)\b", re.IGNORECASE),
@@ -295,9 +298,11 @@ _DOING = {"plot": "plot", "cluster_jets": "cluster jets", "histogram": "histogra
           "evaluate_tagger": "evaluate the tagger", "train_generator": "train a generator",
           "compare_samples": "compare two samples", "bump_hunt": "fit the m_jj spectrum (bump hunt)",
           "export_fpga": "export the model to FPGA firmware", "write_hepmc": "write a HepMC3 file",
-          "export_histograms": "write the histograms to a ROOT file", "merge_samples": "merge the samples"}
-# the order added steps run in: a histogram of the merged sample, a plot of the histogram, the export last
-_PIPELINE = ("cluster_jets", "merge_samples", "histogram", "plot")
+          "export_histograms": "write the histograms to a ROOT file", "merge_samples": "merge the samples",
+          "detector_response": "simulate the detector response"}
+# the order added steps run in: jets of the detector-level events, a histogram of the merged sample, a plot of
+# the histogram, the export last
+_PIPELINE = ("detector_response", "cluster_jets", "merge_samples", "histogram", "plot")
 # ROOT output of histograms ("put hist-… into a .root file as TH1s") is export_histograms, of data write_root
 _OF_HISTOGRAMS = re.compile(r"\bhistograms?\b|\bth[12][dfi]?s?\b|\bhist-[0-9a-f]{10}\b", re.IGNORECASE)
 
@@ -366,7 +371,8 @@ def _samples_to_compare(steps: list[Step], request: str) -> dict[str, Any] | Non
 
 # added steps that take the plan's (or session's) latest artifact of one of these kinds: (parameter, kinds)
 _TAKES_LATEST = {"train_tagger": ("dataset", ("dataset",)), "train_generator": ("source", ("showers", "table", "jets")),
-                 "histogram": ("source", ("events", "jets", "table")), "write_hepmc": ("events", ("events",))}
+                 "histogram": ("source", ("events", "jets", "table")), "write_hepmc": ("events", ("events",)),
+                 "detector_response": ("events", ("events",))}
 # added steps that take every earlier step of a tool: (parameter, tool, at least, at most)
 _TAKES_STEPS = {"plot": ("histograms", "histogram", 1, 8), "merge_samples": ("samples", "generate_events", 2, 50)}
 
@@ -431,7 +437,7 @@ _ASKS_FIDELITY = re.compile(r"\b(?:auc|compar\w*|cost\w*|los[es]\w*|accura\w*|fi
 _MAKES = {"generate_events": "events", "make_jet_dataset": "dataset", "train_tagger": "model",
           "simulate_showers": "showers", "read_calochallenge": "showers", "cluster_jets": "jets",
           "read_table": "table", "make_anomaly_dataset": "anomaly_dataset", "make_monitoring_data": "monitoring",
-          "merge_samples": "events"}
+          "merge_samples": "events", "detector_response": "events"}
 _SEARCHES = ("autoencoder_search", "cwola_hunt", "cathode_search", "reference_anomaly_classifier")
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: a private workspace per test, and small real Pythia samples made once per session."""
+"""Shared fixtures: a private workspace per test, small real Pythia samples made once per session, and a Dask
+LocalCluster per test module that asks for one."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-from physagent.tools import CallOutcome, Workspace, call_tool
+from physagent.tools import CallOutcome, Workspace, call_tool, close_cluster, cluster_client
 
 
 @pytest.fixture
@@ -27,6 +29,15 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
 def shared_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     """One workspace for the session's expensive samples; tests must not modify its artifacts."""
     return Workspace(tmp_path_factory.mktemp("shared-home"))
+
+
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[Any]:
+    """A LocalCluster of two single-threaded worker processes, configured as a user would, for the module."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PHYSAGENT_CLUSTER", "local:2")
+        yield cluster_client()
+        close_cluster()
 
 
 def generate(workspace: Workspace, **arguments: object) -> CallOutcome:

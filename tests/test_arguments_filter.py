@@ -240,3 +240,39 @@ def test_a_file_path_the_user_never_wrote_is_dropped() -> None:
     own = clean_arguments({"process": "lhe", "lhe_path": "/work/z.lhe"}, PARAMETERS,
                           _user("Shower /data/mg5/z.lhe with Pythia"))
     assert own == {"process": "lhe", "lhe_path": "/data/mg5/z.lhe"}
+
+
+def test_a_small_sample_asked_in_words_is_small() -> None:
+    """'use a small sample' with no number: the model's smaller count is kept (hygiene would drop it as unstated
+    and run the default 10,000 events); with no count from the model, a tenth of the default; a stated number
+    still wins, and without such words the unstated count goes."""
+    from physagent.agent.arguments import clean_arguments
+
+    model = {"process": "drell_yan_mumu", "n_events": 100}
+    assert clean_arguments(model, PARAMETERS, _user("Z to mumu cross-section, use a small sample"))["n_events"] == 100
+    assert clean_arguments({"process": "drell_yan_mumu"}, PARAMETERS,
+                           _user("a quick test run of Drell-Yan"))["n_events"] == 1000
+    assert clean_arguments(model, PARAMETERS, _user("a small sample of 500 Drell-Yan events"))["n_events"] == 500
+    assert "n_events" not in clean_arguments(model, PARAMETERS, _user("the Drell-Yan cross-section at 13 TeV"))
+    jets = registry.get("make_jet_dataset").parameters_schema()
+    assert clean_arguments({}, jets, _user("a tiny top vs QCD dataset"))["n_jets_per_class"] == 1000
+
+
+def test_the_soft_drop_mass_only_when_soft_drop_is_asked_for() -> None:
+    """'histogram the leading-jet mass' with the model's jets.msd histograms jets.mass; 'soft-drop mass' keeps msd."""
+    from physagent.agent.arguments import clean_arguments
+
+    histogram = registry.get("histogram").parameters_schema()
+    chosen = {"source": "jet-0123456789", "field": "jets.msd", "object_index": 0}
+    assert clean_arguments(chosen, histogram, _user("histogram the leading-jet mass"))["field"] == "jets.mass"
+    assert clean_arguments(chosen, histogram, _user("histogram the leading-jet soft-drop mass"))["field"] == "jets.msd"
+
+
+def test_a_log_scale_in_words_sets_log_y_on_a_plot_step() -> None:
+    """'plot … on a log scale': log_y is filled also where the model (or the loop adding the step) left it out."""
+    from physagent.agent.arguments import fill_stated_arguments
+
+    plot = registry.get("plot").parameters_schema()
+    step = {"histograms": ["$3.histogram"]}
+    assert fill_stated_arguments(step, plot, _user("plot the leading-jet pT on a log scale"))["log_y"] is True
+    assert "log_y" not in fill_stated_arguments(step, plot, _user("plot the leading-jet pT"))

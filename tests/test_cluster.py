@@ -22,8 +22,6 @@ from physagent.tools import (
     ToolCancelledError,
     Workspace,
     call_tool,
-    close_cluster,
-    cluster_client,
 )
 from physagent.tools._io import write_parquet_row_groups
 from physagent.tools.simulate import _pythia
@@ -35,12 +33,9 @@ DRELL_YAN = process_settings("drell_yan_mumu", 13.6, None, None, None, None, "de
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    """A LocalCluster of two single-threaded worker processes, configured as a user would, for the module."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PHYSAGENT_CLUSTER", "local:2")
-        yield cluster_client()
-        close_cluster()
+def client(dask_client: Any) -> Any:
+    """The module's LocalCluster of two workers (``dask_client`` in conftest.py)."""
+    return dask_client
 
 
 def _generate(workspace: Workspace, monkeypatch: pytest.MonkeyPatch, cluster: str,

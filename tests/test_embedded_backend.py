@@ -225,6 +225,17 @@ def test_truncated_or_unoffered_replies_are_backend_errors() -> None:
         parse_reply(_response('{"tool": "plot", "arguments": {}}'), [_tool("generate_events")])
 
 
+def test_a_reply_looping_on_a_number_is_sent_back_with_what_it_repeated() -> None:
+    """'range_max': 100.0000… until max_tokens (the grammar bounds no digits): a retryable error that names the
+    repeated text and asks for short numbers, so the loop asks again instead of ending the run."""
+    from physagent.agent.backends.embedded import LoopedReplyError
+
+    looped = '{"tool":"histogram","arguments":{"source":"$1.events","range_max":100.' + "0" * 300
+    with pytest.raises(LoopedReplyError, match=r"repeated '0'.*at most 6 significant digits") as caught:
+        parse_reply(_response(looped, "length"), [_tool("histogram")])
+    assert caught.value.retryable
+
+
 def test_a_reply_the_grammar_did_not_constrain_is_read_from_its_first_object() -> None:
     """When llguidance cannot run a grammar, llama.cpp samples freely: a fenced, indented reply or one with a
     closing brace too many still yields its call; text with no reply object in it stays an error."""

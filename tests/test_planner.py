@@ -947,3 +947,29 @@ def test_a_unit_the_template_repeats_after_a_value_rendered_with_it_is_written_o
     text, _ = render("compiled in {$3.compile_s} s, peak {$1.mass} GeV. {$1.n} s-jets, {$2.t} seconds",
                      lambda p: Rendered(shown[p.path]))
     assert text == "compiled in 6.01 s, peak 173.2 GeV. 12 s-jets, 5 s seconds"
+
+
+def test_a_left_out_detector_step_is_added_for_the_generated_events() -> None:
+    """'… and pass them through the generic LHC fast detector' with only the generation planned gets
+    detector_response of those events, the card stated ('ILD-like' → ild_like); an anomaly detector is no
+    detector simulation."""
+    planned = parse_plan({"steps": [{"tool": "generate_events", "arguments": DY}], "answer": ""})
+    offered = ["generate_events", "detector_response", "cluster_jets"]
+    request = "Generate 300 Drell-Yan mu mu events with MPI off and pass them through the generic LHC fast detector."
+    completed = complete_plan(planned, request, offered, {})
+    assert [(s.tool, s.arguments) for s in completed.steps[1:]] == [("detector_response", {"events": "$1"})]
+    ild = complete_plan(planned, "Simulate 200 Drell-Yan events, then run the ILD-like detector", offered, {})
+    assert ild.steps[1].arguments == {"events": "$1", "card": "ild_like"}
+    anomaly = "Generate 300 Drell-Yan events and run an anomaly detector on them"
+    assert complete_plan(planned, anomaly, offered, {}) is planned
+
+
+def test_the_tools_the_request_orders_are_offered_whatever_the_examples(workspace: Workspace) -> None:
+    """'… and write the jets with their constituents to ROOT as an RNTuple': write_root is offered although the
+    most similar worked examples are about taggers (it was not, and the model planned a tagger chain instead)."""
+    from physagent.agent.context import gather_context
+
+    assistant = Assistant(backend=ScriptedBackend([]), workspace=workspace)
+    context = gather_context(assistant, "Make 200 ttbar events without MPI, cluster anti-kT R = 0.4 jets, and write "
+                                        "the jets with their constituents to ROOT as an RNTuple.")
+    assert {"generate_events", "cluster_jets", "write_root"} <= set(context.offered)

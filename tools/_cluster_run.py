@@ -8,7 +8,9 @@ provenance (the worker that ran each task and how many attempts it took).
   scheduler (``allowed-failures``, see :mod:`tools._cluster`). A second failure raises
   :class:`ClusterTaskError` naming the task.
 - **Cancellation**: an exception in the caller (Ctrl-C, a cancelled tool call, an error) cancels every future;
-  a task already running stops at its next ``report`` (Dask cannot interrupt a running function).
+  a task already running stops at its next ``report`` (Dask cannot interrupt a running function). ``check``
+  lets the caller stop while no progress arrives; ``report(0)`` only asks whether the task is still wanted
+  (a task that waits on a subprocess calls it from a watcher thread).
 - **Kept results**: with a :class:`Keeper`, the tasks that did finish in a failed run are saved before the error
   is raised, and the same run again reuses them, computing only what failed.
 """
@@ -25,7 +27,7 @@ from typing import Any, Protocol
 
 from physagent.tools._errors import one_line
 
-__all__ = ["RETRIES", "ClusterTask", "ClusterTaskError", "Keeper", "TaskOutcome", "run_on_cluster"]
+__all__ = ["RETRIES", "ClusterTask", "ClusterTaskError", "Keeper", "TaskAbandoned", "TaskOutcome", "run_on_cluster"]
 
 RETRIES = 1  # a task that raises runs once more before its error is final
 _log = logging.getLogger(__name__)
@@ -40,7 +42,11 @@ _runs_lock = threading.Lock()
 
 @dataclass(frozen=True)
 class ClusterTask:
-    """One task: ``function(*args, report=callback, **kwargs)`` on a worker; ``label`` names it in errors."""
+    """One task: ``function(*args, report=callback, **kwargs)`` on a worker; ``label`` names it in errors.
+
+    ``report(amount)`` adds to the task's progress and raises :class:`TaskAbandoned` once the caller has
+    cancelled the task. A task raising an exception is retried: a failure that retrying cannot fix (the user's
+    own code failing) should be returned as a value instead."""
 
     function: Callable[..., Any]  # importable on the workers (a module-level function)
     args: tuple[Any, ...]
@@ -82,7 +88,7 @@ class ClusterTaskError(RuntimeError):
 
 
 def run_on_cluster(client: Any, tasks: list[ClusterTask], report: Callable[[float], None],
-                   keeper: Keeper | None = None) -> Iterator[TaskOutcome]:
+                   keeper: Keeper | None = None, check: Callable[[], None] | None = None) -> Iterator[TaskOutcome]:
     """Submit every task to ``client``'s cluster; yield their outcomes in task order.
 
     Args:
@@ -90,12 +96,14 @@ def run_on_cluster(client: Any, tasks: list[ClusterTask], report: Callable[[floa
         tasks: The tasks; each is submitted once (with one retry), except those ``keeper`` still holds.
         report: Called in this thread with progress amounts, as the tasks report them.
         keeper: Where a failed run keeps its finished tasks (None: they are discarded).
+        check: Called in this thread about every 0.2 s while waiting, e.g. ``ctx.check_cancelled``; an exception
+            it raises cancels every task and propagates.
 
     Raises:
         ClusterTaskError: a task failed on its last attempt; the message names it, says why, and where the
             other tasks' results were kept.
     """
-    run = _Run(client, tasks, report, keeper)
+    run = _Run(client, tasks, report, keeper, check)
     try:
         for index in range(len(tasks)):
             yield run.outcome(index)
@@ -109,8 +117,8 @@ class _Run:
     """The futures and progress of one :func:`run_on_cluster` call."""
 
     def __init__(self, client: Any, tasks: list[ClusterTask], report: Callable[[float], None],
-                 keeper: Keeper | None) -> None:
-        self.client, self.tasks, self.report, self.keeper = client, tasks, report, keeper
+                 keeper: Keeper | None, check: Callable[[], None] | None) -> None:
+        self.client, self.tasks, self.report, self.keeper, self.check = client, tasks, report, keeper, check
         self.run_id = uuid.uuid4().hex
         self.updates = _listen(client, self.run_id)
         self.best: dict[int, float] = {}
@@ -137,6 +145,8 @@ class _Run:
 
     def _wait(self, future: Any) -> None:
         while not future.done():
+            if self.check is not None:
+                self.check()
             try:
                 self._on_event(self.updates.get(timeout=_POLL_S))
             except queue.Empty:
@@ -161,7 +171,9 @@ class _Run:
     def _failure(self, index: int, exc: Exception) -> ClusterTaskError:
         label, attempts = self.tasks[index].label, self._attempts(self.futures[index])
         kept = self._keep_others(index)
-        if self.keeper is None:
+        if len(self.tasks) == 1:
+            after = ""
+        elif self.keeper is None:
             after = "The other tasks' results were not kept."
         elif kept:
             after = (f"The {kept} other finished task(s) are kept in {self.keeper.where}: the same call again "
@@ -169,7 +181,7 @@ class _Run:
         else:
             after = "No other task had finished, so nothing was kept."
         message = (f"{label} failed on the Dask cluster after {attempts} attempt(s){_last_worker(exc)}: "
-                   f"{one_line(exc, 400)}. {after}")
+                   f"{one_line(exc, 400)}. {after}".rstrip())
         return ClusterTaskError(message, index, label)
 
     def _keep_others(self, failed: int) -> int:
@@ -251,8 +263,9 @@ def _run_task(function: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[
         state = worker.state.tasks.get(key)
         if state is None or state.state == "cancelled":
             raise TaskAbandoned(f"task {key} was cancelled by its caller")
-        done += amount
-        worker.log_event(_TOPIC, {"run": run_id, "task": index, "done": done})
+        if amount:  # report(0) only checks that the task is still wanted
+            done += amount
+            worker.log_event(_TOPIC, {"run": run_id, "task": index, "done": done})
 
     value = function(*args, report=report, **kwargs)
     return value, worker.address, done

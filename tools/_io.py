@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["canonical", "read_parquet", "write_json", "write_parquet", "write_parquet_row_groups"]
+__all__ = ["canonical", "parquet_batches", "read_parquet", "write_json", "write_parquet", "write_parquet_row_groups"]
 
 
 def canonical(array: Any) -> Any:
@@ -40,6 +40,56 @@ def read_parquet(path: Path, columns: list[str] | None = None) -> Any:
     import awkward as ak
 
     return ak.from_parquet(path, columns=columns)
+
+
+def parquet_batches(path: Path, batch_size: int, columns: list[str], start: int = 0,
+                    stop: int | None = None) -> Iterator[Any]:
+    """Rows ``start`` to ``stop`` of a Parquet file as Arrow record batches of ``batch_size`` rows (the last one
+    may be shorter), cut at ``start + k * batch_size`` whatever the file's row groups.
+
+    Only the row groups holding those rows are read, so that workers can each take their own slice of a file.
+    """
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    stop = parquet.metadata.num_rows if stop is None else stop
+    groups, first_row = _row_groups_holding(parquet.metadata, start, stop)
+    batches = parquet.iter_batches(batch_size=batch_size, row_groups=groups, columns=columns)
+    return _rebatched(batches, start - first_row, stop - start, batch_size)
+
+
+def _row_groups_holding(metadata: Any, start: int, stop: int) -> tuple[list[int], int]:
+    """The row groups that hold rows ``start`` to ``stop``, and the index of the first one's first row."""
+    groups: list[int] = []
+    first_row = row = 0
+    for index in range(metadata.num_row_groups):
+        size = metadata.row_group(index).num_rows
+        if row + size > start and row < stop:
+            first_row = row if not groups else first_row
+            groups.append(index)
+        row += size
+    return groups, first_row
+
+
+def _rebatched(batches: Iterable[Any], skip: int, wanted: int, batch_size: int) -> Iterator[Any]:
+    """``wanted`` rows after the first ``skip`` of ``batches``, re-cut into batches of ``batch_size``."""
+    import pyarrow as pa
+
+    held: list[Any] = []
+    for batch in batches:
+        if skip >= len(batch):
+            skip -= len(batch)
+            continue
+        held.append(batch.slice(skip))
+        skip = 0
+        while wanted and sum(len(b) for b in held) >= min(batch_size, wanted):
+            joined = held[0] if len(held) == 1 else pa.concat_batches(held)
+            size = min(batch_size, wanted)
+            yield joined.slice(0, size)
+            wanted -= size
+            held = [joined.slice(size)] if len(joined) > size else []
+        if not wanted:
+            return
 
 
 def write_json(data: dict[str, Any], path: Path) -> None:

@@ -39,7 +39,8 @@ from physagent.agent.plan import PLAN_TOOL
 from physagent.agent.prompting import inline_refs, render_tools, simplify_schema
 from physagent.tools import worker_count
 
-__all__ = ["SEED", "EmbeddedBackend", "compact_grammar", "parse_reply", "reply_schema", "to_prompt"]
+__all__ = ["SEED", "EmbeddedBackend", "LoopedReplyError", "compact_grammar", "parse_reply", "reply_schema",
+           "to_prompt"]
 
 SEED = 1234
 _FORMAT = ('Reply with one JSON object: {"tool": <tool name>, "arguments": {...}} to call a tool, '
@@ -313,6 +314,11 @@ def _decode(content: str, finish_reason: str | None) -> dict[str, Any]:
         plan = _salvage_plan(content) if finish_reason == "length" else None
         if plan is not None:
             return plan
+        if finish_reason == "length" and (looped := _looped_on(content)):
+            raise LoopedReplyError(
+                f"Your reply repeated {looped!r} until it was cut off at the token limit, so nothing of it could "
+                "be used. Write each number with at most 6 significant digits (100, 0.25, 1.5e4) and each text "
+                "once.") from error
         hint = "it stopped at max_tokens; raise max_tokens" if finish_reason == "length" else "please report it"
         shown = content if len(content) <= 400 else f"{content[:200]} … {content[-200:]}"
         message = f"embedded model: the reply is not the JSON asked for ({hint}): {shown!r}"
@@ -320,6 +326,23 @@ def _decode(content: str, finish_reason: str | None) -> dict[str, Any]:
     if not isinstance(reply, dict):
         raise BackendError(f"embedded model: the reply is not a JSON object: {content[:200]!r}")
     return reply
+
+
+class LoopedReplyError(BackendError):
+    """A reply cut off at the token limit while repeating itself (``100.000000…``, a phrase over and over): the
+    model is told so and asked again; the changed prompt is what gets a deterministic (temperature 0) model out
+    of the loop."""
+
+    retryable = True
+
+
+_LOOP = re.compile(r"(.{1,12}?)\1{11,}$", re.DOTALL)  # one to twelve characters, at least 12 times, at the end
+
+
+def _looped_on(content: str) -> str:
+    """What a reply cut off at the token limit repeats at its end ('0', ' the same'), or ''."""
+    match = _LOOP.search(content[-400:])
+    return match.group(1) if match else ""
 
 
 def _unconstrained_object(content: str) -> dict[str, Any] | None:

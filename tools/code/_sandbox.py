@@ -24,6 +24,7 @@ import os
 import selectors
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -36,7 +37,8 @@ from physagent.tools._errors import ToolDependencyError
 from physagent.tools.code._limits import MIB, Cgroup, Limits, apply_rlimits, user_process_count
 
 __all__ = [
-    "INPUTS_DIR", "OUTPUT_DIR", "Isolation", "Limits", "Mount", "Sandbox", "SandboxResult", "detect_isolation",
+    "INPUTS_DIR", "OUTPUT_DIR", "Isolation", "Limits", "Mechanism", "Mount", "Sandbox", "SandboxResult",
+    "detect_isolation", "make_owner_writable",
 ]
 
 OUTPUT_DIR = "/output"
@@ -417,6 +419,18 @@ def _exit_code(status: int, isolation: Isolation) -> int:
     if isolation.mechanism != "process" and 128 < code < 128 + signal.NSIG:
         return -(code - 128)
     return code
+
+
+def make_owner_writable(directory: Path) -> None:
+    """Undo permissions the code may have removed, so validation can read and cleanup can delete."""
+    for root, dirs, files in os.walk(directory):
+        for name in dirs + files:
+            path = Path(root) / name
+            mode = path.lstat().st_mode
+            if stat.S_ISDIR(mode):
+                path.chmod(stat.S_IMODE(mode) | stat.S_IRWXU)
+            elif stat.S_ISREG(mode):
+                path.chmod(stat.S_IMODE(mode) | stat.S_IRUSR | stat.S_IWUSR)
 
 
 def _disk_usage(directory: Path) -> int:

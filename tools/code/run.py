@@ -13,6 +13,10 @@ Declared values are printed as one JSON object on the last line of stdout
 ``ok=False`` and a report saying what to fix — not an exception — so a model can repair the code.
 Outputs become artifacts only when validation passes: Parquet → ``events`` (particles with
 px, py, pz, e [GeV], pid, charge) or ``table``; ROOT → ``root``; PNG/PDF/SVG → ``plot``; else ``file``.
+
+With a Dask cluster configured the sandbox runs on a worker (:mod:`tools.code._sandbox_cluster`), in the
+staging directory prepared here on the shared workspace; this process validates and commits as without one,
+and names the worker in ``isolation`` and in each output's ``metadata["execution"]``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,11 +32,13 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from physagent.tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact
+from physagent.tools._cluster import cluster_client
 from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolInputError
 from physagent.tools._registry import ToolResult, tool
 from physagent.tools.code._formats import OutputInfo
-from physagent.tools.code._sandbox import INPUTS_DIR, Limits, Mount, Sandbox, SandboxResult
+from physagent.tools.code._sandbox import INPUTS_DIR, Limits, Mount, Sandbox, SandboxResult, make_owner_writable
+from physagent.tools.code._sandbox_cluster import SandboxJob, run_on_worker
 from physagent.tools.code._validate import (
     Finding,
     ValidationReport,
@@ -125,12 +130,13 @@ def run_python(
     run_dir, mounts, paths = _prepare(ctx, code, inputs or [], sandbox)
     script = f"{sandbox.inside(mounts[0])}/main.py"
     env = _environment(sandbox, paths, ctx.staging)
-    mounts += _font_cache(sandbox, Path(env["MPLCONFIGDIR"]))
+    fonts = _font_cache(sandbox, Path(env["MPLCONFIGDIR"]))
+    job = SandboxJob([sys.executable, "-I", "-u", "-c", _BOOTSTRAP, script], run_dir, mounts, fonts, env, limits,
+                     sandbox.isolation.mechanism)
     with ctx.progress("running code in the sandbox"):
-        result = sandbox.run([sys.executable, "-I", "-u", "-c", _BOOTSTRAP, script], output_dir=run_dir,
-                             mounts=mounts, env=env, limits=limits, cancel=ctx.cancel_event)
+        result, execution = _run_job(ctx, sandbox, job)
     ctx.check_cancelled()
-    _make_owner_writable(run_dir)
+    make_owner_writable(run_dir)
     printed = parse_values(result.stdout)
     findings += run_findings(result, timeout_s, memory_mb, max_output_mb)
     infos: dict[str, OutputInfo] = {}
@@ -138,8 +144,8 @@ def run_python(
         output_problems, infos = output_findings(run_dir, outputs)
         findings += output_problems + value_findings(printed, values, checks)
     report = ValidationReport.of(findings)
-    artifacts = _register(ctx, run_dir, infos, code, inputs or []) if report.passed else []
-    return _result(report, result, printed or {}, artifacts)
+    artifacts = _register(ctx, run_dir, infos, code, inputs or [], execution) if report.passed else []
+    return _result(report, result, printed or {}, artifacts, execution)
 
 
 def _check_declarations(outputs: list[str]) -> None:
@@ -164,6 +170,15 @@ def _prepare(ctx: ToolContext, code: str, inputs: list[str],
         mounts.append(mount)
         paths[artifact_id] = f"{sandbox.inside(mount)}/{artifact.path.name}"
     return run_dir, mounts, paths
+
+
+def _run_job(ctx: ToolContext, sandbox: Sandbox, job: SandboxJob) -> tuple[SandboxResult, dict[str, Any] | None]:
+    """Run the job in this process's sandbox, or on a Dask worker when a cluster is configured (then also
+    return where it ran)."""
+    client = cluster_client()
+    if client is None:
+        return job.run_here(sandbox, ctx.cancel_event), None
+    return run_on_worker(client, job, ctx.check_cancelled)
 
 
 def _environment(sandbox: Sandbox, paths: dict[str, str], staging: Path) -> dict[str, str]:
@@ -196,20 +211,8 @@ def _font_cache(sandbox: Sandbox, config_dir: Path) -> list[Mount]:
     return []
 
 
-def _make_owner_writable(directory: Path) -> None:
-    """Undo permissions the code may have removed, so validation can read and cleanup can delete."""
-    for root, dirs, files in os.walk(directory):
-        for name in dirs + files:
-            path = Path(root) / name
-            mode = path.lstat().st_mode
-            if stat.S_ISDIR(mode):
-                path.chmod(stat.S_IMODE(mode) | stat.S_IRWXU)
-            elif stat.S_ISREG(mode):
-                path.chmod(stat.S_IMODE(mode) | stat.S_IRUSR | stat.S_IWUSR)
-
-
 def _register(ctx: ToolContext, run_dir: Path, infos: dict[str, OutputInfo], code: str,
-              inputs: list[str]) -> list[Artifact]:
+              inputs: list[str], execution: dict[str, Any] | None) -> list[Artifact]:
     """Move each declared output into its own artifact (committed atomically with the call)."""
     code_sha = hashlib.sha256(code.encode()).hexdigest()
     artifacts = []
@@ -217,7 +220,7 @@ def _register(ctx: ToolContext, run_dir: Path, infos: dict[str, OutputInfo], cod
         pending = ctx.new_artifact(_kind(name, info))
         (run_dir / name).rename(pending.directory / name)
         metadata = {"made_by": "run_python", "format": info.format, "code_sha256": code_sha, "inputs": inputs,
-                    **info.metadata}
+                    **info.metadata} | ({"execution": execution} if execution else {})
         artifacts.append(pending.finish(name, f"{name}: {info.summary} (written by run_python)", metadata))
     return artifacts
 
@@ -240,13 +243,14 @@ def _not_run(findings: list[Finding], sandbox: Sandbox) -> RunPythonResult:
     )
 
 
-def _result(report: ValidationReport, run: SandboxResult, printed: dict[str, Any],
-            artifacts: list[Artifact]) -> RunPythonResult:
+def _result(report: ValidationReport, run: SandboxResult, printed: dict[str, Any], artifacts: list[Artifact],
+            execution: dict[str, Any] | None) -> RunPythonResult:
     made = "; ".join(f"{a.id} ({a.kind}): {a.summary}" for a in artifacts)
     text = report.text() + (f"\noutputs: {made}" if made else "")
+    where = f"; ran on Dask worker {execution['worker']}" if execution else ""
     return RunPythonResult(
         ok=report.passed, report=text, values=printed, outputs=artifacts, exit_code=run.exit_code,
         termination=run.termination, duration_s=round(run.duration_s, 3),
-        peak_memory_mb=round(run.peak_memory_mb, 1), isolation=run.isolation.describe(),
+        peak_memory_mb=round(run.peak_memory_mb, 1), isolation=run.isolation.describe() + where,
         missing_protections=list(run.isolation.missing), validation=report, stdout=run.stdout, stderr=run.stderr,
     )

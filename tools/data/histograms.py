@@ -73,6 +73,10 @@ _HARD_SCALE_PHRASES = {f"{before}{name}{after}": field for name, field in (
     ("m-hat", "m_hat_gev"), ("mhat", "m_hat_gev"), ("m̂", "m_hat_gev"))
     for before, after in (("histogram ", ""), ("histogram the ", ""), ("histogram of ", ""), ("", " histogram"))}
 
+# a field a small model picks for a plainer one the user asked for: the soft-drop mass for "the jet mass"
+_FIELD_VARIANTS = {"jets.msd": ["jets.mass", "soft-drop", "soft drop", "softdrop", "msd", "m_sd", "groomed",
+                                "grooming", "sd mass"]}
+
 
 @tool(category="data", version="2")  # v2: σ·L weighting, sample names in results (issue 18)
 def histogram(
@@ -81,7 +85,8 @@ def histogram(
     ],
     field: Annotated[str, Field(description="Dotted field path for x, e.g. 'jets.mass' [GeV], "
                                 "'particles.pt' [GeV], 'particles.eta', 'pt_hat_gev'.",
-                                json_schema_extra={"x-phrases": _HARD_SCALE_PHRASES})],
+                                json_schema_extra={"x-phrases": _HARD_SCALE_PHRASES,
+                                                   "x-variants": _FIELD_VARIANTS})],
     object_index: Annotated[
         int | None, Field(ge=0, le=100, description="Use only the k-th object by decreasing pT per event "
                           "(0 = leading; events with fewer are skipped); None uses every object.",

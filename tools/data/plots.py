@@ -63,6 +63,11 @@ class PlotResult(ToolResult):
     ratio: bool = Field(description="Whether a ratio panel (each / the first histogram) was drawn.")
 
 
+# "on a log scale" states log_y: a plot step the loop adds (the model left it out) still gets it
+_LOG_PHRASES = dict.fromkeys(("log scale", "log-scale", "logarithmic", "log y", "log-y", "log axis", "log plot",
+                              "log-log"), True)
+
+
 @tool(category="data", version="2")  # v2: paper style, label, ratio, band (issue 18)
 def plot(
     histograms: Annotated[
@@ -75,7 +80,8 @@ def plot(
             description="Legend entries, one per histogram (None: the samples' names).")
     ] = None,
     title: Annotated[str | None, Field(max_length=200, description="Figure title (None: no title).")] = None,
-    log_y: Annotated[bool, Field(description="Logarithmic y axis (2-D: logarithmic colour scale).")] = False,
+    log_y: Annotated[bool, Field(description="Logarithmic y axis (2-D: logarithmic colour scale).",
+                                 json_schema_extra={"x-phrases": _LOG_PHRASES})] = False,
     density: Annotated[bool, Field(description="Normalise each histogram to unit area (shapes).")] = False,
     style: Annotated[Style, Field(description="'neutral' (mplhep plothist), an experiment's mplhep style "
                                   "(ATLAS, CMS, LHCb2, ALICE, ROOT), or 'plain' matplotlib.")] = "neutral",

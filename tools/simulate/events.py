@@ -134,7 +134,7 @@ def generate_events(
         json_schema_extra={"x-phrases": _PROCESS_PHRASES},
     )],
     n_events: Annotated[int, Field(ge=1, le=10_000_000, description="Events to generate.",
-                                   json_schema_extra={"x-phrases": _COUNT_PHRASES})] = 10_000,
+                                   json_schema_extra={"x-phrases": _COUNT_PHRASES, "x-sample-size": True})] = 10_000,
     sqrt_s_tev: Annotated[float, Field(gt=0, le=100, description="Centre-of-mass energy in TeV.")] = 13.6,
     pt_hat_min_gev: Annotated[
         float | None, Field(ge=0, description="Minimum p̂T of the hard 2→2 scattering in GeV (None: "

@@ -7,24 +7,36 @@ pT, constituents by pT relative to the jet axis, all momenta and masses in GeV. 
 (neutrinos, χ̃⁰₁, G̃: :mod:`tools._pdg`) are never clustered; events without a ``weight``
 field (made by the user's own code) get weight 1. See :mod:`tools.simulate._jets` for the definitions and
 references.
+
+With a Dask cluster configured (:mod:`tools._cluster`) the chunks of events are clustered as Dask tasks: each
+worker reads its own events from the events file by path (the workspace lies on a filesystem every worker
+mounts at the same path) and sends its jets back; this process writes the artifact, which holds the same bytes
+as without a cluster. ``metadata["execution"]`` records the worker and attempts of each task.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
 from pydantic import Field
 
 from physagent.tools._artifacts import Artifact, EventsRef
+from physagent.tools._cluster import cluster_client, executor_record
+from physagent.tools._cluster_run import ClusterTask, ClusterTaskError, run_on_cluster
 from physagent.tools._context import ToolContext
-from physagent.tools._errors import ToolInputError
+from physagent.tools._errors import ToolInputError, ToolRuntimeError
+from physagent.tools._io import parquet_batches
 from physagent.tools._registry import ToolResult, tool
 from physagent.tools.simulate import _jets
 
 __all__ = ["JetSample", "cluster_jets"]
 
-_CHUNK_EVENTS = 2_000  # bounds memory and gives the progress bar something to show
+_CHUNK_EVENTS = 2_000  # bounds memory and gives the progress bar something to show; one row group each
+_TASKS_PER_ROW_GROUP = 10  # at most this many Dask tasks share a row group (each decodes it from its start)
 
 
 class JetSample(ToolResult):
@@ -70,34 +82,81 @@ def cluster_jets(
         raise ToolInputError.for_param("cluster_jets", "events", events, "holds no events; generate some first.")
     pending = ctx.new_artifact("jets")
     settings = (algorithm, radius, pt_min_gev, eta_max, n_constituents, (softdrop_beta, softdrop_zcut))
-    chunks = list(_cluster_chunks(ctx, source.path, n_events, settings))
+    client = cluster_client()
+    with ctx.progress("FastJet clustering", total=n_events, unit="events") as bar:
+        if client is None:
+            chunks = list(_clustered_chunks(source.path, settings, 0, n_events, _CHUNK_EVENTS, bar.advance))
+            execution = None
+        else:
+            chunks, execution = _cluster_on_dask(client, source, n_events, settings, bar.advance,
+                                                 ctx.check_cancelled)
     from physagent.tools._io import write_parquet_row_groups
 
     write_parquet_row_groups(chunks, pending.directory / "jets.parquet")
     jets = ak.concatenate([c.jets for c in chunks])
-    return _describe(pending, jets, n_events, settings, source.id)
+    return _describe(pending, jets, n_events, settings, source.id, execution)
 
 
-def _cluster_chunks(ctx: ToolContext, path: Any, n_events: int, settings: tuple) -> Any:
+def _clustered_chunks(path: Path, settings: tuple, start: int, stop: int, chunk_events: int,
+                      report: Callable[[float], None]) -> Iterator[Any]:
+    """Events ``start`` to ``stop`` of the file, clustered ``chunk_events`` at a time; ``start`` is a multiple
+    of it, so that a Dask task cuts the same chunks (and so row groups) as one pass over the whole file."""
     import awkward as ak
     import pyarrow.parquet as pq
 
-    parquet = pq.ParquetFile(path)
-    weighted = "weight" in parquet.schema_arrow.names  # events a user made (read_root, run_python) may have none
-    start = 0
-    with ctx.progress("FastJet clustering", total=n_events, unit="events") as bar:
-        for batch in parquet.iter_batches(batch_size=_CHUNK_EVENTS,
-                                          columns=["particles", "weight"] if weighted else ["particles"]):
-            table = ak.from_arrow(batch)
-            jets = _jets.cluster_events(table.particles, *settings)
-            event = ak.Array(list(range(start, start + len(table))))
-            weight = table.weight if weighted else ak.Array(np.ones(len(table), dtype=np.float32))
-            yield ak.zip({"event": event, "weight": weight, "jets": jets}, depth_limit=1)
-            start += len(table)
-            bar.advance(len(table))
+    weighted = "weight" in pq.ParquetFile(path).schema_arrow.names  # events a user made may have none
+    columns = ["particles", "weight"] if weighted else ["particles"]
+    for batch in parquet_batches(path, chunk_events, columns, start, stop):
+        table = ak.from_arrow(batch)
+        jets = _jets.cluster_events(table.particles, *settings)
+        event = ak.Array(list(range(start, start + len(table))))
+        weight = table.weight if weighted else ak.Array(np.ones(len(table), dtype=np.float32))
+        yield ak.zip({"event": event, "weight": weight, "jets": jets}, depth_limit=1)
+        start += len(table)
+        report(len(table))
 
 
-def _describe(pending: Any, jets: Any, n_events: int, settings: tuple, source_id: str) -> JetSample:
+def _cluster_on_dask(client: Any, source: Artifact, n_events: int, settings: tuple,
+                     report: Callable[[float], None], check: Callable[[], None]) -> tuple[list[Any], dict[str, Any]]:
+    """The chunks, clustered as Dask tasks; and where each task ran, for the artifact's record."""
+    ranges = _task_ranges(source.path, n_events)
+    tasks = [ClusterTask(_clustering_task, (str(source.path), settings, start, stop, _CHUNK_EVENTS),
+                         f"events {start}-{stop - 1} of {source.id}") for start, stop in ranges]
+    chunks: list[Any] = []
+    shards = []
+    try:
+        for outcome in run_on_cluster(client, tasks, report, check=check):
+            chunks += outcome.value
+            start, stop = ranges[outcome.index]
+            shards.append({"index": outcome.index, "events": [start, stop], "worker": outcome.worker,
+                           "attempts": outcome.attempts})
+    except ClusterTaskError as exc:
+        raise ToolRuntimeError(f"cluster_jets: {exc}") from exc
+    return chunks, executor_record() | {"shards": shards}
+
+
+def _task_ranges(path: Path, n_events: int) -> list[tuple[int, int]]:
+    """The events of each Dask task: one chunk, or several when the file's row groups are much larger (a task
+    decodes its first row group from the start, so at most ``_TASKS_PER_ROW_GROUP`` tasks share one)."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.ParquetFile(path).metadata
+    largest = max(metadata.row_group(i).num_rows for i in range(metadata.num_row_groups))
+    span = _CHUNK_EVENTS * max(1, math.ceil(largest / (_TASKS_PER_ROW_GROUP * _CHUNK_EVENTS)))
+    return [(start, min(start + span, n_events)) for start in range(0, n_events, span)]
+
+
+def _clustering_task(path: str, settings: tuple, start: int, stop: int, chunk_events: int, *,
+                     report: Callable[[float], None]) -> list[Any]:
+    """Runs on a Dask worker: cluster events ``start`` to ``stop``, read from the shared workspace by path."""
+    if not Path(path).is_file():  # a retry elsewhere may see it; the error names the contract otherwise
+        raise FileNotFoundError(f"this Dask worker cannot see {path}: the workspace must lie on a filesystem "
+                                "every worker mounts at the same path (see 'Scale-out on Dask' in the README)")
+    return list(_clustered_chunks(Path(path), settings, start, stop, chunk_events, report))
+
+
+def _describe(pending: Any, jets: Any, n_events: int, settings: tuple, source_id: str,
+              execution: dict[str, Any] | None) -> JetSample:
     import awkward as ak
 
     algorithm, radius, pt_min, eta_max, n_const, (beta, z_cut) = settings
@@ -109,7 +168,7 @@ def _describe(pending: Any, jets: Any, n_events: int, settings: tuple, source_id
         "source": source_id, "algorithm": algorithm, "radius": radius, "pt_min_gev": pt_min,
         "eta_max": eta_max, "n_constituents": n_const, "softdrop_beta": beta, "softdrop_zcut": z_cut,
         "n_events": n_events, "n_jets": n_jets,
-    }
+    } | ({"execution": execution} if execution else {})  # provenance, not content: only where a cluster ran
     summary = (f"{n_jets:,} {algorithm} R={radius:g} jets (pT > {pt_min:g} GeV, |eta| < {eta_max:g}) "
                f"in {n_events:,} events of {source_id}")
     artifact = pending.finish("jets.parquet", summary, metadata)

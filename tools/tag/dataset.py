@@ -92,7 +92,8 @@ def make_jet_dataset(
                                          "q/g": "quark_vs_gluon"}},
     )] = "top_vs_qcd",
     n_jets_per_class: Annotated[int, Field(
-        ge=10, le=2_000_000, description="Jets per class (signal and background).")] = 10_000,
+        ge=10, le=2_000_000, description="Jets per class (signal and background).",
+        json_schema_extra={"x-sample-size": True})] = 10_000,
     pt_min_gev: Annotated[float, Field(ge=0, description="Minimum jet pT in GeV.")] = 550.0,
     pt_max_gev: Annotated[float, Field(gt=0, description="Maximum jet pT in GeV.")] = 650.0,
     eta_max: Annotated[float, Field(gt=0, le=5, description="Maximum jet |η|.")] = 2.0,
