@@ -12,6 +12,7 @@ answer's placeholders read ``{$N.values.fraction}``.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
@@ -22,7 +23,7 @@ from physagent.tools.code import RunPythonResult, ValueCheck
 if TYPE_CHECKING:
     from physagent.agent.execution import Run
 
-__all__ = ["AGENT_TOOLS", "WRITE_CODE", "is_known", "spec"]
+__all__ = ["AGENT_TOOLS", "WRITE_CODE", "is_known", "spec", "values_by_name"]
 
 WRITE_CODE = "write_code"
 _InputRef = Annotated[str, Accepts(("events", "jets", "table", "histogram", "root", "dataset", "model", "file")),
@@ -52,6 +53,24 @@ def write_code(
 AGENT_TOOLS: dict[str, ToolSpec] = {WRITE_CODE: tool_spec(write_code, category="code", cacheable=False)}
 
 
+_TYPES = ("float", "int", "bool", "str", "list[float]", "list[int]", "list[str]")
+
+
+def values_by_name(values: dict[str, str]) -> dict[str, str]:
+    """``values`` with a pair written the wrong way round (``{"float": "$4.mean"}``: type → name) turned into
+    name → type, the name taken from the last word of what the model wrote.
+
+    >>> values_by_name({"float": "$4.mean", "n_pairs": "int"})
+    {'mean': 'float', 'n_pairs': 'int'}
+    """
+    mended = {}
+    for name, kind in values.items():
+        words = re.findall(r"[A-Za-z_]\w*", kind)
+        swapped = name in _TYPES and kind not in _TYPES and bool(words)
+        mended[words[-1] if swapped else name] = name if swapped else kind
+    return mended
+
+
 def spec(name: str) -> ToolSpec:
     """An agent tool or a registered tool by name (``ToolInputError`` naming the known ones otherwise)."""
     return AGENT_TOOLS.get(name) or registry.get(name)
@@ -68,6 +87,7 @@ def run_write_code(run: Run, arguments: dict[str, Any]) -> tuple[Any, str]:
     from physagent.tools import CallOutcome
 
     validated = spec(WRITE_CODE).validate(arguments).model_dump()
+    validated["values"] = values_by_name(validated["values"])
     result = write_and_run(validated["task"], backend=run.a.backend, workspace=run.a.workspace,
                            inputs=validated["inputs"], values=validated["values"], checks=validated["checks"],
                            session=run.a.session)

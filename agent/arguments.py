@@ -39,7 +39,7 @@ from physagent.agent.grounding import numbers_in
 __all__ = [
     "clean_arguments", "drop_defaults", "drop_unstated_names", "fill_stated_arguments", "is_stated",
     "keep_stated_arguments", "known_names", "name_from_offer", "plain_variants", "sized_by_words", "spread_windows",
-    "stated_settings", "value_words_stated",
+    "stated_settings", "value_words_stated", "without_borrowed_numbers",
 ]
 
 _SPELLINGS = {
@@ -62,7 +62,8 @@ def clean_arguments(arguments: dict[str, Any], parameters: dict[str, Any], messa
     kept = keep_stated_arguments(drop_defaults(arguments, parameters, _user_text(messages)), parameters, messages,
                                  shown)
     kept = drop_unstated_names(kept, parameters, _user_text(messages))  # after ``shown``: examples' names leak
-    filled = fill_stated_arguments(kept, parameters, messages, model_wrote=set(arguments))
+    filled = without_borrowed_numbers(fill_stated_arguments(kept, parameters, messages, model_wrote=set(arguments)),
+                                      parameters, _user_text(messages))
     return plain_variants(sized_by_words(filled, arguments, parameters, _user_text(messages)), parameters,
                           _user_text(messages))
 
@@ -327,10 +328,7 @@ def fill_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],
         if _several_windows(name, user_text):
             continue  # each window is one step's ("50–100 GeV, and one above 100"): the model placed them
         phrased = _phrased_values(schema, user_text)
-        named = (_named_number(name, schema, user_text) or _aliased_number(schema, user_text)
-                 or _bound_number(name, schema, user_text)
-                 or _unit_number(name, schema, parameters, user_text) or _axis_range(name, user_text)
-                 or _quantity_range(name, schema, user_text))
+        named = _named_values(name, schema, parameters, user_text)
         if len(named) == 1:  # the user's own number, even one the tool will refuse
             filled[name] = named[0]
         elif len(phrased) == 1:
@@ -340,6 +338,36 @@ def fill_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],
             if len(words) == 1:
                 filled[name] = words[0]
     return filled
+
+
+def _named_values(name: str, schema: dict[str, Any], parameters: dict[str, Any], user_text: str) -> list[Any]:
+    """The numbers the user's words give parameter ``name`` by its name, an alias, a bound, a unit or a range."""
+    return (_named_number(name, schema, user_text) or _aliased_number(schema, user_text)
+            or _bound_number(name, schema, user_text)
+            or _unit_number(name, schema, parameters, user_text) or _axis_range(name, user_text)
+            or _quantity_range(name, schema, user_text))
+
+
+def without_borrowed_numbers(arguments: dict[str, Any], parameters: dict[str, Any], user_text: str) -> dict[str, Any]:
+    """Without the optional numbers the model took from a phrase that gives another parameter its value, when the
+    request writes that number once: "pT-hat above 400 GeV" states ``pt_hat_min_gev=400``, not
+    ``m_wprime_gev=400`` for a tt̄ sample.
+
+    >>> schema = {"properties": {"pt_hat_min_gev": {"type": "number"}, "m_wprime_gev": {"type": "number"}}}
+    >>> without_borrowed_numbers({"pt_hat_min_gev": 400, "m_wprime_gev": 400}, schema, "tt with pt-hat above 400 gev")
+    {'pt_hat_min_gev': 400}
+    """
+    properties = parameters.get("properties", {})
+    claimed = {name: _named_values(name, schema, parameters, user_text) for name, schema in properties.items()}
+    written = numbers_in(user_text)
+    kept = {}
+    for name, value in arguments.items():
+        borrowed = (isinstance(value, (int, float)) and not isinstance(value, bool) and not claimed.get(name)
+                    and name not in parameters.get("required", []) and written.count(float(value)) == 1
+                    and any(value in values for other, values in claimed.items() if other != name))
+        if not borrowed:
+            kept[name] = value
+    return kept
 
 
 def stated_settings(parameters: dict[str, Any], messages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -537,7 +565,8 @@ def _quantity_range(name: str, schema: dict[str, Any], user_text: str) -> list[A
 
 
 # "a 3.5 TeV W′", "a 2 TeV resonance": a mass, not the collision energy
-_NOT_A_MASS = r"(?!\s*(?:w'|w′|z'|z′|wprime|zprime|resonance|mass|signal|particle|bump|graviton|gluon|x\b))"
+_NOT_A_MASS = (r"(?!\s*(?:w'|w′|z'|z′|w[- ]?prime|z[- ]?prime|resonance|mass|signal|particle|bump|graviton|gluon|"
+               r"x\b))")
 
 
 def _unit_number(name: str, schema: dict[str, Any], parameters: dict[str, Any], user_text: str) -> list[Any]:
@@ -594,15 +623,20 @@ def _negated(name: str, user_text: str) -> bool:
     return any(re.search(rf"\b(?:no|without|zero)\s+(?:\w+\s+){{0,2}}{re.escape(w)}", user_text) for w in words)
 
 
-def name_from_offer(error: str, messages: list[dict[str, Any]]) -> str | None:
+def name_from_offer(error: str, messages: list[dict[str, Any]], rejected: str = "") -> str | None:
     """The one name of a tool error's "Available: a, b, c." list whose every word the user wrote, whole or as a
-    prefix ("lep_pt" for "the mean lepton pT", "muons.pt" for "muon pT"); None when none or several fit."""
+    prefix ("lep_pt" for "the mean lepton pT", "muons.pt" for "muon pT"); of several, the one that shares a word
+    with the ``rejected`` name the model wrote ("jets.tau32" for "stats.tau32.median" when "the median tau32 of the
+    leading jet" also fits jets.pt and jets.tau3); None when none or several fit."""
     listed = re.search(r"Available: ([^;]+?)\.(?:\s|$)", error)
     if listed is None:
         return None
     words = re.findall(r"[a-z0-9]+", _user_text(messages))
     fits = [name for name in (n.strip() for n in listed.group(1).split(",")) if re.fullmatch(r"[\w.\[\]]+", name)
             and all(any(_prefixed(token, word) for word in words) for token in re.findall(r"[a-z0-9]+", name.lower()))]
+    model_words = set(re.findall(r"[a-z0-9]+", rejected.lower())) - {"jets", "particles", "events", "stats"}
+    if len(fits) > 1 and model_words:
+        fits = [name for name in fits if model_words & set(re.findall(r"[a-z0-9]+", name.lower()))]
     return fits[0] if len(fits) == 1 else None
 
 

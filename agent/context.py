@@ -37,6 +37,8 @@ _QUESTION = re.compile(r"^\s*(which|what|who|whom|whose|when|where|how|why|does|
                        r"according)\b|\?\s*$", re.IGNORECASE)
 _PASSAGE_CHARS = 420
 _MAX_TOOLS = 7
+_ORDERED_ALWAYS = frozenset({"plot", "histogram", "cluster_jets", "detector_response", "merge_samples", "write_root",
+                             "export_histograms", "write_hepmc", "export_session"})
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -115,9 +117,10 @@ def _selection_text(assistant: Assistant, request: str) -> str:
 
 
 def _offered(assistant: Assistant, request: str, examples: list[WorkedExample], has_passages: bool) -> list[str]:
-    # the tools the request's verbs order ("write … to ROOT as an RNTuple"): offered whatever the examples are, so
-    # the plan can hold them and the loop can add them when the model leaves them out
-    ordered = asked_actions(request, [s.name for s in registry], {})
+    # the data and output steps the request's verbs order ("write … to ROOT as an RNTuple"): offered whatever the
+    # examples are, so the plan can hold them and the loop can add them when the model leaves them out ("train"
+    # or "compare" say less about which tool: those stay with similarity)
+    ordered = [t for t in asked_actions(request, [s.name for s in registry], {}) if t in _ORDERED_ALWAYS]
     wanted = [*statistic_tools(request), *ordered, *(tool for example in reversed(examples) for tool in example.tools)]
     if has_passages or SOURCE_WORDS.search(request):
         wanted.insert(0, "search_knowledge")

@@ -191,7 +191,7 @@ class Run:
         # derived names (summarize's fields) are mended, not dropped: without them the step computes nothing asked
         derived = parameters.get("properties", {}).get(param, {}).get("x-derived", False)
         if derived and isinstance(rejected.value, str):
-            offered = name_from_offer(error, self.context.messages)
+            offered = name_from_offer(error, self.context.messages, rejected.value)
             if offered is None:
                 return None
             mended = [offered if v == rejected.value else v for v in value] if isinstance(value, list) else offered

@@ -271,7 +271,8 @@ _ACTIONS = {
     "export_session": re.compile(_LEAD + r"export\b.*\b(script|session|what we did)\b", re.IGNORECASE),
     "train_tagger": re.compile(_LEAD + r"train\b(?![^.]*\b(?:generator|surrogate|generative|flow|caloflow|"
                                           r"point[- ]?cloud|diffusion|autoencoder|anomal\w*|cathode|cwola|"
-                                          r"sidebands?|signal region)\b)", re.IGNORECASE),
+                                          r"sidebands?|signal region|npe|nle|nre|sbi|posteriors?|likelihoods?|"
+                                          r"inference|priors?)\b)", re.IGNORECASE),
     "evaluate_tagger": re.compile(_LEAD + r"(?:evaluate|compare)\b[^.]*\b(?:tagger|model|classifier)s?\b|"
                                   r"\broc\b", re.IGNORECASE),
     "train_generator": re.compile(_LEAD + r"train\b[^.]*\b(?:generator|surrogate|generative|flow|caloflow|"
@@ -286,6 +287,9 @@ _ACTIONS = {
     "write_hepmc": re.compile(_LEAD + rf"(?:save|write|store|export|convert|put|turn|give|hand)\b{_CLAUSE}"
                               r"\bhepmc3?\b", re.IGNORECASE),
     "merge_samples": re.compile(_LEAD + r"merge\b", re.IGNORECASE),
+    # code the user asks for by name ("with a short Python script"); "export … as a Python script" is the session's
+    "write_code": re.compile(r"\b(?:with|using|in|write)\s+(?:a |some )?(?:short |small |little |quick )?"
+                             r"(?:python\b(?:\s+(?:script|code))?|script|code)\b", re.IGNORECASE),
     "detector_response": re.compile(_LEAD + r"(?:pass|run|put|send|push|feed|process|take|smear)\w*\b[^.]*?"
                                     r"(?<!anomaly )(?<!anomaly-)\bdetector\b|\bdetector (?:simulation|response|"
                                     r"smearing)\b", re.IGNORECASE),
@@ -299,7 +303,7 @@ _DOING = {"plot": "plot", "cluster_jets": "cluster jets", "histogram": "histogra
           "compare_samples": "compare two samples", "bump_hunt": "fit the m_jj spectrum (bump hunt)",
           "export_fpga": "export the model to FPGA firmware", "write_hepmc": "write a HepMC3 file",
           "export_histograms": "write the histograms to a ROOT file", "merge_samples": "merge the samples",
-          "detector_response": "simulate the detector response"}
+          "detector_response": "simulate the detector response", "write_code": "compute it with code"}
 # the order added steps run in: jets of the detector-level events, a histogram of the merged sample, a plot of
 # the histogram, the export last
 _PIPELINE = ("detector_response", "cluster_jets", "merge_samples", "histogram", "plot")
@@ -341,13 +345,52 @@ def complete_plan(plan: Plan, request: str, offered: list[str], artifacts: Mappi
                 steps.append(Step(max((s.number for s in steps), default=0) + 1, tool, arguments))
     if len(steps) == len(plan.steps) or len(steps) > MAX_STEPS:
         return plan
-    added = [f"step {s.number} ({s.tool}) added: the request asks to {_DOING[s.tool]}" for s in steps[len(plan.steps):]]
-    completed = Plan(steps, plan.answer, [*plan.notes, *added])
+    added_tools = {s.tool for s in steps[len(plan.steps):]}  # tools no step of the plan called
+    answer = plan.answer
+    for step in [s for s in steps[len(plan.steps):] if s.tool in _IN_PLACE]:
+        steps, answer = _moved_into_pipeline(steps, answer, step)
+    added = [f"step {s.number} ({s.tool}) added: the request asks to {_DOING[s.tool]}" for s in steps
+             if s.tool in added_tools]
+    completed = Plan(steps, answer, [*plan.notes, *added])
     try:
         check_plan(completed, offered, artifacts)
     except PlanError:
         return plan
     return completed
+
+
+# added steps that turn data into data of the same kind (truth events → detector-level events): they go right after
+# the step making their input, and the plan's later steps use their output instead
+_IN_PLACE = ("detector_response",)
+
+
+def _moved_into_pipeline(steps: list[Step], answer: str, added: Step) -> tuple[list[Step], str]:
+    """``steps`` with ``added`` moved to right after the step it reads, renumbered in the new order, the later
+    steps' references to that step's data now reading ``added``'s output; the answer's placeholders follow the
+    renumbering. A step that reads no earlier step stays where it is."""
+    source = next((ref[0] for value in added.arguments.values() if (ref := step_reference(value))), None)
+    if source is None or not steps:
+        return steps, answer
+    others = [s for s in steps if s is not added]
+    cut = next((i for i, s in enumerate(others) if s.number == source), len(others) - 1) + 1
+    order = [*others[:cut], added, *others[cut:]]
+    number = {s.number: steps[0].number + i for i, s in enumerate(order)}
+    where = number[added.number]
+
+    def moved(value: Any, after_added: bool) -> Any:
+        if isinstance(value, list):
+            return [moved(item, after_added) for item in value]
+        ref = step_reference(value)
+        if ref is None or ref[0] not in number:
+            return value
+        if after_added and ref[0] == source:  # the source's data now comes out of ``added``
+            return f"${where}"
+        return f"${number[ref[0]]}" + (f".{ref[1]}" if ref[1] else "")
+
+    renumbered = [Step(number[s.number], s.tool, {k: moved(v, i > cut) for k, v in s.arguments.items()})
+                  for i, s in enumerate(order)]
+    answer = re.sub(r"\{\$(\d+)", lambda m: "{$" + str(number.get(int(m.group(1)), int(m.group(1)))), answer)
+    return renumbered, answer
 
 
 def _pipeline_rank(tool: str) -> int:

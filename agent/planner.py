@@ -51,7 +51,7 @@ from physagent.agent.plan import (
 )
 from physagent.agent.prompting import relevant_parameters, render_tools
 from physagent.agent.prompts import prompt
-from physagent.agent.references import drop_artifact_reads, mend_invented_ids
+from physagent.agent.references import drop_artifact_reads, mend_invented_ids, mend_misread_sources
 from physagent.agent.selection import method_hints, named_methods
 
 __all__ = ["PlanRun"]
@@ -353,8 +353,8 @@ class PlanRun(Run):
                                                             self.context.messages,
                                                             self.context.example_values(s.tool)))
                      if is_known(s.tool) else s for s in mended.steps]
-            mended = mend_invented_ids(Plan(self._windows_spread(steps), mended.answer, mended.notes),
-                                       self.allowed_ids())
+            mended = mend_misread_sources(mend_invented_ids(Plan(self._windows_spread(steps), mended.answer,
+                                                                 mended.notes), self.allowed_ids()))
         if len(mended.notes) > len(plan.notes):
             self.record.findings.append("; ".join(mended.notes[len(plan.notes):]))
         return mended
@@ -536,16 +536,34 @@ def _label(tool: str, field: str) -> str:
     return re.split(r"\s+in\s+|\s*[(,:;.]", description, maxsplit=1)[0].strip()
 
 
+_OBJECTS = r"(jet|particle|photon|muon|electron|lepton|hit|cell|track|constituent|shower)s?"
+# the objects a request counts: "the average number of jets per event", "the mean jet multiplicity"
+_COUNTED = re.compile(rf"\b(?:number|count|multiplicity) of (?:\w+ )?{_OBJECTS}\b|\b{_OBJECTS} multiplicit",
+                      re.IGNORECASE)
+
+
+def _counts_other(tool: str, field: str, counted: re.Match[str] | None) -> bool:
+    """Whether a result field counts other objects than those the request counts (``mean_particles`` for "the
+    average number of jets per event")."""
+    if counted is None:
+        return False
+    info = spec(tool).result_model.model_fields.get(field)
+    text = f"{field.replace('_', ' ')} {info.description if info else ''}".lower()
+    named = {m.group(1) for m in re.finditer(rf"\b{_OBJECTS}\b", text)}
+    return bool(named) and (counted.group(1) or counted.group(2)).lower() not in named
+
+
 def _asked_field(plan: Plan, quantity: str, request: str) -> tuple[str, str, int] | None:
     """(placeholder, field, words shared with the request) of the plan's result field holding ``quantity``; of
     several, the one whose name and description share the most words with the request ("how many cells fire on
     average" → ``mean_hits_per_shower``, "mean number of cells above threshold", not ``mean_incident_energy_gev``)."""
     candidates: list[tuple[int, int, str, str]] = []
+    counted = _COUNTED.search(request)
     for step in plan.steps:
         if not is_known(step.tool):
             continue
         for field in spec(step.tool).result_model.model_fields:
-            if quantity_of_field(field) == quantity:
+            if quantity_of_field(field) == quantity and not _counts_other(step.tool, field, counted):
                 candidates.append((_shared_words(step.tool, field, request), -len(candidates),
                                    f"{{${step.number}.{field}}}", field))
     if not candidates:

@@ -18,7 +18,7 @@ from physagent.agent.agent_tools import is_known, spec
 from physagent.agent.plan import Plan, Step, artifact_fields, step_reference
 from physagent.tools import ARTIFACT_ID_PATTERN, KIND_PREFIXES
 
-__all__ = ["drop_artifact_reads", "mend_invented_ids"]
+__all__ = ["drop_artifact_reads", "mend_invented_ids", "mend_misread_sources"]
 
 _LOOKS_LIKE_ID = re.compile(r"^([a-z]{2,5})-[0-9a-z]{1,16}$")
 _ID = re.compile(ARTIFACT_ID_PATTERN)
@@ -84,6 +84,51 @@ def _latest_output(earlier: list[Step], kinds: tuple[str, ...], value: str) -> s
 def _only_artifact(artifacts: Mapping[str, str], kinds: tuple[str, ...]) -> str | None:
     fitting = [artifact_id for artifact_id, kind in artifacts.items() if kind in kinds]
     return fitting[0] if len(fitting) == 1 else None
+
+
+def mend_misread_sources(plan: Plan) -> Plan:
+    """The plan with each reference to a field its step does not make (``"$1.jets"`` of generate_events) pointed
+    at the one earlier step that makes it, and each jets field read from events (``histogram(source="$1",
+    field="jets.pt")``) read from the one step that clustered those events: a small model names the step that
+    started the chain."""
+    steps: list[Step] = []
+    notes: list[str] = []
+    for step in plan.steps:
+        arguments = {name: _made_by(value, steps, notes, step.number) for name, value in step.arguments.items()}
+        source = step_reference(arguments.get("source"))
+        field = arguments.get("field")
+        if source and isinstance(field, str) and field.startswith("jets.") and _tool_of(steps, source[0]) in _EVENTS:
+            clustered = [s for s in steps if s.tool == "cluster_jets" and _reads(s, "events", source[0])]
+            if len(clustered) == 1:
+                arguments["source"] = f"${clustered[0].number}"
+                notes.append(f"step {step.number}: {field} is read from the jets of step {clustered[0].number}")
+        steps.append(Step(step.number, step.tool, arguments))
+    return plan if not notes else Plan(steps, plan.answer, [*plan.notes, *notes])
+
+
+_EVENTS = ("generate_events", "detector_response", "merge_samples", "read_root")
+
+
+def _reads(step: Step, parameter: str, number: int) -> bool:
+    reference = step_reference(step.arguments.get(parameter))
+    return reference is not None and reference[0] == number
+
+
+def _tool_of(steps: list[Step], number: int) -> str | None:
+    return next((s.tool for s in steps if s.number == number), None)
+
+
+def _made_by(value: Any, earlier: list[Step], notes: list[str], number: int) -> Any:
+    """``value``, or a reference to a field its step does not make moved to the one earlier step that makes it."""
+    reference = step_reference(value)
+    tool = _tool_of(earlier, reference[0]) if reference and reference[1] else None
+    if reference is None or tool is None or not is_known(tool) or reference[1] in artifact_fields(spec(tool)):
+        return value
+    makers = [s for s in earlier if is_known(s.tool) and reference[1] in artifact_fields(spec(s.tool))]
+    if len(makers) != 1:
+        return value
+    notes.append(f"step {number}: {value} is made by step {makers[0].number}, not step {reference[0]}")
+    return f"${makers[0].number}.{reference[1]}"
 
 
 _READERS = ("read_root", "read_table")

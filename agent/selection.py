@@ -48,6 +48,10 @@ _ABILITIES: dict[str, tuple[str, tuple[str, ...]]] = {
     r"nanoaod|delphes": ("read or write a NanoAOD or Delphes file", ("read_root", "write_root")),
     r"(?:write|save|export|convert|put|give)\b[^.]*\bhepmc3?": ("write a HepMC3 file", ("write_hepmc",)),
     r"merge\b[^.]*\b(?:samples|slices)|p̂t[- ]?slices|pt[- ]?hat slices": ("merge samples", ("merge_samples",)),
+    # "scan" alone is a precision scan or a bump hunt's: only beside a training setting it asks for scan_training
+    r"(?:hyper[- ]?parameters?\b[^.]*\b(?:scan|search|sweep|grid|tun\w*|optimi[sz]\w*)|(?:scan|sweep|grid[- ]search|"
+    r"vary)\w*\b[^.]*\b(?:learning[- ]rates?|batch[- ]sizes?|weight[- ]decays?|model sizes?|hyper[- ]?parameters?))":
+        ("scan training hyper-parameters", ("scan_training",)),
 }
 # words too common to name a method alone: "calibration constants" of a photomultiplier are no SBC, and a
 # "synthesis" of results is no FPGA synthesis, so they count only beside their field's words

@@ -276,3 +276,29 @@ def test_a_log_scale_in_words_sets_log_y_on_a_plot_step() -> None:
     step = {"histograms": ["$3.histogram"]}
     assert fill_stated_arguments(step, plot, _user("plot the leading-jet pT on a log scale"))["log_y"] is True
     assert "log_y" not in fill_stated_arguments(step, plot, _user("plot the leading-jet pT"))
+
+
+def test_a_number_that_states_another_parameter_is_not_borrowed() -> None:
+    """'pT-hat above 400 GeV' gives pt_hat_min_gev=400; the model's m_wprime_gev=400 for a tt̄ sample goes (the 400
+    is written once); 'a 3.5 TeV W prime' is a mass, not √s."""
+    from physagent.agent.arguments import clean_arguments
+
+    request = "200 all-hadronic ttbar events with pT-hat above 400 GeV (no MPI)"
+    kept = clean_arguments({"process": "ttbar", "m_wprime_gev": 400, "mpi": False}, PARAMETERS, _user(request))
+    assert kept["pt_hat_min_gev"] == 400 and "m_wprime_gev" not in kept
+    wprime = clean_arguments({"process": "wprime_to_xy", "m_wprime_gev": 3500}, PARAMETERS,
+                             _user("a 3.5 TeV W prime, 300 events"))
+    assert wprime["m_wprime_gev"] == 3500 and "sqrt_s_tev" not in wprime
+
+
+def test_a_rejected_name_is_mended_to_the_listed_name_sharing_its_words() -> None:
+    """summarize refused 'stats.tau32.median'; of the listed names the request's words fit (jets.pt, jets.tau3,
+    jets.tau32 …) the one sharing 'tau32' with the model's name is taken; with no such tie-breaker, none."""
+    from physagent.agent.arguments import name_from_offer
+
+    error = ("summarize: fields='stats.tau32.median' is not a numeric field of jet-58ea43360d. Available: event, "
+             "weight, jets.pt, jets.eta, jets.mass, jets.tau3, jets.tau32, jets.msd.")
+    messages = _user("cluster R = 1.0 jets above 300 GeV with pT-hat above 400 GeV and give me the median tau32 of "
+                     "the leading jet")
+    assert name_from_offer(error, messages, "stats.tau32.median") == "jets.tau32"
+    assert name_from_offer(error, messages) is None

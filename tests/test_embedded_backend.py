@@ -252,10 +252,11 @@ class _FakeServer:
     """Stands in for xllamacpp.Server: refuses the first ``refusals`` schemas, then replies ``reply``."""
 
     def __init__(self, refusals: int = 0, reply: dict | None = None, replies: list[dict] | None = None) -> None:
-        self.refusals, self.reply, self.schemas = refusals, reply, []
+        self.refusals, self.reply, self.schemas, self.requests = refusals, reply, [], []
         self.replies = iter(replies or [])  # given replies first, then ``reply``
 
     def handle_chat_completions(self, request: dict) -> dict:
+        self.requests.append(request)
         schema = json.loads(request["grammar"].split("%json ", 1)[1])
         assert schema.pop("x-guidance") == {"whitespace_flexible": False}  # compact JSON, no indentation loops
         self.schemas.append(schema)
@@ -287,6 +288,17 @@ def test_a_reply_that_ignored_the_grammar_is_asked_again_with_simpler_schemas() 
     turn = backend.complete([{"role": "user", "content": "cluster"}], [_tool("cluster_jets")])
     assert turn.tool_calls[0].arguments == {"events": "ev-0123456789"} and len(server.schemas) == 2
     assert "pattern" not in server.schemas[1]["anyOf"][0]["properties"]["arguments"]["properties"]["events"]
+
+
+def test_a_reply_looping_until_the_token_limit_is_asked_again_under_the_dry_sampler() -> None:
+    """'"events":"ev-0' followed by zeros to the token limit: the same request once more with llama.cpp's DRY
+    repetition penalty (not on the first attempt: it would bend legitimately repeated keys), and its reply is used."""
+    looped = _response('{"tool":"cluster_jets","arguments":{"events":"ev-0' + "0" * 300, "length")
+    backend, server = EmbeddedBackend(), _FakeServer(replies=[looped])
+    backend._server = server
+    turn = backend.complete([{"role": "user", "content": "cluster"}], [_tool("cluster_jets")])
+    assert turn.tool_calls[0].arguments == {"events": "ev-0123456789"}
+    assert "dry_multiplier" not in server.requests[0] and server.requests[1]["dry_multiplier"] > 0
 
 
 def test_context_overflow_is_a_backend_error_suggesting_a_larger_context() -> None:

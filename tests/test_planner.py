@@ -538,6 +538,19 @@ def test_a_plan_without_an_answer_that_computes_no_asked_statistic_is_sent_back(
     assert record.ok and format_value(median) in record.answer
 
 
+def test_a_count_of_other_objects_is_not_the_multiplicity_asked_for() -> None:
+    """'the average number of jets per event': generate_events' mean_particles (particles per event) does not hold
+    it, so a plan without summarize computes nothing asked; 'particles per event' still finds mean_particles."""
+    from physagent.agent.planner import _asked_field
+
+    steps = [{"tool": "generate_events", "arguments": DY}, {"tool": "cluster_jets", "arguments": {"events": "$1"}}]
+    planned = parse_plan({"steps": steps, "answer": ""})
+    jets = _asked_field(planned, "mean", "cluster jets and tell me the average number of jets per event")
+    assert jets is not None and jets[1] != "mean_particles" and jets[2] == 0
+    particles = _asked_field(planned, "mean", "what is the average number of particles per event?")
+    assert particles is not None and particles[1] == "mean_particles"
+
+
 def test_numbers_no_result_gives_are_sent_back_once_and_the_answer_is_written_without_them(
     workspace: Workspace,
 ) -> None:
@@ -964,6 +977,22 @@ def test_a_left_out_detector_step_is_added_for_the_generated_events() -> None:
     assert complete_plan(planned, anomaly, offered, {}) is planned
 
 
+def test_a_detector_step_added_to_a_chain_goes_before_the_steps_that_read_the_events() -> None:
+    """'… pass them through the generic LHC detector, cluster jets from the reconstructed objects' planned without
+    the detector: it is inserted after the generation, the clustering reads its output, the answer's
+    placeholders follow the renumbering."""
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "cluster_jets", "arguments": {"events": "$1.events", "pt_min_gev": 30}}]
+    planned = parse_plan({"steps": steps, "answer": "{$1.n_events} events, {$2.n_jets} jets."})
+    request = ("Generate 200 Drell-Yan events with MPI off, pass them through the generic LHC detector, cluster "
+               "anti-kT jets above 30 GeV from the reconstructed objects")
+    completed = complete_plan(planned, request, ["generate_events", "detector_response", "cluster_jets"], {})
+    assert [(s.number, s.tool, s.arguments.get("events")) for s in completed.steps] == [
+        (1, "generate_events", None), (2, "detector_response", "$1"), (3, "cluster_jets", "$2")]
+    assert completed.answer == "{$1.n_events} events, {$3.n_jets} jets."
+    assert completed.notes == ["step 2 (detector_response) added: the request asks to simulate the detector response"]
+
+
 def test_the_tools_the_request_orders_are_offered_whatever_the_examples(workspace: Workspace) -> None:
     """'… and write the jets with their constituents to ROOT as an RNTuple': write_root is offered although the
     most similar worked examples are about taggers (it was not, and the model planned a tagger chain instead)."""
@@ -973,3 +1002,47 @@ def test_the_tools_the_request_orders_are_offered_whatever_the_examples(workspac
     context = gather_context(assistant, "Make 200 ttbar events without MPI, cluster anti-kT R = 0.4 jets, and write "
                                         "the jets with their constituents to ROOT as an RNTuple.")
     assert {"generate_events", "cluster_jets", "write_root"} <= set(context.offered)
+
+
+def test_a_histogram_of_jets_reads_the_clustered_jets_not_the_events() -> None:
+    """'$1.jets' of generate_events goes to the one step that makes jets; a jets field read from the events that
+    one cluster_jets step clustered is read from its jets; cluster_jets' summary field names the jets field."""
+    from physagent.agent.arguments import clean_arguments
+    from physagent.agent.references import mend_misread_sources
+
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "cluster_jets", "arguments": {"events": "$1.events"}},
+             {"tool": "histogram", "arguments": {"source": "$1.jets", "field": "jets.pt", "object_index": 0}},
+             {"tool": "histogram", "arguments": {"source": "$1.events", "field": "jets.mass", "object_index": 0}}]
+    mended = mend_misread_sources(parse_plan({"steps": steps, "answer": ""}))
+    assert [s.arguments["source"] for s in mended.steps[2:]] == ["$2.jets", "$2"]
+    histogram = registry.get("histogram").parameters_schema()
+    chosen = {"source": "$2", "field": "leading_jet_mean_pt_gev"}
+    cleaned = clean_arguments(chosen, histogram, [{"role": "user", "content": "histogram the leading-jet pT"}])
+    assert (cleaned["field"], cleaned["object_index"]) == ("jets.pt", 0)
+
+
+def test_code_asked_for_by_name_needs_a_write_code_step() -> None:
+    """'… then with a short Python script take the two hardest muons …' planned as histograms only: the advice names
+    write_code (which cannot be derived, so it is not added); exporting the session as a Python script is no code."""
+    from physagent.agent.plan import missing_actions
+
+    planned = parse_plan({"steps": [{"tool": "generate_events", "arguments": DY},
+                                    {"tool": "histogram", "arguments": {"source": "$1", "field": "particles.pt"}}],
+                          "answer": ""})
+    offered = ["generate_events", "histogram", "write_code", "export_session"]
+    request = "Generate 200 Drell-Yan events, then with a short Python script compute the pT of the muon pair"
+    assert missing_actions(request, planned, offered, {}) == [
+        "the request asks to compute it with code, but no step calls write_code"]
+    assert complete_plan(planned, request, offered, {}) is planned
+    assert "write_code" not in " ".join(missing_actions("Generate 200 Drell-Yan events and export the session as a "
+                                                        "Python script", planned, offered, {}))
+
+
+def test_a_code_value_written_type_first_is_read_name_first() -> None:
+    """write_code's values {'float': '$4.mean'} (type → name, as a small model wrote it) become {'mean': 'float'}
+    before the code is written; well-formed values stay."""
+    from physagent.agent.agent_tools import values_by_name
+
+    assert values_by_name({"float": "$4.mean"}) == {"mean": "float"}
+    assert values_by_name({"sigma_gev": "float", "n": "int"}) == {"sigma_gev": "float", "n": "int"}

@@ -106,7 +106,8 @@ class EmbeddedBackend:
 
     def _chat(self, request: dict[str, Any], tools: list[dict[str, Any]]) -> dict[str, Any]:
         """Run one request, simplifying the tool schemas while llama.cpp cannot turn them into a grammar or
-        (llguidance giving up on it) returns a reply that is no JSON object at all."""
+        (llguidance giving up on it) returns a reply that is no JSON object at all; a reply that looped until the
+        token limit is asked for once more under the DRY sampler."""
         self.load()
         while True:
             schema = reply_schema(tools, simplify=self._simplify)
@@ -123,7 +124,21 @@ class EmbeddedBackend:
             if _grammar_ignored(checked) and self._simplify < 2 and tools:
                 self._simplify += 1  # llguidance gave up on this grammar (it logs, llama.cpp samples freely)
                 continue
+            if _looped(checked) and "dry_multiplier" not in request:
+                request = {**request, **_DRY}  # once more, penalising repeats: "0.0000…" stops after a few zeros
+                continue
             return checked
+
+
+# llama.cpp's DRY sampler ("don't repeat yourself"), only for a reply that looped until the token limit: on every
+# reply it would also push the model off the plan's legitimately repeated keys and references
+_DRY = {"dry_multiplier": 0.8, "dry_allowed_length": 3}
+
+
+def _looped(response: dict[str, Any]) -> bool:
+    """Whether a reply ran into the token limit repeating itself (a number's endless zeros)."""
+    choice = response.get("choices", [{}])[0]
+    return choice.get("finish_reason") == "length" and bool(_looped_on(choice.get("message", {}).get("content") or ""))
 
 
 def _grammar_ignored(response: dict[str, Any]) -> bool:

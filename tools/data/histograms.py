@@ -73,9 +73,11 @@ _HARD_SCALE_PHRASES = {f"{before}{name}{after}": field for name, field in (
     ("m-hat", "m_hat_gev"), ("mhat", "m_hat_gev"), ("m̂", "m_hat_gev"))
     for before, after in (("histogram ", ""), ("histogram the ", ""), ("histogram of ", ""), ("", " histogram"))}
 
-# a field a small model picks for a plainer one the user asked for: the soft-drop mass for "the jet mass"
+# a field a small model picks for the plain one the user asked for: the soft-drop mass for "the jet mass"
 _FIELD_VARIANTS = {"jets.msd": ["jets.mass", "soft-drop", "soft drop", "softdrop", "msd", "m_sd", "groomed",
-                                "grooming", "sd mass"]}
+                                "grooming", "sd mass"],
+                   # cluster_jets' summary fields named for a histogram of the leading jet ("leading" sets index 0)
+                   "leading_jet_mean_pt_gev": ["jets.pt"], "leading_jet_mean_mass_gev": ["jets.mass"]}
 
 
 @tool(category="data", version="2")  # v2: σ·L weighting, sample names in results (issue 18)
