@@ -248,8 +248,9 @@ def value_words_stated(value: Any, messages: list[dict[str, Any]]) -> bool:
                else isinstance(leaf, str) and len(leaf) >= 2 and _said(leaf, user_text) for leaf in leaves)
 
 
-def _user_text(messages: list[dict[str, Any]]) -> str:
-    return " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "user").lower()
+def _user_text(messages: list[dict[str, Any]], lower: bool = True) -> str:
+    text = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "user")
+    return text.lower() if lower else text
 
 
 def _stated_numbers(messages: list[dict[str, Any]]) -> list[float]:
@@ -318,7 +319,7 @@ def fill_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],
     as a word ("all-hadronic" → ``decay="hadronic"``) fills a parameter the model did not write at all
     (``model_wrote``: the model's own keys, before hygiene), when exactly one non-default value is written.
     """
-    user_text = _user_text(messages)
+    user_text, raw_text = _user_text(messages), _user_text(messages, lower=False)
     wrote = set(arguments) if model_wrote is None else model_wrote
     filled = dict(arguments)
     for name, schema in parameters.get("properties", {}).items():
@@ -328,7 +329,7 @@ def fill_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],
         if _several_windows(name, user_text):
             continue  # each window is one step's ("50–100 GeV, and one above 100"): the model placed them
         phrased = _phrased_values(schema, user_text)
-        named = _named_values(name, schema, parameters, user_text)
+        named = _named_values(name, schema, parameters, user_text, raw_text)
         if len(named) == 1:  # the user's own number, even one the tool will refuse
             filled[name] = named[0]
         elif len(phrased) == 1:
@@ -340,9 +341,12 @@ def fill_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],
     return filled
 
 
-def _named_values(name: str, schema: dict[str, Any], parameters: dict[str, Any], user_text: str) -> list[Any]:
-    """The numbers the user's words give parameter ``name`` by its name, an alias, a bound, a unit or a range."""
+def _named_values(name: str, schema: dict[str, Any], parameters: dict[str, Any], user_text: str,
+                  raw_text: str = "") -> list[Any]:
+    """The numbers the user's words give parameter ``name`` by its name, an alias, a bound, a unit or a range;
+    or the name they give it ("call the tree 'zll'"; ``raw_text``: the same text as written, for its case)."""
     return (_named_number(name, schema, user_text) or _aliased_number(schema, user_text)
+            or _named_string(schema, user_text, raw_text)
             or _bound_number(name, schema, user_text)
             or _unit_number(name, schema, parameters, user_text) or _axis_range(name, user_text)
             or _quantity_range(name, schema, user_text))
@@ -404,6 +408,22 @@ def _named_number(name: str, schema: dict[str, Any], user_text: str) -> list[Any
     return [int(value) if "integer" in types and value.is_integer() else value]
 
 
+def _named_string(schema: dict[str, Any], user_text: str, raw_text: str = "") -> list[Any]:
+    """A name the user gives a string parameter by one of its ``x-names``: "call the tree 'zll'", "a tree named
+    zll", "tree = zll" (user text is lower-cased, so a name written in capitals comes back in lower case)."""
+    types = {s.get("type") for s in schema.get("anyOf", [schema])}
+    if "string" not in types or "enum" in _enum_schema(schema):
+        return []
+    cased = raw_text if len(raw_text) == len(user_text) else user_text  # the name as written, "Events" not "events"
+    found = set()
+    for alias in schema.get("x-names", []):
+        name, quote = re.escape(alias.lower()), r"['\"‘“]?"
+        for pattern in (rf"\b(?:call|name)\w*\s+(?:the\s+|its\s+|it\s+|a\s+)?{name}\s+{quote}(\w+)",
+                        rf"\b{name}\s+(?:called|named)\s+{quote}(\w+)", rf"\b{name}\s*[=:]\s*{quote}(\w+)"):
+            found |= {cased[m.start(1):m.end(1)] for m in re.finditer(pattern, user_text)}
+    return list(found) if len(found) == 1 else []
+
+
 def _aliased_number(schema: dict[str, Any], user_text: str) -> list[Any]:
     """A number written next to one of the names physicists give the parameter (``x-names`` on it: "S/B",
     "QCD" for ``s_over_b``, ``n_background_events``): "S/B = 0.03", "S/B of 0.5%" (→ 0.005), "5000 QCD
@@ -416,6 +436,8 @@ def _aliased_number(schema: dict[str, Any], user_text: str) -> list[Any]:
     for alias in schema.get("x-names", []):
         name = re.escape(alias.lower())
         found += re.findall(rf"(?<![\w/]){name}\s*(?:=|:|of|is|at)?\s*{number}(?![\w.])", user_text)
+        if re.search(r"(?:above|over|below|under|[<>])$", alias):
+            continue  # "jets above" takes the number after it; "1.0 jets above 300" is R, not the cut
         found += re.findall(rf"(?<![\w.])([-+]?\d[\d,]*(?:\.\d+)?)\s*([km])?\s+"
                             rf"(?:(?!(?:gev|tev|mev|mm|pb|fb)\b)[a-z][\w-]*\s+)?{name}(?!\w)", user_text)
     scale = {"k": 1e3, "m": 1e6, "%": 1e-2}

@@ -266,7 +266,8 @@ _LEAD = r"(?:^|[,;:]\s*|[.!?]\s+|\b(?:and|then|please|also|to|now|you|me|i want 
 _CLAUSE = r"(?:[^.]|\.(?=\w))*"  # the rest of a sentence: a file suffix (".root") ends none
 _ACTIONS = {
     "plot": re.compile(_LEAD + r"(?:plot|draw)\b", re.IGNORECASE),
-    "cluster_jets": re.compile(_LEAD + r"(?:re)?cluster\b", re.IGNORECASE),
+    "cluster_jets": re.compile(_LEAD + rf"(?:(?:re)?cluster|(?:find|build|reconstruct)\b{_CLAUSE}\bjets)\b",
+                               re.IGNORECASE),
     "histogram": re.compile(_LEAD + r"histogram\b", re.IGNORECASE),
     "export_session": re.compile(_LEAD + r"export\b.*\b(script|session|what we did)\b", re.IGNORECASE),
     "train_tagger": re.compile(_LEAD + r"train\b(?![^.]*\b(?:generator|surrogate|generative|flow|caloflow|"
@@ -415,7 +416,7 @@ def _samples_to_compare(steps: list[Step], request: str) -> dict[str, Any] | Non
 # added steps that take the plan's (or session's) latest artifact of one of these kinds: (parameter, kinds)
 _TAKES_LATEST = {"train_tagger": ("dataset", ("dataset",)), "train_generator": ("source", ("showers", "table", "jets")),
                  "histogram": ("source", ("events", "jets", "table")), "write_hepmc": ("events", ("events",)),
-                 "detector_response": ("events", ("events",))}
+                 "detector_response": ("events", ("events",)), "cluster_jets": ("events", ("events",))}
 # added steps that take every earlier step of a tool: (parameter, tool, at least, at most)
 _TAKES_STEPS = {"plot": ("histograms", "histogram", 1, 8), "merge_samples": ("samples", "generate_events", 2, 50)}
 
@@ -430,6 +431,8 @@ def _derived_arguments(tool: str, steps: list[Step], artifacts: Mapping[str, str
     if tool in _TAKES_STEPS:
         parameter, maker, fewest, most = _TAKES_STEPS[tool]
         references = [f"${s.number}" for s in steps if s.tool == maker][-most:]
+        if not references and fewest == 1 and _MAKES.get(maker) in made:  # "draw that histogram again"
+            references = [made[_MAKES[maker]]]
         return {parameter: references} if len(references) >= fewest else None
     if tool == "evaluate_tagger":
         models = [f"${s.number}" for s in steps if s.tool == "train_tagger"][-8:]
@@ -439,11 +442,21 @@ def _derived_arguments(tool: str, steps: list[Step], artifacts: Mapping[str, str
         return _scores_to_fit(steps) or ({"source": made["anomaly_dataset"]} if "anomaly_dataset" in made else None)
     if tool == "write_root":
         data = [s for s in steps if s.tool in DATA_MAKERS]
-        return {"source": f"${data[-1].number}"} if data else None
+        return {"source": f"${data[-1].number}"} if data else _session_data(made, request)
     derive = {"compare_samples": lambda: _samples_to_compare(steps, request), "export_session": dict,
               "export_fpga": lambda: _model_to_export(steps, made, request),
               "export_histograms": lambda: _histograms_to_export(steps, artifacts, request)}.get(tool)
     return derive() if derive else None
+
+
+def _session_data(made: dict[str, str], request: str) -> dict[str, Any] | None:
+    """The session's one data artifact ("write those events to ROOT"); of one events and one jets artifact, the
+    kind the request names."""
+    data = {kind: made[kind] for kind in ("events", "jets", "table") if kind in made}
+    named = [kind for kind in data if re.search(rf"\b{kind}\b", request, re.IGNORECASE)]
+    if len(data) == 1 or len(named) == 1:
+        return {"source": data[named[0]] if len(named) == 1 else next(iter(data.values()))}
+    return None
 
 
 def _histograms_to_export(steps: list[Step], artifacts: Mapping[str, str], request: str) -> dict[str, Any] | None:
@@ -480,7 +493,7 @@ _ASKS_FIDELITY = re.compile(r"\b(?:auc|compar\w*|cost\w*|los[es]\w*|accura\w*|fi
 _MAKES = {"generate_events": "events", "make_jet_dataset": "dataset", "train_tagger": "model",
           "simulate_showers": "showers", "read_calochallenge": "showers", "cluster_jets": "jets",
           "read_table": "table", "make_anomaly_dataset": "anomaly_dataset", "make_monitoring_data": "monitoring",
-          "merge_samples": "events", "detector_response": "events"}
+          "merge_samples": "events", "detector_response": "events", "histogram": "histogram"}
 _SEARCHES = ("autoencoder_search", "cwola_hunt", "cathode_search", "reference_anomaly_classifier")
 
 

@@ -281,17 +281,37 @@ class PlanRun(Run):
         return Plan(steps, plan.answer, [*plan.notes, "the steps sent after the advice continue the advised plan"])
 
     def _derived_instead(self, reply: str) -> Plan | str:
-        """After a refused plan, a model that gives up in words ("the paths do not exist") is overruled when the
+        """A model that answers in words — giving up after a refused plan ("the paths do not exist"), or making up
+        an outcome with no plan at all ("no R = 0.8 jets above 250 GeV in that sample") — is overruled when the
         steps the request orders follow from the request and the session alone (export hist-… and hist-… to
-        ROOT): that plan runs."""
-        if self.steps or not any("refused" in entry for entry in self.record.plan):
+        ROOT; cluster jets in the session's sample): that plan runs."""
+        if self.steps:
             return reply
-        derived = self._completed(Plan([], "", []))
+        derived = self._completed(self._same_again())
         if not derived.steps:
             return reply
-        self.record.findings.append("the model gave up after its plan was refused; the steps the request orders "
-                                    "were derived from it and ran")
+        refused = any("refused" in entry for entry in self.record.plan)
+        self.record.findings.append(("the model gave up after its plan was refused" if refused else
+                                     "the model answered in words without running anything") +
+                                    "; the steps the request orders were derived from it and ran")
         return derived
+
+    def _same_again(self) -> Plan:
+        """For "do the same at 13 TeV": the previous request's calls again, with the settings this request states
+        ("13 TeV" → ``sqrt_s_tev=13``); empty unless the request asks for the same, and the calls did not read one
+        another's outputs (those would need the new outputs wired in)."""
+        earlier = self.a.records[-1] if self.a.records else None
+        if earlier is None or not _SAME_AGAIN.search(self.request):
+            return Plan([], "", [])
+        calls = [c for c in earlier.tool_calls if c["ok"] and is_known(c["tool"])]
+        made = {a["id"] for a in earlier.artifacts}
+        if not calls or any(_mentions(c["arguments"], made) for c in calls):
+            return Plan([], "", [])
+        asked = [{"role": "user", "content": self.request}]
+        steps = [Step(i, c["tool"], fill_stated_arguments(dict(c["arguments"]), spec(c["tool"]).parameters_schema(),
+                                                          asked, model_wrote=set(c["arguments"])))
+                 for i, c in enumerate(calls, start=1)]
+        return Plan(steps, "", ["the previous request's steps again, with the settings this request states"])
 
     def _skips_more(self, plan: Plan, than: Plan) -> bool:
         """Whether ``plan`` leaves out more of the steps the request orders than ``than`` does (a small model
@@ -534,6 +554,20 @@ def _label(tool: str, field: str) -> str:
     """A result field's name for people, from its description: 'Total cross-section Σσ_k'."""
     description = spec(tool).result_model.model_fields[field].description or field.replace("_", " ")
     return re.split(r"\s+in\s+|\s*[(,:;.]", description, maxsplit=1)[0].strip()
+
+
+# "do the same at 13 TeV", "same again with seed 5", "repeat that for W+jets"
+_SAME_AGAIN = re.compile(r"\b(?:do|make|run) (?:the )?same\b|\bsame again\b|\brepeat (?:that|it|this)\b",
+                         re.IGNORECASE)
+
+
+def _mentions(value: Any, ids: set[str]) -> bool:
+    """Whether ``value`` (an argument, possibly a list or mapping) names one of ``ids``."""
+    if isinstance(value, dict):
+        return any(_mentions(item, ids) for item in value.values())
+    if isinstance(value, list):
+        return any(_mentions(item, ids) for item in value)
+    return isinstance(value, str) and value in ids
 
 
 _OBJECTS = r"(jet|particle|photon|muon|electron|lepton|hit|cell|track|constituent|shower)s?"

@@ -21,7 +21,7 @@ from physagent.agent.claims import (
 )
 from physagent.agent.execution import Run
 from physagent.agent.grounding import Source, mislabelled_numbers, unsupported_numbers
-from physagent.agent.plan import PlanError, Step, check_plan, complete_plan, parse_plan
+from physagent.agent.plan import Plan, PlanError, Step, check_plan, complete_plan, parse_plan
 from physagent.tools import ToolInputError, Workspace, registry
 
 DY = {"process": "drell_yan_mumu", "n_events": 120, "mpi": False, "seed": 2}
@@ -1046,3 +1046,60 @@ def test_a_code_value_written_type_first_is_read_name_first() -> None:
 
     assert values_by_name({"float": "$4.mean"}) == {"mean": "float"}
     assert values_by_name({"sigma_gev": "float", "n": "int"}) == {"sigma_gev": "float", "n": "int"}
+
+
+def test_an_outcome_made_up_in_words_is_overruled_by_the_steps_the_request_orders(workspace: Workspace) -> None:
+    """Follow-up 'Now find anti-kT R = 0.8 jets above 250 GeV in that sample.' answered in words with no plan ('No
+    such jets'): the clustering of the session's sample follows from the request, with its R and pT cut, and runs."""
+    assistant, _ = _assistant([plan([{"tool": "generate_events", "arguments": DY}], "Made {$1.n_events} events."),
+                               answer("No anti-kT R = 0.8 jets above 250 GeV in that sample."),
+                               answer("Clustered the jets.")], workspace)
+    assistant.ask("Generate 120 Drell-Yan events with MPI off, seed 2.")
+    record = assistant.ask("Now find anti-kT R = 0.8 jets above 250 GeV in that sample.")
+    events = next(c for c in workspace.calls() if c.tool == "generate_events").outputs[0]
+    assert [(c["tool"], c["arguments"]) for c in record.tool_calls] == [
+        ("cluster_jets", {"events": events, "radius": 0.8, "pt_min_gev": 250.0})]
+    assert any("answered in words without running anything" in finding for finding in record.findings)
+
+
+def test_draw_that_histogram_again_plots_the_sessions_only_histogram() -> None:
+    """'Draw that same histogram again, this time with a logarithmic y axis' with no plan: a plot of the session's
+    one histogram with log_y; with two histograms in the session, which one is not derivable."""
+    request = "Draw that same histogram again, this time with a logarithmic y axis."
+    session = {"ev-0123456789": "events", "hist-0123456789": "histogram"}
+    derived = complete_plan(Plan([], "", []), request, ["plot", "histogram"], session)
+    assert [(s.tool, s.arguments) for s in derived.steps] == [
+        ("plot", {"histograms": ["hist-0123456789"], "log_y": True})]
+    two = {**session, "hist-abcdef0123": "histogram"}
+    assert complete_plan(Plan([], "", []), request, ["plot", "histogram"], two).steps == []
+
+
+def test_follow_ups_answered_with_no_action_get_the_steps_they_order() -> None:
+    """'Write those events to a ROOT file and call the tree 'zll'' → write_root of the session's one events artifact,
+    tree as written; 'Smear that sample with the linear-collider detector card' → detector_response with ild_like."""
+    session = {"ev-0123456789": "events"}
+    request = "Write those events to a ROOT file and call the tree 'zll'."
+    written = complete_plan(Plan([], "", []), request, ["write_root"], session)
+    assert [(s.tool, s.arguments) for s in written.steps] == [
+        ("write_root", {"source": "ev-0123456789", "tree": "zll"})]
+    smeared = complete_plan(Plan([], "", []), "Smear that sample with the linear-collider detector card.",
+                            ["detector_response"], session)
+    assert [(s.tool, s.arguments) for s in smeared.steps] == [
+        ("detector_response", {"events": "ev-0123456789", "card": "ild_like"})]
+    two = {**session, "jet-0123456789": "jets"}
+    assert complete_plan(Plan([], "", []), "Save the jets to ROOT", ["write_root"], two).steps[0].arguments == {
+        "source": "jet-0123456789"}
+
+
+def test_do_the_same_at_another_energy_replays_the_previous_calls_with_the_new_setting(workspace: Workspace) -> None:
+    """'Do the same at 13 TeV and give me that cross-section' answered in words with a made-up σ: the previous
+    request's generation runs again with sqrt_s_tev=13, everything else as before."""
+    assistant, _ = _assistant([plan([{"tool": "generate_events", "arguments": {**DY, "sqrt_s_tev": 13.6}}],
+                                    "σ = {$1.sigma_pb}."),
+                               answer("The cross-section is 100 pb."),
+                               answer("The cross-section at 13 TeV is {$1.sigma_pb}.")], workspace)
+    assistant.ask("Generate 120 Drell-Yan events at 13.6 TeV with MPI off, seed 2, and tell me the cross-section.")
+    record = assistant.ask("Do the same at 13 TeV and give me that cross-section in pb.")
+    assert [(c["tool"], c["arguments"]) for c in record.tool_calls] == [
+        ("generate_events", {**DY, "sqrt_s_tev": 13.0})]
+    assert record.ok and "100 pb" not in record.answer

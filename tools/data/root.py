@@ -119,7 +119,8 @@ def write_root(
     ],
     tree: Annotated[
         str | None, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Name of the tree in the file; the "
-                          "file is '<tree>.root' (None: 'events'; 'Events' for NanoAOD, 'Delphes' for Delphes).")
+                          "file is '<tree>.root' (None: 'events'; 'Events' for NanoAOD, 'Delphes' for Delphes).",
+                          json_schema_extra={"x-names": ["tree", "ttree", "rntuple"]})
     ] = None,
     format: Annotated[
         RootFormat, Field(description="'ttree' (classic, readable everywhere; numbers and singly-jagged "

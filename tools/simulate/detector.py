@@ -99,7 +99,8 @@ def detector_response(
     card: Annotated[CardName, Field(description="Named detector card: 'generic_lhc' (ATLAS/CMS-like) or "
                                     "'ild_like' (linear-collider detector, finer tracking and cells).",
                                     json_schema_extra={"x-phrases": {"ild": "ild_like",
-                                                                     "linear collider": "ild_like"}})]
+                                                                     "linear collider": "ild_like",
+                                                                     "linear-collider": "ild_like"}})]
     = "generic_lhc",
     overrides: Annotated[
         dict[str, float], AfterValidator(_check_overrides),

@@ -57,8 +57,10 @@ def cluster_jets(
     algorithm: Annotated[
         Literal["antikt", "kt", "cambridge"], Field(description="Clustering algorithm (anti-kT, kT, Cambridge/Aachen).")
     ] = "antikt",
-    radius: Annotated[float, Field(gt=0, le=3.0, description="Jet radius R (0.4 standard, 0.8–1.5 large-R).")] = 0.4,
-    pt_min_gev: Annotated[float, Field(ge=0, description="Minimum jet pT in GeV.")] = 20.0,
+    radius: Annotated[float, Field(gt=0, le=3.0, description="Jet radius R (0.4 standard, 0.8–1.5 large-R).",
+                                   json_schema_extra={"x-names": ["r"]})] = 0.4,
+    pt_min_gev: Annotated[float, Field(ge=0, description="Minimum jet pT in GeV.", json_schema_extra={
+        "x-names": ["jets above", "jets over", "jets with pt above", "jets with pt over", "jets with pt >"]})] = 20.0,
     eta_max: Annotated[float, Field(gt=0, le=10, description="Maximum jet |η|.")] = 2.5,
     n_constituents: Annotated[
         int, Field(ge=0, le=1000, description="Leading constituents kept per jet (0: all).")
