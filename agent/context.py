@@ -12,7 +12,7 @@ r"""Everything the model is shown before its first turn, gathered once per reque
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -92,11 +92,14 @@ class RequestContext:
                          + "\n".join(f"{h.citation} {_excerpt(h.text)}" for h in self.passages))
         return "\n\n".join(parts)
 
-    def without_prompt_echo(self, answer: str, our_messages: list[str] = ()) -> str:  # type: ignore[assignment]
+    def without_prompt_echo(self, answer: str, our_messages: Sequence[str] = (), quotable: Sequence[str] = ()) -> str:
         """The answer without sentences copied from the instructions or from the loop's own messages to the
-        model (a small model sometimes echoes them); '' when nothing else is left."""
+        model (a small model sometimes echoes them); '' when nothing else is left. A sentence of a ``quotable``
+        text (a retrieved passage, which the loop's messages may repeat) is the answer's source, not an echo."""
         ours = " | ".join(_normal(text) for text in [self.prompt_text, *our_messages])
-        kept = [s for s in _SENTENCE.split(answer) if len(s.split()) < 4 or _normal(s) not in ours]
+        sources = " | ".join(_normal(text) for text in quotable)
+        kept = [s for s in _SENTENCE.split(answer)
+                if len(s.split()) < 4 or _normal(s) not in ours or _normal(s) in sources]
         return " ".join(kept).strip()
 
 

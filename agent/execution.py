@@ -431,9 +431,9 @@ class Run:
 
     def finish(self, text: str, unsupported: list[str], mislabelled: list[str]) -> Iterator[AgentEvent]:
         answered_from_text = all(s.tool == "search_knowledge" for s in self.steps.values() if s.ok)
-        if text and not self.record.error and answered_from_text:  # a knowledge answer names its source
-            text = cite_passages(text, self.passages())
-        cleaned = self.context.without_prompt_echo(text, self._our_messages())
+        cleaned = self.context.without_prompt_echo(text, self._our_messages(), [t for _, t in self.passages()])
+        if cleaned and not self.record.error and answered_from_text:  # a knowledge answer names its source
+            cleaned = cite_passages(cleaned, self.passages())  # after the echo check: the prompt lists citations
         if not cleaned:  # the model only repeated what the loop told it
             cleaned = "I could not produce an answer: " + (self.record.plan[-1].get("refused", [""])[0]
                                                            if self.record.plan else "the model only echoed "

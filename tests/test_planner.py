@@ -1103,3 +1103,16 @@ def test_do_the_same_at_another_energy_replays_the_previous_calls_with_the_new_s
     assert [(c["tool"], c["arguments"]) for c in record.tool_calls] == [
         ("generate_events", {**DY, "sqrt_s_tev": 13.0})]
     assert record.ok and "100 pb" not in record.answer
+
+
+def test_a_knowledge_answer_quoting_its_passage_keeps_the_quote_and_gets_the_citation() -> None:
+    """A sentence copied from a retrieved passage is the answer's source, not an echo of the loop's messages (which
+    repeat the search results); the citation is added after the echo check, which would take it for prompt text."""
+    from physagent.agent.context import RequestContext
+
+    passage = ("The hierarchical nature of these structures aligns naturally with hyperbolic space, a "
+               "non-Euclidean geometry that captures hierarchy intrinsically.")
+    context = RequestContext("In which geometry?", [], [], {}, [], [])
+    answer = f"The talk builds them in hyperbolic space. {passage}"
+    assert context.without_prompt_echo(answer, [f"Results: {passage}"], [passage]) == answer
+    assert context.without_prompt_echo(answer, [f"Results: {passage}"]) == "The talk builds them in hyperbolic space."
