@@ -62,8 +62,8 @@ def clean_arguments(arguments: dict[str, Any], parameters: dict[str, Any], messa
     kept = keep_stated_arguments(drop_defaults(arguments, parameters, _user_text(messages)), parameters, messages,
                                  shown)
     kept = drop_unstated_names(kept, parameters, _user_text(messages))  # after ``shown``: examples' names leak
-    filled = without_borrowed_numbers(fill_stated_arguments(kept, parameters, messages, model_wrote=set(arguments)),
-                                      parameters, _user_text(messages))
+    kept = without_borrowed_numbers(kept, parameters, _user_text(messages))  # before filling: what is stated returns
+    filled = fill_stated_arguments(kept, parameters, messages, model_wrote=set(arguments))
     return plain_variants(sized_by_words(filled, arguments, parameters, _user_text(messages)), parameters,
                           _user_text(messages))
 
@@ -368,6 +368,7 @@ def without_borrowed_numbers(arguments: dict[str, Any], parameters: dict[str, An
     for name, value in arguments.items():
         borrowed = (isinstance(value, (int, float)) and not isinstance(value, bool) and not claimed.get(name)
                     and name not in parameters.get("required", []) and written.count(float(value)) == 1
+                    and value not in _phrased_values(properties.get(name, {}), user_text)  # "leading" → index 0
                     and any(value in values for other, values in claimed.items() if other != name))
         if not borrowed:
             kept[name] = value

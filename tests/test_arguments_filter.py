@@ -302,3 +302,15 @@ def test_a_rejected_name_is_mended_to_the_listed_name_sharing_its_words() -> Non
                      "the leading jet")
     assert name_from_offer(error, messages, "stats.tau32.median") == "jets.tau32"
     assert name_from_offer(error, messages) is None
+
+
+def test_a_phrase_stated_index_is_not_taken_for_a_borrowed_number() -> None:
+    """'histogram the leading-jet mass from 0 to 300 GeV': the 0 of the range does not make the leading jet's
+    object_index=0 a borrowed number — 'leading' states it."""
+    from physagent.agent.arguments import clean_arguments
+
+    histogram = registry.get("histogram").parameters_schema()
+    request = _user("cluster R = 1.0 jets above 300 GeV, histogram the leading-jet mass from 0 to 300 GeV in 30 bins")
+    for model in ({"source": "$2", "field": "jets.mass", "object_index": 0}, {"source": "$2", "field": "jets.mass"}):
+        cleaned = clean_arguments(model, histogram, request)
+        assert (cleaned["object_index"], cleaned["range_min"], cleaned["range_max"]) == (0, 0, 300)
