@@ -312,3 +312,7 @@ def test_make_anomaly_dataset_reduces_its_shards_on_the_cluster_to_the_same_data
     monkeypatch.setenv("PHYSAGENT_CLUSTER", "local:2")
     on_dask = call_tool("make_anomaly_dataset", arguments, workspace=workspace, use_cache=False).result
     assert on_dask.dataset.sha256 == forked.dataset.sha256
+    ran = on_dask.dataset.metadata["execution"]
+    assert ran["executor"] == "dask" and ran["cluster"] == "local"
+    assert all(s["worker"].startswith("tcp://") and s["attempts"] == 1 for s in ran["background_shards"])
+    assert forked.dataset.metadata["execution"]["executor"] == "fork pool"

@@ -64,6 +64,9 @@ class DijetSample:
     sigma_pb: float = 0.0
     sigma_err_pb: float = 0.0
     record: dict[str, Any] = field(default_factory=dict)
+    # where each shard ran (worker, attempts): provenance for the artifact's record, kept out of ``record`` (the
+    # card) so the dataset's files are the same on the fork pool and on a Dask cluster
+    shards_ran: list[dict[str, Any]] = field(default_factory=list)
 
 
 def pair_features(p4: np.ndarray, mass: np.ndarray, tau21: np.ndarray) -> Table:
@@ -147,6 +150,8 @@ def generate_dijets(
         sigma_pb=sum(s.sigma_pb * s.n_accepted for s in shards) / n_generated,
         sigma_err_pb=math.sqrt(sum((s.sigma_err_pb * s.n_accepted) ** 2 for s in shards)) / n_generated,
         record=record,
+        shards_ran=[{"index": s.index, "pythia_seed": seed, "worker": s.worker, "attempts": s.attempts,
+                     "kept": s.kept} for s, (_, seed) in zip(shards, plan, strict=True)],
     )
 
 

@@ -83,8 +83,10 @@ class SearchData:
 
 def write_search_data(
     ctx: ToolContext, tables: dict[str, Table], card: dict[str, Any], summary: str,
+    execution: dict[str, Any] | None = None,
 ) -> Artifact:
-    """Write ``tables`` (keys ``data``, ``reference``, ``test``) and ``card`` as an ``anomaly_dataset``."""
+    """Write ``tables`` (keys ``data``, ``reference``, ``test``) and ``card`` as an ``anomaly_dataset``;
+    ``execution`` (where the generation ran) goes into the artifact's record only, not into ``card.json``."""
     import awkward as ak
 
     from physagent.tools._io import write_json, write_parquet
@@ -94,7 +96,7 @@ def write_search_data(
         table = tables[key]
         write_parquet(ak.zip({c: np.asarray(v) for c, v in table.items()}, depth_limit=1), pending.directory / name)
     write_json(card, pending.directory / "card.json")
-    return pending.finish(_FILES["data"], summary, card)
+    return pending.finish(_FILES["data"], summary, card | ({"execution": execution} if execution else {}))
 
 
 def read_search_data(ctx: ToolContext, artifact_id: str, param: str = "dataset") -> SearchData:

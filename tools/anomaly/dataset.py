@@ -27,6 +27,7 @@ import numpy as np
 from pydantic import Field
 
 from physagent.tools._artifacts import ARTIFACT_ID_PATTERN, Accepts, Artifact
+from physagent.tools._cluster import executor_record
 from physagent.tools._context import ToolContext
 from physagent.tools._errors import ToolInputError
 from physagent.tools._registry import ToolResult, tool
@@ -136,7 +137,7 @@ def make_anomaly_dataset(
             **windows.as_dict(), "s_over_b": s_over_b, "seed": seed,
             "counts": _counts(tables, background, signal, pools), "units": {"masses": "GeV", "momenta": "GeV"}}
     notes = _notes(windows, masses, pt_min_gev, card, tables, features_table, pt_hat_min_gev)
-    return _result(ctx, tables, card, windows, notes)
+    return _result(ctx, tables, card, windows, notes, _execution(background, signal))
 
 
 # --- checks -------------------------------------------------------------------------------
@@ -356,8 +357,15 @@ def _notes(windows: Windows, masses: tuple[float, float, float], pt_min: float, 
     return notes
 
 
+def _execution(background: DijetSample, signal: DijetSample) -> dict[str, Any] | None:
+    """Where the generation's shards ran (fork pool or Dask workers, attempts), or None for an imported table."""
+    if not background.shards_ran and not signal.shards_ran:
+        return None
+    return executor_record() | {"background_shards": background.shards_ran, "signal_shards": signal.shards_ran}
+
+
 def _result(ctx: ToolContext, tables: dict[str, Table], card: dict[str, Any], windows: Windows,
-            notes: list[str]) -> AnomalyDataset:
+            notes: list[str], execution: dict[str, Any] | None = None) -> AnomalyDataset:
     counts = card["counts"]
     data, label = tables["data"], tables["data"][TRUTH]
     in_sr = windows.in_signal_region(data[MASS])
@@ -367,7 +375,7 @@ def _result(ctx: ToolContext, tables: dict[str, Table], card: dict[str, Any], wi
                f"(S/B = {n_s / max(n_b, 1):.2g}; in SR {s_sr}/{b_sr}), SR {windows.signal_region_gev[0]:g}-"
                f"{windows.signal_region_gev[1]:g} GeV, sidebands {windows.sidebands_gev[0]:g}-"
                f"{windows.sidebands_gev[1]:g} GeV")
-    artifact = write_search_data(ctx, tables, card, summary)
+    artifact = write_search_data(ctx, tables, card, summary, execution)
     generated = card["source"] == "pythia"
     return AnomalyDataset(
         dataset=artifact, source=card["source"], n_data=n_s + n_b, n_signal_injected=n_s, n_background_data=n_b,
