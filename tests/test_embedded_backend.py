@@ -299,6 +299,10 @@ def test_a_reply_looping_until_the_token_limit_is_asked_again_under_the_dry_samp
     turn = backend.complete([{"role": "user", "content": "cluster"}], [_tool("cluster_jets")])
     assert turn.tool_calls[0].arguments == {"events": "ev-0123456789"}
     assert "dry_multiplier" not in server.requests[0] and server.requests[1]["dry_multiplier"] > 0
+    counting = _response('{"tool":"cluster_jets","arguments":{"pt_min_gev":0' +
+                         "".join(f"00{n}0" for n in range(200, 260)), "length")
+    backend._server = _FakeServer(replies=[counting])
+    assert backend.complete([{"role": "user", "content": "cluster"}], [_tool("cluster_jets")]).tool_calls
 
 
 def test_context_overflow_is_a_backend_error_suggesting_a_larger_context() -> None:

@@ -354,10 +354,17 @@ class LoopedReplyError(BackendError):
 _LOOP = re.compile(r"(.{1,12}?)\1{11,}$", re.DOTALL)  # one to twelve characters, at least 12 times, at the end
 
 
+_ENDLESS_NUMBER = re.compile(r"[-+]?[\d.]{40,}$")  # no argument has 40 digits: "00203000204000205…" counts up
+
+
 def _looped_on(content: str) -> str:
-    """What a reply cut off at the token limit repeats at its end ('0', ' the same'), or ''."""
+    """What a reply cut off at the token limit repeats at its end ('0', ' the same', a number that never ends),
+    or ''."""
     match = _LOOP.search(content[-400:])
-    return match.group(1) if match else ""
+    if match:
+        return match.group(1)
+    endless = _ENDLESS_NUMBER.search(content[-400:])
+    return f"{endless.group(0)[:12]}… (a number without end)" if endless else ""
 
 
 def _unconstrained_object(content: str) -> dict[str, Any] | None:
