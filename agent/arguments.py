@@ -58,14 +58,13 @@ _PERCENT = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*(?:%|percent)", re.IGNORECAS
 def clean_arguments(arguments: dict[str, Any], parameters: dict[str, Any], messages: list[dict[str, Any]],
                     shown: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     """What the user stated, not what a small model imagined: drop the unstated, fill the stated."""
+    user_text = _user_text(messages)
     arguments = mend_paths(known_names(arguments, parameters), messages)
-    kept = keep_stated_arguments(drop_defaults(arguments, parameters, _user_text(messages)), parameters, messages,
-                                 shown)
-    kept = drop_unstated_names(kept, parameters, _user_text(messages))  # after ``shown``: examples' names leak
-    kept = without_borrowed_numbers(kept, parameters, _user_text(messages))  # before filling: what is stated returns
+    kept = keep_stated_arguments(drop_defaults(arguments, parameters, user_text), parameters, messages, shown)
+    kept = drop_unstated_names(kept, parameters, user_text)  # after ``shown``: examples' names leak
+    kept = without_borrowed_numbers(kept, parameters, user_text)  # before filling: what is stated returns
     filled = fill_stated_arguments(kept, parameters, messages, model_wrote=set(arguments))
-    return plain_variants(sized_by_words(filled, arguments, parameters, _user_text(messages)), parameters,
-                          _user_text(messages))
+    return plain_variants(sized_by_words(filled, arguments, parameters, user_text), parameters, user_text)
 
 
 def plain_variants(arguments: dict[str, Any], parameters: dict[str, Any], user_text: str) -> dict[str, Any]:
