@@ -37,7 +37,7 @@ from typing import Any
 from physagent.agent.grounding import numbers_in
 
 __all__ = [
-    "clean_arguments", "drop_defaults", "drop_unstated_names", "fill_stated_arguments", "is_stated",
+    "clean_arguments", "drop_defaults", "drop_unstated_names", "fill_stated_arguments", "is_choice", "is_stated",
     "keep_stated_arguments", "known_names", "name_from_offer", "plain_variants", "sized_by_words", "spread_windows",
     "stated_settings", "value_words_stated", "without_borrowed_numbers",
 ]
@@ -247,15 +247,36 @@ def value_words_stated(value: Any, messages: list[dict[str, Any]]) -> bool:
                else isinstance(leaf, str) and len(leaf) >= 2 and _said(leaf, user_text) for leaf in leaves)
 
 
+_SIGN_WORD = re.compile(r"\b(?:minus|negative)\s+(?=\d)", re.IGNORECASE)  # "minus 20 events" states -20
+_ZERO = re.compile(r"\bzero\b(?!-)", re.IGNORECASE)  # "a radius of exactly zero" (not "zero-bias")
+_SMALL = {"a single": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+          "nine": 9, "ten": 10, "twelve": 12, "twenty": 20}
+# "for a single epoch", "two epochs": a count before a noun (not "one of them", "the one with MPI off")
+_SMALL_COUNT = re.compile(rf"\b({'|'.join(_SMALL)})\s+(?!(?:of|with|that|which|another|by|more|or|and|in|at|to|"
+                          r"for|is|are|was|the|a|an)\b)(?=[a-z])", re.IGNORECASE)
+_SCALE_WORD = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s+(thousand|million|billion)\b", re.IGNORECASE)
+_SCALES = {"thousand": 10**3, "million": 10**6, "billion": 10**9}
+
+
 def _user_text(messages: list[dict[str, Any]], lower: bool = True) -> str:
-    text = " ".join(str(m.get("content", "")) for m in messages if m.get("role") == "user")
+    text = _signed(" ".join(str(m.get("content", "")) for m in messages if m.get("role") == "user"))
     return text.lower() if lower else text
+
+
+def _signed(text: str) -> str:
+    """``text`` with a sign, a scale, zero or a small count written as a word in digits: "minus 20" → "-20", "200
+    million" → "200000000", "zero" → "0", "a single epoch" → "1 epoch" (the user's number goes to the tool, which
+    refuses what it cannot do)."""
+    scaled = _SCALE_WORD.sub(lambda m: f"{float(m[1]) * _SCALES[m[2].lower()]:.0f}", text)
+    counted = _SMALL_COUNT.sub(lambda m: f"{_SMALL[m[1].lower()]} ", scaled)
+    return _SIGN_WORD.sub("-", _ZERO.sub("0", counted))
 
 
 def _stated_numbers(messages: list[dict[str, Any]]) -> list[float]:
     """Numbers of the conversation (earlier answers and their artifact summaries included), with
     the scalings people write: 2 TeV = 2000 GeV, 5k = 5000, 30% = 0.3."""
-    text = " ".join(str(m.get("content", "")) for m in messages if m.get("role") in {"user", "tool", "assistant"})
+    text = _signed(" ".join(str(m.get("content", "")) for m in messages
+                            if m.get("role") in {"user", "tool", "assistant"}))
     plain = numbers_in(text)
     scaled = [float(n) * {"k": 1e3, "m": 1e6}[s.lower()] for n, s in _SCALED.findall(text)]
     tev = [float(n) * 1000 for n in _TEV.findall(text)]
@@ -298,6 +319,11 @@ def _phrase_names(schema: dict[str, Any], value: Any, user_text: str) -> bool:
 
 def _said(phrase: str, user_text: str) -> bool:
     return re.search(rf"(?<![\w]){re.escape(phrase.lower())}(?![\w])", user_text) is not None
+
+
+def is_choice(schema: dict[str, Any]) -> bool:
+    """Whether the parameter takes one of listed values (an enum, possibly optional)."""
+    return "enum" in _enum_schema(schema)
 
 
 def _enum_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -348,7 +374,7 @@ def _named_values(name: str, schema: dict[str, Any], parameters: dict[str, Any],
             or _named_string(schema, user_text, raw_text)
             or _bound_number(name, schema, user_text)
             or _unit_number(name, schema, parameters, user_text) or _axis_range(name, user_text)
-            or _quantity_range(name, schema, user_text))
+            or _quantity_range(name, schema, user_text) or _entry_window(name, user_text))
 
 
 def without_borrowed_numbers(arguments: dict[str, Any], parameters: dict[str, Any], user_text: str) -> dict[str, Any]:
@@ -394,9 +420,11 @@ def _named_number(name: str, schema: dict[str, Any], user_text: str) -> list[Any
     stems = [w for w in parts if w not in _UNIT_WORDS]
     if len(stems) != 1 or {"min", "max"} & set(parts) or not types & {"integer", "number"}:
         return []
-    stem = re.escape(stems[0])
+    word = stems[0]
+    stem = re.escape(word[:-1]) + "s?" if word.endswith("s") and len(word) > 3 else re.escape(word)  # "1 epoch"
     number = r"([-+]?\d[\d,]*(?:\.\d+)?)\s*([km])?"
-    found = re.findall(rf"\b{stem}\s*(?:=|:|of|is)?\s*{number}(?![\w.])", user_text)
+    found = re.findall(rf"\b{stem}(?:\s+(?:parameter|value|size))?\s*(?:=|:|of|is|to)?\s*"
+                       rf"(?:(?:exactly|precisely|just)\s+)?{number}(?!\w|\.\d)", user_text)
     between = r"(?:(?!(?:gev|tev|mev|mm|pb|fb|%)\b)[a-z][\w-]*\s+){0,2}"  # "-5 ttbar events", not "400 GeV events"
     found += re.findall(rf"(?<![\w.]){number}\s+{between}{stem}\b", user_text)
     values = {float(digits.replace(",", "")) * {"k": 1e3, "m": 1e6}.get(suffix, 1) for digits, suffix in found}
@@ -435,7 +463,7 @@ def _aliased_number(schema: dict[str, Any], user_text: str) -> list[Any]:
     found = []
     for alias in schema.get("x-names", []):
         name = re.escape(alias.lower())
-        found += re.findall(rf"(?<![\w/]){name}\s*(?:=|:|of|is|at)?\s*{number}(?![\w.])", user_text)
+        found += re.findall(rf"(?<![\w/]){name}\s*(?:=|:|of|is|at)?\s*{number}(?!\w|\.\d)", user_text)
         if re.search(r"(?:above|over|below|under|[<>])$", alias):
             continue  # "jets above" takes the number after it; "1.0 jets above 300" is R, not the cut
         found += re.findall(rf"(?<![\w.])([-+]?\d[\d,]*(?:\.\d+)?)\s*([km])?\s+"
@@ -565,6 +593,22 @@ def _axis_range(name: str, user_text: str) -> list[Any]:
         return []
     low, high = spans.pop()
     return [low if name == "range_min" else high]
+
+
+_ENTRIES = re.compile(r"\b(?:entries|entry|events|rows)\s+(\d+)\s*(?:to|through|thru|until|-|–)\s*(\d+)\b|"
+                      r"\bfirst\s+(\d+)\s+(?:entries|events|rows)\b")
+
+
+def _entry_window(name: str, user_text: str) -> list[Any]:
+    """``entry_start``/``entry_stop`` from the entries a person counts inclusively: "entries 100 to 199" → 100 and
+    200 (the stop is exclusive), "the first 50 events" → 0 and 50."""
+    if name not in ("entry_start", "entry_stop"):
+        return []
+    windows = {(int(a), int(b) + 1) if a else (0, int(n)) for a, b, n in _ENTRIES.findall(user_text)}
+    if len(windows) != 1:
+        return []
+    start, stop = windows.pop()
+    return [start if name == "entry_start" else stop]
 
 
 def _quantity_range(name: str, schema: dict[str, Any], user_text: str) -> list[Any]:

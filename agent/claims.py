@@ -26,10 +26,25 @@ from typing import Any
 from pydantic import BaseModel
 
 __all__ = [
-    "RENDERED_MARK", "Placeholder", "Rendered", "field_meant", "find_placeholders", "format_value",
-    "is_single_value", "mend_fields", "mislabelled", "missing_quantities", "quantity_before",
-    "quantity_of_field", "render", "resolve_path", "result_field_type", "unit_of", "value_fields",
+    "RENDERED_MARK",
+    "Placeholder",
+    "Rendered",
+    "field_meant",
+    "find_placeholders",
+    "format_value",
+    "is_single_value",
+    "mend_fields",
+    "mislabelled",
+    "missing_quantities",
+    "quantity_before",
+    "quantity_of_field",
+    "render",
+    "resolve_path",
+    "result_field_type",
+    "unit_of",
+    "value_fields",
     "without_sentences",
+    "without_unrenderable",
 ]
 
 _PLACEHOLDER = re.compile(r"\{\s*(?:\$(\d+)|([a-z]{2,5}-[0-9a-f]{10}))\s*[.:]\s*([A-Za-z_][\w.\-\[\]]*)\s*\}")
@@ -104,10 +119,32 @@ def find_placeholders(text: str) -> list[Placeholder]:
 
 def field_meant(path: str, fields: Iterable[str]) -> str | None:
     """The one field whose name holds every word of ``path`` (``mean_mass_gev`` → ``leading_jet_mean_mass_gev``),
-    or None when none or several do: a small model shortens long field names, and only a unique match is safe."""
-    words = set(re.split(r"[._]", path.lower()))
-    found = [f for f in dict.fromkeys(fields) if words <= set(re.split(r"[._]", f.lower()))]
+    or None when none or several do: a small model shortens long field names, and only a unique match is safe.
+    First, the one field ending in the path's tail: a small model puts a count under the wrong group.
+
+    >>> field_meant("stats.jets.mean", ["stats.jets.pt.mean", "multiplicities.jets.mean"])
+    'multiplicities.jets.mean'
+    >>> field_meant("stats.jets_mass_gev.mean", ["n_jets", "leading_jet_mean_mass_gev", "leading_jet_mean_pt_gev"])
+    'leading_jet_mean_mass_gev'
+    """
+    fields = list(dict.fromkeys(fields))
+    if path.count(".") >= 2:  # the right tail in the wrong group: stats.jets.mean → multiplicities.jets.mean
+        tail = "." + path.split(".", 1)[1].lower()
+        in_other_group = [f for f in fields if f.lower().endswith(tail)]
+        if len(in_other_group) == 1:
+            return in_other_group[0]
+    words = _name_words(path) - _GROUP_WORDS
+    found = [f for f in fields if words and words <= _name_words(f)]
     return found[0] if len(found) == 1 else None
+
+
+_GROUP_WORDS = frozenset({"stat", "statistic", "value", "result"})  # containers a model invents (singular)
+
+
+def _name_words(name: str) -> set[str]:
+    """The words of a field name, singular: ``stats.jets_mass_gev.mean`` → {stats, jet, mass, gev, mean}."""
+    return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
+            for w in re.split(r"[._]", name.lower()) if w}
 
 
 def mend_fields(template: str, fields_of: Callable[[Placeholder], Iterable[str] | None]
@@ -395,3 +432,21 @@ def without_sentences(template: str, placeholders: list[Placeholder]) -> str:
     pieces = [*_SENTENCE_END.split(template.strip()), ""]  # sentence, separator, sentence, ..., ""
     kept = [s + gap for s, gap in zip(pieces[::2], pieces[1::2], strict=True) if not any(t in s for t in texts)]
     return "".join(kept).strip()
+
+
+_UNRENDERABLE = re.compile(r"\{\s*\$\d+[^{}]*\}")  # "{$2.n_jets / $1.n_events}": arithmetic no result holds
+
+
+def without_unrenderable(text: str) -> tuple[str, list[str]]:
+    """``text`` without the sentences holding a placeholder no renderer reads (an expression of placeholders), and
+    those placeholders: shown raw they would read as an answer.
+
+    >>> without_unrenderable("Made 300 events. Jets per event: {$2.n_jets / $1.n_events}.")
+    ('Made 300 events.', ['{$2.n_jets / $1.n_events}'])
+    """
+    found = _UNRENDERABLE.findall(text)
+    if not found:
+        return text, []
+    pieces = [*_SENTENCE_END.split(text.strip()), ""]
+    kept = [s + gap for s, gap in zip(pieces[::2], pieces[1::2], strict=True) if not _UNRENDERABLE.search(s)]
+    return "".join(kept).strip(), found

@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from physagent.agent.agent_tools import WRITE_CODE
+from physagent.agent.agent_tools import WRITE_CODE, is_known, spec
+from physagent.agent.arguments import is_stated
 from physagent.agent.examples import WorkedExample, default_bank
 from physagent.agent.grounding import Source, numbers_in, sources_in
 from physagent.agent.plan import asked_actions
@@ -38,7 +39,7 @@ _QUESTION = re.compile(r"^\s*(which|what|who|whom|whose|when|where|how|why|does|
 _PASSAGE_CHARS = 420
 _MAX_TOOLS = 7
 _ORDERED_ALWAYS = frozenset({"plot", "histogram", "cluster_jets", "detector_response", "merge_samples", "write_root",
-                             "export_histograms", "write_hepmc", "export_session"})
+                             "export_histograms", "write_hepmc", "export_session", "summarize"})
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -57,16 +58,20 @@ class RequestContext:
 
     def example_values(self, tool: str) -> dict[str, list[Any]]:
         """Values the shown examples *derive* for each parameter of ``tool`` ("boosted" → a p̂T cut of 400):
-        a model copying one of those derives it too. A number the example's request wrote is not one of them:
-        copied into another request it would be invented."""
+        a model copying one of those derives it too. A value the example's request states (a number it wrote,
+        "without hadronisation") is not one of them: copied into another request it would be invented."""
         values: dict[str, list[Any]] = {}
+        parameters = spec(tool).parameters_schema() if is_known(tool) else {}
         for example in self.examples:
             written = set(numbers_in(example.request))
+            request = [{"role": "user", "content": example.request}]
             for step in example.steps:
                 if step["tool"] != tool:
                     continue
                 for name, value in step.get("arguments", {}).items():
-                    if not (isinstance(value, (int, float)) and value in written):  # derived, not copied
+                    copied = ((isinstance(value, (int, float)) and value in written)
+                              or (parameters and is_stated(name, value, parameters, request)))
+                    if not copied:  # derived, not copied: "without hadronisation" derives nothing
                         values.setdefault(name, []).append(value)
         return values
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from physagent.agent.agent_tools import WRITE_CODE, is_known, run_write_code, spec
 from physagent.agent.arguments import (
     clean_arguments,
+    is_choice,
     is_stated,
     name_from_offer,
     stated_settings,
@@ -39,8 +40,17 @@ from physagent.agent.claims import (
     unit_of,
     value_fields,
     without_sentences,
+    without_unrenderable,
 )
-from physagent.agent.events import AgentEvent, AnswerEvent, ArtifactEvent, ErrorEvent, ToolCallEvent, ToolResultEvent
+from physagent.agent.events import (
+    AgentEvent,
+    AnswerEvent,
+    ArtifactEvent,
+    ErrorEvent,
+    PlanEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+)
 from physagent.agent.grounding import (
     Source,
     cite_passages,
@@ -84,6 +94,18 @@ class StepOutcome:
     def ends_run(self) -> bool:
         """Whether no replan can help: the user's own value was refused, or the software is missing."""
         return self.refused_stated is not None or self.missing_software
+
+
+def _user_gave(name: str, value: Any, parameters: dict[str, Any], messages: list[dict[str, Any]]) -> bool:
+    """Whether the user gave this value: the parameter named and, for a list or free string, the value's own words
+    too ("of the tree" does not give ``tree='nominal'``); a choice by its stem ("invisibly"). Required arguments
+    count as given: a call cannot go without them."""
+    if name in parameters.get("required", []):
+        return True
+    stated = is_stated(name, value, parameters, messages, strict=True)
+    if stated and isinstance(value, (list, dict, str)) and not is_choice(parameters["properties"].get(name, {})):
+        stated = value_words_stated(value, messages)
+    return stated
 
 
 class Run:
@@ -163,10 +185,7 @@ class Run:
         parameters = spec(tool).parameters_schema()
         if rejected.param in parameters.get("required", []):
             return None  # required arguments always count as stated: no evidence the user chose this value
-        stated = is_stated(rejected.param, value, parameters, self.context.messages, strict=True)
-        if stated and isinstance(value, (list, dict, str)):  # the parameter named, and the value's own words too
-            stated = value_words_stated(value, self.context.messages)
-        return rejected.param if stated else None
+        return rejected.param if _user_gave(rejected.param, value, parameters, self.context.messages) else None
 
     def _call_with_retry(self, tool: str, arguments: dict[str, Any]
                          ) -> tuple[CallOutcome | None, str, dict[str, Any], ToolError | None]:
@@ -198,7 +217,7 @@ class Run:
             return ({**arguments, param: mended},
                     f"(retried with {param}={mended!r}, the one available name the request writes) ")
         choice = isinstance(value, (str, bool, list))
-        if choice and not is_stated(param, value, parameters, self.context.messages, strict=True):
+        if choice and not _user_gave(param, value, parameters, self.context.messages):
             return ({k: v for k, v in arguments.items() if k != param},
                     f"(retried without {param}={value!r}, which nobody asked for) ")
         return None
@@ -431,6 +450,9 @@ class Run:
 
     def finish(self, text: str, unsupported: list[str], mislabelled: list[str]) -> Iterator[AgentEvent]:
         answered_from_text = all(s.tool == "search_knowledge" for s in self.steps.values() if s.ok)
+        text, raw = without_unrenderable(text)
+        if raw:
+            self.record.findings.append("dropped sentences with placeholders no result holds: " + ", ".join(raw))
         cleaned = self.context.without_prompt_echo(text, self._our_messages(), [t for _, t in self.passages()])
         if cleaned and not self.record.error and answered_from_text:  # a knowledge answer names its source
             cleaned = cite_passages(cleaned, self.passages())  # after the echo check: the prompt lists citations
@@ -468,6 +490,13 @@ class Run:
         asked = [i for i, m in enumerate(messages) if m.get("role") == "user" and m.get("content") == self.request]
         later = messages[asked[0] + 1:] if asked else []
         return self.feedback + [str(m.get("content") or "") for m in later if m.get("role") == "user"]
+
+    def beyond_reach(self, reason: str) -> Iterator[AgentEvent]:
+        """A request for an ability no tool has (:mod:`~physagent.agent.abilities`): the reason and what would work,
+        with no model turn (a small model plans the nearest tool instead)."""
+        yield self.emit(PlanEvent(session=self.a.session, step=0, request=self.request, tools=[]))
+        self.record.findings.append("the request asks for an ability no tool has; answered without a model turn")
+        yield from self.finish(reason, [], [])
 
     def stop(self, reason: str) -> Iterator[AgentEvent]:
         yield self.emit(ErrorEvent(session=self.a.session, step=self.turns, message=reason))

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any, Literal
 
+from physagent.agent.abilities import missing_ability
 from physagent.agent.agent_tools import spec
 from physagent.agent.backends import BackendError, ChatBackend, ToolCallRequest
 from physagent.agent.backends.scripted import ScriptExhaustedError
@@ -103,8 +104,9 @@ class Assistant:
         context = gather_context(self, request)
         run: Run = PlanRun(self, request, context) if self.mode == "plan" else StepRun(self, request, context)
         run.record.mode = self.mode
+        beyond_reach = missing_ability(request)
         try:
-            yield from run.events()
+            yield from run.beyond_reach(beyond_reach) if beyond_reach else run.events()
         finally:
             self.records.append(run.record)
             self.history += run.memory()

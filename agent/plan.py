@@ -26,12 +26,14 @@ from pydantic import BaseModel
 from physagent.agent.agent_tools import is_known, spec
 from physagent.agent.arguments import fill_stated_arguments
 from physagent.agent.claims import Placeholder, find_placeholders, is_single_value, result_field_type
+from physagent.agent.cuts import multiplicity_asked, selection_from_words
 from physagent.agent.prompting import inline_refs
 from physagent.tools import ARTIFACT_ID_PATTERN, Artifact, ToolInputError, ToolSpec
 
 __all__ = [
     "DATA_MAKERS", "PLAN_TOOL", "Plan", "PlanError", "Step", "artifact_fields", "asked_actions", "check_plan",
     "complete_plan", "missing_actions", "parse_plan", "plan_schema", "resolve_arguments", "step_reference",
+    "with_derived_steps",
 ]
 
 PLAN_TOOL = "submit_plan"
@@ -269,13 +271,17 @@ _ACTIONS = {
     "cluster_jets": re.compile(_LEAD + rf"(?:(?:re)?cluster|(?:find|build|reconstruct)\b{_CLAUSE}\bjets)\b",
                                re.IGNORECASE),
     "histogram": re.compile(_LEAD + r"histogram\b", re.IGNORECASE),
-    "export_session": re.compile(_LEAD + r"export\b.*\b(script|session|what we did)\b", re.IGNORECASE),
+    "export_session": re.compile(_LEAD + r"export\b.*\b(script|session|what we did)\b|"
+                                 r"\bscript\b[^.]*\b(?:recreat|reproduc|replay|redo|rerun)\w*|"
+                                 r"\b(?:recreat|reproduc|replay)\w*\b[^.]*\b(?:session|conversation|everything we)",
+                                 re.IGNORECASE),
     "train_tagger": re.compile(_LEAD + r"train\b(?![^.]*\b(?:generator|surrogate|generative|flow|caloflow|"
                                           r"point[- ]?cloud|diffusion|autoencoder|anomal\w*|cathode|cwola|"
                                           r"sidebands?|signal region|npe|nle|nre|sbi|posteriors?|likelihoods?|"
                                           r"inference|priors?)\b)", re.IGNORECASE),
     "evaluate_tagger": re.compile(_LEAD + r"(?:evaluate|compare)\b[^.]*\b(?:tagger|model|classifier)s?\b|"
-                                  r"\broc\b", re.IGNORECASE),
+                                  r"\broc\b|\bevaluate (?:it|them)\b[^.]*\b(?:auc|split|rejection|accuracy)",
+                                  re.IGNORECASE),
     "train_generator": re.compile(_LEAD + r"train\b[^.]*\b(?:generator|surrogate|generative|flow|caloflow|"
                                   r"point[- ]?cloud|diffusion)\b", re.IGNORECASE),
     "compare_samples": re.compile(
@@ -304,7 +310,8 @@ _DOING = {"plot": "plot", "cluster_jets": "cluster jets", "histogram": "histogra
           "compare_samples": "compare two samples", "bump_hunt": "fit the m_jj spectrum (bump hunt)",
           "export_fpga": "export the model to FPGA firmware", "write_hepmc": "write a HepMC3 file",
           "export_histograms": "write the histograms to a ROOT file", "merge_samples": "merge the samples",
-          "detector_response": "simulate the detector response", "write_code": "compute it with code"}
+          "detector_response": "simulate the detector response", "write_code": "compute it with code",
+          "summarize": "count the events passing a selection"}
 # the order added steps run in: jets of the detector-level events, a histogram of the merged sample, a plot of
 # the histogram, the export last
 _PIPELINE = ("detector_response", "cluster_jets", "merge_samples", "histogram", "plot")
@@ -333,6 +340,17 @@ def complete_plan(plan: Plan, request: str, offered: list[str], artifacts: Mappi
     added step takes the settings the user wrote (``messages``, default: the request): "in CMS style",
     "as an RNTuple". A small model often drops the last verb of a long request; the added step is named
     in the notes. The plan comes back unchanged when nothing is missing or the completed plan would not check."""
+    completed = with_derived_steps(plan, request, offered, artifacts, messages)
+    try:
+        check_plan(completed, offered, artifacts)
+    except PlanError:
+        return plan
+    return completed
+
+
+def with_derived_steps(plan: Plan, request: str, offered: list[str], artifacts: Mapping[str, str],
+                       messages: list[dict[str, Any]] | None = None) -> Plan:
+    """:func:`complete_plan` before the check: the caller may want to know why a derived step would not run."""
     messages = messages or [{"role": "user", "content": request}]
     missing = [tool for tool in asked_actions(request, offered, artifacts)
                if tool not in {step.tool for step in plan.steps}]
@@ -342,22 +360,34 @@ def complete_plan(plan: Plan, request: str, offered: list[str], artifacts: Mappi
         parameters = spec(tool).parameters_schema()
         if arguments is not None:
             arguments = fill_stated_arguments(arguments, parameters, messages, model_wrote=set())
+            if tool == "summarize":
+                arguments.pop("object_index", None)  # "leading" is in the selection already ([0])
             if set(parameters.get("required", [])) <= set(arguments):  # "histogram it": which field is not said
                 steps.append(Step(max((s.number for s in steps), default=0) + 1, tool, arguments))
     if len(steps) == len(plan.steps) or len(steps) > MAX_STEPS:
         return plan
     added_tools = {s.tool for s in steps[len(plan.steps):]}  # tools no step of the plan called
-    answer = plan.answer
+    # the model's answer quotes what it planned instead of the code (an η histogram's mean): written after the results
+    answer = "" if "write_code" in added_tools else _with_count(plan.answer, steps[len(plan.steps):], request)
     for step in [s for s in steps[len(plan.steps):] if s.tool in _IN_PLACE]:
         steps, answer = _moved_into_pipeline(steps, answer, step)
     added = [f"step {s.number} ({s.tool}) added: the request asks to {_DOING[s.tool]}" for s in steps
              if s.tool in added_tools]
-    completed = Plan(steps, answer, [*plan.notes, *added])
-    try:
-        check_plan(completed, offered, artifacts)
-    except PlanError:
-        return plan
-    return completed
+    return Plan(steps, answer, [*plan.notes, *added])
+
+
+def _with_count(answer: str, added: list[Step], request: str) -> str:
+    """The answer with the count of an added ``summarize`` step: a small model's sentence quotes something else."""
+    for step in added:
+        if step.tool != "summarize" or f"{{${step.number}." in answer:
+            continue
+        if "selection" in step.arguments:
+            answer += (f" {{${step.number}.n_events_passing}} of {{${step.number}.n_events}} events pass "
+                       f"{step.arguments['selection']}.")
+        else:
+            collection = multiplicity_asked(request)
+            answer += f" Mean number of {collection} per event: {{${step.number}.multiplicities.{collection}.mean}}."
+    return answer.strip()
 
 
 # added steps that turn data into data of the same kind (truth events → detector-level events): they go right after
@@ -443,10 +473,59 @@ def _derived_arguments(tool: str, steps: list[Step], artifacts: Mapping[str, str
     if tool == "write_root":
         data = [s for s in steps if s.tool in DATA_MAKERS]
         return {"source": f"${data[-1].number}"} if data else _session_data(made, request)
+    if tool == "summarize":
+        return _selection_to_count(made, request)
+    if tool == "write_code":
+        return _code_to_write(made, request)
     derive = {"compare_samples": lambda: _samples_to_compare(steps, request), "export_session": dict,
               "export_fpga": lambda: _model_to_export(steps, made, request),
               "export_histograms": lambda: _histograms_to_export(steps, artifacts, request)}.get(tool)
     return derive() if derive else None
+
+
+def _code_to_write(made: dict[str, str], request: str) -> dict[str, Any] | None:
+    """``write_code`` of the latest data for code the request asks for by name ("then with a short Python script
+    take the two hardest muons … and report their average"): the task is what the request asks of the code
+    (:func:`_code_task`), the value named by the statistic asked for."""
+    data = next((made[kind] for kind in ("jets", "events", "table") if kind in made), None)
+    asked = _ACTIONS["write_code"].search(request)
+    if data is None or asked is None:
+        return None
+    task = _code_task(request, asked.start())
+    statistic = next((name for word, name in _CODE_VALUES if re.search(rf"\b{word}", request, re.IGNORECASE)),
+                     "result")
+    return {"task": task, "inputs": [data], "values": {statistic: "float"}}
+
+
+def _code_task(request: str, asked_at: int) -> str:
+    """The sentence asking for code, from after the clause that makes the data ("Generate 300 … events with MPI off,
+    fill m-hat … into 20 bins and fit a Gaussian to them in Python; give me σ" → "fill m-hat … give me σ"): the code
+    reads the data, it does not make it."""
+    start = max((m.end() for m in re.finditer(r"[.!?]\s+", request[:asked_at])), default=0)
+    made = list(_MAKES_DATA.finditer(request, start, asked_at))
+    if made:
+        start = next((m.end() for m in _CLAUSE_END.finditer(request, made[-1].end(), asked_at)), start)
+    return re.sub(r"^(?:and|then)\s+", "", request[start:].strip(" ,;:"), flags=re.IGNORECASE)[:1000]
+
+
+_MAKES_DATA = re.compile(r"\b(?:generate|make|produce|simulate|create)\b[^,;.]*?\bevents?\b", re.IGNORECASE)
+_CLAUSE_END = re.compile(r",\s*|;\s*|(?<!\d)\s+and\s+|\s+then\s+", re.IGNORECASE)
+# the value a derived code step prints, by the word that asks for it
+_CODE_VALUES = (("average|mean", "mean"), ("median", "median"), ("fraction|share|efficiency", "fraction"),
+                ("width|sigma|resolution", "width"), ("standard deviation|spread|rms", "std"))
+
+
+def _selection_to_count(made: dict[str, str], request: str) -> dict[str, Any] | None:
+    """``summarize`` of the latest data with the selection the request's count question writes in words, or of the
+    data holding the objects whose mean number per event it asks for."""
+    selection, counted = selection_from_words(request), multiplicity_asked(request)
+    if selection is None and counted is None:
+        return None
+    jets = (selection or counted or "").startswith(("jets", "count(jets."))
+    source = made.get("jets" if jets else "events")
+    if source is None:
+        return None
+    return {"source": source, "selection": selection} if selection else {"source": source}
 
 
 def _session_data(made: dict[str, str], request: str) -> dict[str, Any] | None:
@@ -492,8 +571,9 @@ _ASKS_FIDELITY = re.compile(r"\b(?:auc|compar\w*|cost\w*|los[es]\w*|accura\w*|fi
 
 _MAKES = {"generate_events": "events", "make_jet_dataset": "dataset", "train_tagger": "model",
           "simulate_showers": "showers", "read_calochallenge": "showers", "cluster_jets": "jets",
-          "read_table": "table", "make_anomaly_dataset": "anomaly_dataset", "make_monitoring_data": "monitoring",
+          "make_anomaly_dataset": "anomaly_dataset", "make_monitoring_data": "monitoring",
           "merge_samples": "events", "detector_response": "events", "histogram": "histogram"}
+_READS_AS = {"read_table": ("table", "events"), "read_root": ("table", "events")}
 _SEARCHES = ("autoencoder_search", "cwola_hunt", "cathode_search", "reference_anomaly_classifier")
 
 
@@ -511,6 +591,8 @@ def _latest_made(steps: list[Step], artifacts: Mapping[str, str]) -> dict[str, s
     for step in steps:
         if step.tool in _MAKES:
             made[_MAKES[step.tool]] = f"${step.number}"
+        for kind in _READS_AS.get(step.tool, ()):  # a file is events or a table: read, it serves as either
+            made[kind] = f"${step.number}"
     return made
 
 
@@ -525,6 +607,10 @@ def asked_actions(request: str, offered: list[str], artifacts: Mapping[str, str]
             if (tool == "write_root" and histograms_out) or (tool == "export_histograms" and not histograms_out):
                 continue
             asked.append(tool)
+    if "summarize" in offered and (selection_from_words(request) or multiplicity_asked(request)):
+        asked.append("summarize")  # "how many events have a leading muon above …", "how many jets per event"
+    if "export_session" in asked and "write_code" in asked:  # "write a script to reproduce this session"
+        asked.remove("write_code")
     return asked
 
 

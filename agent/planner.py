@@ -32,6 +32,7 @@ from physagent.agent.claims import (
     quantity_of_field,
     result_field_type,
 )
+from physagent.agent.cuts import selection_from_words
 from physagent.agent.events import AgentEvent, PlanEvent
 from physagent.agent.execution import Run, observation
 from physagent.agent.grounding import sources_in
@@ -48,11 +49,19 @@ from physagent.agent.plan import (
     plan_schema,
     resolve_arguments,
     step_reference,
+    with_derived_steps,
 )
 from physagent.agent.prompting import relevant_parameters, render_tools
 from physagent.agent.prompts import prompt
-from physagent.agent.references import drop_artifact_reads, mend_invented_ids, mend_misread_sources
-from physagent.agent.selection import method_hints, named_methods
+from physagent.agent.references import (
+    drop_artifact_reads,
+    drop_unasked_exports,
+    mend_invented_ids,
+    mend_misread_sources,
+    use_named_artifacts,
+)
+from physagent.agent.selection import method_hints, named_methods, statistic_tools
+from physagent.tools.data.summarize import ALIASES, stats_key
 
 __all__ = ["PlanRun"]
 
@@ -148,8 +157,7 @@ class PlanRun(Run):
             self.sources += sources_in(error.problems, "error")  # limits the model may quote in a refusal
             if _caused_by_request(error.problems, self.context.messages):  # the user's own values: refuse
                 self.record.plan.append({"steps": call.arguments.get("steps"), "refused": error.problems})
-                return "I can't do this as asked: " + "; ".join(p.removeprefix("step ").split(": ", 1)[-1]
-                                                                for p in error.problems)
+                return _refusal(error.problems)
             self._tell(call.id, "Your plan was NOT run. Problems: " + "; ".join(error.problems)
                        + ". Reply with a corrected submit_plan (or an answer if the request cannot be done).")
             self.record.plan.append({"steps": call.arguments.get("steps"), "refused": error.problems})
@@ -289,12 +297,25 @@ class PlanRun(Run):
             return reply
         derived = self._completed(self._same_again())
         if not derived.steps:
-            return reply
+            return self._refused_derivation() or reply
         refused = any("refused" in entry for entry in self.record.plan)
         self.record.findings.append(("the model gave up after its plan was refused" if refused else
                                      "the model answered in words without running anything") +
                                     "; the steps the request orders were derived from it and ran")
         return derived
+
+    def _refused_derivation(self) -> str | None:
+        """The tool's reason when the steps the request orders would run only with a value the user stated that the
+        tool refuses ("cluster them with a radius of exactly zero"): said, rather than the model's story."""
+        derived = with_derived_steps(Plan([], "", []), self.request, self.context.offered, self.allowed_ids(),
+                                     self.context.messages)
+        try:
+            check_plan(derived, self.context.offered, self.allowed_ids())
+        except PlanError as error:
+            if derived.steps and _caused_by_request(error.problems, self.context.messages):
+                self.sources += sources_in(error.problems, "error")  # the limits the refusal quotes
+                return _refusal(error.problems)
+        return None
 
     def _same_again(self) -> Plan:
         """For "do the same at 13 TeV": the previous request's calls again, with the settings this request states
@@ -375,6 +396,12 @@ class PlanRun(Run):
                      if is_known(s.tool) else s for s in mended.steps]
             mended = mend_misread_sources(mend_invented_ids(Plan(self._windows_spread(steps), mended.answer,
                                                                  mended.notes), self.allowed_ids()))
+            mended = use_named_artifacts(mended, self.request, self.allowed_ids())
+            mended = drop_unasked_exports(mended, asked_actions(self.request, self.context.offered,
+                                                                self.allowed_ids()), self.request)
+            mended = _with_stated_selection(mended, self.request)
+            if statistic_tools(self.request) and "summarize" in self.context.offered:
+                mended = _statistics_summarized(mended)
         if len(mended.notes) > len(plan.notes):
             self.record.findings.append("; ".join(mended.notes[len(plan.notes):]))
         return mended
@@ -572,8 +599,8 @@ def _mentions(value: Any, ids: set[str]) -> bool:
 
 _OBJECTS = r"(jet|particle|photon|muon|electron|lepton|hit|cell|track|constituent|shower)s?"
 # the objects a request counts: "the average number of jets per event", "the mean jet multiplicity"
-_COUNTED = re.compile(rf"\b(?:number|count|multiplicity) of (?:\w+ )?{_OBJECTS}\b|\b{_OBJECTS} multiplicit",
-                      re.IGNORECASE)
+_COUNTED = re.compile(rf"\b(?:number|count|multiplicity) of (?:\w+ )?{_OBJECTS}\b|\b{_OBJECTS} multiplicit|"
+                      rf"\bhow many {_OBJECTS}\b", re.IGNORECASE)
 
 
 def _counts_other(tool: str, field: str, counted: re.Match[str] | None) -> bool:
@@ -584,7 +611,7 @@ def _counts_other(tool: str, field: str, counted: re.Match[str] | None) -> bool:
     info = spec(tool).result_model.model_fields.get(field)
     text = f"{field.replace('_', ' ')} {info.description if info else ''}".lower()
     named = {m.group(1) for m in re.finditer(rf"\b{_OBJECTS}\b", text)}
-    return bool(named) and (counted.group(1) or counted.group(2)).lower() not in named
+    return bool(named) and next(g for g in counted.groups() if g).lower() not in named
 
 
 def _asked_field(plan: Plan, quantity: str, request: str) -> tuple[str, str, int] | None:
@@ -607,6 +634,61 @@ def _asked_field(plan: Plan, quantity: str, request: str) -> tuple[str, str, int
 
 
 _BAD_VALUE = re.compile(r"\b(\w+): (\w+)=(-?[\d.]+|'[^']*')\s+(?:must|is not|is more|is less|should)")
+
+
+def _with_stated_selection(plan: Plan, request: str) -> Plan:
+    """The plan's one summarize step with a selection given the selection the request writes in words ("both muons
+    above 25 GeV" → ``count(muons.pt > 25) >= 2``; a small model wrote ``any(muons.pt > 25 and muons.pt > 25)``)."""
+    stated = selection_from_words(request)
+    selecting = [s for s in plan.steps if s.tool == "summarize" and s.arguments.get("selection")]
+    if stated is None or len(selecting) != 1 or selecting[0].arguments["selection"] == stated:
+        return plan
+    step = selecting[0]
+    steps = [Step(s.number, s.tool, {**s.arguments, "selection": stated}) if s is step else s for s in plan.steps]
+    return Plan(steps, plan.answer, [*plan.notes, f"step {step.number}: the selection as the request writes it, "
+                                                  f"{stated} (not {step.arguments['selection']})"])
+
+
+_HISTOGRAM_STATISTICS = ("mean", "std")
+_UNBINNABLE = ("range_min", "range_max", "weight_field", "field_y", "luminosity_fb", "cross_section_pb")
+
+
+def _statistics_summarized(plan: Plan) -> Plan:
+    """For a statistic asked without a histogram ("the mean and standard deviation of the leading muon pT"), each
+    answer placeholder to a histogram's mean or std reads a summarize step of the same field instead (exact and
+    unbinned, with the field's name); the histogram stays for whatever else reads it."""
+    steps, answer, notes = list(plan.steps), plan.answer, list(plan.notes)
+    for step in plan.steps:
+        quoted = [p for p in find_placeholders(answer) if p.step == step.number and p.path in _HISTOGRAM_STATISTICS]
+        field = _summary_field(step) if step.tool == "histogram" and quoted else None
+        if field is None:
+            continue
+        number = max(s.number for s in steps) + 1
+        index = step.arguments.get("object_index")
+        steps.append(Step(number, "summarize", {"source": step.arguments["source"], "fields": [field],
+                                                **({"object_index": index} if index is not None else {})}))
+        for placeholder in quoted:
+            answer = answer.replace(placeholder.text, f"{{${number}.stats.{stats_key(field)}.{placeholder.path}}}")
+        notes.append(f"step {number} (summarize) added: the {'/'.join(p.path for p in quoted)} asked for, unbinned")
+    return plan if len(steps) == len(plan.steps) else Plan(steps, answer, notes)
+
+
+def _summary_field(histogram: Step) -> str | None:
+    """The summarize field of a histogram step (``particles.pt`` with ``abs_pid=[13]`` → ``muons.pt``), or None
+    when its statistics are not the field's own (a range, weights, a 2-D histogram, a mix of particle kinds)."""
+    arguments, field = histogram.arguments, histogram.arguments.get("field")
+    if not isinstance(field, str) or any(arguments.get(name) is not None for name in _UNBINNABLE):
+        return None
+    pids = tuple(sorted(abs(p) for p in arguments.get("abs_pid") or []))
+    if not pids:
+        return field
+    alias = next((name for name, ids in ALIASES.items() if ids == pids), None)
+    return f"{alias}.{field.split('.', 1)[1]}" if alias and field.startswith("particles.") else None
+
+
+def _refusal(problems: list[str]) -> str:
+    """The answer to a request whose own values the tools refuse: each reason, without its step number."""
+    return "I can't do this as asked: " + "; ".join(p.removeprefix("step ").split(": ", 1)[-1] for p in problems)
 
 
 def _caused_by_request(problems: list[str], messages: list[dict[str, Any]]) -> bool:

@@ -18,10 +18,12 @@ from physagent.agent.agent_tools import is_known, spec
 from physagent.agent.plan import Plan, Step, artifact_fields, step_reference
 from physagent.tools import ARTIFACT_ID_PATTERN, KIND_PREFIXES
 
-__all__ = ["drop_artifact_reads", "mend_invented_ids", "mend_misread_sources"]
+__all__ = ["drop_artifact_reads", "drop_unasked_exports", "mend_invented_ids", "mend_misread_sources",
+           "use_named_artifacts"]
 
 _LOOKS_LIKE_ID = re.compile(r"^([a-z]{2,5})-[0-9a-z]{1,16}$")
 _ID = re.compile(ARTIFACT_ID_PATTERN)
+_ID_IN_TEXT = re.compile(ARTIFACT_ID_PATTERN.strip("^$"))
 _PREFIX_KINDS = {prefix: kind for kind, prefix in KIND_PREFIXES.items()}
 # result fields whose name is not their artifact kind
 _FIELD_KINDS = {"data": ("table", "events", "jets"), "samples": ("table", "jets", "showers"),
@@ -103,7 +105,56 @@ def mend_misread_sources(plan: Plan) -> Plan:
                 arguments["source"] = f"${clustered[0].number}"
                 notes.append(f"step {step.number}: {field} is read from the jets of step {clustered[0].number}")
         steps.append(Step(step.number, step.tool, arguments))
+    steps = _read_through_detector(_code_reads_data(steps, notes), notes)
     return plan if not notes else Plan(steps, plan.answer, [*plan.notes, *notes])
+
+
+def _code_reads_data(steps: list[Step], notes: list[str]) -> list[Step]:
+    """``steps`` with each ``write_code`` input that is a histogram the plan fills replaced by the data it is filled
+    from: code asked for per-event quantities ("the pT of the muon pair") cannot get them from a histogram."""
+    sources = {s.number: s.arguments.get("source") for s in steps if s.tool == "histogram"}
+    mended = []
+    for step in steps:
+        inputs = step.arguments.get("inputs") if step.tool == "write_code" else None
+        read = list(dict.fromkeys(
+            sources.get(ref[0]) if (ref := step_reference(item)) and sources.get(ref[0]) else item
+            for item in inputs)) if isinstance(inputs, list) else inputs
+        if read == inputs:
+            mended.append(step)
+            continue
+        notes.append(f"step {step.number}: the code reads the data the histograms are filled from")
+        mended.append(Step(step.number, step.tool, {**step.arguments, "inputs": read}))
+    return mended
+
+
+def _read_through_detector(steps: list[Step], notes: list[str]) -> list[Step]:
+    """``steps`` with the later readers of a detector step's truth input reading its output instead, when no step
+    reads that output: "pass them through the detector, then cluster jets" clusters the detector-level events (a
+    small model wires every step to step 1). A plan that also reads the output (truth vs reco) is left alone."""
+    for detector in [s for s in steps if s.tool == "detector_response"]:
+        truth = step_reference(detector.arguments.get("events"))
+        later = [s for s in steps if s.number > detector.number]
+        if truth is None or any(_reads_any(s, detector.number) for s in later):
+            continue
+        for i, step in enumerate(steps):
+            if step in later and (moved := _moved_to(step, truth[0], detector.number)) is not step:
+                steps[i] = moved
+                notes.append(f"step {step.number} reads the detector-level events of step {detector.number}")
+    return steps
+
+
+def _reads_any(step: Step, number: int) -> bool:
+    return any((ref := step_reference(v)) is not None and ref[0] == number for v in step.arguments.values())
+
+
+def _moved_to(step: Step, source: int, target: int) -> Step:
+    """``step`` with its ``events``/``source`` reference to step ``source`` pointed at step ``target``."""
+    arguments = dict(step.arguments)
+    for name in ("events", "source"):
+        reference = step_reference(arguments.get(name))
+        if reference is not None and reference[0] == source:
+            arguments[name] = f"${target}" + (f".{reference[1]}" if reference[1] else "")
+    return step if arguments == step.arguments else Step(step.number, step.tool, arguments)
 
 
 _EVENTS = ("generate_events", "detector_response", "merge_samples", "read_root")
@@ -161,3 +212,61 @@ def _instead(value: Any, read: Mapping[int, str]) -> Any:
         return [_instead(item, read) for item in value]
     reference = step_reference(value)
     return read[reference[0]] if reference is not None and reference[0] in read else value
+
+
+# what a step makes, for a plan that makes again what the request hands over by id
+_MAKES_KIND = {"make_jet_dataset": "dataset", "generate_events": "events", "cluster_jets": "jets",
+               "simulate_showers": "showers", "train_tagger": "model"}
+_ANEW = re.compile(r"\b(?:new|another|fresh|second|more)\b", re.IGNORECASE)
+# a request that orders one made as well ("generate 200 events and compare them with ev-…") keeps the step
+_MAKING = {"dataset": r"\b(?:make|build|create|generate)\w*\b[^.]*\bdatasets?\b",
+           "events": r"\b(?:generat|simulat|produc|make)\w*\b[^.]*\bevents?\b", "jets": r"\bcluster",
+           "showers": r"\bsimulat", "model": r"\btrain"}
+
+
+def use_named_artifacts(plan: Plan, request: str, artifacts: Mapping[str, str]) -> Plan:
+    """The plan without the steps that make again an artifact the request hands over by id ("on the W-vs-QCD dataset
+    datas-…": a small model planned a new make_jet_dataset), later references to such a step reading that id; a
+    request for a new one ("a fresh dataset") is left as written."""
+    named: dict[str, list[str]] = {}
+    for artifact_id in dict.fromkeys(_ID_IN_TEXT.findall(request)):
+        if artifact_id in artifacts:
+            named.setdefault(artifacts[artifact_id], []).append(artifact_id)
+    if not named or _ANEW.search(request):
+        return plan
+    remade = {s.number: named[kind][0] for s in plan.steps
+              if (kind := _MAKES_KIND.get(s.tool)) and len(named.get(kind, [])) == 1
+              and not re.search(_MAKING[kind], request, re.IGNORECASE)}
+    if not remade:
+        return plan
+    steps = [Step(s.number, s.tool, {name: _instead(value, remade) for name, value in s.arguments.items()})
+             for s in plan.steps if s.number not in remade]
+    notes = [f"step {number} made a new {artifacts[artifact]} although the request names {artifact}; dropped, "
+             f"{artifact} is used" for number, artifact in remade.items()]
+    answer = "" if {int(n) for n in re.findall(r"\{\$(\d+)", plan.answer)} & remade.keys() else plan.answer
+    return Plan(steps, answer, [*plan.notes, *notes])
+
+
+# outputs a small model adds from a worked example: written only when the request asks for them
+_EXPORTS = ("export_fpga", "synthesize_fpga", "write_root", "write_hepmc", "export_histograms", "export_session")
+
+
+def drop_unasked_exports(plan: Plan, asked: list[str], request: str) -> Plan:
+    """The plan without export steps the request does not ask for (``asked``: the tools its verbs order) and no
+    later step reads ("train a PFN, evaluate it": a copied export_fpga failed and ended the run)."""
+    read = {ref[0] for s in plan.steps for v in s.arguments.values() for ref in _references(v)}
+    unasked = {s.number for s in plan.steps if s.tool in _EXPORTS and s.tool not in asked and s.number not in read
+               and s.tool not in request}
+    if not unasked or len(unasked) == len(plan.steps):
+        return plan
+    notes = [f"step {s.number} ({s.tool}) dropped: the request asks for no such output" for s in plan.steps
+             if s.number in unasked]
+    answer = "" if {int(n) for n in re.findall(r"\{\$(\d+)", plan.answer)} & unasked else plan.answer
+    return Plan([s for s in plan.steps if s.number not in unasked], answer, [*plan.notes, *notes])
+
+
+def _references(value: Any) -> list[tuple[int, str | None]]:
+    if isinstance(value, list):
+        return [ref for item in value for ref in _references(item)]
+    reference = step_reference(value)
+    return [reference] if reference else []

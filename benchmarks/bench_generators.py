@@ -1,14 +1,15 @@
 r"""Generative surrogates against the reference shower simulator: time per shower and fidelity.
 
 Simulates photon showers (uniform in energy) with ``simulate_showers``, trains each surrogate on them
-(``caloflow`` and ``calofast`` on a coarse 6 × 10 × 10 grid caloflow can hold, ``pointcloud`` on the full
-ILD-like grid), samples as many showers as a held-out simulated sample has, conditioned on its energies,
-and reports:
+(``caloflow`` and ``calofast`` on a coarse 6 × 10 × 10 grid caloflow can hold, ``calohits`` and ``pointcloud`` on
+the full ILD-like 30 × 24 × 24 grid; ``--grid`` sets one grid for all), samples as many showers as a
+held-out simulated sample has, conditioned on its energies, and reports:
 
 - time per shower at batch 1 and batch 1000 (the simulator's own ``ms_per_shower``, the generators'
   ``ms_per_sample``; 2 CPU cores, so both are CPU figures), each the best of ``--repeats`` runs so that
   both sides are measured in the machine's quietest moment (the simulator's batch-1 time is the best of 5
-  single showers). Torch uses ``PHYSAGENT_WORKERS`` threads (default: every core; calofast samples on one);
+  single showers). Torch uses ``PHYSAGENT_WORKERS`` threads (default: every core; calofast and calohits sample
+  on one);
   on a machine other processes keep busy, ``PHYSAGENT_WORKERS=1`` avoids OpenMP threads spin-waiting for a
   busy core;
 - fidelity from ``compare_samples`` against the held-out simulation: classifier AUC (GBDT and MLP) on the
@@ -21,6 +22,7 @@ CaloChallenge dataset-2 classifier AUC is 0.531 (CaloDREAM). Our simulator is it
 
     python benchmarks/bench_generators.py                      # 2000 showers, 60 epochs (≈ 1 h on 2 cores)
     python benchmarks/bench_generators.py --showers 10000 --models calofast   # ≈ 5 min
+    python benchmarks/bench_generators.py --showers 10000 --epochs 60 --learning-rate 3e-3 --models calohits
     python benchmarks/bench_generators.py --showers 400 --epochs 10 --size tiny --models caloflow,pointcloud
 """
 
@@ -35,7 +37,7 @@ from typing import Any
 from physagent.tools import Workspace, call_tool
 
 COARSE = {"n_layers": 6, "n_cells": 10}  # caloflow holds at most 600 voxels
-GRIDS = {"caloflow": COARSE, "calofast": COARSE, "pointcloud": {}}
+GRIDS = {"caloflow": COARSE, "calofast": COARSE, "calohits": {}, "pointcloud": {}}  # {}: the full 30 × 24 × 24
 KEY_OBSERVABLES = ("energy_sum_mev", "cog_z_mm", "width_x_mm", "n_hits")
 
 
@@ -48,7 +50,9 @@ def main() -> None:
     parser.add_argument("--energy-max-gev", type=float, default=100.0)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--size", default="small", choices=["tiny", "small", "large"])
-    parser.add_argument("--models", default="calofast,caloflow,pointcloud")
+    parser.add_argument("--learning-rate", type=float, default=1e-3, help="peak learning rate of the training")
+    parser.add_argument("--models", default="calofast,caloflow,calohits,pointcloud")
+    parser.add_argument("--grid", default=None, help="LAYERSxCELLS for every model, e.g. 30x24 (default: per model)")
     parser.add_argument("--max-points", type=int, default=2000, help="pointcloud: points kept per shower")
     parser.add_argument("--workspace", type=Path, default=None, help="keep artifacts here (default: a temp dir)")
     args = parser.parse_args()
@@ -67,6 +71,9 @@ def _simulate(workspace: Workspace, args: argparse.Namespace, grid: dict[str, in
 
 def _bench(workspace: Workspace, model: str, args: argparse.Namespace) -> dict[str, Any]:
     grid = GRIDS[model]
+    if args.grid:
+        layers, cells = (int(v) for v in args.grid.lower().split("x"))
+        grid = {"n_layers": layers, "n_cells": cells}
     train, held_out = (_simulate(workspace, args, grid, n, seed) for n, seed in ((args.showers, 1), (args.held_out, 2)))
     single = min(_simulate(workspace, args, grid, 1, 10 + i).ms_per_shower for i in range(5))
     batch = min(_simulate(workspace, args, grid, 1000, 3 + 100 * i).ms_per_shower for i in range(args.repeats))
@@ -77,7 +84,8 @@ def _bench(workspace: Workspace, model: str, args: argparse.Namespace) -> dict[s
     started = time.perf_counter()
     extra = {"max_points": args.max_points} if model == "pointcloud" else {}
     trained = call_tool("train_generator", {"source": train.showers.id, "model": model, "size": args.size,
-                                            "epochs": args.epochs, "seed": 0, **extra}, workspace=workspace).result
+                                            "epochs": args.epochs, "learning_rate": args.learning_rate,
+                                            "seed": 0, **extra}, workspace=workspace).result
     print(f"  trained {trained.n_parameters:,} parameters in {time.perf_counter() - started:.0f} s "
           f"(best epoch {trained.best_epoch} of {trained.epochs_run})", flush=True)
     one = min((_sample(workspace, trained.generator.id, held_out.showers.id, n=20, batch_size=1)

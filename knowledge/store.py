@@ -132,10 +132,14 @@ class _Snapshot:
     ids: list[str]
     live: frozenset[str]
     titles: dict[str, list[str]]  # lower-cased title → the first chunk of each section with that title
+    sources: dict[str, frozenset[str]]  # document source (file name) → its chunk ids
 
     @classmethod
     def build(cls, generation: tuple[int, ...], rows: list[sqlite3.Row]) -> _Snapshot:
         titles: dict[str, list[str]] = {}
+        by_source: dict[str, set[str]] = {}
+        for r in rows:
+            by_source.setdefault(r["source"], set()).add(r["id"])
         seen: set[tuple[str, str]] = set()
         for r in rows:  # a section's first chunk stands for it (a signature, an abstract's start)
             if (r["doc_key"], r["title"]) not in seen:
@@ -143,7 +147,8 @@ class _Snapshot:
                 titles.setdefault(r["title"].casefold(), []).append(r["id"])
         ids = [r["id"] for r in rows]
         index = LexicalIndex([f"{r['title']}\n{r['text']}" for r in rows])
-        return cls(generation, index, ids, frozenset(ids), titles)
+        return cls(generation, index, ids, frozenset(ids), titles,
+                   {source: frozenset(chunks) for source, chunks in by_source.items()})
 
     def rank(self, query: str, depth: int) -> list[tuple[str, float]]:
         """BM25 ranking of chunk ids."""
@@ -394,6 +399,8 @@ class KnowledgeBase:
                 mode: SearchMode) -> dict[str, float]:
         """Chunk id → score: cosine similarity, BM25, or the reciprocal-rank fusion of both."""
         snapshot = self._snapshot(pool)
+        named = named_source(query, list(snapshot.sources))
+        depth = max(depth, _NAMED_DEPTH) if named else depth
         dense = self._dense(pool, snapshot, vector, depth) if mode != "bm25" else []
         lexical = snapshot.rank(query, depth) if mode != "dense" else []
         if mode == "hybrid":
@@ -406,6 +413,8 @@ class KnowledgeBase:
             scored = dict(dense or lexical)
         for chunk_id in snapshot.titles.get(query.strip().casefold(), []):
             scored[chunk_id] = scored.get(chunk_id, 0.0) + 1.0  # "uproot.open" asks for uproot.open first
+        if named:  # "according to the 2024 DESY round table": that book's passages only
+            scored = {chunk_id: score for chunk_id, score in scored.items() if chunk_id in snapshot.sources[named]}
         return scored
 
     def _dense(self, pool: tuple[str, ...], snapshot: _Snapshot, vector: list[list[float]],
@@ -454,6 +463,34 @@ class KnowledgeBase:
             if len(hits) == k:
                 break
         return hits
+
+
+_NAMED_DEPTH = 400  # a named document's passages are ranked among this many of the pool's best
+_NOT_NAME_WORDS = frozenset({"abstracts", "contributions", "txt", "pdf", "md", "html", "the", "of", "and", "notes"})
+
+
+def named_source(query: str, sources: list[str]) -> str | None:
+    """The one document the query names by the words of its file name ("the 2024 DESY deep-learning round table" →
+    ``desy-deep-learning-round-table-2024-abstracts.txt``): at least two of its name's words and three quarters of
+    them written, and more of them than of any other document's.
+
+    >>> books = [f"desy-deep-learning-round-table-{year}-abstracts.txt" for year in (2022, 2024)]
+    >>> named_source("According to the 2024 DESY deep-learning round table, which method …", books)
+    'desy-deep-learning-round-table-2024-abstracts.txt'
+    >>> named_source("Which round table talk used CATHODE?", books) is None
+    True
+    """
+    written = set(re.findall(r"[a-z0-9]+", query.casefold()))
+    coverage = []
+    for source in sources:
+        words = set(re.findall(r"[a-z0-9]+", source.casefold())) - _NOT_NAME_WORDS
+        found = len(words & written)
+        if words and found >= 2 and found >= 0.75 * len(words):
+            coverage.append((found / len(words), source))
+    coverage.sort(reverse=True)
+    if not coverage or (len(coverage) > 1 and coverage[1][0] == coverage[0][0]):
+        return None
+    return coverage[0][1]
 
 
 def _without_shadowed(rows: list[sqlite3.Row]) -> list[sqlite3.Row]:

@@ -87,6 +87,15 @@ def no_workspace_writes(workspace: Workspace) -> Iterator[Workspace]:
     )
 
 
+@pytest.fixture(scope="module")
+def one_worker() -> Iterator[None]:
+    """One OpenMP/torch thread for a whole module (``pytestmark = pytest.mark.usefixtures("one_worker")``): on a
+    shared 2-core machine spin-waiting threads made training tests 10× slower, and samplers run on one thread."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PHYSAGENT_WORKERS", "1")
+        yield
+
+
 @pytest.fixture
 def grant_pytest_temp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Let the data tools read files under pytest's temp root (tmp_path, the shared samples), as a user

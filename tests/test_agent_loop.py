@@ -191,3 +191,18 @@ def test_repeating_a_failing_call_ends_the_run_with_the_error(workspace: Workspa
     record = assistant.ask("Generate 10 ttbar events")
     assert record.steps == 2 and "repeated a failing call" in record.error
     assert "pt_hat_max_gev=20.0 must be larger than pt_hat_min_gev=20" in record.answer
+
+
+def test_a_request_for_an_ability_no_tool_has_is_answered_without_a_model_turn(workspace: Workspace) -> None:
+    """'with Sherpa rather than Pythia' and 'push it to the Hugging Face Hub' get the reason and what would work; no
+    model turn (the script is empty), no tool runs; a MadGraph LHE file to shower is no such request."""
+    from physagent.agent.abilities import missing_ability
+
+    assistant = Assistant(backend=ScriptedBackend([]), workspace=workspace, examples_per_request=0)
+    record = assistant.ask("Produce 300 W+jets events using Sherpa instead of Pythia.")
+    assert record.answer.startswith("I can't do this as asked: my event generator is Pythia 8")
+    assert "LHE" in record.answer and record.tool_calls == [] and workspace.list_artifacts() == []
+    pushed = assistant.ask("Upload the tagger model to the Hugging Face hub, please.")
+    assert "network access" in pushed.answer and pushed.tool_calls == []
+    assert missing_ability("Shower the MadGraph events in /data/zmm.lhe with Pythia 8") is None
+    assert missing_ability("How does the jet mass differ between Pythia and Herwig?") is None

@@ -4,7 +4,6 @@ one, read no truth, report what they read, and refuse bad inputs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import awkward as ak
@@ -22,12 +21,7 @@ STRONG = {"n_background": 20_000, "s_over_b": 0.01, "seed": 1}
 CATHODE_FAST = {"flow_size": "tiny", "flow_epochs": 8, "n_folds": 3}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_worker() -> Iterator[None]:
-    """One OpenMP/torch thread: on a shared machine spin-waiting threads made these tests 10× slower."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PHYSAGENT_WORKERS", "1")
-        yield
+pytestmark = pytest.mark.usefixtures("one_worker")
 
 
 @pytest.fixture(scope="module")

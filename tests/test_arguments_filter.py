@@ -93,6 +93,22 @@ def test_a_phrase_states_a_number_and_an_examples_derived_value_does_not_leak() 
                                                    showers, _user("Simulate 200 photon showers of 50 GeV"))
 
 
+def test_a_switch_an_example_states_in_words_is_not_a_derived_value() -> None:
+    """An example 'without hadronisation' gives hadronisation=false because it says so: the model's copy for a request
+    that never mentions it is dropped; 'boosted' → a p̂T cut the example's words do not write stays derived."""
+    from physagent.agent.context import RequestContext
+    from physagent.agent.examples import WorkedExample
+
+    partons = WorkedExample("Jets from partons only: 200 ttbar events without hadronisation",
+                            [{"tool": "generate_events", "arguments": {"process": "ttbar", "n_events": 200,
+                                                                       "hadronisation": False}}], "", [], "x.yaml")
+    boosted = WorkedExample("boosted top jets",
+                            [{"tool": "generate_events", "arguments": {"process": "ttbar", "pt_hat_min_gev": 400}}],
+                            "", [], "x.yaml")
+    context = RequestContext("r", ["generate_events"], [partons, boosted], {}, [], [])
+    assert context.example_values("generate_events") == {"pt_hat_min_gev": [400]}
+
+
 def test_an_angle_in_degrees_fills_the_one_parameter_in_degrees() -> None:
     """'at 20 degrees' / 'at 35°' set theta_deg (the only *_deg parameter) over a model's 30; '2.5 mm' stays unset
     where several parameters are in mm."""
@@ -314,3 +330,45 @@ def test_a_phrase_stated_index_is_not_taken_for_a_borrowed_number() -> None:
     for model in ({"source": "$2", "field": "jets.mass", "object_index": 0}, {"source": "$2", "field": "jets.mass"}):
         cleaned = clean_arguments(model, histogram, request)
         assert (cleaned["object_index"], cleaned["range_min"], cleaned["range_max"]) == (0, 0, 300)
+
+
+def test_a_sign_written_as_a_word_goes_to_the_tool() -> None:
+    """'minus 20 events' is the user's -20 and '200 million' 2·10⁸ (the tool refuses both), not 20 or 200 events
+    quietly generated."""
+    from physagent.agent.arguments import clean_arguments
+
+    request = _user("Please simulate minus 20 Drell-Yan events for me, MPI off.")
+    cleaned = clean_arguments({"process": "drell_yan_mumu", "n_events": 20, "mpi": False}, PARAMETERS, request)
+    assert cleaned["n_events"] == -20
+    assert clean_arguments({"process": "drell_yan_mumu", "n_events": 20}, PARAMETERS,
+                           _user("simulate 20 Drell-Yan events"))["n_events"] == 20
+    jets = registry.get("cluster_jets").parameters_schema()
+    zero = _user("Cluster ev-0123456789 into jets with a radius parameter of exactly zero.")
+    assert clean_arguments({"events": "ev-0123456789"}, jets, zero)["radius"] == 0
+    huge = _user("I need 200 million top-antitop events by tonight, without MPI.")
+    cleaned = clean_arguments({"process": "ttbar", "n_events": 200, "mpi": False}, PARAMETERS, huge)
+    assert cleaned["n_events"] == 2 * 10**8
+
+
+def test_entries_counted_inclusively_become_an_exclusive_stop() -> None:
+    """'load only entries 100 to 199' → entry_start=100, entry_stop=200; 'the first 50 events' → 0 and 50."""
+    from physagent.agent.arguments import fill_stated_arguments
+
+    reader = registry.get("read_root").parameters_schema()
+    window = fill_stated_arguments({"path": "/d/a.root"}, reader, _user("From /d/a.root load only entries 100 to 199"))
+    assert (window["entry_start"], window["entry_stop"]) == (100, 200)
+    first = fill_stated_arguments({"path": "/d/a.root"}, reader, _user("read the first 50 events of /d/a.root"))
+    assert first["entry_stop"] == 50 and first.get("entry_start", 0) == 0
+
+
+def test_small_counts_written_as_words_are_numbers() -> None:
+    """'for a single epoch' → epochs=1, 'two epochs' → 2; 'the one with MPI off' is no count."""
+    from physagent.agent.arguments import _signed, fill_stated_arguments
+
+    tagger = registry.get("train_tagger").parameters_schema()
+    single = fill_stated_arguments({"dataset": "datas-0123456789", "model": "particlenet"}, tagger,
+                                   _user("Train a tiny ParticleNet on it for a single epoch."))
+    assert single["epochs"] == 1
+    assert fill_stated_arguments({"dataset": "datas-0123456789"}, tagger, _user("train it for two epochs"))[
+        "epochs"] == 2
+    assert _signed("the one with MPI off, and one of them") == "the one with MPI off, and one of them"

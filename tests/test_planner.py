@@ -547,6 +547,8 @@ def test_a_count_of_other_objects_is_not_the_multiplicity_asked_for() -> None:
     planned = parse_plan({"steps": steps, "answer": ""})
     jets = _asked_field(planned, "mean", "cluster jets and tell me the average number of jets per event")
     assert jets is not None and jets[1] != "mean_particles" and jets[2] == 0
+    asked = _asked_field(planned, "mean", "cluster jets and tell me how many jets an event has on average")
+    assert asked is not None and asked[1] != "mean_particles"
     particles = _asked_field(planned, "mean", "what is the average number of particles per event?")
     assert particles is not None and particles[1] == "mean_particles"
 
@@ -936,6 +938,20 @@ def test_a_refused_artifact_the_user_named_ends_the_run_but_one_the_model_chose_
     assert Run._stated_refusal(chosen, "export_fpga", {"model": "model-530b50ee1a"}, refusal) is None  # type: ignore[arg-type]
 
 
+def test_a_refused_choice_the_user_wrote_in_another_form_is_the_users_own() -> None:
+    """'decays invisibly' states decay='invisible': the tool's refusal for W+jets ends the run rather than a retry
+    that quietly generates another decay; a decay only the model chose is retried without it."""
+    refusal = ToolInputError("generate_events: decay='invisible' is not available for process 'w_jets'",
+                             tool="generate_events", param="decay", value="invisible")
+    arguments = {"process": "w_jets", "n_events": 200, "decay": "invisible"}
+    asked = types.SimpleNamespace(context=types.SimpleNamespace(messages=[
+        {"role": "user", "content": "Make 200 W+jets events in which the W decays invisibly, MPI off."}]))
+    assert Run._stated_refusal(asked, "generate_events", arguments, refusal) == "decay"  # type: ignore[arg-type]
+    chosen = types.SimpleNamespace(context=types.SimpleNamespace(messages=[
+        {"role": "user", "content": "Make 200 W+jets events, MPI off."}]))
+    assert Run._stated_refusal(chosen, "generate_events", arguments, refusal) is None  # type: ignore[arg-type]
+
+
 def test_a_tool_missing_its_software_ends_the_run_with_what_is_missing(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -1022,9 +1038,58 @@ def test_a_histogram_of_jets_reads_the_clustered_jets_not_the_events() -> None:
     assert (cleaned["field"], cleaned["object_index"]) == ("jets.pt", 0)
 
 
+def test_steps_after_an_unread_detector_step_read_its_output() -> None:
+    """'pass them through the detector, cluster jets': a cluster step wired to the truth events reads the detector's
+    events when nothing else does; a truth-vs-reco plan that reads both is left as written."""
+    from physagent.agent.references import mend_misread_sources
+
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "detector_response", "arguments": {"events": "$1.events"}},
+             {"tool": "cluster_jets", "arguments": {"events": "$1.events", "radius": 0.4}},
+             {"tool": "summarize", "arguments": {"source": "$3"}}]
+    mended = mend_misread_sources(parse_plan({"steps": steps, "answer": ""}))
+    assert mended.steps[2].arguments == {"events": "$2.events", "radius": 0.4}
+    assert mended.steps[3].arguments == {"source": "$3"}
+    both = [*steps[:3], {"tool": "cluster_jets", "arguments": {"events": "$2.events"}}]
+    kept = mend_misread_sources(parse_plan({"steps": both, "answer": ""}))
+    assert [s.arguments["events"] for s in kept.steps[2:]] == ["$1.events", "$2.events"]
+
+
+def test_generated_code_reads_the_events_a_planned_histogram_is_filled_from() -> None:
+    """write_code given two muon histograms of the plan for 'the mean |Δφ| of the two leading muons' reads the events
+    they were filled from (once); a session histogram id the user gave stays."""
+    from physagent.agent.references import mend_misread_sources
+
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "histogram", "arguments": {"source": "$1.events", "field": "particles.phi", "abs_pid": [13]}},
+             {"tool": "histogram", "arguments": {"source": "$1.events", "field": "particles.eta", "abs_pid": [13]}},
+             {"tool": "write_code", "arguments": {"task": "the mean |delta phi| of the two leading muons",
+                                                  "inputs": ["$2.histogram", "$3.histogram", "hist-0123456789"],
+                                                  "values": {"mean": "float"}}}]
+    mended = mend_misread_sources(parse_plan({"steps": steps, "answer": ""}))
+    assert mended.steps[3].arguments["inputs"] == ["$1.events", "hist-0123456789"]
+
+
+def test_steps_the_request_orders_after_reading_a_file_read_its_output() -> None:
+    """A file read by read_table/read_root may be events or a table: 'find anti-kT R = 0.4 jets' clusters it and
+    'histogram pT-hat with 20 bins' histograms it, with the settings written."""
+    offered = ["read_table", "read_root", "cluster_jets", "histogram"]
+    read = parse_plan({"steps": [{"tool": "read_table", "arguments": {"path": "/d/tt.parquet"}}], "answer": ""})
+    jets = complete_plan(read, "Read the Parquet event file /d/tt.parquet, find anti-kT R = 0.4 jets with pT above "
+                               "30 GeV, and tell me how many jets there are.", offered, {})
+    assert [(s.tool, s.arguments) for s in jets.steps[1:]] == [
+        ("cluster_jets", {"events": "$1", "radius": 0.4, "pt_min_gev": 30.0})]
+    root = parse_plan({"steps": [{"tool": "read_root", "arguments": {"path": "/d/n.root"}}], "answer": ""})
+    histogram = complete_plan(root, "From /d/n.root load entries 100 to 199, then histogram pT-hat with 20 bins "
+                                    "between 100 and 300 GeV.", offered, {})
+    assert histogram.steps[1].tool == "histogram" and histogram.steps[1].arguments["source"] == "$1"
+    assert histogram.steps[1].arguments["field"] == "pt_hat_gev" and histogram.steps[1].arguments["bins"] == 20
+
+
 def test_code_asked_for_by_name_needs_a_write_code_step() -> None:
-    """'… then with a short Python script take the two hardest muons …' planned as histograms only: the advice names
-    write_code (which cannot be derived, so it is not added); exporting the session as a Python script is no code."""
+    """'… then with a short Python script compute …' planned as histograms only: the advice names write_code, and
+    the step is added on the plan's events with the task from that phrase on; exporting the session as a Python
+    script is no code."""
     from physagent.agent.plan import missing_actions
 
     planned = parse_plan({"steps": [{"tool": "generate_events", "arguments": DY},
@@ -1034,9 +1099,16 @@ def test_code_asked_for_by_name_needs_a_write_code_step() -> None:
     request = "Generate 200 Drell-Yan events, then with a short Python script compute the pT of the muon pair"
     assert missing_actions(request, planned, offered, {}) == [
         "the request asks to compute it with code, but no step calls write_code"]
-    assert complete_plan(planned, request, offered, {}) is planned
+    completed = complete_plan(planned, request, offered, {})
+    assert [(s.tool, s.arguments) for s in completed.steps[2:]] == [("write_code", {
+        "task": "with a short Python script compute the pT of the muon pair", "inputs": ["$1"],
+        "values": {"result": "float"}})]
+    assert completed.answer == ""  # the planned answer quotes the histogram: written again after the results
     assert "write_code" not in " ".join(missing_actions("Generate 200 Drell-Yan events and export the session as a "
                                                         "Python script", planned, offered, {}))
+    recreate = missing_actions("Now write me a standalone script that recreates this conversation", planned, offered,
+                               {})
+    assert recreate == ["the request asks to export the session, but no step calls export_session"]
 
 
 def test_a_code_value_written_type_first_is_read_name_first() -> None:
@@ -1060,6 +1132,69 @@ def test_an_outcome_made_up_in_words_is_overruled_by_the_steps_the_request_order
     assert [(c["tool"], c["arguments"]) for c in record.tool_calls] == [
         ("cluster_jets", {"events": events, "radius": 0.8, "pt_min_gev": 250.0})]
     assert any("answered in words without running anything" in finding for finding in record.findings)
+
+
+def test_a_count_question_answered_in_words_is_counted_by_summarize(workspace: Workspace) -> None:
+    """'Out of those, how many events have a leading muon harder than 40 GeV?' answered in words with made-up
+    numbers: summarize with the selection the words write runs on the session's events, and the answer quotes its
+    count (recomputed here from the events)."""
+    assistant, _ = _assistant([plan([{"tool": "generate_events", "arguments": DY}], "Made {$1.n_events} events."),
+                               answer("10 of 120 events have a leading muon above 40 GeV.")], workspace)
+    assistant.ask("Generate 120 Drell-Yan events with MPI off, seed 2.")
+    record = assistant.ask("Out of those, how many events have a leading muon harder than 40 GeV?")
+    events = next(c for c in workspace.calls() if c.tool == "generate_events").outputs[0]
+    assert [(c["tool"], c["arguments"]) for c in record.tool_calls] == [
+        ("summarize", {"source": events, "selection": "muons.pt[0] > 40"})]
+    counted = next(c for c in workspace.calls() if c.tool == "summarize").result["n_events_passing"]
+    assert 30 < counted < 110 and f"{counted} of 120 events pass muons.pt[0] > 40" in record.answer
+    assert "10 of 120" not in record.answer
+
+
+def test_a_selection_the_request_writes_replaces_the_models_garbled_one(workspace: Workspace) -> None:
+    """'What fraction of the events have both muons above 25 GeV?' planned with any(muons.pt > 25 and …): the
+    summarize step runs with count(muons.pt > 25) >= 2, an event-level cut (recomputed: fewer pass than with any)."""
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "summarize", "arguments": {"source": "$1", "selection": "any(muons.pt > 25 and muons.pt > 25)"}}]
+    assistant, _ = _assistant([plan(steps, "{$2.fraction_passing} of the events pass.")], workspace, hygiene=True)
+    record = assistant.ask("Generate 120 Drell-Yan events with MPI off, seed 2. What fraction of the events have "
+                           "both muons above 25 GeV in pT?")
+    summarize = next(c for c in workspace.calls() if c.tool == "summarize")
+    assert summarize.inputs["selection"] == "count(muons.pt > 25) >= 2"
+    assert 0.3 < summarize.result["fraction_passing"] < 0.9 and record.ok
+
+
+def test_a_statistic_asked_without_a_histogram_is_read_from_summarize(workspace: Workspace) -> None:
+    """'the mean and the standard deviation of the leading muon pT' planned as a muon histogram: the answer's
+    {$2.mean}/{$2.std} read a summarize step of muons.pt (unbinned), which matches numpy on the events."""
+    import awkward as ak
+    import numpy as np
+
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "histogram", "arguments": {"source": "$1", "field": "particles.pt", "abs_pid": [13],
+                                                 "object_index": 0}}]
+    assistant, _ = _assistant([plan(steps, "Mean {$2.mean}, std {$2.std}.")], workspace, hygiene=True)
+    record = assistant.ask("Generate 120 Drell-Yan events with MPI off, seed 2, and give me the mean and the "
+                           "standard deviation of the leading muon pT.")
+    assert [c["tool"] for c in record.tool_calls] == ["generate_events", "histogram", "summarize"]
+    summary = next(c for c in workspace.calls() if c.tool == "summarize")
+    assert summary.inputs["fields"] == ["muons.pt"] and summary.inputs["object_index"] == 0
+    events = ak.from_parquet(workspace.get_artifact(summary.inputs["source"]).path)
+    muons = events.particles[abs(events.particles.pid) == 13]
+    pt = np.hypot(muons.px, muons.py)
+    leading = ak.to_numpy(ak.max(pt, axis=1)[ak.num(pt) > 0])
+    stats = summary.result["stats"]["muons_pt_gev"]
+    assert stats["mean"] == pytest.approx(leading.mean()) and stats["std"] == pytest.approx(leading.std())
+    assert format_value(stats["mean"]) in record.answer
+
+
+def test_a_count_beyond_the_tools_limit_written_in_words_is_refused(workspace: Workspace) -> None:
+    """'200 million top-antitop events' planned as 200: the user's 2·10⁸ goes to the tool, which refuses it."""
+    assistant, _ = _assistant([plan([{"tool": "generate_events", "arguments": {"process": "ttbar", "n_events": 200,
+                                                                               "mpi": False}}], "Done.")], workspace,
+                              hygiene=True)
+    record = assistant.ask("I need 200 million top-antitop events by tonight, without MPI.")
+    assert record.answer.startswith("I can't do this as asked") and "200000000" in record.answer
+    assert workspace.list_artifacts() == []
 
 
 def test_draw_that_histogram_again_plots_the_sessions_only_histogram() -> None:
@@ -1116,3 +1251,73 @@ def test_a_knowledge_answer_quoting_its_passage_keeps_the_quote_and_gets_the_cit
     answer = f"The talk builds them in hyperbolic space. {passage}"
     assert context.without_prompt_echo(answer, [f"Results: {passage}"], [passage]) == answer
     assert context.without_prompt_echo(answer, [f"Results: {passage}"]) == "The talk builds them in hyperbolic space."
+
+
+def test_a_follow_up_whose_stated_value_the_tool_refuses_says_why_instead_of_the_models_story(
+    workspace: Workspace
+) -> None:
+    """'Cluster ev-… into jets with a radius parameter of exactly zero' answered in words ('clustered fine'): the
+    derived cluster_jets step would carry the user's R = 0, which the tool refuses, so the answer is its reason."""
+    assistant, _ = _assistant([plan([{"tool": "generate_events", "arguments": DY}], "Made {$1.n_events} events."),
+                               answer("The jets were clustered successfully.")], workspace)
+    assistant.ask("Generate 120 Drell-Yan events with MPI off, seed 2.")
+    events = workspace.list_artifacts()[0].id
+    record = assistant.ask(f"Cluster the events {events} into jets with a radius parameter of exactly zero.")
+    assert record.answer.startswith("I can't do this as asked: ") and "radius" in record.answer
+    assert record.tool_calls == []
+
+
+@pytest.mark.usefixtures("grant_pytest_temp")
+def test_a_tree_name_nobody_gave_is_dropped_when_the_file_has_no_such_tree(workspace: Workspace) -> None:
+    """read_root(tree='nominal') for a request that only says 'the tree': the tool lists the file's trees, and the
+    call is retried once without the name (the file's only tree is read); the record says so."""
+    from physagent.tools import call_tool
+
+    events = call_tool("generate_events", DY, workspace=workspace).artifacts[0]
+    root = call_tool("write_root", {"source": events.id, "tree": "dimuons"}, workspace=workspace).artifacts[0]
+    steps = [{"tool": "read_root", "arguments": {"path": str(root.path), "tree": "nominal"}}]
+    assistant, _ = _assistant([plan(steps, "Read {$1.n_rows} entries.")], workspace, hygiene=True)
+    record = assistant.ask(f"From {root.path}, load the entries of the tree.")
+    assert [(c["ok"], c["arguments"].get("tree")) for c in record.tool_calls] == [(False, "nominal"), (True, None)]
+    assert "Read 120 entries" in record.answer
+
+
+def test_a_plan_that_remakes_an_artifact_the_request_hands_over_uses_it_and_drops_unasked_exports() -> None:
+    """'Train a tiny PFN … on the W-vs-QCD dataset datas-…, then evaluate it on the validation split': a planned new
+    make_jet_dataset goes (the named dataset is used) and so does a copied export_fpga nobody asked for; a request
+    that also orders events made keeps its generation step."""
+    from physagent.agent.plan import asked_actions
+    from physagent.agent.references import drop_unasked_exports, use_named_artifacts
+
+    session = {"datas-0123456789": "dataset"}
+    request = ("Train a tiny Particle Flow Network for 2 epochs on the W-vs-QCD dataset datas-0123456789, then "
+               "evaluate it on the validation split and tell me the AUC there.")
+    steps = [{"tool": "make_jet_dataset", "arguments": {"task": "w_vs_qcd"}},
+             {"tool": "train_tagger", "arguments": {"dataset": "$1.dataset", "model": "pfn"}},
+             {"tool": "export_fpga", "arguments": {"model": "$2.model", "dataset": "$1.dataset"}}]
+    used = use_named_artifacts(parse_plan({"steps": steps, "answer": "AUC {$3.fidelity.auc_fixed}"}), request, session)
+    assert [(s.tool, s.arguments.get("dataset")) for s in used.steps] == [
+        ("train_tagger", "datas-0123456789"), ("export_fpga", "datas-0123456789")]
+    offered = ["train_tagger", "evaluate_tagger", "export_fpga"]
+    trimmed = drop_unasked_exports(used, asked_actions(request, offered, session), request)
+    assert [s.tool for s in trimmed.steps] == ["train_tagger"] and trimmed.answer == ""
+    assert "evaluate_tagger" in asked_actions(request, offered, session)
+    events = {"ev-0123456789": "events"}
+    both = "Generate 200 Drell-Yan events and compare their muon pT with ev-0123456789"
+    generated = parse_plan({"steps": [{"tool": "generate_events", "arguments": DY}], "answer": ""})
+    assert use_named_artifacts(generated, both, events) is generated
+
+
+def test_the_mean_number_of_jets_per_event_is_read_from_a_summarize_step() -> None:
+    """'tell me how many jets an event has on average' (no summarize planned): summarize of the clustered jets is
+    added and the answer quotes its jets multiplicity; the R = 0.4 before the question is no count of jets."""
+    from physagent.agent.cuts import selection_from_words
+
+    request = ("Make 300 top-pair events with MPI off, cluster anti-kT R = 0.4 jets with pT above 30 GeV, and tell "
+               "me how many jets an event has on average.")
+    steps = [{"tool": "generate_events", "arguments": DY}, {"tool": "cluster_jets", "arguments": {"events": "$1"}}]
+    planned = parse_plan({"steps": steps, "answer": "Clustered {$2.n_jets} jets."})
+    completed = complete_plan(planned, request, ["generate_events", "cluster_jets", "summarize"], {})
+    assert completed.steps[2] == Step(3, "summarize", {"source": "$2"})
+    assert completed.answer.endswith("Mean number of jets per event: {$3.multiplicities.jets.mean}.")
+    assert selection_from_words(request) is None

@@ -355,16 +355,26 @@ _LOOP = re.compile(r"(.{1,12}?)\1{11,}$", re.DOTALL)  # one to twelve characters
 
 
 _ENDLESS_NUMBER = re.compile(r"[-+]?[\d.]{40,}$")  # no argument has 40 digits: "00203000204000205…" counts up
+_LOOPED_SENTENCE = re.compile(r"(.{20,300}?)\1{2,}", re.DOTALL)  # a sentence thrice in a row, cut off mid-repeat
 
 
 def _looped_on(content: str) -> str:
-    """What a reply cut off at the token limit repeats at its end ('0', ' the same', a number that never ends),
-    or ''."""
+    """What a reply cut off at the token limit repeats at its end ('0', ' the same', a number that never ends, a
+    sentence written again and again), or ''.
+
+    >>> "The script uses the tools provided" in _looped_on("Here it is. " + "The script uses the tools provided. " * 5)
+    True
+    >>> _looped_on("A plain answer that ran out of tokens in the middle of a long sentence about jets")
+    ''
+    """
     match = _LOOP.search(content[-400:])
     if match:
         return match.group(1)
     endless = _ENDLESS_NUMBER.search(content[-400:])
-    return f"{endless.group(0)[:12]}… (a number without end)" if endless else ""
+    if endless:
+        return f"{endless.group(0)[:12]}… (a number without end)"
+    sentence = _LOOPED_SENTENCE.search(content[-1500:])
+    return sentence.group(1).strip() if sentence else ""
 
 
 def _unconstrained_object(content: str) -> dict[str, Any] | None:

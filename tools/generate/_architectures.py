@@ -2,10 +2,11 @@ r"""Generator architectures by size, building a model from its card, and loading
 
 Sizes: ``tiny`` (seconds, for tests), ``small`` (minutes on 2 CPU cores), ``large`` (closer to the published
 models). ``calofast`` (:mod:`._calofast`) has a spline coupling flow for the layer energies and a voxel
-network whose share head has rank ``rank``. A model is rebuilt from ``card.json`` (model, flow kind,
-architecture, dimensions) and its weights ``model.pt``; the feature transforms are buffers of the model,
-so they come back with the weights. A ``pointcloud`` card holds ``showers`` (calorimeter points) or
-``jets`` (constituents, :mod:`._jet_points`).
+network whose share head has rank ``rank``; ``calohits`` (:mod:`._calohits`) the same flow and ``templates``
+hit templates per layer whose intensities come from a network of ``hidden_features``. A model is rebuilt from
+``card.json`` (model, flow kind, architecture, dimensions) and its weights ``model.pt``; the feature transforms
+are buffers of the model, so they come back with the weights. A ``pointcloud`` card holds ``showers``
+(calorimeter points) or ``jets`` (constituents, :mod:`._jet_points`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from physagent.tools._artifacts import Artifact
 from physagent.tools.generate._calofast import CALOFAST_REFERENCE, FastCalo
 from physagent.tools.generate._caloflow import CALOFLOW_REFERENCE, CaloFlow
+from physagent.tools.generate._calohits import CALOHITS_REFERENCE, CaloHits
 from physagent.tools.generate._flows import FLOW_REFERENCES, TabularFlow
 from physagent.tools.generate._pointcloud import JET_POINTS, POINTCLOUD_REFERENCE, PointCloudModel
 
@@ -39,6 +41,11 @@ ARCHITECTURES: dict[str, dict[str, dict[str, Any]]] = {
         "small": {"energy_flow": _flow(2, [64, 64]), "voxel_net": {"hidden_features": [64, 16], "rank": 8}},
         "large": {"energy_flow": _flow(4, [128, 128]), "voxel_net": {"hidden_features": [128, 64], "rank": 16}},
     },
+    "calohits": {
+        "tiny": {"energy_flow": _flow(2, [32, 32]), "hit_model": {"hidden_features": [32], "templates": 2}},
+        "small": {"energy_flow": _flow(2, [64, 64]), "hit_model": {"hidden_features": [64, 64], "templates": 4}},
+        "large": {"energy_flow": _flow(4, [128, 128]), "hit_model": {"hidden_features": [128, 128], "templates": 8}},
+    },
     "pointcloud": {
         "tiny": {"set_flow": _flow(3, [32, 32]), "velocity": {"local": 32, "global": 16, "layers": 2}},
         "small": {"set_flow": _flow(4, [64, 64]), "velocity": {"local": 96, "global": 32, "layers": 3}},
@@ -50,7 +57,7 @@ ARCHITECTURES: dict[str, dict[str, dict[str, Any]]] = {
 def reference_for(model: str, flow_kind: str) -> str:
     """The paper(s) a model follows."""
     return {"flow": FLOW_REFERENCES[flow_kind], "caloflow": CALOFLOW_REFERENCE, "calofast": CALOFAST_REFERENCE,
-            "pointcloud": POINTCLOUD_REFERENCE}[model]
+            "calohits": CALOHITS_REFERENCE, "pointcloud": POINTCLOUD_REFERENCE}[model]
 
 
 def build_model(card: dict[str, Any]) -> Any:
@@ -65,6 +72,8 @@ def build_model(card: dict[str, Any]) -> Any:
         return CaloFlow(kind, (grid["n_layers"], grid["n_a"], grid["n_b"]), arch)
     if card["model"] == "calofast":
         return FastCalo((grid["n_layers"], grid["n_a"], grid["n_b"]), arch)
+    if card["model"] == "calohits":
+        return CaloHits((grid["n_layers"], grid["n_a"], grid["n_b"]), arch)
     return PointCloudModel(kind, arch, n_layers=grid["n_layers"])
 
 

@@ -44,7 +44,7 @@ from physagent.tools.generate._caloflow import noise_scale
 from physagent.tools.generate._coupling import CouplingFlow, mlp
 from physagent.tools.generate._flows import Standardizer
 
-__all__ = ["CALOFAST_REFERENCE", "MAX_FAST_VOXELS", "FastCalo", "bits_to_uniform"]
+__all__ = ["CALOFAST_REFERENCE", "MAX_FAST_VOXELS", "FastCalo", "LayerEnergies", "bits_to_uniform"]
 
 MAX_FAST_VOXELS = 20_000
 CALOFAST_REFERENCE = ("two-stage factorisation of Krause & Shih, CaloFlow, arXiv:2106.05285; coupling spline flow, "
@@ -84,23 +84,22 @@ class VoxelNet(nn.Module):
         return self.hit(h), self.share(h).unflatten(-1, (-1, 2))
 
 
-class FastCalo(nn.Module):
-    """Stage 1 (layer energies) and stage 2 (independent voxels) for a grid of ``grid_shape``."""
+class LayerEnergies(nn.Module):
+    """Stage 1, shared by calofast and calohits: the layer energies E_l given E_inc, as a spline coupling flow of
+    x = standardised logit((y − y_low) / (y_high − y_low)), y = log((E_l + ε u) / MeV), with ε = ``noise_mev``."""
 
     noise_mev: torch.Tensor
     y_low: torch.Tensor
     y_high: torch.Tensor
 
-    def __init__(self, grid_shape: tuple[int, int, int], arch: dict[str, Any]) -> None:
+    def __init__(self, grid_shape: tuple[int, int, int], flow: dict[str, Any]) -> None:
         super().__init__()
         self.grid_shape = tuple(grid_shape)
         n_layers = grid_shape[0]
         self.n_voxels = int(np.prod(grid_shape))
-        flow, voxels = arch["energy_flow"], arch["voxel_net"]
         self.energy_flow = CouplingFlow(n_layers, 1, flow["transforms"], flow["hidden_features"], flow["bins"])
         self.y_norm = Standardizer(n_layers)
         self.c_norm = Standardizer(1)
-        self.voxels = VoxelNet(1 + n_layers, self.n_voxels, voxels["hidden_features"], voxels["rank"])
         self.register_buffer("noise_mev", torch.tensor(1e-3))
         self.register_buffer("y_low", torch.full((n_layers,), -10.0))
         self.register_buffer("y_high", torch.full((n_layers,), 10.0))
@@ -112,6 +111,40 @@ class FastCalo(nn.Module):
     def _from_x(self, x: torch.Tensor) -> torch.Tensor:
         return self.y_low + (self.y_high - self.y_low) * torch.sigmoid(self.y_norm.inverse(x))
 
+    def _stage_one_targets(self, layer_e: torch.Tensor, energy_gev: torch.Tensor, generator: torch.Generator | None
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x of the dequantised layer energies (B, L), standardised log E_inc (B, 1))."""
+        y = torch.log(layer_e + torch.rand(layer_e.shape, generator=generator) * self.noise_mev)
+        return self._to_x(y), self.c_norm(torch.log(energy_gev).unsqueeze(-1))
+
+    def _fit_stage_one(self, cells: np.ndarray, energy_gev: np.ndarray, generator: torch.Generator) -> None:
+        """ε, the support [y_low, y_high] of y and the standardisations, from the training showers."""
+        self.noise_mev.fill_(noise_scale(cells))
+        with torch.no_grad():
+            layer_e = torch.from_numpy(cells).view(len(cells), self.grid_shape[0], -1).sum(-1)
+            y = torch.log(layer_e + torch.rand(layer_e.shape, generator=generator) * self.noise_mev)
+            low, high = y.amin(0), y.amax(0)
+            self.y_low.copy_(low - _RANGE_MARGIN * (high - low))
+            self.y_high.copy_(high + _RANGE_MARGIN * (high - low))
+            self.y_norm.fit(torch.logit((y - self.y_low) / (self.y_high - self.y_low)).double().numpy(), "none")
+            self.c_norm.fit(np.log(energy_gev)[:, None], "none")
+
+    def sample_layer_energies(self, energy_gev: torch.Tensor, z_layers: torch.Tensor
+                              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(standardised log E_inc (B, 1), x (B, L), layer energies E_l (B, L) [MeV]) for stage-1 noise z."""
+        c = self.c_norm(torch.log(energy_gev).unsqueeze(-1))
+        x = self.energy_flow.sample(z_layers, c)
+        return c, x, torch.exp(self._from_x(x))
+
+
+class FastCalo(LayerEnergies):
+    """Stage 1 (layer energies) and stage 2 (independent voxels) for a grid of ``grid_shape``."""
+
+    def __init__(self, grid_shape: tuple[int, int, int], arch: dict[str, Any]) -> None:
+        super().__init__(grid_shape, arch["energy_flow"])
+        voxels = arch["voxel_net"]
+        self.voxels = VoxelNet(1 + grid_shape[0], self.n_voxels, voxels["hidden_features"], voxels["rank"])
+
     def _layers(self, cells: torch.Tensor) -> torch.Tensor:
         return cells.view(len(cells), self.grid_shape[0], -1)
 
@@ -119,25 +152,17 @@ class FastCalo(nn.Module):
                  ) -> tuple[torch.Tensor, ...]:
         """(stage-1 variables x, standardised log E_inc, hit flags (B, V), log shares of the hits (B, V), else 0)."""
         layer_e = self._layers(cells).sum(-1)
-        y = torch.log(layer_e + torch.rand(layer_e.shape, generator=generator) * self.noise_mev)
+        x, c = self._stage_one_targets(layer_e, energy_gev, generator)
         hits = cells > 0
         share = cells / layer_e.clamp_min(_TINY).repeat_interleave(self.n_voxels // self.grid_shape[0], dim=1)
         t = torch.where(hits, torch.log(share.clamp_min(_TINY)), torch.zeros_like(share))
-        return self._to_x(y), self.c_norm(torch.log(energy_gev).unsqueeze(-1)), hits.float(), t
+        return x, c, hits.float(), t
 
     def fit_transforms(self, cells: np.ndarray, energy_gev: np.ndarray, seed: int) -> None:
         """ε, the standardisations, and stage-2 biases at the training data's per-voxel hit rates and shares."""
-        self.noise_mev.fill_(noise_scale(cells))
         generator = torch.Generator().manual_seed(seed)
+        self._fit_stage_one(cells, energy_gev, generator)
         with torch.no_grad():
-            layer_e = self._layers(torch.from_numpy(cells)).sum(-1)
-            noise = torch.rand(layer_e.shape, generator=generator) * self.noise_mev
-            y = torch.log(layer_e + noise)
-            low, high = y.amin(0), y.amax(0)
-            self.y_low.copy_(low - _RANGE_MARGIN * (high - low))
-            self.y_high.copy_(high + _RANGE_MARGIN * (high - low))
-            self.y_norm.fit(torch.logit((y - self.y_low) / (self.y_high - self.y_low)).double().numpy(), "none")
-            self.c_norm.fit(np.log(energy_gev)[:, None], "none")
             _, _, hits, t = self._targets(torch.from_numpy(cells), torch.from_numpy(energy_gev).float(), generator)
             rate = hits.mean(0).clamp(1e-4, 1 - 1e-4)
             n_hits = hits.sum(0).clamp_min(1)
@@ -162,9 +187,8 @@ class FastCalo(nn.Module):
     def sample(self, energy_gev: torch.Tensor, z_layers: torch.Tensor, bits: torch.Tensor) -> torch.Tensor:
         """Cells (B, L, A, B) [MeV] for incident energies (B,) [GeV], stage-1 noise z (B, L) ~ N(0, 1) and one
         random int32 word per voxel (B, V), read as the uniform u_k = :func:`bits_to_uniform`."""
-        c = self.c_norm(torch.log(energy_gev).unsqueeze(-1))
-        x = self.energy_flow.sample(z_layers, c)
-        layer_e = torch.exp(self._from_x(x)).view(-1)
+        c, x, layer_e = self.sample_layer_energies(energy_gev, z_layers)
+        layer_e = layer_e.view(-1)
         h = self.voxels.body(torch.cat([c, x], -1))
         # a hit when u < p, compared on the integers: bits < p·2³² − 2³¹ = 2³¹ tanh(logit / 2), made in place
         # (each new (B, V) tensor costs about as much as an operation on it)

@@ -10,6 +10,8 @@ What is exported (float32, batch axis dynamic; the point axis too), by model:
 - ``calofast``: ``sampler.onnx``, inputs ``energy_gev`` (B,), ``z_layers`` (B, L) standard normal and
   ``bits`` (B, V) int32 uniformly random words (one per voxel); output ``cells`` (B, L, A, B) in MeV
   (:meth:`~._calofast.FastCalo.sample`, hits found with ``NonZero``, cells written with ``ScatterND``).
+- ``calohits``: nothing; its hits are drawn in a compiled numba loop (Poisson counts, alias tables, merged
+  repeats) that ONNX cannot express, so ``export_problems`` says so and ``sample_generator`` samples it.
 - ``pointcloud``: ``velocity.onnx``, one network call of the ODE dx/dt = v_θ(x, t | c, n): inputs
   ``points`` (B, P, D) standardised, ``mask`` (B, P) 1 for real points and 0 for padding, ``t`` (B, 1),
   ``condition`` (B, K) in GeV (n is read from the mask); output ``velocity`` (B, P, D). Integrate it from
@@ -73,6 +75,10 @@ def export_generator(model: Any, name: str, train: tuple[torch.Tensor, ...], dir
     """Write the ONNX files of a trained generator (eval mode); returns per file its inputs and the largest
     difference to torch, or the exporter's error."""
     generator = torch.Generator().manual_seed(0)
+    if name == "calohits":
+        return {"sampler": {"error": "not exported: calohits draws its hits in a compiled numba loop (Poisson "
+                                     "counts, alias tables) that ONNX cannot express; sample it with "
+                                     "sample_generator"}}
     if name == "flow":
         values, given = train
         inputs = {"z": torch.randn(values[:_CHECK_ROWS].shape, generator=generator)}

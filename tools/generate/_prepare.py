@@ -21,6 +21,7 @@ from physagent.tools._errors import ToolInputError
 from physagent.tools.generate._architectures import DEFAULT_ODE_STEPS, build_model
 from physagent.tools.generate._calofast import MAX_FAST_VOXELS
 from physagent.tools.generate._caloflow import MAX_VOXELS
+from physagent.tools.generate._calohits import MAX_HITS_VOXELS
 from physagent.tools.generate._fitting import Settings, split_indices
 from physagent.tools.generate._generator_io import (
     check_showers,
@@ -36,7 +37,7 @@ __all__ = ["MIN_ROWS", "Prepared", "prepare_flow", "prepare_grid", "prepare_jet_
 
 _TOOL = "train_generator"
 MIN_ROWS = 10
-_GRID_LIMITS = {"caloflow": MAX_VOXELS, "calofast": MAX_FAST_VOXELS}
+_GRID_LIMITS = {"caloflow": MAX_VOXELS, "calofast": MAX_FAST_VOXELS, "calohits": MAX_HITS_VOXELS}
 
 
 @dataclass
@@ -115,7 +116,7 @@ def _showers_card(showers: Any, energies: np.ndarray) -> dict[str, Any]:
 
 
 def prepare_grid(data: Artifact, model: str, kind: str, arch: dict[str, Any], settings: Settings) -> Prepared:
-    """Cells and incident energies of a showers artifact for ``caloflow`` or ``calofast``."""
+    """Cells and incident energies of a showers artifact for ``caloflow``, ``calofast`` or ``calohits``."""
     import torch
 
     showers = _read_showers(data)
@@ -124,7 +125,7 @@ def prepare_grid(data: Artifact, model: str, kind: str, arch: dict[str, Any], se
     if geometry.n_voxels > limit:
         other = "model='calofast' (up to 20,000 voxels) or " if model == "caloflow" else ""
         raise ToolInputError.for_param(
-            _TOOL, "model", model, f"learns every voxel jointly and takes grids of at most {limit} "
+            _TOOL, "model", model, f"learns every voxel and takes grids of at most {limit} "
             f"voxels; {data.id} has {geometry.n_layers}×{geometry.n_a}×{geometry.n_b} = {geometry.n_voxels}. Use "
             f"{other}model='pointcloud', or simulate a coarser grid.")
     cells = showers.cells_mev.reshape(len(showers), -1)

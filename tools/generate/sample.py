@@ -3,9 +3,9 @@ r"""``sample_generator``: draw samples from a trained generator, batched and see
 - A ``flow`` generator gives a ``table`` artifact (``samples.parquet``) with one column per feature
   (:func:`~tools.generate._generator_io.column_name` of its expression: ``jets.mass[0]`` → ``jets_mass_0``)
   and one per condition.
-- ``caloflow``, ``calofast`` and ``pointcloud`` generators give a ``showers`` artifact (``showers.h5`` in the
-  CaloChallenge layout, cells in MeV, incident energies in GeV in memory); the point cloud also writes its
-  points (``points.parquet``) and bins them into the trained geometry's cells.
+- ``caloflow``, ``calofast``, ``calohits`` and ``pointcloud`` generators give a ``showers`` artifact
+  (``showers.h5`` in the CaloChallenge layout, cells in MeV, incident energies in GeV in memory); the point
+  cloud also writes its points (``points.parquet``) and bins them into the trained geometry's cells.
 - a ``pointcloud`` generator trained on jets gives a ``jets`` artifact (``jets.parquet`` in the
   ``cluster_jets`` layout, one jet per event): the generated constituents around a jet axis, the jet's
   pt, eta, phi, mass, e from their four-vector sum, τ_N and m_SD from FastJet, pid = charge = 0 (unknown;
@@ -24,8 +24,10 @@ axes, then the base noise batch by batch), so the same seed gives the same sampl
 artifact, at any ``batch_size`` (up to floating-point rounding of batched matrix products). ``calofast``
 reads its per-voxel uniforms from the generator's raw 64-bit words (``bit_generator.random_raw``, two
 32-bit uniforms per word, a fixed number of words per shower): the cheapest seeded noise numpy makes.
-Sampling runs in torch's inference mode on :func:`~tools.tag._runtime.torch_threads` threads (calofast: one);
-the reported time covers the network passes and the noise, not reading the model or writing the artifact.
+``calohits`` takes one raw 64-bit word per shower as the key of all its hits' randomness.
+Sampling runs in torch's inference mode on :func:`~tools.tag._runtime.torch_threads` threads (calofast and
+calohits: one); the reported time covers the network passes, the noise and the hit sampling, not reading the
+model (nor building calohits' tables from it) or writing the artifact.
 """
 
 from __future__ import annotations
@@ -60,9 +62,10 @@ class GeneratedSamples(ToolResult):
     """Samples drawn from a generator, and how fast they came."""
 
     samples: Artifact = Field(description="The samples: a table artifact (flow), a showers artifact "
-                                          "(caloflow, calofast, pointcloud) in the generator's geometry, or a jets "
+                                          "(caloflow, calofast, calohits, pointcloud) in the generator's "
+                                          "geometry, or a jets "
                                           "artifact (pointcloud trained on jets).")
-    model: str = Field(description="The generator's model: flow, caloflow, calofast or pointcloud.")
+    model: str = Field(description="The generator's model: flow, caloflow, calofast, calohits or pointcloud.")
     n_samples: int = Field(description="Rows (showers, jets) drawn.")
     columns: list[str] = Field(description="Columns of a sampled table: features, then conditions (empty for "
                                            "showers and jets).")
@@ -102,7 +105,7 @@ def sample_generator(
     *,
     ctx: ToolContext,
 ) -> GeneratedSamples:
-    """Draw samples from a trained generator: a table (flow), showers (caloflow, calofast, pointcloud) or jets.
+    """Draw samples from a trained generator: a table (flow), calorimeter showers or jets (point clouds).
 
     Conditions come from fixed values or ranges (e.g. an incident-energy range in GeV, a jet pT range)
     or from a reference artifact; returns the samples artifact and the sampling speed in ms per sample.
@@ -137,7 +140,7 @@ def _timed_batches(ctx: ToolContext, label: str, n: int, batch_size: int, step: 
 
     out = []
     with torch_threads(), torch.inference_mode(), ctx.progress(f"sample {label}", total=n, unit="samples") as bar:
-        if label == "calofast":
+        if label in ("calofast", "calohits"):
             torch.set_num_threads(1)  # torch_threads restores the count on exit
         start_time = time.perf_counter()
         for start in range(0, n, batch_size):
@@ -184,6 +187,8 @@ def _sample_showers(ctx: ToolContext, artifact: Artifact, model: Any, energies: 
         cells, points, wall = _caloflow_cells(ctx, model, energies, geometry, batch_size, rng)
     elif card["model"] == "calofast":
         cells, points, wall = _calofast_cells(ctx, model, energies, geometry, batch_size, rng)
+    elif card["model"] == "calohits":
+        cells, points, wall = _calohits_cells(ctx, model, energies, geometry, batch_size, rng)
     else:
         cells, points, wall = _pointcloud_cells(ctx, model, card, energies, geometry, batch_size, rng, ode)
     showers = Showers(energies, cells, geometry, None, card["showers"]["particle"], points,
@@ -230,6 +235,21 @@ def _calofast_cells(ctx: ToolContext, model: Any, energies: np.ndarray, geometry
         return model.sample(e[a:b], z_layers[a:b], bits).numpy()
 
     batches, wall = _timed_batches(ctx, "calofast", len(energies), batch_size, step)
+    return np.concatenate(batches), None, wall
+
+
+def _calohits_cells(ctx: ToolContext, model: Any, energies: np.ndarray, geometry: Any, batch_size: int,
+                    rng: np.random.Generator) -> tuple[np.ndarray, None, float]:
+    """Stage-1 normals and one 64-bit key per shower drawn up front: the showers do not depend on the batches. The
+    alias and weight tables are built from the weights before the clock starts, as loading the weights is."""
+    import torch
+
+    model.prepare_sampling()
+    z_layers = torch.from_numpy(rng.standard_normal((len(energies), geometry.n_layers))).float()
+    keys = rng.bit_generator.random_raw(len(energies))
+    e = torch.from_numpy(energies).float()
+    batches, wall = _timed_batches(ctx, "calohits", len(energies), batch_size,
+                                   lambda a, b: model.sample(e[a:b], z_layers[a:b], keys[a:b]).numpy())
     return np.concatenate(batches), None, wall
 
 

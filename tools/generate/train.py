@@ -1,8 +1,11 @@
-r"""``train_generator``: train a generative surrogate (normalizing flow, CaloFlow, calofast, point-cloud flow matching).
+r"""``train_generator``: train a generative surrogate (normalizing flow, CaloFlow, calofast, calohits, point clouds).
 
 Models (``model``; ``auto`` picks by the input's kind: ``flow`` for tables, jets and events, ``calofast`` for
 showers of at most :data:`~tools.generate._caloflow.MAX_VOXELS` voxels — as faithful as ``caloflow`` or more
-in our benchmark, at a hundredth of its sampling time — else ``pointcloud``):
+in our benchmark, at a hundredth of its sampling time — ``calohits`` up to
+:data:`~tools.generate._calohits.MAX_HITS_VOXELS` voxels — on the full grid at least as faithful as
+``pointcloud`` in our benchmark (same data and epochs) and over 1000× faster to sample — else ``pointcloud``;
+with ``flow_kind="maf"``, ``caloflow`` and ``pointcloud``):
 
 - ``flow`` — a conditional normalizing flow (zuko NSF, arXiv:1906.04032, or MAF, arXiv:1705.07057) for
   tabular, low-dimensional data of a ``table``, ``jets`` or ``events`` artifact: ``features`` and optional
@@ -16,6 +19,11 @@ in our benchmark, at a hundredth of its sampling time — else ``pointcloud``):
   (hit probability and log share from one network pass), for grids of up to
   :data:`~tools.generate._calofast.MAX_FAST_VOXELS` voxels. Sampling costs microseconds per shower at a
   batch of 1000, about 100× less than ``caloflow``; ``flow_kind`` must stay ``nsf``.
+- ``calohits`` — calofast's layer-energy flow, then the hits of each layer as a Poisson process whose intensity
+  mixes a few learnt templates with weights from a small network (:mod:`tools.generate._calohits`), and a
+  log share per hit; sampling draws the hits alone in a compiled loop, so its cost grows with the hits, not the
+  voxels: tens of microseconds per full-grid (30 × 24 × 24) shower. Grids of up to
+  :data:`~tools.generate._calohits.MAX_HITS_VOXELS` voxels; ``flow_kind`` must stay ``nsf``; no ONNX export.
 - ``pointcloud`` — conditional flow matching with EPiC layers (EPiC-FM, arXiv:2310.00049; CaloClouds,
   arXiv:2305.04847) on point clouds plus a flow for the number of points and their summed weight
   (:mod:`tools.generate._pointcloud`): a shower's points (x, y [mm], layer, e [MeV]) given the incident
@@ -43,6 +51,7 @@ from physagent.tools._errors import ToolInputError
 from physagent.tools._registry import ToolResult, tool
 from physagent.tools.generate._architectures import ARCHITECTURES, reference_for
 from physagent.tools.generate._caloflow import MAX_VOXELS
+from physagent.tools.generate._calohits import MAX_HITS_VOXELS
 from physagent.tools.generate._fitting import (
     Fitted,
     Settings,
@@ -64,9 +73,9 @@ __all__ = ["GeneratorRef", "TrainedGenerator", "train_generator"]
 
 GeneratorRef = Annotated[str, Accepts(("generator",)), Field(pattern=ARTIFACT_ID_PATTERN)]
 SourceRef = Annotated[str, Accepts(("table", "jets", "events", "showers")), Field(pattern=ARTIFACT_ID_PATTERN)]
-ModelChoice = Literal["auto", "flow", "caloflow", "calofast", "pointcloud"]
+ModelChoice = Literal["auto", "flow", "caloflow", "calofast", "calohits", "pointcloud"]
 _TOOL = "train_generator"
-_SHOWER_MODELS = ("caloflow", "calofast", "pointcloud")
+_SHOWER_MODELS = ("caloflow", "calofast", "calohits", "pointcloud")
 
 
 class TrainedGenerator(ToolResult):
@@ -74,11 +83,12 @@ class TrainedGenerator(ToolResult):
 
     generator: Artifact = Field(description="The generator artifact (kind 'generator'): model.pt, card.json, "
                                             "training_curve.png. Pass it to sample_generator.")
-    model: str = Field(description="Model: flow, caloflow, calofast or pointcloud.")
+    model: str = Field(description="Model: flow, caloflow, calofast, calohits or pointcloud.")
     flow_kind: str = Field(description="Flow transform: nsf (neural spline) or maf (affine autoregressive).")
     n_parameters: int = Field(description="Trainable parameters.")
     features: list[str] = Field(description="What is generated: the feature expressions (flow), or the shower "
-                                            "variables (caloflow, calofast: layer energies and cells; pointcloud: "
+                                            "variables (caloflow, calofast, calohits: layer energies and cells; "
+                                            "pointcloud: "
                                             "points; "
                                             "pointcloud on jets: deta, dphi, pt_rel of the constituents).")
     conditions: list[str] = Field(description="What the generator is conditioned on (empty: unconditional).")
@@ -100,18 +110,22 @@ class TrainedGenerator(ToolResult):
 @tool(category="generate", version="1")
 def train_generator(
     source: Annotated[SourceRef, Field(description="Id of the training data: a table, jets or events artifact "
-                                                   "(flow), a showers artifact (caloflow, calofast, pointcloud) or a "
-                                                   "jets "
-                                                   "artifact with constituents (pointcloud).")],
+                                                   "(flow), a showers artifact (caloflow, calofast, calohits, "
+                                                   "pointcloud) or a jets artifact with constituents "
+                                                   "(pointcloud).")],
     model: Annotated[ModelChoice, Field(
         description="flow (normalizing flow for tabular features), caloflow (two-stage flow for small calorimeter "
                     "grids), calofast (CaloFlow's layer-energy flow plus independent voxels: about 100× faster "
-                    "sampling, grids up to 20,000 voxels), pointcloud (flow matching on shower points, or on the "
-                    "leading jet's constituents of a jets artifact, conditioned on its pT) or auto (flow for "
-                    f"tables/jets/events; calofast for showers with at most {MAX_VOXELS} voxels, else pointcloud).",
+                    "sampling, grids up to 20,000 voxels), calohits (the same layer-energy flow plus Poisson hits "
+                    "from templates: sampling time grows with the hits, not the voxels; the fast surrogate for large "
+                    "grids up to 20,000 voxels such as the full 30×24×24), pointcloud (flow matching on shower "
+                    "points, or on the leading jet's constituents of a jets artifact, conditioned on its pT) or auto "
+                    f"(flow for tables/jets/events; calofast for showers with at most {MAX_VOXELS} voxels, calohits "
+                    f"up to {MAX_HITS_VOXELS:,}, else pointcloud).",
         json_schema_extra={"x-phrases": {"normalizing flow": "flow", "spline flow": "flow", "caloflow": "caloflow",
-                                         "calofast": "calofast", "fast surrogate": "calofast",
-                                         "fast caloflow": "calofast",
+                                         "calofast": "calofast", "fast surrogate": "auto",
+                                         "fast caloflow": "calofast", "calohits": "calohits",
+                                         "hit sampler": "calohits", "poisson hits": "calohits",
                                          "flow matching": "pointcloud", "point cloud": "pointcloud",
                                          "caloclouds": "pointcloud", "epic": "pointcloud",
                                          "jet constituents": "pointcloud", "epic-fm": "pointcloud"}})] = "auto",
@@ -150,7 +164,7 @@ def train_generator(
     *,
     ctx: ToolContext,
 ) -> TrainedGenerator:
-    """Train a generative surrogate (normalizing flow, CaloFlow, calofast or point-cloud flow matching) on an artifact.
+    """Train a generative surrogate (normalizing flow, CaloFlow, calofast, calohits or point-cloud flow matching).
 
     Returns the generator artifact (weights, model card, training curve, ONNX exports) with the best
     validation loss, epochs run and training time; sample it with sample_generator.
@@ -161,7 +175,7 @@ def train_generator(
     settings = Settings(epochs, batch_size, learning_rate, weight_decay, patience, validation_fraction, seed)
     if chosen == "flow":
         prepared = prepare_flow(data, features, conditions, flow_kind, log_transform, arch, settings)
-    elif chosen in ("caloflow", "calofast"):
+    elif chosen in ("caloflow", "calofast", "calohits"):
         prepared = prepare_grid(data, chosen, flow_kind, arch, settings)
     elif data.kind == "jets":
         prepared = prepare_jet_pointcloud(data, flow_kind, arch, settings, max_points)
@@ -177,19 +191,19 @@ def train_generator(
 
 def _choose_model(model: str, data: Artifact, features: list[str], conditions: list[str], flow_kind: str) -> str:
     showers = data.kind == "showers"
-    if model == "calofast" and flow_kind != "nsf":
+    if model in ("calofast", "calohits") and flow_kind != "nsf":
         raise ToolInputError.for_param(
-            _TOOL, "flow_kind", flow_kind, "applies to flow, caloflow and pointcloud; calofast's layer-energy flow "
+            _TOOL, "flow_kind", flow_kind, f"applies to flow, caloflow and pointcloud; {model}'s layer-energy flow "
             "is always a spline coupling flow. Leave flow_kind at 'nsf', or use model='caloflow'.")
     if model == "auto":
         if not showers:
             return "flow"
-        small = "calofast" if flow_kind == "nsf" else "caloflow"  # calofast has no MAF variant
-        model = small if _n_voxels(data) <= MAX_VOXELS else "pointcloud"
+        model = _auto_shower_model(_n_voxels(data), flow_kind)
     if model == "flow" and showers:
         raise ToolInputError.for_param(
             _TOOL, "model", model, f"learns tabular features, but {data.id} holds calorimeter showers. Use "
-            "model='caloflow' (small grids), model='calofast' (fast sampling) or model='pointcloud'.")
+            "model='caloflow' (small grids), model='calofast' (fast sampling), model='calohits' (fast sampling of "
+            "large grids) or model='pointcloud'.")
     if model != "flow" and not showers and not (model == "pointcloud" and data.kind == "jets"):
         jets = " (or model='pointcloud' for the constituents of jets)" if data.kind == "jets" else ""
         raise ToolInputError.for_param(
@@ -203,6 +217,14 @@ def _choose_model(model: str, data: Artifact, features: list[str], conditions: l
             _TOOL, "features" if features else "conditions", features or conditions, f"apply to model='flow' only; "
             f"{model} always generates {what}.")
     return model
+
+
+def _auto_shower_model(n_voxels: int, flow_kind: str) -> str:
+    """calofast on small grids, calohits on large ones (both faster and more faithful than their alternatives in
+    bench_generators.py), pointcloud beyond; caloflow and pointcloud for a MAF (calofast and calohits have none)."""
+    if n_voxels <= MAX_VOXELS:
+        return "calofast" if flow_kind == "nsf" else "caloflow"
+    return "calohits" if flow_kind == "nsf" and n_voxels <= MAX_HITS_VOXELS else "pointcloud"
 
 
 def _n_voxels(data: Artifact) -> int:
