@@ -32,6 +32,7 @@ from physagent.agent.claims import (
     RENDERED_MARK,
     Placeholder,
     Rendered,
+    field_meant,
     find_placeholders,
     format_value,
     mend_fields,
@@ -368,8 +369,21 @@ class Run:
                 return None
             return value_fields(_result(step), limit=200)
 
-        template, findings = mend_fields(template, fields_of)
+        template, findings = mend_fields(self._to_steps_that_ran(template), fields_of)
         self.record.findings += findings
+        return template
+
+    def _to_steps_that_ran(self, template: str) -> str:
+        """Each placeholder to a step that never existed (``{$2.mean_mass}`` after a one-step plan) pointed at the one
+        step that ran whose result has a field it can mean (:func:`field_meant`)."""
+        for placeholder in find_placeholders(template):
+            if placeholder.step is None or placeholder.step in self.steps:
+                continue
+            meant = [(number, field) for number, step in self.steps.items() if step.ok
+                     if (field := field_meant(placeholder.path, value_fields(_result(step), limit=200)))]
+            if len(meant) == 1:
+                template = template.replace(placeholder.text, f"{{${meant[0][0]}.{meant[0][1]}}}")
+                self.record.findings.append(f"mended {placeholder.text} to step {meant[0][0]}'s {meant[0][1]}")
         return template
 
     def _unknown_placeholders(self, template: str) -> list[Placeholder]:

@@ -32,7 +32,7 @@ from physagent.agent.claims import (
     quantity_of_field,
     result_field_type,
 )
-from physagent.agent.cuts import selection_from_words
+from physagent.agent.cuts import multiplicity_asked, selection_from_words
 from physagent.agent.events import AgentEvent, PlanEvent
 from physagent.agent.execution import Run, observation
 from physagent.agent.grounding import sources_in
@@ -103,7 +103,7 @@ class PlanRun(Run):
                     return
                 fixes -= 1
                 continue
-            reply = self._with_asked_quantities(self._completed(reply))
+            reply = _counted_objects_quoted(self._with_asked_quantities(self._completed(reply)), self.request)
             failed = yield from self._execute(reply)
             if failed is None:
                 yield from self._answer(reply)
@@ -634,6 +634,32 @@ def _asked_field(plan: Plan, quantity: str, request: str) -> tuple[str, str, int
 
 
 _BAD_VALUE = re.compile(r"\b(\w+): (\w+)=(-?[\d.]+|'[^']*')\s+(?:must|is not|is more|is less|should)")
+
+
+_TOTAL = re.compile(r"\b(?:how many|(?:total )?number of)\s+(jet|muon|electron|photon|particle)s?\b", re.IGNORECASE)
+
+
+def _counted_objects_quoted(plan: Plan, request: str) -> Plan:
+    """For "how many jets there are in total": the answer's count in the sentence naming the objects reads the one
+    step's ``n_jets``, not another count (``read_table``'s ``n_rows`` was quoted as the number of jets); when no
+    such sentence has a count, the count is added. Per-event averages are left to ``summarize``."""
+    asked = _TOTAL.search(request)
+    if asked is None or multiplicity_asked(request) or re.search(r"\bper event\b", request) or not plan.answer:
+        return plan
+    word = asked.group(1).lower() + "s"
+    field = f"n_{word}"
+    holders = [s for s in plan.steps if is_known(s.tool) and field in spec(s.tool).result_model.model_fields]
+    if len(holders) != 1 or f"{{${holders[0].number}.{field}}}" in plan.answer:
+        return plan
+    right = f"{{${holders[0].number}.{field}}}"
+    answer = plan.answer
+    for sentence in re.split(r"(?<=[.!?])\s+", plan.answer):
+        counts = [p for p in find_placeholders(sentence) if p.path.startswith("n_") and word[:-1] not in p.path]
+        if word[:-1] in sentence.lower() and len(counts) == 1:
+            answer = answer.replace(sentence, sentence.replace(counts[0].text, right))
+    if answer == plan.answer:
+        answer = f"{answer.rstrip()} Number of {word}: {right}."
+    return Plan(plan.steps, answer, [*plan.notes, f"the count of {word} reads {right}"])
 
 
 def _with_stated_selection(plan: Plan, request: str) -> Plan:

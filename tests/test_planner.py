@@ -1321,3 +1321,35 @@ def test_the_mean_number_of_jets_per_event_is_read_from_a_summarize_step() -> No
     assert completed.steps[2] == Step(3, "summarize", {"source": "$2"})
     assert completed.answer.endswith("Mean number of jets per event: {$3.multiplicities.jets.mean}.")
     assert selection_from_words(request) is None
+
+
+def test_a_placeholder_to_a_step_that_never_existed_reads_the_one_step_with_that_field(workspace: Workspace) -> None:
+    """A one-step plan (cluster_jets) answered after the results with '{$2.stats.jets_mass_gev.mean}': there is no
+    step 2, and only step 1 has a field it can mean (leading_jet_mean_mass_gev), so that value is shown."""
+    from physagent.tools import call_tool
+
+    events = call_tool("generate_events", DY, workspace=workspace).artifacts[0].id
+    steps = [{"tool": "cluster_jets", "arguments": {"events": events, "radius": 1.0}}]
+    assistant, _ = _assistant([plan(steps, ""), answer("The mean leading-jet mass is {$2.stats.jets_mass_gev.mean}.")],
+                              workspace)
+    record = assistant.ask(f"Cluster R = 1.0 jets in {events} and tell me the mean mass of the leading jet.")
+    mass = next(c for c in workspace.calls() if c.tool == "cluster_jets").result["leading_jet_mean_mass_gev"]
+    assert f"The mean leading-jet mass is {format_value(mass, 'GeV')}" in record.answer
+    assert "not available" not in record.answer
+
+
+def test_a_count_of_objects_quotes_the_field_that_counts_them() -> None:
+    """'how many jets there are in total' answered with read_table's n_rows in the jets sentence: it reads the one
+    cluster step's n_jets; with no count in such a sentence the count is added; a per-event average is left alone."""
+    from physagent.agent.planner import _counted_objects_quoted
+
+    request = "Read the Parquet event file /d/tt.parquet, find R = 0.4 jets, and tell me how many jets there are."
+    steps = [{"tool": "read_table", "arguments": {"path": "/d/tt.parquet"}},
+             {"tool": "cluster_jets", "arguments": {"events": "$1", "radius": 0.4}}]
+    wrong = parse_plan({"steps": steps, "answer": "Read {$1.n_rows} events. The total number of jets is {$1.n_rows}."})
+    assert _counted_objects_quoted(wrong, request).answer == (
+        "Read {$1.n_rows} events. The total number of jets is {$2.n_jets}.")
+    silent = parse_plan({"steps": steps, "answer": "Clustered the jets of the file."})
+    assert _counted_objects_quoted(silent, request).answer.endswith("Number of jets: {$2.n_jets}.")
+    average = "find R = 0.4 jets and tell me how many jets an event has on average"
+    assert _counted_objects_quoted(wrong, average) is wrong
