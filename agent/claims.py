@@ -406,12 +406,15 @@ def _repeated_unit(text: str, rest: str) -> int:
     return repeated.end() if repeated else 0
 
 
-def value_fields(result: Any, limit: int = 12) -> list[str]:
-    """The fields of a result a placeholder can show, compactly: numbers and short texts, one level into dicts of
-    them (``values.fraction``); no lists, artifacts, long texts or empty (None) values.
+def value_fields(result: Any, limit: int = 12, depth: int = 1) -> list[str]:
+    """The fields of a result a placeholder can show, compactly: numbers and short texts, ``depth`` levels into
+    dicts of them (``values.fraction``; ``multiplicities.jets.mean`` at depth 2); no lists, artifacts, long texts or
+    empty (None) values.
 
     >>> value_fields({"auc": 0.7, "max_sic": None, "scores": {"id": "x", "sha256": "y"}, "values": {"f": 0.1}})
     ['auc', 'values.f']
+    >>> value_fields({"multiplicities": {"jets": {"mean": 4.1}}}, depth=2)
+    ['multiplicities.jets.mean']
     """
     def shown(value: Any) -> bool:
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -421,8 +424,8 @@ def value_fields(result: Any, limit: int = 12) -> list[str]:
     for key, value in (result.items() if isinstance(result, dict) else []):
         if shown(value):
             fields.append(key)
-        elif isinstance(value, dict) and "sha256" not in value:
-            fields += [f"{key}.{inner}" for inner, item in value.items() if shown(item)]
+        elif isinstance(value, dict) and "sha256" not in value and depth > 0:
+            fields += [f"{key}.{inner}" for inner in value_fields(value, limit=10**6, depth=depth - 1)]
     return fields[:limit]
 
 

@@ -367,7 +367,7 @@ class Run:
             step = self.steps.get(placeholder.step) if placeholder.step is not None else None
             if step is None or not step.ok or not self.lookup(placeholder).unknown:
                 return None
-            return value_fields(_result(step), limit=200)
+            return value_fields(_result(step), limit=400, depth=2)
 
         template, findings = mend_fields(self._to_steps_that_ran(template), fields_of)
         self.record.findings += findings
@@ -380,7 +380,7 @@ class Run:
             if placeholder.step is None or placeholder.step in self.steps:
                 continue
             meant = [(number, field) for number, step in self.steps.items() if step.ok
-                     if (field := field_meant(placeholder.path, value_fields(_result(step), limit=200)))]
+                     if (field := field_meant(placeholder.path, value_fields(_result(step), limit=400, depth=2)))]
             if len(meant) == 1:
                 template = template.replace(placeholder.text, f"{{${meant[0][0]}.{meant[0][1]}}}")
                 self.record.findings.append(f"mended {placeholder.text} to step {meant[0][0]}'s {meant[0][1]}")

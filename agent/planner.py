@@ -55,6 +55,7 @@ from physagent.agent.prompting import relevant_parameters, render_tools
 from physagent.agent.prompts import prompt
 from physagent.agent.references import (
     drop_artifact_reads,
+    drop_repeated_steps,
     drop_unasked_exports,
     mend_invented_ids,
     mend_misread_sources,
@@ -396,7 +397,7 @@ class PlanRun(Run):
                      if is_known(s.tool) else s for s in mended.steps]
             mended = mend_misread_sources(mend_invented_ids(Plan(self._windows_spread(steps), mended.answer,
                                                                  mended.notes), self.allowed_ids()))
-            mended = use_named_artifacts(mended, self.request, self.allowed_ids())
+            mended = use_named_artifacts(drop_repeated_steps(mended, self.request), self.request, self.allowed_ids())
             mended = drop_unasked_exports(mended, asked_actions(self.request, self.context.offered,
                                                                 self.allowed_ids()), self.request)
             mended = _with_stated_selection(mended, self.request)

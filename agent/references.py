@@ -18,8 +18,8 @@ from physagent.agent.agent_tools import is_known, spec
 from physagent.agent.plan import Plan, Step, artifact_fields, step_reference
 from physagent.tools import ARTIFACT_ID_PATTERN, KIND_PREFIXES
 
-__all__ = ["drop_artifact_reads", "drop_unasked_exports", "mend_invented_ids", "mend_misread_sources",
-           "use_named_artifacts"]
+__all__ = ["drop_artifact_reads", "drop_repeated_steps", "drop_unasked_exports", "mend_invented_ids",
+           "mend_misread_sources", "use_named_artifacts"]
 
 _LOOKS_LIKE_ID = re.compile(r"^([a-z]{2,5})-[0-9a-z]{1,16}$")
 _ID = re.compile(ARTIFACT_ID_PATTERN)
@@ -270,3 +270,30 @@ def _references(value: Any) -> list[tuple[int, str | None]]:
         return [ref for item in value for ref in _references(item)]
     reference = step_reference(value)
     return [reference] if reference else []
+
+
+_REPEAT_ASKED = re.compile(r"\b(?:twice|again|two times|three times|repeat|re-?run|once more|second time)\b",
+                           re.IGNORECASE)
+
+
+def drop_repeated_steps(plan: Plan, request: str) -> Plan:
+    """The plan without steps that repeat an earlier step's tool and arguments exactly (a small model wrote the same
+    η histogram six times and had no step left for the code asked for), their readers reading the first; kept when
+    the request asks for a repeat ("run it twice")."""
+    if _REPEAT_ASKED.search(request):
+        return plan
+    first: dict[str, int] = {}
+    repeats: dict[int, str] = {}
+    for step in plan.steps:
+        key = f"{step.tool}:{sorted(step.arguments.items())!r}"
+        if key in first:
+            repeats[step.number] = f"${first[key]}"
+        else:
+            first[key] = step.number
+    if not repeats:
+        return plan
+    steps = [Step(s.number, s.tool, {name: _instead(value, repeats) for name, value in s.arguments.items()})
+             for s in plan.steps if s.number not in repeats]
+    answer = re.sub(r"\{\$(\d+)", lambda m: "{" + repeats.get(int(m.group(1)), f"${m.group(1)}"), plan.answer)
+    notes = [f"steps {', '.join(str(n) for n in repeats)} repeated earlier steps exactly; dropped"]
+    return Plan(steps, answer, [*plan.notes, *notes])

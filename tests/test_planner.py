@@ -1353,3 +1353,31 @@ def test_a_count_of_objects_quotes_the_field_that_counts_them() -> None:
     assert _counted_objects_quoted(silent, request).answer.endswith("Number of jets: {$2.n_jets}.")
     average = "find R = 0.4 jets and tell me how many jets an event has on average"
     assert _counted_objects_quoted(wrong, average) is wrong
+
+
+def test_a_count_put_under_the_wrong_group_reads_the_multiplicity(workspace: Workspace) -> None:
+    """'{$3.stats.jets.mean}' for the average number of jets per event: summarize puts it under multiplicities, two
+    levels down; the answer shows multiplicities.jets.mean instead of dropping the sentence."""
+    steps = [{"tool": "generate_events", "arguments": DY}, {"tool": "cluster_jets", "arguments": {"events": "$1"}},
+             {"tool": "summarize", "arguments": {"source": "$2", "selection": "jets.pt > 30"}}]
+    assistant, _ = _assistant([plan(steps, "Jets per event: {$3.stats.jets.mean}.")], workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events with MPI off, seed 2, cluster jets above 30 GeV and tell me "
+                           "the average number of jets per event.")
+    mean = next(c for c in workspace.calls() if c.tool == "summarize").result["multiplicities"]["jets"]["mean"]
+    assert f"Jets per event: {format_value(mean)}" in record.answer
+
+
+def test_steps_repeating_an_earlier_step_exactly_are_dropped_unless_a_repeat_is_asked() -> None:
+    """Six identical η histograms leave one (readers and the answer read it), which frees the plan for the code step
+    the request asks for; 'generate it twice' keeps both generations."""
+    from physagent.agent.references import drop_repeated_steps
+
+    eta = {"tool": "histogram", "arguments": {"source": "$1", "field": "particles.eta"}}
+    planned = parse_plan({"steps": [{"tool": "generate_events", "arguments": DY}, eta, eta, eta,
+                                    {"tool": "plot", "arguments": {"histograms": ["$3", "$4"]}}],
+                          "answer": "Mean η {$4.mean}."})
+    kept = drop_repeated_steps(planned, "Generate 120 Drell-Yan events and histogram the muon eta")
+    assert [(s.number, s.tool) for s in kept.steps] == [(1, "generate_events"), (2, "histogram"), (5, "plot")]
+    assert kept.steps[2].arguments == {"histograms": ["$2", "$2"]} and kept.answer == "Mean η {$2.mean}."
+    twice = parse_plan({"steps": [{"tool": "generate_events", "arguments": DY}] * 2, "answer": ""})
+    assert drop_repeated_steps(twice, "Generate the same 120 Drell-Yan events twice") is twice
