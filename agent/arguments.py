@@ -342,12 +342,17 @@ def fill_stated_arguments(arguments: dict[str, Any], parameters: dict[str, Any],
     is stated in the text too ("VBF Higgs with custom settings": ``custom`` stays). A number written
     next to the parameter's one-word name ("seed 4", "-5 events") wins likewise. An enum value written
     as a word ("all-hadronic" → ``decay="hadronic"``) fills a parameter the model did not write at all
-    (``model_wrote``: the model's own keys, before hygiene), when exactly one non-default value is written.
+    (``model_wrote``: the model's own keys, before hygiene), when exactly one non-default value is written. A
+    parameter marked ``"x-needs": [other, …]`` is filled only beside one of those (``object_index`` picks among
+    ``fields``: without fields, "the leading muon" belongs to the selection).
     """
     user_text, raw_text = _user_text(messages), _user_text(messages, lower=False)
     wrote = set(arguments) if model_wrote is None else model_wrote
     filled = dict(arguments)
     for name, schema in parameters.get("properties", {}).items():
+        needs = schema.get("x-needs")
+        if needs and name not in filled and not any(filled.get(other) for other in needs):
+            continue  # "the leading muon" in a selection sets no object_index for a summarize without fields
         own = filled.get(name)
         if own is not None and isinstance(own, str) and _enum_stated(own, _enum_schema(schema), user_text):
             continue  # the model took a value the user named: keep it

@@ -372,3 +372,16 @@ def test_small_counts_written_as_words_are_numbers() -> None:
     assert fill_stated_arguments({"dataset": "datas-0123456789"}, tagger, _user("train it for two epochs"))[
         "epochs"] == 2
     assert _signed("the one with MPI off, and one of them") == "the one with MPI off, and one of them"
+
+
+def test_a_phrase_fills_a_parameter_only_beside_the_one_it_needs() -> None:
+    """'how many events have a leading muon above 40 GeV': summarize with a selection and no fields gets no
+    object_index (the tool would refuse it); with fields, 'leading' still sets it."""
+    from physagent.agent.arguments import fill_stated_arguments
+
+    summary = registry.get("summarize").parameters_schema()
+    request = _user("Out of those, how many events have a leading muon harder than 40 GeV?")
+    counted = {"source": "ev-0123456789", "selection": "muons.pt[0] > 40"}
+    assert fill_stated_arguments(counted, summary, request) == counted
+    fields = {"source": "ev-0123456789", "fields": ["muons.pt"]}
+    assert fill_stated_arguments(fields, summary, _user("the mean leading muon pT"))["object_index"] == 0

@@ -129,7 +129,8 @@ def summarize(
     object_index: Annotated[
         int | None, Field(ge=0, le=100, description="Use only the k-th object by decreasing pT per event "
                           "(0 = leading; events with fewer are skipped); None uses every object.",
-                          json_schema_extra={"x-phrases": {"leading": 0, "subleading": 1, "second": 1}})
+                          json_schema_extra={"x-phrases": {"leading": 0, "subleading": 1, "second": 1},
+                                             "x-needs": ["fields"]})
     ] = None,
     selection: Annotated[str | None, Field(max_length=1000, description=(
         "Cut expression, e.g. 'count(jets.pt > 30) >= 4', 'abs(jets.eta) < 2.5', 'jets.pt[0] > 400 and "
