@@ -556,13 +556,14 @@ def test_a_count_of_other_objects_is_not_the_multiplicity_asked_for() -> None:
 def test_numbers_no_result_gives_are_sent_back_once_and_the_answer_is_written_without_them(
     workspace: Workspace,
 ) -> None:
-    """'p̂T > 250 GeV, seed 21' copied from a worked example into the answer: the model is told which numbers have no
+    """'p̂T > 250 GeV, seed 9817' copied from a worked example into the answer: the model is told which numbers have no
     source and writes the answer again; the second answer is shown, with no unverified numbers."""
     made = [{"tool": "generate_events", "arguments": DY}]
-    assistant, backend = _assistant([plan(made, "Made {$1.n_events} events with p̂T > 250 GeV, seed 21."),
+    # 9817: no result or retrieved passage holds it by chance (a passage with "21" once supported the example's seed)
+    assistant, backend = _assistant([plan(made, "Made {$1.n_events} events with p̂T > 250 GeV, seed 9817."),
                                      answer("Made {$1.n_events} Drell-Yan events.")], workspace)
     record = assistant.ask("Generate 120 Drell-Yan events with MPI off")
-    assert "The numbers 250, 21 are in no tool result" in backend.seen[1][0][-1]["content"]
+    assert "The numbers 250, 9817 are in no tool result" in backend.seen[1][0][-1]["content"]
     assert record.answer.startswith("Made 120 Drell-Yan events") and "unverified" not in record.answer
 
 
