@@ -259,11 +259,11 @@ _SCALES = {"thousand": 10**3, "million": 10**6, "billion": 10**9}
 
 
 def _user_text(messages: list[dict[str, Any]], lower: bool = True) -> str:
-    text = _signed(" ".join(str(m.get("content", "")) for m in messages if m.get("role") == "user"))
+    text = _numbers_as_digits(" ".join(str(m.get("content", "")) for m in messages if m.get("role") == "user"))
     return text.lower() if lower else text
 
 
-def _signed(text: str) -> str:
+def _numbers_as_digits(text: str) -> str:
     """``text`` with a sign, a scale, zero or a small count written as a word in digits: "minus 20" → "-20", "200
     million" → "200000000", "zero" → "0", "a single epoch" → "1 epoch" (the user's number goes to the tool, which
     refuses what it cannot do)."""
@@ -275,7 +275,7 @@ def _signed(text: str) -> str:
 def _stated_numbers(messages: list[dict[str, Any]]) -> list[float]:
     """Numbers of the conversation (earlier answers and their artifact summaries included), with
     the scalings people write: 2 TeV = 2000 GeV, 5k = 5000, 30% = 0.3."""
-    text = _signed(" ".join(str(m.get("content", "")) for m in messages
+    text = _numbers_as_digits(" ".join(str(m.get("content", "")) for m in messages
                             if m.get("role") in {"user", "tool", "assistant"}))
     plain = numbers_in(text)
     scaled = [float(n) * {"k": 1e3, "m": 1e6}[s.lower()] for n, s in _SCALED.findall(text)]

@@ -26,25 +26,10 @@ from typing import Any
 from pydantic import BaseModel
 
 __all__ = [
-    "RENDERED_MARK",
-    "Placeholder",
-    "Rendered",
-    "field_meant",
-    "find_placeholders",
-    "format_value",
-    "is_single_value",
-    "mend_fields",
-    "mislabelled",
-    "missing_quantities",
-    "quantity_before",
-    "quantity_of_field",
-    "render",
-    "resolve_path",
-    "result_field_type",
-    "unit_of",
-    "value_fields",
-    "without_sentences",
-    "without_unrenderable",
+    "RENDERED_MARK", "Placeholder", "Rendered", "field_meant", "find_placeholders", "format_value",
+    "is_single_value", "mend_fields", "mislabelled", "missing_quantities", "quantity_before",
+    "quantity_of_field", "render", "resolve_path", "result_field_type", "unit_of", "value_fields",
+    "without_sentences", "without_unrenderable",
 ]
 
 _PLACEHOLDER = re.compile(r"\{\s*(?:\$(\d+)|([a-z]{2,5}-[0-9a-f]{10}))\s*[.:]\s*([A-Za-z_][\w.\-\[\]]*)\s*\}")
@@ -142,7 +127,7 @@ _GROUP_WORDS = frozenset({"stat", "statistic", "value", "result"})  # containers
 
 
 def _name_words(name: str) -> set[str]:
-    """The words of a field name, singular: ``stats.jets_mass_gev.mean`` → {stats, jet, mass, gev, mean}."""
+    """The words of a field name, singular: ``stats.jets_mass_gev.mean`` → {stat, jet, mass, gev, mean}."""
     return {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
             for w in re.split(r"[._]", name.lower()) if w}
 
@@ -432,9 +417,13 @@ def value_fields(result: Any, limit: int = 12, depth: int = 1) -> list[str]:
 def without_sentences(template: str, placeholders: list[Placeholder]) -> str:
     """The template without each sentence that holds one of ``placeholders`` ('' when none is left)."""
     texts = {p.text for p in placeholders}
-    pieces = [*_SENTENCE_END.split(template.strip()), ""]  # sentence, separator, sentence, ..., ""
-    kept = [s + gap for s, gap in zip(pieces[::2], pieces[1::2], strict=True) if not any(t in s for t in texts)]
-    return "".join(kept).strip()
+    return _sentences_kept(template, lambda sentence: not any(t in sentence for t in texts))
+
+
+def _sentences_kept(text: str, keep: Callable[[str], bool]) -> str:
+    """``text`` with only the sentences ``keep`` accepts."""
+    pieces = [*_SENTENCE_END.split(text.strip()), ""]  # sentence, separator, sentence, ..., ""
+    return "".join(s + gap for s, gap in zip(pieces[::2], pieces[1::2], strict=True) if keep(s)).strip()
 
 
 _UNRENDERABLE = re.compile(r"\{\s*\$\d+[^{}]*\}")  # "{$2.n_jets / $1.n_events}": arithmetic no result holds
@@ -450,6 +439,4 @@ def without_unrenderable(text: str) -> tuple[str, list[str]]:
     found = _UNRENDERABLE.findall(text)
     if not found:
         return text, []
-    pieces = [*_SENTENCE_END.split(text.strip()), ""]
-    kept = [s + gap for s, gap in zip(pieces[::2], pieces[1::2], strict=True) if not _UNRENDERABLE.search(s)]
-    return "".join(kept).strip(), found
+    return _sentences_kept(text, lambda sentence: not _UNRENDERABLE.search(sentence)), found

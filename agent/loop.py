@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import typing
 import uuid
 from collections.abc import Iterator
@@ -33,15 +32,13 @@ from physagent.agent.execution import Run, observation
 from physagent.agent.planner import PlanRun
 from physagent.agent.prompts import prompt
 from physagent.agent.record import AgentRecord
+from physagent.agent.references import ASKED_TO_REPEAT
 from physagent.agent.selection import ToolSelector
 from physagent.tools import ProgressSink, Workspace
 
 __all__ = ["Assistant", "Mode", "checked_mode", "default_mode"]
 
 Mode = Literal["plan", "step"]
-# the user asked for the same call again: the repeat guard must not cut it
-_ASKED_TO_REPEAT = re.compile(r"\b(twice|again|two times|three times|repeat|re-?run|once more|second time|same .* "
-                              r"(?:as before|again))\b", re.IGNORECASE)
 
 
 class Assistant:
@@ -153,7 +150,7 @@ class StepRun(Run):
             if any(_key(r) in failed for r in turn.tool_calls):
                 yield from self.stop(f"the model repeated a failing call: {failed[_key(turn.tool_calls[0])]}")
                 return
-            if any(_key(r) in succeeded for r in turn.tool_calls) and not _ASKED_TO_REPEAT.search(self.request):
+            if any(_key(r) in succeeded for r in turn.tool_calls) and not ASKED_TO_REPEAT.search(self.request):
                 yield from self._answer(self._forced_answer(turn.tool_calls[0]))
                 return
             for call in turn.tool_calls:

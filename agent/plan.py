@@ -360,8 +360,6 @@ def with_derived_steps(plan: Plan, request: str, offered: list[str], artifacts: 
         parameters = spec(tool).parameters_schema()
         if arguments is not None:
             arguments = fill_stated_arguments(arguments, parameters, messages, model_wrote=set())
-            if tool == "summarize":
-                arguments.pop("object_index", None)  # "leading" is in the selection already ([0])
             if set(parameters.get("required", [])) <= set(arguments):  # "histogram it": which field is not said
                 steps.append(Step(max((s.number for s in steps), default=0) + 1, tool, arguments))
     if len(steps) == len(plan.steps) or len(steps) > MAX_STEPS:

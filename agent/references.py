@@ -11,15 +11,15 @@ argument becomes that reference, and the plan's notes say so. Anything ambiguous
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from physagent.agent.agent_tools import is_known, spec
 from physagent.agent.plan import Plan, Step, artifact_fields, step_reference
 from physagent.tools import ARTIFACT_ID_PATTERN, KIND_PREFIXES
 
-__all__ = ["drop_artifact_reads", "drop_repeated_steps", "drop_unasked_exports", "mend_invented_ids",
-           "mend_misread_sources", "use_named_artifacts"]
+__all__ = ["ASKED_TO_REPEAT", "drop_artifact_reads", "drop_repeated_steps", "drop_unasked_exports",
+           "mend_invented_ids", "mend_misread_sources", "use_named_artifacts"]
 
 _LOOKS_LIKE_ID = re.compile(r"^([a-z]{2,5})-[0-9a-z]{1,16}$")
 _ID = re.compile(ARTIFACT_ID_PATTERN)
@@ -112,14 +112,17 @@ def mend_misread_sources(plan: Plan) -> Plan:
 def _code_reads_data(steps: list[Step], notes: list[str]) -> list[Step]:
     """``steps`` with each ``write_code`` input that is a histogram the plan fills replaced by the data it is filled
     from: code asked for per-event quantities ("the pT of the muon pair") cannot get them from a histogram."""
-    sources = {s.number: s.arguments.get("source") for s in steps if s.tool == "histogram"}
+    filled_from = {s.number: s.arguments["source"] for s in steps if s.tool == "histogram" and "source" in s.arguments}
+
+    def data_of(item: Any) -> Any:
+        reference = step_reference(item)
+        return filled_from.get(reference[0], item) if reference else item
+
     mended = []
     for step in steps:
-        inputs = step.arguments.get("inputs") if step.tool == "write_code" else None
-        read = list(dict.fromkeys(
-            sources.get(ref[0]) if (ref := step_reference(item)) and sources.get(ref[0]) else item
-            for item in inputs)) if isinstance(inputs, list) else inputs
-        if read == inputs:
+        inputs = step.arguments.get("inputs")
+        read = list(dict.fromkeys(map(data_of, inputs))) if isinstance(inputs, list) else inputs
+        if step.tool != "write_code" or read == inputs:
             mended.append(step)
             continue
         notes.append(f"step {step.number}: the code reads the data the histograms are filled from")
@@ -144,7 +147,7 @@ def _read_through_detector(steps: list[Step], notes: list[str]) -> list[Step]:
 
 
 def _reads_any(step: Step, number: int) -> bool:
-    return any((ref := step_reference(v)) is not None and ref[0] == number for v in step.arguments.values())
+    return any(ref[0] == number for value in step.arguments.values() for ref in _references(value))
 
 
 def _moved_to(step: Step, source: int, target: int) -> Step:
@@ -196,9 +199,13 @@ def drop_artifact_reads(plan: Plan, artifacts: Mapping[str, str]) -> Plan:
              for s in plan.steps if s.number not in read]
     notes = [f"step {number} read the session's artifact {artifact} as a file; dropped, {artifact} is used as it is"
              for number, artifact in read.items()]
-    # an answer quoting the dropped steps is written again once the results are in
-    answer = "" if {int(n) for n in re.findall(r"\{\$(\d+)", plan.answer)} & read.keys() else plan.answer
+    answer = _answer_without(plan.answer, read.keys())
     return Plan(steps, answer, [*plan.notes, *notes])
+
+
+def _answer_without(answer: str, dropped: Iterable[int]) -> str:
+    """The plan's answer, or '' when it quotes a dropped step: it is then written again once the results are in."""
+    return "" if {int(n) for n in re.findall(r"\{\$(\d+)", answer)} & set(dropped) else answer
 
 
 def _artifact_named(step: Step, artifacts: Mapping[str, str]) -> str | None:
@@ -243,7 +250,7 @@ def use_named_artifacts(plan: Plan, request: str, artifacts: Mapping[str, str]) 
              for s in plan.steps if s.number not in remade]
     notes = [f"step {number} made a new {artifacts[artifact]} although the request names {artifact}; dropped, "
              f"{artifact} is used" for number, artifact in remade.items()]
-    answer = "" if {int(n) for n in re.findall(r"\{\$(\d+)", plan.answer)} & remade.keys() else plan.answer
+    answer = _answer_without(plan.answer, remade.keys())
     return Plan(steps, answer, [*plan.notes, *notes])
 
 
@@ -261,7 +268,7 @@ def drop_unasked_exports(plan: Plan, asked: list[str], request: str) -> Plan:
         return plan
     notes = [f"step {s.number} ({s.tool}) dropped: the request asks for no such output" for s in plan.steps
              if s.number in unasked]
-    answer = "" if {int(n) for n in re.findall(r"\{\$(\d+)", plan.answer)} & unasked else plan.answer
+    answer = _answer_without(plan.answer, unasked)
     return Plan([s for s in plan.steps if s.number not in unasked], answer, [*plan.notes, *notes])
 
 
@@ -272,15 +279,16 @@ def _references(value: Any) -> list[tuple[int, str | None]]:
     return [reference] if reference else []
 
 
-_REPEAT_ASKED = re.compile(r"\b(?:twice|again|two times|three times|repeat|re-?run|once more|second time)\b",
-                           re.IGNORECASE)
+# "run it twice", "the same generation as before": a repeat the user asked for is run (loop and planner alike)
+ASKED_TO_REPEAT = re.compile(r"\b(twice|again|two times|three times|repeat|re-?run|once more|second time|same .* "
+                             r"(?:as before|again))\b", re.IGNORECASE)
 
 
 def drop_repeated_steps(plan: Plan, request: str) -> Plan:
     """The plan without steps that repeat an earlier step's tool and arguments exactly (a small model wrote the same
     η histogram six times and had no step left for the code asked for), their readers reading the first; kept when
     the request asks for a repeat ("run it twice")."""
-    if _REPEAT_ASKED.search(request):
+    if ASKED_TO_REPEAT.search(request):
         return plan
     first: dict[str, int] = {}
     repeats: dict[int, str] = {}

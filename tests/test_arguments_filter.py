@@ -363,7 +363,7 @@ def test_entries_counted_inclusively_become_an_exclusive_stop() -> None:
 
 def test_small_counts_written_as_words_are_numbers() -> None:
     """'for a single epoch' → epochs=1, 'two epochs' → 2; 'the one with MPI off' is no count."""
-    from physagent.agent.arguments import _signed, fill_stated_arguments
+    from physagent.agent.arguments import _numbers_as_digits, fill_stated_arguments
 
     tagger = registry.get("train_tagger").parameters_schema()
     single = fill_stated_arguments({"dataset": "datas-0123456789", "model": "particlenet"}, tagger,
@@ -371,7 +371,7 @@ def test_small_counts_written_as_words_are_numbers() -> None:
     assert single["epochs"] == 1
     assert fill_stated_arguments({"dataset": "datas-0123456789"}, tagger, _user("train it for two epochs"))[
         "epochs"] == 2
-    assert _signed("the one with MPI off, and one of them") == "the one with MPI off, and one of them"
+    assert _numbers_as_digits("the one with MPI off, and one of them") == "the one with MPI off, and one of them"
 
 
 def test_a_phrase_fills_a_parameter_only_beside_the_one_it_needs() -> None:
