@@ -90,7 +90,7 @@ def run_write_code(run: Run, arguments: dict[str, Any]) -> tuple[Any, str]:
     validated["values"] = values_by_name(validated["values"])
     result = write_and_run(validated["task"], backend=run.a.backend, workspace=run.a.workspace,
                            inputs=validated["inputs"], values=validated["values"], checks=validated["checks"],
-                           session=run.a.session)
+                           session=run.a.session, request=run.request)
     run.usage += Usage(result.prompt_tokens, result.completion_tokens)
     if not result.ok or result.final is None:
         return None, result.error or "the generated code did not validate"

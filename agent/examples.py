@@ -33,6 +33,8 @@ from physagent.knowledge import embedder
 
 __all__ = ["ExampleBank", "WorkedExample", "default_bank"]
 
+_CODE_TOOL = "run_python"
+
 
 @dataclass(frozen=True)
 class WorkedExample:
@@ -47,6 +49,11 @@ class WorkedExample:
     @property
     def tools(self) -> list[str]:
         return [step["tool"] for step in self.steps]
+
+    @property
+    def program(self) -> str:
+        """The code of the example's ``run_python`` step ('' when it has none)."""
+        return next((str(step["arguments"].get("code", "")) for step in self.steps if step["tool"] == _CODE_TOOL), "")
 
     def as_prompt(self) -> str:
         """The example as the model should reply: the request, then the ``submit_plan`` call."""
@@ -96,6 +103,12 @@ class ExampleBank:
         """The ``k`` examples closest to ``request``, closest last (nearest the request in the prompt)."""
         order = np.argsort(-self.similarities(request), kind="stable")[:k]
         return [self.examples[i] for i in reversed(order)]
+
+    def similar_programs(self, task: str, k: int = 2) -> list[WorkedExample]:
+        """The ``k`` examples with a program whose requests are closest to ``task``, closest last."""
+        similarity = self.similarities(task)
+        with_code = [i for i in np.argsort(-similarity, kind="stable") if self.examples[i].program][:k]
+        return [self.examples[i] for i in reversed(with_code)]
 
 
 @functools.cache

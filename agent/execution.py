@@ -235,6 +235,8 @@ class Run:
             if tool == WRITE_CODE:
                 outcome, error = run_write_code(self, arguments)
                 return outcome, error, None
+            if tool == "search_knowledge":
+                arguments = self._naming_the_document(arguments)
             outcome = call_tool(tool, arguments, workspace=self.a.workspace, session=self.a.session,
                                 progress=self.a.progress)
             return outcome, "", None
@@ -248,6 +250,22 @@ class Run:
             return None, str(exc), None
         finally:
             self.tool_s += time.perf_counter() - began
+
+    def _naming_the_document(self, arguments: dict[str, Any]) -> dict[str, Any]:
+        """A search whose request names one document ("according to the 2024 DESY deep-learning round table") and
+        whose query does not: the query gets the document's name, so the search keeps to that document."""
+        from physagent.knowledge import KnowledgeBase
+        from physagent.knowledge.samples import sample_corpus
+        from physagent.knowledge.store import named_source
+
+        query = str(arguments.get("query", ""))
+        sources = [p.name for p in sample_corpus()] + [
+            d["source"] for d in KnowledgeBase.open(self.a.workspace.root).documents()]
+        named = named_source(self.request, sources)
+        if named is None or named_source(query, sources) == named:
+            return arguments
+        name = re.sub(r"[-_.]+", " ", named.rsplit(".", 1)[0])
+        return {**arguments, "query": f"{query} ({name})"}
 
     def _unknown_ids(self, arguments: dict[str, Any]) -> str:
         """An error naming ids the session does not hold (a copied example id, a tool name), or ''."""

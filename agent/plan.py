@@ -303,6 +303,9 @@ _ACTIONS = {
     "bump_hunt": re.compile(r"\bbump[- ]?hunt|\bfit\b[^.]*\b(?:sidebands?|dijet mass|m_?jj)\b", re.IGNORECASE),
     "export_fpga": re.compile(_LEAD + r"(?:export|convert|translate|put|turn)\b[^.]*\b(?:fpgas?|hls4ml|firmware|"
                               r"conifer)\b", re.IGNORECASE),
+    "scan_training": re.compile(r"\bhyper-?parameter scan|\bgrid search\b|\b(?:scan|compare|try)\b[^.]*\b"
+                                r"(?:learning[- ]?rates?|batch[- ]?sizes?|weight[- ]?decays?)\b|"
+                                r"\bscan\b[^.]*\bover the sizes\b", re.IGNORECASE),
 }
 _DOING = {"plot": "plot", "cluster_jets": "cluster jets", "histogram": "histogram", "export_session":
           "export the session", "train_tagger": "train a tagger", "write_root": "write a ROOT file",
@@ -311,7 +314,7 @@ _DOING = {"plot": "plot", "cluster_jets": "cluster jets", "histogram": "histogra
           "export_fpga": "export the model to FPGA firmware", "write_hepmc": "write a HepMC3 file",
           "export_histograms": "write the histograms to a ROOT file", "merge_samples": "merge the samples",
           "detector_response": "simulate the detector response", "write_code": "compute it with code",
-          "summarize": "count the events passing a selection"}
+          "summarize": "count the events passing a selection", "scan_training": "scan training hyper-parameters"}
 # the order added steps run in: jets of the detector-level events, a histogram of the merged sample, a plot of
 # the histogram, the export last
 _PIPELINE = ("detector_response", "cluster_jets", "merge_samples", "histogram", "plot")
@@ -375,8 +378,15 @@ def with_derived_steps(plan: Plan, request: str, offered: list[str], artifacts: 
 
 
 def _with_count(answer: str, added: list[Step], request: str) -> str:
-    """The answer with the count of an added ``summarize`` step: a small model's sentence quotes something else."""
+    """The answer with the count of an added ``summarize`` step (a small model's sentence quotes something else),
+    and the best point of an added ``scan_training``."""
     for step in added:
+        if step.tool == "scan_training" and f"{{${step.number}." not in answer:
+            n = step.number
+            chosen = ", ".join(f"{name.replace('_', ' ')} {{${n}.best_parameters.{name}}}" for name in
+                               step.arguments["grid"])
+            answer += (f" Of {{${n}.n_points}} trainings the best ({chosen}) reached validation AUC "
+                       f"{{${n}.best_validation_auc}} and test AUC {{${n}.best_test_auc}} ({{${n}.best_model}}).")
         if step.tool != "summarize" or f"{{${step.number}." in answer:
             continue
         if "selection" in step.arguments:
@@ -475,10 +485,41 @@ def _derived_arguments(tool: str, steps: list[Step], artifacts: Mapping[str, str
         return _selection_to_count(made, request)
     if tool == "write_code":
         return _code_to_write(made, request)
+    if tool == "scan_training":
+        return _scan_to_run(made, request)
     derive = {"compare_samples": lambda: _samples_to_compare(steps, request), "export_session": dict,
               "export_fpga": lambda: _model_to_export(steps, made, request),
               "export_histograms": lambda: _histograms_to_export(steps, artifacts, request)}.get(tool)
     return derive() if derive else None
+
+
+_NUMBER = r"\d+(?:\.\d+)?(?:e-?\d+)?"
+_LISTED = rf"\s*(?:of|=|:)?\s*({_NUMBER}(?:\s*(?:,|and|or|vs\.?|versus)\s*{_NUMBER})+)"
+# the trainer's parameters a request scans, as written: "batch sizes 32 and 128", "learning rates 1e-3, 3e-3"
+_SCANNED = {"batch_size": (re.compile(rf"\bbatch[- ]?sizes?{_LISTED}", re.IGNORECASE), int),
+            "learning_rate": (re.compile(rf"\blearning[- ]?rates?{_LISTED}", re.IGNORECASE), float),
+            "weight_decay": (re.compile(rf"\bweight[- ]?decays?{_LISTED}", re.IGNORECASE), float)}
+_SIZES_SCANNED = re.compile(r"\bsizes?\s*(?:of\s*)?((?:tiny|small|large)(?:\s*(?:,|and|or)\s*(?:tiny|small|large))+)",
+                            re.IGNORECASE)
+
+
+def _scan_to_run(made: dict[str, str], request: str) -> dict[str, Any] | None:
+    """``scan_training`` of the session's dataset over the values the request lists ("compare batch sizes 32 and
+    128 for a tiny MLP tagger" → grid ``{"batch_size": [32, 128]}``, fixed ``{"model": "mlp", "size": "tiny"}``)."""
+    if "dataset" not in made:
+        return None
+    grid: dict[str, list[Any]] = {}
+    for parameter, (written, kind) in _SCANNED.items():
+        if found := written.search(request):
+            grid[parameter] = [kind(float(n)) for n in re.findall(_NUMBER, found.group(1))]
+    if sizes := _SIZES_SCANNED.search(request):
+        grid["size"] = re.findall(r"tiny|small|large", sizes.group(1).lower())
+    if not grid:
+        return None
+    stated = fill_stated_arguments({}, spec("train_tagger").parameters_schema(), [{"role": "user", "content": request}],
+                                   model_wrote=set())
+    fixed = {k: v for k, v in stated.items() if k not in grid and k not in ("dataset", "seed")}
+    return {"dataset": made["dataset"], "grid": grid, **({"fixed": fixed} if fixed else {})}
 
 
 def _code_to_write(made: dict[str, str], request: str) -> dict[str, Any] | None:
@@ -609,6 +650,8 @@ def asked_actions(request: str, offered: list[str], artifacts: Mapping[str, str]
         asked.append("summarize")  # "how many events have a leading muon above …", "how many jets per event"
     if "export_session" in asked and "write_code" in asked:  # "write a script to reproduce this session"
         asked.remove("write_code")
+    if "scan_training" in asked and "evaluate_tagger" in asked and not re.search(r"\bevaluate\b", request, re.I):
+        asked.remove("evaluate_tagger")  # "compare batch sizes 32 and 128 for a tagger" is the scan's comparison
     return asked
 
 

@@ -255,7 +255,8 @@ class PlanRun(Run):
         problems = []
         for quantity, _ in missing_quantities(self.request, ""):
             found = _asked_field(plan, quantity, self.request)
-            step = _summarize_step(plan, quantity, self.context.offered) if not found or found[2] == 0 else ""
+            step = (_summarize_step(plan, quantity, self.context.offered, multiplicity_asked(self.request))
+                    if not found or found[2] == 0 else "")
             if step:
                 problems.append(f"the request asks for the {quantity}, but {step}")
         return problems
@@ -400,7 +401,7 @@ class PlanRun(Run):
             mended = use_named_artifacts(drop_repeated_steps(mended, self.request), self.request, self.allowed_ids())
             mended = drop_unasked_exports(mended, asked_actions(self.request, self.context.offered,
                                                                 self.allowed_ids()), self.request)
-            mended = _with_stated_selection(mended, self.request)
+            mended = _multiplicity_summarized(_with_stated_selection(mended, self.request), self.request)
             if statistic_tools(self.request) and "summarize" in self.context.offered:
                 mended = _statistics_summarized(mended)
         if len(mended.notes) > len(plan.notes):
@@ -535,7 +536,7 @@ def _hint(plan: Plan, quantity: str, request: str, offered: Sequence[str] = ()) 
     describes it (only generate_events' mean_particles for "the mean muon pT") and a step makes data, the summarize
     step to add."""
     found = _asked_field(plan, quantity, request)
-    summarize = _summarize_hint(plan, quantity, offered)
+    summarize = _summarize_hint(plan, quantity, offered, multiplicity_asked(request))
     if found and (found[2] > 0 or not summarize):
         return f" (write {found[0]})"
     return summarize
@@ -544,18 +545,22 @@ def _hint(plan: Plan, quantity: str, request: str, offered: Sequence[str] = ()) 
 _SUMMARIZED = {"mean": "mean", "median": "median", "std": "std", "minimum": "min", "maximum": "max"}
 
 
-def _summarize_hint(plan: Plan, quantity: str, offered: Sequence[str]) -> str:
+def _summarize_hint(plan: Plan, quantity: str, offered: Sequence[str], counted: str | None = None) -> str:
     """' (no step computes it: add step 3 summarize with source '$1' …)' where a step makes data."""
-    step = _summarize_step(plan, quantity, offered)
+    step = _summarize_step(plan, quantity, offered, counted)
     return f" ({step})" if step else ""
 
 
-def _summarize_step(plan: Plan, quantity: str, offered: Sequence[str]) -> str:
-    """'no step computes it: add step 3 summarize with source '$1' …' where a step makes data, else ''."""
+def _summarize_step(plan: Plan, quantity: str, offered: Sequence[str], counted: str | None = None) -> str:
+    """'no step computes it: add step 3 summarize with source '$1' …' where a step makes data, else ''; for a mean
+    number of objects per event (``counted``: "jets") the multiplicity to quote instead of a field's statistic."""
     data = [s for s in plan.steps if s.tool in DATA_MAKERS]
     if quantity not in _SUMMARIZED or "summarize" not in offered or not data:
         return ""
     after = max(s.number for s in plan.steps) + 1
+    if counted and quantity == "mean":
+        return (f"no step computes it: add step {after} summarize with source '${data[-1].number}' and no fields, "
+                f"and write {{${after}.multiplicities.{counted}.mean}}")
     return (f"no step computes it: add step {after} summarize with source '${data[-1].number}' and the field asked "
             f"for, and write {{${after}.stats.<field>.{_SUMMARIZED[quantity]}}}")
 
@@ -678,6 +683,30 @@ def _with_stated_selection(plan: Plan, request: str) -> Plan:
 
 _HISTOGRAM_STATISTICS = ("mean", "std")
 _UNBINNABLE = ("range_min", "range_max", "weight_field", "field_y", "luminosity_fb", "cross_section_pb")
+
+
+def _multiplicity_summarized(plan: Plan, request: str) -> Plan:
+    """For "the average number of jets per event": the plan's one summarize step without a selection reads no
+    fields (its multiplicities hold the count; a small model wrote ``fields: ["stats.mean"]``), and the answer
+    quotes ``multiplicities.jets.mean`` instead of that step's other statistics."""
+    counted = multiplicity_asked(request)
+    summaries = [s for s in plan.steps if s.tool == "summarize" and not s.arguments.get("selection")]
+    if counted is None or len(summaries) != 1:
+        return plan
+    step, right = summaries[0], f"{{${summaries[0].number}.multiplicities.{counted}.mean}}"
+    fields = [f for f in step.arguments.get("fields") or [] if str(f).split(".")[0] == counted]
+    arguments = {k: v for k, v in step.arguments.items() if k != "fields"} | ({"fields": fields} if fields else {})
+    answer = plan.answer
+    for placeholder in find_placeholders(answer):
+        if placeholder.step == step.number and not placeholder.path.startswith("multiplicities."):
+            answer = answer.replace(placeholder.text, right)
+    if right not in answer:
+        answer = f"{answer.rstrip()} Mean number of {counted} per event: {right}.".strip()
+    if arguments == step.arguments and answer == plan.answer:
+        return plan
+    steps = [Step(s.number, s.tool, arguments) if s is step else s for s in plan.steps]
+    return Plan(steps, answer, [*plan.notes, f"step {step.number}: the mean number of {counted} per event reads "
+                                             f"{right}"])
 
 
 def _statistics_summarized(plan: Plan) -> Plan:

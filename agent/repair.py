@@ -19,6 +19,7 @@ in the workspace like an :class:`~agent.Assistant` session.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import uuid
@@ -54,6 +55,8 @@ SUBMIT_CODE: dict[str, Any] = {
 _DOCS_CHARS = 2000
 _CODE_TOKENS = 1536
 _TYPE_CHARS = 800
+_PROGRAMS_SHOWN = 1
+_VARIED = 0.7  # sampling temperature once the model has repeated a failed program
 _FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL)
 
 
@@ -67,6 +70,7 @@ class Attempt(BaseModel):
     call_id: str | None = Field(default=None, description="The run_python call in the workspace's provenance.")
     values: dict[str, Any] = Field(default_factory=dict)
     outputs: list[str] = Field(default_factory=list, description="Artifact ids of the validated outputs.")
+    repeat_of: int | None = Field(default=None, description="The earlier attempt this one resubmitted verbatim.")
 
 
 class RepairResult(BaseModel):
@@ -131,6 +135,7 @@ def write_and_run(
     timeout_s: float = 60.0,
     memory_mb: int = 4096,
     session: str | None = None,
+    request: str = "",
 ) -> RepairResult:
     """Have the model write code for ``task``, run it in the sandbox, and repair it until it validates.
 
@@ -147,6 +152,7 @@ def write_and_run(
             default: the workspace knowledge base's ``api`` collection when it is built.
         timeout_s, memory_mb: Limits of each run.
         session: Session id for the records (default: a new one).
+        request: The user's whole request when ``task`` is a part of it: it finds the worked programs shown.
 
     Returns:
         A :class:`RepairResult`; ``ok`` False with ``error`` set when no attempt validated.
@@ -164,7 +170,7 @@ def write_and_run(
     arguments = {"inputs": list(inputs), "outputs": list(outputs), "values": values or {}, "checks": checks or {},
                  "timeout_s": timeout_s, "memory_mb": memory_mb}
     with _long_replies(backend):
-        return loop.run(task, arguments, max_attempts)
+        return loop.run(task, arguments, max_attempts, request or task)
 
 
 @contextmanager
@@ -188,13 +194,14 @@ class _RepairLoop:
         self.attempts: list[Attempt] = []
         self.final: RunPythonResult | None = None
 
-    def run(self, task: str, arguments: dict[str, Any], max_attempts: int) -> RepairResult:
+    def run(self, task: str, arguments: dict[str, Any], max_attempts: int, request: str) -> RepairResult:
         record = AgentRecord(session=self.session, backend=self.backend.name, request=task)
-        messages: list[dict[str, Any]] = [{"role": "system", "content": prompt("code")},
-                                          {"role": "user", "content": self._task_prompt(task, arguments)}]
+        opening = [{"role": "system", "content": prompt("code")},
+                   {"role": "user", "content": self._task_prompt(task, arguments, request)}]
+        messages: list[dict[str, Any]] = list(opening)
         for number in range(1, max_attempts + 1):
             try:
-                turn = self.backend.complete(messages, [SUBMIT_CODE])
+                turn = self._ask(messages)
             except ScriptExhaustedError:
                 raise  # a test's script ran out: fail loudly
             except BackendError as exc:  # e.g. a reply cut off at max_tokens: one failed attempt, not a crash
@@ -206,10 +213,27 @@ class _RepairLoop:
             record.completion_tokens += turn.usage.completion_tokens
             attempt = self._attempt(number, extract_code(turn), arguments, record)
             self.attempts.append(attempt)
+            mended = _mended(attempt, arguments["values"])
+            if mended:  # a known slip (a value printed under another name, curve_fit unpacked flat): no model turn
+                attempt = self._attempt(number, mended, arguments, record)
+                self.attempts.append(attempt)
             if attempt.ok:
                 break
-            messages += self._feedback(attempt, max_attempts, f"call-{number}")
+            if attempt.repeat_of is None:
+                messages += self._feedback(attempt, max_attempts, f"call-{number}")
+            else:  # the same conversation gives the same program again: start afresh, warned of the error
+                messages = [*opening[:-1], {"role": "user", "content": opening[-1]["content"] + "\n\n" + prompt(
+                    "code_restart").format(report=self.attempts[attempt.repeat_of - 1].report)}]
         return self._finish(task, record)
+
+    def _ask(self, messages: list[dict[str, Any]]) -> ModelTurn:
+        """The model's next program: in free text where the backend can write it so (sampled after a program was
+        resubmitted verbatim: greedy decoding would repeat it), else a submit_code call."""
+        write_program = getattr(self.backend, "write_program", None)
+        if write_program is None:
+            return self.backend.complete(messages, [SUBMIT_CODE])
+        repeated = any(attempt.repeat_of is not None for attempt in self.attempts)
+        return cast(ModelTurn, write_program(messages, temperature=_VARIED if repeated else 0.0))
 
     def _attempt(self, number: int, code: str, arguments: dict[str, Any], record: AgentRecord) -> Attempt:
         if not code.strip():
@@ -217,7 +241,7 @@ class _RepairLoop:
                            "submit_code with the whole program as 'code'.")
         repeated = next((a for a in self.attempts if a.code.strip() == code.strip()), None)
         if repeated is not None:  # small models resubmit failed code verbatim: do not rerun it
-            return Attempt(number=number, code=code, ok=False, report=(
+            return Attempt(number=number, code=code, ok=False, repeat_of=repeated.number, report=(
                 f"this is the same program as attempt {repeated.number}, which failed with:\n{repeated.report}\n"
                 "Change the line the traceback points to."))
         call = {"code": code, **arguments}
@@ -245,8 +269,13 @@ class _RepairLoop:
     def _feedback(self, attempt: Attempt, max_attempts: int, call_id: str) -> list[dict[str, Any]]:
         """The failed submission as the model's tool call, and the report (+ API docs) as its observation."""
         docs = self._docs(attempt.report)
-        text = prompt("code_repair").format(attempt=attempt.number, max_attempts=max_attempts, report=attempt.report,
+        report = attempt.report + _missing_field_hint(attempt.report) + "".join(
+            f"\nHint: {hint}" for pattern, hint in _patterned("code_hints") if pattern.search(attempt.report))
+        text = prompt("code_repair").format(attempt=attempt.number, max_attempts=max_attempts, report=report,
                                             docs=f"\nAPI documentation that may help:\n{docs}\n" if docs else "")
+        if hasattr(self.backend, "write_program"):
+            return [{"role": "assistant", "content": f"```python\n{attempt.code.rstrip()}\n```"},
+                    {"role": "user", "content": text}]
         submitted = {"id": call_id, "name": "submit_code", "arguments": {"code": attempt.code}}
         return [{"role": "assistant", "content": "", "tool_calls": [submitted]},
                 {"role": "tool", "tool_call_id": call_id, "content": text}]
@@ -257,12 +286,13 @@ class _RepairLoop:
         query = _error_line(report)
         return self.docs(query)[:_DOCS_CHARS] if query else ""
 
-    def _task_prompt(self, task: str, arguments: dict[str, Any]) -> str:
+    def _task_prompt(self, task: str, arguments: dict[str, Any], request: str) -> str:
         return prompt("code_task").format(
             task=task, inputs=self._describe_inputs(arguments["inputs"]),
             outputs=", ".join(arguments["outputs"]) or "none",
             values=json.dumps(arguments["values"]) if arguments["values"] else "none",
             checks=json.dumps(arguments["checks"]) if arguments["checks"] else "none",
+            programs=_worked_programs(request, arguments["inputs"]), expressions=_expressions_for(task),
         )
 
     def _describe_inputs(self, inputs: list[str]) -> str:
@@ -299,6 +329,37 @@ class _RepairLoop:
             record.artifacts.append({"id": event.id, "kind": event.kind, "path": event.path, "summary": event.summary})
 
 
+def _worked_programs(request: str, inputs: Sequence[str]) -> str:
+    """Programs of the worked examples closest to ``request``, reading this task's inputs: a small model
+    adapts a close program far more reliably than it follows rules about the data layout."""
+    from physagent.agent.examples import default_bank
+
+    shown = []
+    for example in default_bank().similar_programs(request, k=_PROGRAMS_SHOWN):
+        program = example.program.rstrip()
+        for index, artifact_id in enumerate(inputs):  # the model copies INPUT_FILES[0] as INPUT_FILES['<id>']
+            program = program.replace(f"INPUT_FILES[{index}]", f"INPUTS[{artifact_id!r}]")
+        shown.append(f"Task: {example.request}\n```python\n{program}\n```")
+    heading = ("\nWorked programs for other tasks on the same data layouts (adapt them; print this task's promised "
+               "values, not theirs):\n")
+    return heading + "\n".join(shown) if shown else ""
+
+
+@functools.cache
+def _patterned(name: str) -> list[tuple[re.Pattern[str], str]]:
+    """The ``regex :: text`` lines of prompt ``name``."""
+    lines = [line.split(" :: ", 1) for line in prompt(name).splitlines() if " :: " in line and line[0] != "#"]
+    return [(re.compile(pattern.strip(), re.IGNORECASE), text.strip()) for pattern, text in lines]
+
+
+def _expressions_for(task: str) -> str:
+    """The expressions the task's words call for, shown last (nearest the program the model writes): a small
+    model otherwise keeps the worked program's own quantity (a pair's mass where the task asks its pT)."""
+    matched = [f"- {text}" for pattern, text in _patterned("code_expressions") if pattern.search(task)]
+    return "\nExpressions this task needs (use these, not the worked program's own quantity):\n" + "\n".join(matched) \
+        if matched else ""
+
+
 def _row_type(path: Path) -> str:
     """``; each row: {jets: var * {pt: float32, ...}}`` for a Parquet file (from its footer), else ''."""
     if path.suffix != ".parquet":
@@ -317,11 +378,20 @@ def extract_code(turn: ModelTurn) -> str:
     for call in turn.tool_calls:
         code = call.arguments.get("code")
         if isinstance(code, str):
-            return code
+            return _unescaped(code)
     blocks = _FENCE.findall(turn.text)
     if blocks:
         return str(max(blocks, key=len))
     return turn.text if _parses(turn.text) else ""
+
+
+def _unescaped(code: str) -> str:
+    """``code`` with literal ``\\n`` turned into line breaks when only that makes it parse: small models
+    escape a newline twice inside the JSON string of a tool call."""
+    if "\\n" not in code or _parses(code):
+        return code
+    mended = code.replace("\\n", "\n")
+    return mended if _parses(mended) else code
 
 
 def _parses(text: str) -> bool:
@@ -334,6 +404,68 @@ def _parses(text: str) -> bool:
     except SyntaxError:
         return False
     return True
+
+
+def _mended(attempt: Attempt, promised: dict[str, str]) -> str:
+    """``attempt``'s program with a known slip mended, or '' when it has none."""
+    if attempt.ok:
+        return ""
+    return _with_promised_names(attempt, promised) or _curve_fit_unpacked(attempt)
+
+
+_FLAT_UNPACK = re.compile(r"^(\s*)\(?((?:\w+\s*,\s*)+\w+)\)?\s*=\s*((?:\w+\.)*curve_fit\()", re.MULTILINE)
+_COVARIANCE_NAMES = {"_", "pcov", "cov", "covariance", "errors"}
+
+
+def _curve_fit_unpacked(attempt: Attempt) -> str:
+    """``a, b, c = curve_fit(...)`` (or ``a, b, c, _ = ...``) as ``(a, b, c), _ = curve_fit(...)``, when the run
+    failed unpacking it: curve_fit returns (parameters, covariance)."""
+    if "values to unpack" not in attempt.report or "curve_fit" not in attempt.report:
+        return ""
+
+    def regrouped(match: re.Match[str]) -> str:
+        names = [name.strip() for name in match.group(2).split(",")]
+        if len(names) == 2 and names[1] in _COVARIANCE_NAMES:
+            return match.group(0)
+        parameters = names[:-1] if names[-1] in _COVARIANCE_NAMES else names
+        return f"{match.group(1)}({', '.join(parameters)}), _ = {match.group(3)}"
+
+    mended = _FLAT_UNPACK.sub(regrouped, attempt.code)
+    return mended if mended != attempt.code else ""
+
+
+def _with_promised_names(attempt: Attempt, promised: dict[str, str]) -> str:
+    """``attempt``'s program printing its one missing value under the promised name, when the program printed
+    it under another ("mean_diff" for "mean"): the one unpromised name, or the one sharing a word with it.
+    '' when there is nothing to rename or no single candidate."""
+    missing = [name for name in promised if name not in attempt.values]
+    if len(missing) != 1 or not attempt.values:
+        return ""
+    extra = [name for name in attempt.values if name not in promised]
+    words = set(missing[0].split("_"))
+    candidates = extra if len(extra) == 1 else [name for name in extra if words & set(name.split("_"))]
+    if len(candidates) != 1:
+        return ""
+    renamed = re.sub(rf"""(["']){re.escape(candidates[0])}\1""", repr(missing[0]), attempt.code)
+    return renamed if renamed != attempt.code else ""
+
+
+_MISSING_FIELD = re.compile(r"no field named '(\w+)'")
+_KINEMATICS = {"pt", "eta", "phi", "mass", "m", "rapidity", "y", "p", "theta"}
+
+
+def _missing_field_hint(report: str) -> str:
+    """What to do about awkward's "no field named 'eta'": small models invent the fields they expect."""
+    missing = _MISSING_FIELD.search(report)
+    if missing is None:
+        return ""
+    hint = (f"\nHint: the rows have no field {missing.group(1)!r}; use only the fields of the input's row type "
+            "(or fields you made yourself with ak.zip).")
+    if missing.group(1) in _KINEMATICS:
+        hint += (" Add the field from the components right after selecting the particles, e.g. "
+                 "p = ak.with_field(p, np.hypot(p.px, p.py), 'pt'); p = ak.with_field(p, np.arctan2(p.py, p.px), "
+                 "'phi'); p = ak.with_field(p, np.arcsinh(p.pz / p.pt), 'eta').")
+    return hint
 
 
 def _error_line(report: str) -> str:

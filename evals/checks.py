@@ -116,12 +116,17 @@ def _call_text(call: dict[str, Any]) -> str:
     return f"{call['tool']} ({'ok' if call['ok'] else 'failed'})"
 
 
+def _tool_of(call: dict[str, Any]) -> str:
+    """The registered tool a call ran: the agent's write_code is run_python with code the model wrote."""
+    return "run_python" if call["tool"] == "write_code" else str(call["tool"])
+
+
 def _ok_tools(record: AgentRecord) -> list[str]:
-    return [c["tool"] for c in record.tool_calls if c["ok"]]
+    return [_tool_of(c) for c in record.tool_calls if c["ok"]]
 
 
 def _first_ok_call(record: AgentRecord, tool: str) -> dict[str, Any] | None:
-    return next((c for c in record.tool_calls if c["ok"] and c["tool"] == tool), None)
+    return next((c for c in record.tool_calls if c["ok"] and _tool_of(c) == tool), None)
 
 
 # finishing and refusing ----------------------------------------------------------------------------
@@ -169,14 +174,14 @@ def _check_tools(expect: Expectation, record: AgentRecord) -> list[Failure]:
 
 
 def _check_attempted(expect: Expectation, record: AgentRecord) -> list[Failure]:
-    called = {c["tool"] for c in record.tool_calls}
+    called = {_tool_of(c) for c in record.tool_calls}
     return [Failure("wrong_tool", f"expected a call of {tool} (its own check gives the answer); it was never "
                                   f"called (calls: {', '.join(_call_text(c) for c in record.tool_calls) or 'none'})")
             for tool in expect.attempted if tool not in called]
 
 
 def _missing_tool(tool: str, record: AgentRecord) -> Failure:
-    errors = [c["error"] for c in record.tool_calls if c["tool"] == tool and not c["ok"]]
+    errors = [c["error"] for c in record.tool_calls if _tool_of(c) == tool and not c["ok"]]
     if errors:
         kind = "code_failure" if tool == "run_python" else "gave_up_after_error"
         return Failure(kind, f"expected a successful call of {tool}; it was called {len(errors)} time(s) and "

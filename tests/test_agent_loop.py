@@ -206,3 +206,25 @@ def test_a_request_for_an_ability_no_tool_has_is_answered_without_a_model_turn(w
     assert "network access" in pushed.answer and pushed.tool_calls == []
     assert missing_ability("Shower the MadGraph events in /data/zmm.lhe with Pythia 8") is None
     assert missing_ability("How does the jet mass differ between Pythia and Herwig?") is None
+
+
+def test_a_search_keeps_to_the_document_the_request_names(workspace: Workspace, tmp_path, monkeypatch) -> None:
+    """'According to the 2024 beamline notes' and a model's query without that name: the query gets the document's
+    name, so every passage found comes from the 2024 notes, not the near-identical 2023 ones."""
+    import physagent.knowledge.samples
+    from physagent.agent.backends.scripted import plan
+    from physagent.knowledge import KnowledgeBase
+
+    monkeypatch.setattr(physagent.knowledge.samples, "sample_corpus", lambda: [])
+    notes = []
+    for year, magnet in ((2023, "quadrupole"), (2024, "sextupole")):
+        note = tmp_path / f"beamline-notes-{year}.md"
+        note.write_text(f"# Beam loss study\n\nThe beam loss study traced the losses to a misaligned {magnet} "
+                        "magnet in the transfer line.\n")
+        notes.append(note)
+    KnowledgeBase.open(workspace.root).ingest(notes)
+    assistant, _ = _assistant([plan([{"tool": "search_knowledge", "arguments": {"query": "beam loss magnet"}}]),
+                               answer("See the passages.")], workspace)
+    record = assistant.ask("According to the 2024 beamline notes, which magnet caused the beam losses?")
+    hits = next(e["result"]["hits"] for e in record.events if e["type"] == "tool_result")
+    assert hits and {h["source"] for h in hits} == {"beamline-notes-2024.md"}

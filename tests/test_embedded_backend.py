@@ -401,3 +401,15 @@ def test_a_plan_whose_answer_ran_into_the_token_limit_keeps_its_steps() -> None:
     cut = {"choices": [{"message": {"content": steps[:-20]}, "finish_reason": "length"}], "usage": {}}
     with pytest.raises(BackendError, match="stopped at max_tokens"):
         parse_reply(cut, [plan_tool])
+
+
+def test_a_program_in_a_call_is_decoded_as_plain_json_not_under_the_latex_rule() -> None:
+    r"""In code, ``\n`` before ``e`` is a line break (the LaTeX rule of prose would keep ``\ne`` as "≠")."""
+    code = "pairs = muons[:, :2]\ne, px = pairs.e, pairs.px\ntheta = 1"
+    reply = json.dumps({"tool": "submit_code", "arguments": {"code": code}})
+    tool = {"name": "submit_code", "description": "", "parameters": {
+        "type": "object", "properties": {"code": {"type": "string"}}, "required": ["code"]}}
+    turn = parse_reply(_response(reply), [tool])
+    assert turn.tool_calls[0].arguments["code"] == code
+    prose = parse_reply(_response('{"answer": "a \\ne b"}'), [])  # the same text in an answer: LaTeX kept
+    assert prose.text == "a \\ne b"

@@ -187,6 +187,21 @@ def test_check_passes_a_record_that_meets_every_expectation() -> None:
     assert result.category is None
 
 
+def test_generated_code_counts_as_the_run_python_call_it_made() -> None:
+    """The agent's write_code runs run_python with the code it wrote: a task expecting run_python passes on it,
+    and a failed write_code is a code failure."""
+    task = _task(expect={"tools": ["generate_events", "run_python"]})
+    record = AgentRecord(session="s-test", backend="test", request="r", answer="Done.", steps=2)
+    record.add_call("generate_events", {"process": "ttbar"}, ok=True, call_id="c-1")
+    record.add_call("write_code", {"task": "mean", "inputs": ["ev-0123456789"], "values": {"mean": "float"}},
+                    ok=True, call_id="c-2")
+    assert check(task, record).passed
+    failed = AgentRecord(session="s-test", backend="test", request="r", answer="It failed.", steps=2)
+    failed.add_call("generate_events", {"process": "ttbar"}, ok=True, call_id="c-1")
+    failed.add_call("write_code", {"task": "mean"}, ok=False, error="no attempt validated")
+    assert check(task, failed).failure_kinds == ["code_failure"]
+
+
 @pytest.mark.parametrize(("spoil", "reason", "kind"), [
     ("missing_tool", "expected a successful call of plot; it was called 1 time(s) and failed: plot: no such histogram",
      "gave_up_after_error"),

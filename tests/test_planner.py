@@ -1382,3 +1382,45 @@ def test_steps_repeating_an_earlier_step_exactly_are_dropped_unless_a_repeat_is_
     assert kept.steps[2].arguments == {"histograms": ["$2", "$2"]} and kept.answer == "Mean η {$2.mean}."
     twice = parse_plan({"steps": [{"tool": "generate_events", "arguments": DY}] * 2, "answer": ""})
     assert drop_repeated_steps(twice, "Generate the same 120 Drell-Yan events twice") is twice
+
+
+def test_a_mean_number_of_objects_per_event_reads_the_summary_multiplicity() -> None:
+    """'the average number of jets per event' planned as summarize of fields ['stats.mean'] (no such field): the
+    step reads no fields and the answer quotes multiplicities.jets.mean; the advice for a missing step says so."""
+    from physagent.agent.planner import _multiplicity_summarized, _summarize_step
+
+    request = ("Generate 200 ttbar events, cluster anti-kT R = 0.4 jets above 30 GeV and tell me the average number "
+               "of jets per event.")
+    steps = [{"tool": "generate_events", "arguments": {"process": "ttbar", "n_events": 200}},
+             {"tool": "cluster_jets", "arguments": {"events": "$1", "radius": 0.4, "pt_min_gev": 30}},
+             {"tool": "summarize", "arguments": {"source": "$2", "fields": ["stats.mean"]}}]
+    wrong = parse_plan({"steps": steps, "answer": "On average there are {$3.stats.mean} jets per event."})
+    mended = _multiplicity_summarized(wrong, request)
+    assert mended.steps[2].arguments == {"source": "$2"}
+    assert mended.answer == "On average there are {$3.multiplicities.jets.mean} jets per event."
+    assert _multiplicity_summarized(mended, request) == mended
+    assert _multiplicity_summarized(wrong, "Generate 200 ttbar events and give the mean jet pT.") is wrong
+    two_steps = parse_plan({"steps": steps[:2], "answer": "Done."})
+    assert "{$3.multiplicities.jets.mean}" in _summarize_step(two_steps, "mean", ["summarize"], "jets")
+
+
+def test_a_scan_the_request_lists_is_derived_on_the_sessions_dataset() -> None:
+    """'compare batch sizes 32 and 128 for a tiny MLP tagger in one hyper-parameter scan' answered in words: the
+    scan_training step follows from the request and the session's dataset (grid from the listed values, the
+    tagger's stated settings fixed), and its answer quotes the best point; 'compare' is not evaluate_tagger."""
+    from physagent.agent.plan import Plan, asked_actions, with_derived_steps
+
+    request = ("Then compare batch sizes 32 and 128 for a tiny MLP tagger in one hyper-parameter scan and give me "
+               "the test AUC of the better one.")
+    offered, session = ["scan_training", "train_tagger", "evaluate_tagger"], {"datas-0123456789": "dataset"}
+    assert asked_actions(request, offered, session) == ["scan_training"]
+    derived = with_derived_steps(Plan([], "", []), request, offered, session)
+    step = derived.steps[0]
+    assert step.tool == "scan_training" and step.arguments["dataset"] == "datas-0123456789"
+    assert step.arguments["grid"] == {"batch_size": [32, 128]}
+    assert step.arguments["fixed"] == {"model": "mlp", "size": "tiny"}
+    assert "{$1.best_test_auc}" in derived.answer and "{$1.best_parameters.batch_size}" in derived.answer
+    sizes = with_derived_steps(Plan([], "", []), "run a hyper-parameter scan of the BDT over the sizes tiny, small "
+                               "and large with 15 epochs each", offered, session).steps[0].arguments
+    assert sizes["grid"] == {"size": ["tiny", "small", "large"]} and sizes["fixed"] == {"model": "bdt", "epochs": 15}
+    assert with_derived_steps(Plan([], "", []), request, offered, {}).steps == []  # no dataset in the session

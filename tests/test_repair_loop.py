@@ -8,7 +8,7 @@ from physagent.agent import Assistant, ScriptedBackend
 from physagent.agent.backends import BackendError, ModelTurn
 from physagent.agent.backends.scripted import answer, call
 from physagent.agent.repair import SUBMIT_CODE, api_docs, extract_code, write_and_run
-from physagent.tools import Workspace
+from physagent.tools import CallOutcome, Workspace
 
 BROKEN = """
 import json
@@ -166,3 +166,139 @@ def test_assistant_sees_a_failed_validation_as_an_observation_and_retries(worksp
     assert "validation FAILED" in observation and "NameError" in observation
     assert record.ok and [c["tool"] for c in record.tool_calls] == ["run_python", "run_python"]
     assert record.numbers == ["0.6"] and record.unsupported == []  # grounded in run_python's values
+
+
+class FreeTextBackend(ScriptedBackend):
+    """A scripted model that, like the embedded one, writes programs as free text (``write_program``)."""
+
+    def __init__(self, turns: list[ModelTurn]) -> None:
+        super().__init__(turns)
+        self.temperatures: list[float] = []
+
+    def write_program(self, messages: list[dict], temperature: float = 0.0) -> ModelTurn:
+        self.temperatures.append(temperature)
+        return self.complete(messages, [])
+
+
+def fenced(code: str) -> ModelTurn:
+    return answer(f"Here is the program:\n```python\n{code}```\n")
+
+
+def test_a_free_text_writer_gets_its_failed_program_back_as_its_own_fenced_reply(workspace: Workspace) -> None:
+    """No tool schema for code (a small model's unescaped quote would end the JSON string): the failed program
+    is replayed as the model's fenced reply and the report follows as the user's turn."""
+    backend = FreeTextBackend([fenced(BROKEN), fenced(FIXED)])
+    result = write_and_run("Fraction", backend=backend, workspace=workspace, values={"fraction": "float"})
+    assert result.ok and result.code.strip() == FIXED.strip()
+    assert backend.seen[0][1] == [] and backend.temperatures == [0.0, 0.0]
+    replayed, report = backend.seen[1][0][-2:]
+    assert replayed == {"role": "assistant", "content": f"```python\n{BROKEN.rstrip()}\n```"}
+    assert report["role"] == "user" and "Attempt 1 of 3 failed validation" in report["content"]
+
+
+def test_a_repeated_program_starts_the_conversation_afresh_and_samples(workspace: Workspace) -> None:
+    """Greedy decoding of the same conversation repeats a failed program: after a verbatim resubmission the
+    model is asked afresh, warned of the error, and sampled."""
+    backend = FreeTextBackend([fenced(BROKEN), fenced(BROKEN), fenced(FIXED)])
+    result = write_and_run("Fraction", backend=backend, workspace=workspace, values={"fraction": "float"})
+    assert result.ok and [a.repeat_of for a in result.attempts] == [None, 1, None]
+    assert backend.temperatures[:2] == [0.0, 0.0] and backend.temperatures[2] > 0
+    fresh = backend.seen[2][0]
+    assert [m["role"] for m in fresh] == ["system", "user"]
+    assert "A program written for this task before failed with" in fresh[1]["content"]
+    assert "NameError: name 'count' is not defined" in fresh[1]["content"]
+
+
+def test_a_value_printed_under_another_name_is_renamed_without_a_model_turn(workspace: Workspace) -> None:
+    """'mean_delta_phi' printed where 'mean' was promised: the program is rerun with the promised name."""
+    code = "import json\nprint(json.dumps({'mean_delta_phi': 2.7, 'n_pairs': 200}))\n"
+    backend = ScriptedBackend([submit(code)])
+    result = write_and_run("Mean", backend=backend, workspace=workspace, values={"mean": "float"})
+    assert result.ok and result.values == {"mean": 2.7, "n_pairs": 200} and backend.remaining == 0
+    assert "missing from the printed JSON" in result.attempts[0].report
+    assert "'mean': 2.7" in result.code and len(workspace.calls(session=result.session)) == 2
+    unrelated = "import json\nprint(json.dumps({'width': 1.0, 'n_pairs': 3}))\n"
+    failed = write_and_run("Mean", backend=ScriptedBackend([submit(unrelated)]), workspace=workspace,
+                           values={"mean": "float"}, max_attempts=1)
+    assert not failed.ok and len(failed.attempts) == 1  # two candidates, neither sharing a word: no guess
+
+
+def test_curve_fit_unpacked_flat_is_regrouped_and_fits(workspace: Workspace) -> None:
+    """``norm, mu, sigma, _ = curve_fit(...)`` fails to unpack; it is rerun as ``(norm, mu, sigma), _ = ...``
+    and the fit of a known Gaussian returns its width."""
+    code = """import json
+import numpy as np
+from scipy.optimize import curve_fit
+values = np.random.default_rng(5).normal(91.0, 2.0, 20000)
+counts, edges = np.histogram(values, bins=40, range=(80.0, 100.0))
+centres = 0.5 * (edges[1:] + edges[:-1])
+def gauss(x, norm, mu, sigma):
+    return norm * np.exp(-0.5 * ((x - mu) / sigma) ** 2)
+norm, mu, sigma, _ = curve_fit(gauss, centres, counts, p0=[counts.max(), 90.0, 5.0])
+print(json.dumps({"sigma_gev": float(abs(sigma))}))
+"""
+    result = write_and_run("Fit", backend=ScriptedBackend([submit(code)]), workspace=workspace,
+                           values={"sigma_gev": "float"})
+    assert result.ok and "(norm, mu, sigma), _ = curve_fit(" in result.code
+    assert result.values["sigma_gev"] == pytest.approx(2.0, rel=0.05)
+    assert "values to unpack" in result.attempts[0].report
+
+
+def test_the_task_prompt_shows_a_close_worked_program_and_the_expressions_the_task_names(
+        workspace: Workspace) -> None:
+    """The closest worked program reads this task's input by id; the expressions shown are those the task's
+    words call for (|Δφ| for azimuths, not a Gaussian fit)."""
+    made = write_and_run("Make a table", backend=ScriptedBackend([submit(
+        "import awkward as ak\nak.to_parquet(ak.Array({'n': [1, 2]}), 't.parquet')\n")]),
+        workspace=workspace, outputs=["t.parquet"])
+    table = made.attempts[0].outputs[0]
+    backend = ScriptedBackend([submit("print(INPUTS)")])
+    write_and_run("the mean |delta phi| between the two leading muons", backend=backend, workspace=workspace,
+                  inputs=[table], max_attempts=1,
+                  request="Are the muons of 300 Drell-Yan events back to back? Mean |delta phi| of the two leading")
+    task = backend.seen[0][0][1]["content"]
+    assert "Worked programs" in task and f"INPUTS[{table!r}]" in task and "INPUT_FILES[0]" not in task
+    assert "|Δφ| in [0, π]" in task and "the two leading objects" in task and "Gaussian fit" not in task
+
+
+def test_a_missing_kinematic_field_gets_a_hint_to_add_it(workspace: Workspace) -> None:
+    """awkward's "no field named 'phi'" comes back with how to add phi from px, py."""
+    code = "import awkward as ak\nrows = ak.Array([{'px': 1.0, 'py': 0.0}])\nprint(rows.phi)\n"
+    backend = ScriptedBackend([submit(code), submit("import json\nprint(json.dumps({'x': 1}))\n")])
+    result = write_and_run("x", backend=backend, workspace=workspace, values={"x": "int"})
+    assert result.ok
+    repair = backend.seen[1][0][-1]["content"]
+    assert "no field named 'phi'" in repair and "ak.with_field(p, np.arctan2(p.py, p.px), 'phi')" in repair
+
+
+def test_code_with_doubly_escaped_newlines_is_mended_only_when_that_makes_it_parse() -> None:
+    assert extract_code(submit("import json\\nx = 1\\nprint(x)")) == "import json\nx = 1\nprint(x)"
+    assert extract_code(submit("print('a\\nb')")) == "print('a\\nb')"
+
+
+def _leading_pair_delta_phi(path: str) -> float:
+    """The mean |Δφ| of the two hardest muons, computed here with numpy to check the generated program."""
+    import awkward as ak
+    import numpy as np
+
+    muons = ak.from_parquet(path).particles
+    muons = muons[abs(muons.pid) == 13]
+    muons = muons[ak.argsort(np.hypot(muons.px, muons.py), axis=1, ascending=False)]
+    two = muons[ak.num(muons) >= 2]
+    phi = np.arctan2(two.py, two.px)
+    return float(np.mean(np.abs((phi[:, 0] - phi[:, 1] + np.pi) % (2 * np.pi) - np.pi)))
+
+
+@pytest.mark.slow
+def test_the_real_default_model_writes_a_program_whose_value_matches_numpy(
+        drell_yan_sample: CallOutcome, shared_workspace: Workspace) -> None:
+    """The embedded 1.5B model, shown a worked program and the expressions, computes a per-event pair quantity
+    of real Pythia events correctly (checked against numpy on the same file)."""
+    from physagent.agent.backends.embedded import EmbeddedBackend
+
+    events = drell_yan_sample.result.events
+    result = write_and_run("the mean absolute azimuthal separation |delta phi| of the two hardest muons",
+                           backend=EmbeddedBackend("1.5b"), workspace=shared_workspace, inputs=[events.id],
+                           values={"mean_delta_phi": "float"})
+    assert result.ok, result.error
+    assert result.values["mean_delta_phi"] == pytest.approx(_leading_pair_delta_phi(str(events.path)), rel=1e-4)

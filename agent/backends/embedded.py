@@ -95,6 +95,19 @@ class EmbeddedBackend:
         response = self.last_response = self._chat(request, tools)
         return parse_reply(response, tools, call_id=f"call-{next(self._ids)}")
 
+    def write_program(self, messages: list[dict[str, Any]], temperature: float = 0.0) -> ModelTurn:
+        """A free-text reply, no reply schema: a program in a ```` ```python ```` block. Code inside a JSON string
+        is where this model slips (an unescaped quote ends the string and the grammar closes the call).
+        ``temperature`` > 0 (seeded) gives another program where greedy decoding repeats a failed one."""
+        self.load()
+        chat = [{"role": message.get("role", "user"), "content": message.get("content") or ""} for message in messages]
+        request = {"messages": chat, "temperature": temperature, "seed": SEED, "max_tokens": self.max_tokens}
+        response = self.last_response = _checked(self._server.handle_chat_completions(request), self)
+        if self._prompt_cache:
+            self._prompt_cache.save()
+        choice = response["choices"][0]
+        return ModelTurn(text=choice.get("message", {}).get("content") or "", usage=_usage(response))
+
     def load(self) -> None:
         """Load the model now (otherwise the first :meth:`complete` does); idempotent."""
         if self._server is None:
@@ -303,17 +316,34 @@ def parse_reply(response: dict[str, Any], tools: list[dict[str, Any]], call_id: 
             that was not offered.
     """
     choice = response["choices"][0]
-    counts, timings = response.get("usage", {}), response.get("timings", {})
-    usage = Usage(counts.get("prompt_tokens", 0), counts.get("completion_tokens", 0),
-                  float(timings.get("prompt_ms", 0.0)), float(timings.get("predicted_ms", 0.0)))
+    usage = _usage(response)
     reply = _decode(choice.get("message", {}).get("content") or "", choice.get("finish_reason"))
     if "tool" not in reply:
         return ModelTurn(text=str(reply.get("answer", "")), usage=usage)
     offered = {tool["name"]: tool for tool in tools}
     if reply["tool"] not in offered:
         raise BackendError(f"embedded model called {reply['tool']!r}, which was not offered ({sorted(offered)}).")
-    arguments = drop_defaults(_as_dict(reply.get("arguments")), offered[reply["tool"]].get("parameters", {}))
+    parameters = offered[reply["tool"]].get("parameters", {})
+    if "code" in parameters.get("properties", {}):
+        reply = _plain_json(choice["message"]["content"], reply)
+    arguments = drop_defaults(_as_dict(reply.get("arguments")), parameters)
     return ModelTurn(tool_calls=[ToolCallRequest(reply["tool"], arguments, id=call_id)], usage=usage)
+
+
+def _usage(response: dict[str, Any]) -> Usage:
+    counts, timings = response.get("usage", {}), response.get("timings", {})
+    return Usage(counts.get("prompt_tokens", 0), counts.get("completion_tokens", 0),
+                 float(timings.get("prompt_ms", 0.0)), float(timings.get("predicted_ms", 0.0)))
+
+
+def _plain_json(content: str, decoded: dict[str, Any]) -> dict[str, Any]:
+    r"""A call carrying a program decoded as plain JSON: in code ``\n`` before ``e`` is a line break, not the
+    LaTeX ``\ne`` the prose rule keeps (``decoded`` when plain JSON cannot read it)."""
+    try:
+        reply = json.loads(content)
+    except json.JSONDecodeError:
+        return decoded
+    return reply if isinstance(reply, dict) else decoded
 
 
 def _decode(content: str, finish_reason: str | None) -> dict[str, Any]:
