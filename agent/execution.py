@@ -259,8 +259,8 @@ class Run:
         from physagent.knowledge.store import named_source
 
         query = str(arguments.get("query", ""))
-        sources = [p.name for p in sample_corpus()] + [
-            d["source"] for d in KnowledgeBase.open(self.a.workspace.root).documents()]
+        listed = KnowledgeBase.open(self.a.workspace.root).documents()  # the bundled books once they are synced too
+        sources = list(dict.fromkeys([p.name for p in sample_corpus()] + [d["source"] for d in listed]))
         named = named_source(self.request, sources)
         if named is None or named_source(query, sources) == named:
             return arguments

@@ -19,7 +19,7 @@ import re
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
-from physagent.agent.agent_tools import is_known, spec
+from physagent.agent.agent_tools import WRITE_CODE, is_known, spec
 from physagent.agent.arguments import clean_arguments, fill_stated_arguments, spread_windows
 from physagent.agent.backends import BackendError
 from physagent.agent.backends.scripted import ScriptExhaustedError
@@ -444,7 +444,7 @@ class PlanRun(Run):
         if reading or not plan.answer:
             template = self.with_known_fields(self._late_answer(plan, reading))
         else:
-            template = self.with_known_fields(plan.answer)
+            template = self.with_known_fields(self._with_code_values(plan.answer))
         text, problems = self.render_answer(template)
         unsupported = self.check_numbers(text)[0]
         if unsupported and not reading and self.a.grounding_retries:
@@ -472,6 +472,7 @@ class PlanRun(Run):
         template = self._answer_template()
         if reading:
             return template
+        template = self._with_code_values(template)
         problems = [problem + _hint(plan, quantity, self.request, self.context.offered)
                     for quantity, problem in missing_quantities(self.request, template)]
         if problems:
@@ -479,6 +480,17 @@ class PlanRun(Run):
                 "; ".join(problems) + ". Answer again, writing each value as a placeholder {$N.field}.")}]
             template = self.complete(self.messages, []).text
         return self._with_asked_quantities(Plan(plan.steps, template, plan.notes), late=True).answer
+
+    def _with_code_values(self, template: str) -> str:
+        """The template with the values of each generated-code step it does not quote: what the user asked the
+        code for (a small model's answer quoted a histogram's statistics instead, or nothing)."""
+        for number, step in self.steps.items():
+            values = getattr(step.outcome.result, "values", None) if step.ok and step.outcome else None
+            if step.tool != WRITE_CODE or not values or f"{{${number}.values." in template:
+                continue
+            quoted = ", ".join(f"{name.replace('_', ' ')} = {{${number}.values.{name}}}" for name in values)
+            template = f"{template.rstrip()} Computed by the code of step {number}: {quoted}.".strip()
+        return template
 
     def _without_unsupported(self, plan: Plan, template: str, unsupported: list[str]) -> str:
         """The answer written again once, without the numbers no result and not the request gives (a small model

@@ -402,7 +402,8 @@ class KnowledgeBase:
         named = named_source(query, list(snapshot.sources))
         depth = max(depth, _NAMED_DEPTH) if named else depth
         dense = self._dense(pool, snapshot, vector, depth) if mode != "bm25" else []
-        lexical = snapshot.rank(query, depth) if mode != "dense" else []
+        # within the named document its name says nothing: ranked by it, the book's title page comes first
+        lexical = snapshot.rank(_without_name_of(query, named) if named else query, depth) if mode != "dense" else []
         if mode == "hybrid":
             fused: dict[str, float] = {}
             for weight, ranking in ((_RRF_WEIGHTS["dense"], dense), (_RRF_WEIGHTS["bm25"], lexical)):
@@ -491,6 +492,17 @@ def named_source(query: str, sources: list[str]) -> str | None:
     if not coverage or (len(coverage) > 1 and coverage[1][0] == coverage[0][0]):
         return None
     return coverage[0][1]
+
+
+def _without_name_of(query: str, source: str) -> str:
+    """``query`` without the words of ``source``'s file name ("2024 DESY deep-learning round table").
+
+    >>> _without_name_of("CATHODE in the 2024 DESY round table", "desy-deep-learning-round-table-2024.txt")
+    'CATHODE in the'
+    """
+    name = set(re.findall(r"[a-z0-9]+", source.casefold()))
+    return " ".join(word for word in re.findall(r"\S+", query)
+                    if not set(re.findall(r"[a-z0-9]+", word.casefold())) <= name) or query
 
 
 def _without_shadowed(rows: list[sqlite3.Row]) -> list[sqlite3.Row]:

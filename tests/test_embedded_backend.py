@@ -305,6 +305,21 @@ def test_a_reply_looping_until_the_token_limit_is_asked_again_under_the_dry_samp
     assert backend.complete([{"role": "user", "content": "cluster"}], [_tool("cluster_jets")]).tool_calls
 
 
+def test_an_endless_number_is_asked_again_without_the_optional_parameter_it_was_for() -> None:
+    """'"pt_min_gev":1000000.00000001250000025…' (a counting sequence, which DRY does not stop) until the token
+    limit: the same request once more with that optional parameter left out of the grammar, so the model cannot
+    write it again; its reply is used."""
+    counting = _response('{"tool":"cluster_jets","arguments":{"events":"ev-0123456789","pt_min_gev":1000000.0' +
+                         "".join(f"0000{n}" for n in range(100, 160)), "length")
+    backend, server = EmbeddedBackend(), _FakeServer(replies=[counting])
+    backend._server = server
+    turn = backend.complete([{"role": "user", "content": "cluster"}], [_tool("cluster_jets")])
+    assert turn.tool_calls[0].arguments == {"events": "ev-0123456789"}
+    arguments = [schema["anyOf"][0]["properties"]["arguments"]["properties"] for schema in server.schemas]
+    assert "pt_min_gev" in arguments[0] and "pt_min_gev" not in arguments[1] and "events" in arguments[1]
+    assert "dry_multiplier" not in server.requests[1]
+
+
 def test_context_overflow_is_a_backend_error_suggesting_a_larger_context() -> None:
     """llama.cpp's exceed-context error becomes a BackendError that names a larger n_ctx."""
     overflow = {"error": {"code": 400, "message": "request (5000 tokens) exceeds the available context size (4096 "

@@ -121,3 +121,49 @@ def test_example_requests_are_unique(bank: ExampleBank) -> None:
             duplicates.append(f"{_label(example)} repeats {seen[key]}")
         seen.setdefault(key, _label(example))
     assert not duplicates, "\n".join(duplicates)
+
+
+_SMALL_SAMPLE = 200  # events per example: enough for every program's physics checks, small enough for a test
+
+
+def _programs(bank: ExampleBank) -> list[WorkedExample]:
+    """Examples whose run_python step reads data made by their own earlier steps (not a session artifact)."""
+    return [e for e in bank.examples if e.program and not e.context]
+
+
+def _run_example_program(example: WorkedExample, workspace: object) -> object:
+    from physagent.tools import call_tool
+
+    made: dict[int, object] = {}
+    for number, step in enumerate(example.steps, start=1):
+        arguments = {k: _resolved(v, made) for k, v in step["arguments"].items()}
+        if step["tool"] == "generate_events":
+            arguments |= {"n_events": min(arguments["n_events"], _SMALL_SAMPLE), "seed": 11}
+        outcome = call_tool(step["tool"], arguments, workspace=workspace)
+        if step["tool"] == "run_python":
+            return outcome.result
+        made[number] = outcome.result
+    raise AssertionError(f"{_label(example)} has no run_python step")
+
+
+def _resolved(value: object, made: dict[int, object]) -> object:
+    if isinstance(value, list):
+        return [_resolved(v, made) for v in value]
+    if isinstance(value, str) and value.startswith("$"):
+        number, _, field = value[1:].partition(".")
+        return getattr(made[int(number)], field).id
+    return value
+
+
+@pytest.mark.slow
+def test_every_worked_program_runs_on_real_events_and_passes_its_own_checks(bank: ExampleBank, workspace) -> None:
+    """The code writer is shown the closest worked program to adapt: each one runs in the sandbox on real Pythia
+    events (a small sample) and prints its declared values within its declared physics checks."""
+    programs = _programs(bank)
+    assert len(programs) >= 10
+    failed = []
+    for example in programs:
+        result = _run_example_program(example, workspace)
+        if not result.ok:
+            failed.append(f"{_label(example)}: {result.report}")
+    assert not failed, "\n".join(failed)

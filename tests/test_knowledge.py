@@ -439,3 +439,14 @@ def test_a_method_named_by_its_papers_name_offers_the_tool_that_implements_it() 
                                        "the signal region and classify data against it, CATHODE style.")
     assert "cathode_search" in offered and len(offered) == 3
     assert "cwola_hunt" in ToolSelector(k=2).select("Run cwola on my dijets")
+
+
+def test_within_a_named_document_its_name_does_not_rank_the_passages() -> None:
+    """Once a search keeps to the document the query names, the name's words are left out of the lexical ranking
+    (they would put the book's title page first)."""
+    from physagent.knowledge.store import _without_name_of
+
+    book = "desy-deep-learning-round-table-2024-abstracts.txt"
+    assert _without_name_of("CATHODE soft particles (desy deep learning round table 2024 abstracts)", book) == (
+        "CATHODE soft particles")
+    assert _without_name_of("2024 DESY", book) == "2024 DESY"  # nothing else left: the query as it was

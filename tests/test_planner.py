@@ -1424,3 +1424,17 @@ def test_a_scan_the_request_lists_is_derived_on_the_sessions_dataset() -> None:
                                "and large with 15 epochs each", offered, session).steps[0].arguments
     assert sizes["grid"] == {"size": ["tiny", "small", "large"]} and sizes["fixed"] == {"model": "bdt", "epochs": 15}
     assert with_derived_steps(Plan([], "", []), request, offered, {}).steps == []  # no dataset in the session
+
+
+def test_the_answer_quotes_what_the_generated_code_computed(workspace: Workspace) -> None:
+    """A plan whose answer quotes other steps (the events' mean multiplicity) or nothing of the code step: the
+    code's printed values are added, rendered from its result."""
+    code = "import json\nprint(json.dumps({'mean_delta_phi': 2.75}))\n"
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "write_code", "arguments": {"task": "the mean |delta phi| of the two leading muons",
+                                                  "inputs": ["$1.events"], "values": {"mean_delta_phi": "float"}}}]
+    assistant, _ = _assistant([plan(steps, "The mean is {$1.mean_particles}."), call("submit_code", code=code)],
+                              workspace)
+    record = assistant.ask("Generate 120 Drell-Yan events with MPI off, seed 2, and compute in Python the mean "
+                           "|delta phi| of the two leading muons.")
+    assert "Computed by the code of step 2: mean delta phi = 2.75" in record.answer, record.answer

@@ -120,10 +120,12 @@ class EmbeddedBackend:
     def _chat(self, request: dict[str, Any], tools: list[dict[str, Any]]) -> dict[str, Any]:
         """Run one request, simplifying the tool schemas while llama.cpp cannot turn them into a grammar or
         (llguidance giving up on it) returns a reply that is no JSON object at all; a reply that looped until the
-        token limit is asked for once more under the DRY sampler."""
+        token limit is asked for once more: without the optional parameter whose number never ended (DRY cannot stop
+        a counting sequence, ``1000000.0000000125000002500…``), else under the DRY sampler."""
         self.load()
+        left_out: set[str] = set()
         while True:
-            schema = reply_schema(tools, simplify=self._simplify)
+            schema = _without_optional(reply_schema(tools, simplify=self._simplify), left_out)
             try:
                 response = self._server.handle_chat_completions(dict(request, grammar=compact_grammar(schema)))
             except ValueError as error:
@@ -137,10 +139,59 @@ class EmbeddedBackend:
             if _grammar_ignored(checked) and self._simplify < 2 and tools:
                 self._simplify += 1  # llguidance gave up on this grammar (it logs, llama.cpp samples freely)
                 continue
+            endless = _endless_parameter(checked) if _looped(checked) else None
+            if endless and endless not in left_out and _is_optional(schema, endless):
+                left_out.add(endless)
+                continue
             if _looped(checked) and "dry_multiplier" not in request:
                 request = {**request, **_DRY}  # once more, penalising repeats: "0.0000…" stops after a few zeros
                 continue
             return checked
+
+
+_ENDLESS_PARAMETER = re.compile(r'"(\w+)":\s*-?[\d.eE+-]{40,}$')
+
+
+def _endless_parameter(response: dict[str, Any]) -> str | None:
+    """The parameter a reply cut off at the token limit was writing an endless number for, or None."""
+    content = response.get("choices", [{}])[0].get("message", {}).get("content") or ""
+    found = _ENDLESS_PARAMETER.search(content[-4000:])
+    return found.group(1) if found else None
+
+
+def _is_optional(schema: Any, name: str) -> bool:
+    """Whether ``name`` is a property somewhere in ``schema`` and required nowhere."""
+    found, required = _property_use(schema, name)
+    return found and not required
+
+
+def _property_use(node: Any, name: str) -> tuple[bool, bool]:
+    if isinstance(node, list):
+        uses = [_property_use(item, name) for item in node]
+        return any(u[0] for u in uses), any(u[1] for u in uses)
+    if not isinstance(node, dict):
+        return False, False
+    found = name in (node.get("properties") or {})
+    required = name in (node.get("required") or [])
+    for value in node.values():
+        inner = _property_use(value, name)
+        found, required = found or inner[0], required or inner[1]
+    return found, required
+
+
+def _without_optional(schema: Any, names: set[str]) -> Any:
+    """``schema`` with the optional properties ``names`` left out everywhere (the model cannot write them)."""
+    if not names:
+        return schema
+    if isinstance(schema, list):
+        return [_without_optional(item, names) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    pruned = {key: _without_optional(value, names) for key, value in schema.items()}
+    if isinstance(schema.get("properties"), dict):
+        pruned["properties"] = {key: _without_optional(value, names)
+                                for key, value in schema["properties"].items() if key not in names}
+    return pruned
 
 
 # llama.cpp's DRY sampler ("don't repeat yourself"), only for a reply that looped until the token limit: on every
