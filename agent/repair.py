@@ -193,6 +193,7 @@ class _RepairLoop:
         self.backend, self.workspace, self.session, self.docs = backend, workspace, session, docs
         self.attempts: list[Attempt] = []
         self.final: RunPythonResult | None = None
+        self.shown = ""  # the worked programs of the task prompt
 
     def run(self, task: str, arguments: dict[str, Any], max_attempts: int, request: str) -> RepairResult:
         record = AgentRecord(session=self.session, backend=self.backend.name, request=task)
@@ -213,7 +214,7 @@ class _RepairLoop:
             record.completion_tokens += turn.usage.completion_tokens
             attempt = self._attempt(number, extract_code(turn), arguments, record)
             self.attempts.append(attempt)
-            mended = _mended(attempt, arguments["values"])
+            mended = _mended(attempt, arguments["values"], self.shown)
             if mended:  # a known slip (a value printed under another name, curve_fit unpacked flat): no model turn
                 attempt = self._attempt(number, mended, arguments, record)
                 self.attempts.append(attempt)
@@ -292,8 +293,12 @@ class _RepairLoop:
             outputs=", ".join(arguments["outputs"]) or "none",
             values=json.dumps(arguments["values"]) if arguments["values"] else "none",
             checks=json.dumps(arguments["checks"]) if arguments["checks"] else "none",
-            programs=_worked_programs(request, arguments["inputs"]), expressions=_expressions_for(task),
+            programs=self._shown(_worked_programs(request, arguments["inputs"])), expressions=_expressions_for(task),
         )
+
+    def _shown(self, programs: str) -> str:
+        self.shown = programs
+        return programs
 
     def _describe_inputs(self, inputs: list[str]) -> str:
         """One line per input: kind, file, summary, and for Parquet the awkward type of one row."""
@@ -406,11 +411,12 @@ def _parses(text: str) -> bool:
     return True
 
 
-def _mended(attempt: Attempt, promised: dict[str, str]) -> str:
-    """``attempt``'s program with a known slip mended, or '' when it has none."""
+def _mended(attempt: Attempt, promised: dict[str, str], shown: str = "") -> str:
+    """``attempt``'s program with a known slip mended, or '' when it has none (``shown``: the prompt's worked
+    programs, whose value names are never taken for the promised one)."""
     if attempt.ok:
         return ""
-    return _with_promised_names(attempt, promised) or _curve_fit_unpacked(attempt)
+    return _with_promised_names(attempt, promised, shown) or _curve_fit_unpacked(attempt)
 
 
 _FLAT_UNPACK = re.compile(r"^(\s*)\(?((?:\w+\s*,\s*)+\w+)\)?\s*=\s*((?:\w+\.)*curve_fit\()", re.MULTILINE)
@@ -434,17 +440,17 @@ def _curve_fit_unpacked(attempt: Attempt) -> str:
     return mended if mended != attempt.code else ""
 
 
-def _with_promised_names(attempt: Attempt, promised: dict[str, str]) -> str:
+def _with_promised_names(attempt: Attempt, promised: dict[str, str], shown: str = "") -> str:
     """``attempt``'s program printing its one missing value under the promised name, when the program printed
-    it under another ("mean_diff" for "mean"): the one unpromised name, or the one sharing a word with it.
-    '' when there is nothing to rename or no single candidate."""
+    only that value, under another name sharing a word ("mean_delta_phi" for "mean"). Not a name the worked
+    program prints: that value is the example's own quantity (a pair's mass copied where its pT was asked), and
+    the model must hear that the promised value is missing. '' when nothing qualifies."""
     missing = [name for name in promised if name not in attempt.values]
-    if len(missing) != 1 or not attempt.values:
-        return ""
     extra = [name for name in attempt.values if name not in promised]
-    words = set(missing[0].split("_"))
-    candidates = extra if len(extra) == 1 else [name for name in extra if words & set(name.split("_"))]
-    if len(candidates) != 1:
+    if len(missing) != 1 or len(extra) != 1 or extra[0] in shown:
+        return ""
+    candidates = extra if set(missing[0].split("_")) & set(extra[0].split("_")) else []
+    if not candidates:
         return ""
     renamed = re.sub(rf"""(["']){re.escape(candidates[0])}\1""", repr(missing[0]), attempt.code)
     return renamed if renamed != attempt.code else ""

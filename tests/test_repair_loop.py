@@ -210,17 +210,24 @@ def test_a_repeated_program_starts_the_conversation_afresh_and_samples(workspace
 
 
 def test_a_value_printed_under_another_name_is_renamed_without_a_model_turn(workspace: Workspace) -> None:
-    """'mean_delta_phi' printed where 'mean' was promised: the program is rerun with the promised name."""
-    code = "import json\nprint(json.dumps({'mean_delta_phi': 2.7, 'n_pairs': 200}))\n"
+    """'mean_delta_phi', the one value printed, where 'mean' was promised: the program is rerun with the promised
+    name. Not when it printed more, nor a name the worked program prints (its own quantity, copied)."""
+    from physagent.agent.repair import Attempt, _with_promised_names
+
+    code = "import json\nprint(json.dumps({'mean_delta_phi': 2.7}))\n"
     backend = ScriptedBackend([submit(code)])
     result = write_and_run("Mean", backend=backend, workspace=workspace, values={"mean": "float"})
-    assert result.ok and result.values == {"mean": 2.7, "n_pairs": 200} and backend.remaining == 0
+    assert result.ok and result.values == {"mean": 2.7} and backend.remaining == 0
     assert "missing from the printed JSON" in result.attempts[0].report
     assert "'mean': 2.7" in result.code and len(workspace.calls(session=result.session)) == 2
-    unrelated = "import json\nprint(json.dumps({'width': 1.0, 'n_pairs': 3}))\n"
-    failed = write_and_run("Mean", backend=ScriptedBackend([submit(unrelated)]), workspace=workspace,
-                           values={"mean": "float"}, max_attempts=1)
-    assert not failed.ok and len(failed.attempts) == 1  # two candidates, neither sharing a word: no guess
+    copied = "print(json.dumps({'mean_m_mumu_gev': 88.5}))"
+    failed = Attempt(number=1, code=copied, ok=False, report="missing", values={"mean_m_mumu_gev": 88.5})
+    assert _with_promised_names(failed, {"mean": "float"}) == "print(json.dumps({'mean': 88.5}))"
+    assert _with_promised_names(failed, {"mean": "float"}, shown=f"```python\n{copied}\n```") == ""
+    two = Attempt(number=1, code="", ok=False, report="missing", values={"mean_delta_phi": 2.7, "n_pairs": 3})
+    assert _with_promised_names(two, {"mean": "float"}) == ""
+    unrelated = Attempt(number=1, code="print(json.dumps({'width': 1.0}))", ok=False, report="", values={"width": 1.0})
+    assert _with_promised_names(unrelated, {"mean": "float"}) == ""
 
 
 def test_curve_fit_unpacked_flat_is_regrouped_and_fits(workspace: Workspace) -> None:
