@@ -441,16 +441,17 @@ def _curve_fit_unpacked(attempt: Attempt) -> str:
 
 
 def _with_promised_names(attempt: Attempt, promised: dict[str, str], shown: str = "") -> str:
-    """``attempt``'s program printing its one missing value under the promised name, when the program printed
-    only that value, under another name sharing a word ("mean_delta_phi" for "mean"). Not a name the worked
+    """``attempt``'s program printing its one missing value under the promised name, when it printed it under
+    another name sharing a word ("mean_pair_pt_gev" for "mean"), the only such name. Never a name the worked
     program prints: that value is the example's own quantity (a pair's mass copied where its pT was asked), and
     the model must hear that the promised value is missing. '' when nothing qualifies."""
     missing = [name for name in promised if name not in attempt.values]
-    extra = [name for name in attempt.values if name not in promised]
-    if len(missing) != 1 or len(extra) != 1 or extra[0] in shown:
+    if len(missing) != 1:
         return ""
-    candidates = extra if set(missing[0].split("_")) & set(extra[0].split("_")) else []
-    if not candidates:
+    words = set(missing[0].split("_"))
+    candidates = [name for name in attempt.values
+                  if name not in promised and words & set(name.split("_")) and name not in shown]
+    if len(candidates) != 1:
         return ""
     renamed = re.sub(rf"""(["']){re.escape(candidates[0])}\1""", repr(missing[0]), attempt.code)
     return renamed if renamed != attempt.code else ""

@@ -210,8 +210,8 @@ def test_a_repeated_program_starts_the_conversation_afresh_and_samples(workspace
 
 
 def test_a_value_printed_under_another_name_is_renamed_without_a_model_turn(workspace: Workspace) -> None:
-    """'mean_delta_phi', the one value printed, where 'mean' was promised: the program is rerun with the promised
-    name. Not when it printed more, nor a name the worked program prints (its own quantity, copied)."""
+    """'mean_delta_phi' printed where 'mean' was promised: the program is rerun with the promised name. Not a name
+    the worked program prints (its own quantity, copied), nor a guess between two names sharing the word."""
     from physagent.agent.repair import Attempt, _with_promised_names
 
     code = "import json\nprint(json.dumps({'mean_delta_phi': 2.7}))\n"
@@ -224,7 +224,10 @@ def test_a_value_printed_under_another_name_is_renamed_without_a_model_turn(work
     failed = Attempt(number=1, code=copied, ok=False, report="missing", values={"mean_m_mumu_gev": 88.5})
     assert _with_promised_names(failed, {"mean": "float"}) == "print(json.dumps({'mean': 88.5}))"
     assert _with_promised_names(failed, {"mean": "float"}, shown=f"```python\n{copied}\n```") == ""
-    two = Attempt(number=1, code="", ok=False, report="missing", values={"mean_delta_phi": 2.7, "n_pairs": 3})
+    beside = "print(json.dumps({'mean_pt_gev': 21.0, 'n_pairs': 3}))"
+    counted = Attempt(number=1, code=beside, ok=False, report="missing", values={"mean_pt_gev": 21.0, "n_pairs": 3})
+    assert _with_promised_names(counted, {"mean": "float"}) == "print(json.dumps({'mean': 21.0, 'n_pairs': 3}))"
+    two = Attempt(number=1, code="", ok=False, report="missing", values={"mean_pt": 2.7, "mean_eta": 0.1})
     assert _with_promised_names(two, {"mean": "float"}) == ""
     unrelated = Attempt(number=1, code="print(json.dumps({'width': 1.0}))", ok=False, report="", values={"width": 1.0})
     assert _with_promised_names(unrelated, {"mean": "float"}) == ""
