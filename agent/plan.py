@@ -369,7 +369,7 @@ def with_derived_steps(plan: Plan, request: str, offered: list[str], artifacts: 
         return plan
     added_tools = {s.tool for s in steps[len(plan.steps):]}  # tools no step of the plan called
     # the model's answer quotes what it planned instead of the code (an η histogram's mean): written after the results
-    answer = "" if "write_code" in added_tools else _with_count(plan.answer, steps[len(plan.steps):], request)
+    answer = "" if "write_code" in added_tools else _with_added_values(plan.answer, steps[len(plan.steps):], request)
     for step in [s for s in steps[len(plan.steps):] if s.tool in _IN_PLACE]:
         steps, answer = _moved_into_pipeline(steps, answer, step)
     added = [f"step {s.number} ({s.tool}) added: the request asks to {_DOING[s.tool]}" for s in steps
@@ -377,7 +377,7 @@ def with_derived_steps(plan: Plan, request: str, offered: list[str], artifacts: 
     return Plan(steps, answer, [*plan.notes, *added])
 
 
-def _with_count(answer: str, added: list[Step], request: str) -> str:
+def _with_added_values(answer: str, added: list[Step], request: str) -> str:
     """The answer with the count of an added ``summarize`` step (a small model's sentence quotes something else),
     and the best point of an added ``scan_training``."""
     for step in added:

@@ -193,12 +193,13 @@ class _RepairLoop:
         self.backend, self.workspace, self.session, self.docs = backend, workspace, session, docs
         self.attempts: list[Attempt] = []
         self.final: RunPythonResult | None = None
-        self.shown = ""  # the worked programs of the task prompt
+        self.write_program = getattr(backend, "write_program", None)  # free-text programs (the embedded model)
 
     def run(self, task: str, arguments: dict[str, Any], max_attempts: int, request: str) -> RepairResult:
         record = AgentRecord(session=self.session, backend=self.backend.name, request=task)
+        shown = _worked_programs(request, arguments["inputs"])
         opening = [{"role": "system", "content": prompt("code")},
-                   {"role": "user", "content": self._task_prompt(task, arguments, request)}]
+                   {"role": "user", "content": self._task_prompt(task, arguments, shown)}]
         messages: list[dict[str, Any]] = list(opening)
         for number in range(1, max_attempts + 1):
             try:
@@ -214,7 +215,7 @@ class _RepairLoop:
             record.completion_tokens += turn.usage.completion_tokens
             attempt = self._attempt(number, extract_code(turn), arguments, record)
             self.attempts.append(attempt)
-            mended = _mended(attempt, arguments["values"], self.shown)
+            mended = _mended(attempt, arguments["values"], shown)
             if mended:  # a known slip (a value printed under another name, curve_fit unpacked flat): no model turn
                 attempt = self._attempt(number, mended, arguments, record)
                 self.attempts.append(attempt)
@@ -230,11 +231,10 @@ class _RepairLoop:
     def _ask(self, messages: list[dict[str, Any]]) -> ModelTurn:
         """The model's next program: in free text where the backend can write it so (sampled after a program was
         resubmitted verbatim: greedy decoding would repeat it), else a submit_code call."""
-        write_program = getattr(self.backend, "write_program", None)
-        if write_program is None:
+        if self.write_program is None:
             return self.backend.complete(messages, [SUBMIT_CODE])
         repeated = any(attempt.repeat_of is not None for attempt in self.attempts)
-        return cast(ModelTurn, write_program(messages, temperature=_VARIED if repeated else 0.0))
+        return cast(ModelTurn, self.write_program(messages, temperature=_VARIED if repeated else 0.0))
 
     def _attempt(self, number: int, code: str, arguments: dict[str, Any], record: AgentRecord) -> Attempt:
         if not code.strip():
@@ -270,11 +270,11 @@ class _RepairLoop:
     def _feedback(self, attempt: Attempt, max_attempts: int, call_id: str) -> list[dict[str, Any]]:
         """The failed submission as the model's tool call, and the report (+ API docs) as its observation."""
         docs = self._docs(attempt.report)
-        report = attempt.report + _missing_field_hint(attempt.report) + "".join(
-            f"\nHint: {hint}" for pattern, hint in _patterned("code_hints") if pattern.search(attempt.report))
+        report = attempt.report + "".join(f"\nHint: {found.expand(hint)}" for pattern, hint in _patterned("code_hints")
+                                          if (found := pattern.search(attempt.report)))
         text = prompt("code_repair").format(attempt=attempt.number, max_attempts=max_attempts, report=report,
                                             docs=f"\nAPI documentation that may help:\n{docs}\n" if docs else "")
-        if hasattr(self.backend, "write_program"):
+        if self.write_program is not None:
             return [{"role": "assistant", "content": f"```python\n{attempt.code.rstrip()}\n```"},
                     {"role": "user", "content": text}]
         submitted = {"id": call_id, "name": "submit_code", "arguments": {"code": attempt.code}}
@@ -287,18 +287,14 @@ class _RepairLoop:
         query = _error_line(report)
         return self.docs(query)[:_DOCS_CHARS] if query else ""
 
-    def _task_prompt(self, task: str, arguments: dict[str, Any], request: str) -> str:
+    def _task_prompt(self, task: str, arguments: dict[str, Any], programs: str) -> str:
         return prompt("code_task").format(
             task=task, inputs=self._describe_inputs(arguments["inputs"]),
             outputs=", ".join(arguments["outputs"]) or "none",
             values=json.dumps(arguments["values"]) if arguments["values"] else "none",
             checks=json.dumps(arguments["checks"]) if arguments["checks"] else "none",
-            programs=self._shown(_worked_programs(request, arguments["inputs"])), expressions=_expressions_for(task),
+            programs=programs, expressions=_expressions_for(task),
         )
-
-    def _shown(self, programs: str) -> str:
-        self.shown = programs
-        return programs
 
     def _describe_inputs(self, inputs: list[str]) -> str:
         """One line per input: kind, file, summary, and for Parquet the awkward type of one row."""
@@ -361,8 +357,8 @@ def _expressions_for(task: str) -> str:
     """The expressions the task's words call for, shown last (nearest the program the model writes): a small
     model otherwise keeps the worked program's own quantity (a pair's mass where the task asks its pT)."""
     matched = [f"- {text}" for pattern, text in _patterned("code_expressions") if pattern.search(task)]
-    return "\nExpressions this task needs (use these, not the worked program's own quantity):\n" + "\n".join(matched) \
-        if matched else ""
+    heading = "\nExpressions this task needs (use these, not the worked program's own quantity):\n"
+    return heading + "\n".join(matched) if matched else ""
 
 
 def _row_type(path: Path) -> str:
@@ -455,24 +451,6 @@ def _with_promised_names(attempt: Attempt, promised: dict[str, str], shown: str 
         return ""
     renamed = re.sub(rf"""(["']){re.escape(candidates[0])}\1""", repr(missing[0]), attempt.code)
     return renamed if renamed != attempt.code else ""
-
-
-_MISSING_FIELD = re.compile(r"no field named '(\w+)'")
-_KINEMATICS = {"pt", "eta", "phi", "mass", "m", "rapidity", "y", "p", "theta"}
-
-
-def _missing_field_hint(report: str) -> str:
-    """What to do about awkward's "no field named 'eta'": small models invent the fields they expect."""
-    missing = _MISSING_FIELD.search(report)
-    if missing is None:
-        return ""
-    hint = (f"\nHint: the rows have no field {missing.group(1)!r}; use only the fields of the input's row type "
-            "(or fields you made yourself with ak.zip).")
-    if missing.group(1) in _KINEMATICS:
-        hint += (" Add the field from the components right after selecting the particles, e.g. "
-                 "p = ak.with_field(p, np.hypot(p.px, p.py), 'pt'); p = ak.with_field(p, np.arctan2(p.py, p.px), "
-                 "'phi'); p = ak.with_field(p, np.arcsinh(p.pz / p.pt), 'eta').")
-    return hint
 
 
 def _error_line(report: str) -> str:
