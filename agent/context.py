@@ -23,6 +23,7 @@ from physagent.agent.grounding import Source, numbers_in, sources_in
 from physagent.agent.plan import asked_actions
 from physagent.agent.selection import SOURCE_WORDS, named_methods, statistic_tools, wants_code
 from physagent.knowledge import Hit, KnowledgeBase, sync_samples
+from physagent.knowledge.excerpt import excerpt
 from physagent.tools import ProgressUpdate, registry
 
 if TYPE_CHECKING:
@@ -94,7 +95,8 @@ class RequestContext:
                          + "\n".join(self.artifact_lines))
         if self.passages:
             parts.append("Passages from the documents (cite each you use as written in brackets):\n"
-                         + "\n".join(f"{h.citation} {_excerpt(h.text)}" for h in self.passages))
+                         + "\n".join(f"{h.citation} {excerpt(h.text, self.request, _PASSAGE_CHARS)}"
+                                     for h in self.passages))
         return "\n\n".join(parts)
 
     def without_prompt_echo(self, answer: str, our_messages: Sequence[str] = (), quotable: Sequence[str] = ()) -> str:
@@ -194,11 +196,6 @@ def _progress(assistant: Assistant) -> Callable[[int, int, str], None] | None:
                             total=total, unit="chunks", finished=done >= total))
 
     return report
-
-
-def _excerpt(text: str) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= _PASSAGE_CHARS else flat[:_PASSAGE_CHARS].rsplit(" ", 1)[0] + " …"
 
 
 def _normal(sentence: str) -> str:

@@ -69,6 +69,33 @@ def test_the_coupling_flow_inverts_exactly_and_its_log_det_is_the_jacobians(feat
     assert float(log_det[0].detach()) == pytest.approx(float(torch.linalg.slogdet(jacobian)[1]), abs=1e-9)
 
 
+@pytest.mark.parametrize("features", [1, 3, 6, 30])
+def test_sampling_without_gradients_inverts_the_spline_in_the_compiled_loop_to_the_same_values(features: int) -> None:
+    """Without autograd the spline inverse runs compiled (knots built on the fly): in float64 it gives the tensor
+    path's values to 1e-8 and inverts the flow, in float32 one layer agrees with the tensor path to float32
+    rounding; values outside [−B, B] pass unchanged."""
+    torch.manual_seed(features)
+    flow = CouplingFlow(features, 2, 4, [16, 16]).double()
+    for parameter in flow.parameters():
+        torch.nn.init.normal_(parameter, std=0.3 if features < 30 else 0.1)
+    x, c = torch.randn(500, features, dtype=torch.float64) * 2, torch.randn(500, 2, dtype=torch.float64)
+    x[0] = 7.0  # outside the splines' range
+    z = x
+    for layer in flow.layers:
+        z = layer(z, c)[0]
+    z = z.detach()
+    tensor_path = flow.sample(z, c).detach()  # autograd on: the differentiable path
+    with torch.inference_mode():
+        compiled = flow.sample(z, c)
+    np.testing.assert_allclose(compiled, tensor_path, atol=1e-8)
+    np.testing.assert_allclose(compiled, x, atol=1e-8)
+    assert torch.all(compiled[0] == 7.0) or features > 1  # a 1-feature flow's spline leaves 7 alone
+    layer = flow.layers[0].float()  # float32, one layer (a random 4-layer flow amplifies rounding chaotically)
+    with torch.no_grad():
+        fast = layer.inverse(z.float(), c.float())
+    np.testing.assert_allclose(fast, layer.inverse(z.float(), c.float()).detach(), rtol=2e-5, atol=1e-5)
+
+
 def test_a_layer_whose_voxels_all_miss_puts_its_energy_into_its_most_probable_voxel() -> None:
     """With every hit probability ~e^-30, each layer with E_l ≥ ε is one cell holding E_l, at the largest logit."""
     model = _model(seed=3)

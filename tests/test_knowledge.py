@@ -450,3 +450,26 @@ def test_within_a_named_document_its_name_does_not_rank_the_passages() -> None:
     assert _without_name_of("CATHODE soft particles (desy deep learning round table 2024 abstracts)", book) == (
         "CATHODE soft particles")
     assert _without_name_of("2024 DESY", book) == "2024 DESY"  # nothing else left: the query as it was
+
+
+def test_a_long_passage_is_cut_to_the_sentences_the_question_is_about(books_kb: KnowledgeBase) -> None:
+    """A small model answers from the excerpt it is shown: the MadJax abstract names the asked package in its last
+    sentence, which the first 380 characters leave out. The excerpt keeps it, within the limit, in order."""
+    from physagent.knowledge.excerpt import excerpt
+    from physagent.tools.retrieval.search import KnowledgeHit, KnowledgeSearch
+
+    question = "Which package of differentiable matrix elements do they plan to use for more final-state particles?"
+    hit = books_kb.search("sampling three-body hadronic decays with normalizing flows", k=1)[0]
+    assert "MadJax" in hit.text and "MadJax" not in " ".join(hit.text.split())[:380]
+    cut = excerpt(hit.text, question, 380)
+    assert "provided by MadJax" in cut and len(cut) <= 380 and cut.startswith("… ")
+    text = "Flows sample decays. We use splines. Later we plan to use MadJax for more particles. Thanks."
+    assert excerpt(text, "which flows sample more particles", 80) == (
+        "Flows sample decays. … Later we plan to use MadJax for more particles. …")  # in order, gaps marked
+    assert excerpt("Short enough.", question) == "Short enough."
+    no_overlap = excerpt(hit.text, "calorimeter", 100)
+    assert no_overlap.endswith(" …") and hit.text.startswith(no_overlap[:40])  # nothing asked: the head
+    found = KnowledgeSearch(query=question, collection="documents", hits=[KnowledgeHit(
+        text=hit.text, source=hit.source, title=hit.title, page=None, score=1.0, citation=hit.citation,
+        collection="samples")])
+    assert "MadJax" in found.observation()

@@ -16,7 +16,11 @@ of the (batch, features, bins) tensors, not in arithmetic (torch's softmax over 
 elementwise operation on a strided slice, are slow). This flow computes splines for the transformed half
 only, has separate output layers for bin sizes and knot derivatives (contiguous outputs), normalises the
 bins after one cumulative sum and reads a bin with two ``gather`` calls: about 40 operations per layer.
-The formulas are those of zuko's ``MonotonicRQSTransform``.
+The formulas are those of zuko's ``MonotonicRQSTransform``. Sampling without gradients leaves the spline itself
+(knots, bin search, inverse) to one compiled loop over the rows (:func:`_rqs_inverse_rows`, numba): the same
+formulas, but one pass instead of ~30 tensor operations of a few microseconds each (sampling a 6-layer
+calohits shower: 1.5 → 1.0 µs for the flow, of which 0.6 µs are the networks' matrix products). The
+compiled path needs ``torch.no_grad`` or ``torch.inference_mode``, as sampling runs.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ import itertools
 import math
 from typing import cast
 
+import numpy as np
 import torch
+from numba import njit
 from torch import nn
 
 __all__ = ["BOUND", "CouplingFlow", "mlp", "rqs_forward", "rqs_inverse", "spline_knots"]
@@ -98,6 +104,43 @@ def rqs_inverse(y: torch.Tensor, knots: tuple[torch.Tensor, torch.Tensor]) -> to
     return torch.where(y.abs() < BOUND, x0 + xi * width, y)
 
 
+@njit(cache=True, nogil=True)
+def _rqs_inverse_rows(shares: np.ndarray, inner: np.ndarray, offsets: np.ndarray, y: np.ndarray, out: np.ndarray
+                      ) -> None:
+    """out = g⁻¹(y) per row and feature, from the exponentiated bin sizes (B, C, 2, K) (rows x, y), the inner
+    knot derivatives (B, C, K − 1) and the knot offsets (K + 1): :func:`spline_knots` then :func:`rqs_inverse`,
+    with the knots built on the fly while the bin holding y is sought."""
+    n_rows, n_changed, _, bins = shares.shape
+    span = 2 * BOUND * (1 - _MIN_BIN * bins)
+    for r in range(n_rows):
+        for f in range(n_changed):
+            value = y[r, f]
+            if abs(value) >= BOUND:  # identity outside [−B, B]
+                out[r, f] = value
+                continue
+            total_x, total_y = 0.0, 0.0
+            for i in range(bins):
+                total_x += shares[r, f, 0, i]
+                total_y += shares[r, f, 1, i]
+            scale_x, scale_y = span / total_x, span / total_y
+            below_x, below_y, k = 0.0, 0.0, 0
+            while k < bins - 1 and offsets[k + 1] + (below_y + shares[r, f, 1, k]) * scale_y <= value:
+                below_x += shares[r, f, 0, k]
+                below_y += shares[r, f, 1, k]
+                k += 1
+            x0, y0 = offsets[k] + below_x * scale_x, offsets[k] + below_y * scale_y
+            width = offsets[k + 1] + (below_x + shares[r, f, 0, k]) * scale_x - x0
+            height = offsets[k + 1] + (below_y + shares[r, f, 1, k]) * scale_y - y0
+            d0 = 1.0 if k == 0 else inner[r, f, k - 1]
+            d1 = 1.0 if k == bins - 1 else inner[r, f, k]
+            s = height / width
+            dy = value - y0
+            curved = dy * (d0 + d1 - 2 * s)
+            a, b = height * (s - d0) + curved, height * d0 - curved
+            xi = 2 * s * dy / (b + math.sqrt(max(b * b + 4 * a * s * dy, 0.0)))
+            out[r, f] = x0 + xi * width
+
+
 def _split(features: int, layer: int) -> tuple[list[int], list[int]]:
     """Kept and transformed features of coupling layer ``layer``: even/odd, then halves, each both ways."""
     index = list(range(features))
@@ -144,8 +187,22 @@ class _CouplingLayer(nn.Module):
 
     def inverse(self, y: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         kept = y.index_select(1, self.kept)
-        x = rqs_inverse(y.index_select(1, self.changed), self._knots(kept, c))
+        changed = y.index_select(1, self.changed)
+        if torch.jit.is_tracing() or torch.is_grad_enabled():
+            x = rqs_inverse(changed, self._knots(kept, c))  # differentiable, and what ONNX records
+        else:
+            x = self._compiled_inverse(changed, kept, c)
         return torch.cat([kept, x], -1).index_select(1, self.order)
+
+    def _compiled_inverse(self, changed: torch.Tensor, kept: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """:func:`rqs_inverse` of the knots :func:`spline_knots` would build, in one compiled pass (no autograd)."""
+        h = self.net(torch.cat([kept, c], -1))
+        shares = self.sizes(h).clamp_(-30.0, 30.0).exp_().view(len(h), self.n_changed, 2, self.bins)
+        inner = self.slopes(h).clamp_(-_LOG_SLOPE, _LOG_SLOPE).exp_().add_(_MIN_SLOPE)
+        out = torch.empty_like(changed)
+        _rqs_inverse_rows(shares.numpy(), inner.view(len(h), self.n_changed, -1).numpy(), self.offsets.numpy(),
+                          changed.numpy(), out.numpy())
+        return out
 
 
 class CouplingFlow(nn.Module):

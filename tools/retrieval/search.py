@@ -21,10 +21,13 @@ from pydantic import BaseModel, Field
 from physagent.knowledge import KnowledgeBase, sync_samples
 from physagent.knowledge.api_reference import sync_api_reference
 from physagent.knowledge.catalogue import sync_tool_catalogue
+from physagent.knowledge.excerpt import excerpt
 from physagent.tools._context import ProgressTask, ToolContext
 from physagent.tools._registry import ToolResult, registry, tool
 
 __all__ = ["KnowledgeHit", "KnowledgeSearch", "search_knowledge"]
+
+_EXCERPT_CHARS = 380  # per passage in what the model reads: five passages stay within ~500 tokens
 
 Collection = Literal["documents", "api", "tools", "all"]
 # the knowledge base's collections behind each choice; "documents" includes the bundled sample books
@@ -62,13 +65,8 @@ class KnowledgeSearch(ToolResult):
         if not self.hits:
             return self.note or "No passages found."
         lines = [f"{len(self.hits)} passages for {self.query!r}; cite as written in brackets:"]
-        lines += [f"{h.citation} {_excerpt(h.text)}" for h in self.hits]
+        lines += [f"{h.citation} {excerpt(h.text, self.query, _EXCERPT_CHARS)}" for h in self.hits]
         return "\n".join(lines)
-
-
-def _excerpt(text: str, limit: int = 380) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[:limit].rsplit(" ", 1)[0] + " …"
 
 
 @tool(category="knowledge", cacheable=False)
