@@ -31,6 +31,7 @@ too — so the tool, not the model, refuses a bad one.
 
 from __future__ import annotations
 
+import ast
 import re
 from typing import Any
 
@@ -709,6 +710,29 @@ def name_from_offer(error: str, messages: list[dict[str, Any]], rejected: str = 
     if len(fits) > 1 and model_words:
         fits = [name for name in fits if model_words & set(re.findall(r"[a-z0-9]+", name.lower()))]
     return fits[0] if len(fits) == 1 else None
+
+
+def example_from_error(error: str, messages: list[dict[str, Any]]) -> list[str] | None:
+    """The list a tool error gives as its example ("features=[] is empty … e.g. ['jets.mass[0]', 'jets.tau21[0]']")
+    when the user wrote every name's words ("the leading-jet mass and tau21"); None otherwise. The collection
+    prefix and indices are no words a user writes."""
+    given = re.search(r"e\.g\. (\[[^\[\]]*(?:\[\d+\][^\[\]]*)*\])", error)
+    if given is None:
+        return None
+    try:
+        example = ast.literal_eval(given.group(1))
+    except (ValueError, SyntaxError):
+        return None
+    if not example or not all(isinstance(name, str) for name in example):
+        return None
+    words = re.findall(r"[a-z0-9]+", _user_text(messages))
+    generic = {"jets", "particles", "events", "stats"}
+
+    def written(name: str) -> bool:
+        tokens = [t for t in re.findall(r"[a-z0-9]+", name.lower()) if t not in generic and not t.isdigit()]
+        return bool(tokens) and all(any(_prefixed(token, word) for word in words) for token in tokens)
+
+    return list(example) if all(written(name) for name in example) else None
 
 
 def _prefixed(token: str, word: str) -> bool:

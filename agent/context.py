@@ -40,7 +40,8 @@ _QUESTION = re.compile(r"^\s*(which|what|who|whom|whose|when|where|how|why|does|
 _PASSAGE_CHARS = 420
 _MAX_TOOLS = 7
 _ORDERED_ALWAYS = frozenset({"plot", "histogram", "cluster_jets", "detector_response", "merge_samples", "write_root",
-                             "export_histograms", "write_hepmc", "export_session", "summarize"})
+                             "export_histograms", "write_hepmc", "export_session", "summarize", "compare_samples",
+                             "train_generator"})
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -95,7 +96,7 @@ class RequestContext:
                          + "\n".join(self.artifact_lines))
         if self.passages:
             parts.append("Passages from the documents (cite each you use as written in brackets):\n"
-                         + "\n".join(f"{h.citation} {excerpt(h.text, self.request, _PASSAGE_CHARS)}"
+                         + "\n".join(f"{h.citation} {excerpt(h.text, self.request, _PASSAGE_CHARS, h.source)}"
                                      for h in self.passages))
         return "\n\n".join(parts)
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from physagent.agent.agent_tools import WRITE_CODE, is_known, run_write_code, spec
 from physagent.agent.arguments import (
     clean_arguments,
+    example_from_error,
     is_choice,
     is_stated,
     name_from_offer,
@@ -203,6 +204,11 @@ class Run:
                          ) -> tuple[dict[str, Any], str] | None:
         """The one retry of a rejected call: without an unstated choice (a decay mode nobody asked for), or with the
         one name of the tool's "Available: …" list that the request writes (``lep_pt`` for "lepton pT")."""
+        if rejected is not None and is_known(tool) and not arguments.get(rejected.param):
+            example = example_from_error(error, self.context.messages)  # the fix the tool names, in the user's words
+            if example is not None:
+                return ({**arguments, rejected.param: example},
+                        f"(retried with {rejected.param}={example!r}, the tool's example, which the request names) ")
         if rejected is None or rejected.param not in arguments or not is_known(tool):
             return None
         parameters = spec(tool).parameters_schema()

@@ -10,7 +10,8 @@ Sources carry the quantity their field holds (:func:`physagent.agent.claims.quan
 number written after a quantity word must come from a source of that quantity: "the median is 172"
 backed only by a field ``mean`` is *mislabelled*. Small integers (0–3) written as counts ("2 jets",
 "1 plot") are not claims; written as a result ("the fraction is 0") they need a source of the same
-quantity or the request — a zero somewhere in an unrelated field is no support.
+quantity or the request — a zero somewhere in an unrelated field is no support — or must be quoted: written
+after the same 16 characters as in a passage or result text (the 3 of "π(1800) → 3π" copied from an abstract).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ _IDS = re.compile(r"\b[a-z]{1,5}-[0-9a-f]{10}\b")
 _SUBSCRIPT = re.compile(r"_\{[^{}$]*\}")  # a LaTeX subscript names, not counts: the 21 of $\tau_{21}$
 _NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?(?:[eE][-+]?\d+)?(?!\w|\.\d)")
 _TRIVIAL = {0.0, 1.0, 2.0, 3.0}
+_QUOTED_CHARS = 16  # a small integer after the same 16 characters as in a source text is quoted from it
 _COUNT_WORD = re.compile(r"\s+(?!gev|tev|mev|pb|fb|nb|mm|cm|%|percent|sigma)[a-zA-Zα-ωΑ-Ω]")
 
 Origin = Literal["request", "argument", "result", "passage", "error"]
@@ -43,6 +45,7 @@ class Source:
     value: float
     quantity: str | None = None
     origin: Origin = "result"
+    before: str = ""  # for a number inside a text: the words written just before it (a quotation repeats them)
 
 
 def extract_numbers(text: str) -> list[str]:
@@ -71,7 +74,9 @@ def sources_in(value: Any, origin: Origin = "result", path: str = "") -> list[So
     if isinstance(value, (int, float)):
         return [Source(float(value), quantity_of_field(path) if path else None, origin)]
     if isinstance(value, str):
-        return [Source(_to_float(n), None, origin) for n in extract_numbers(value)]
+        cleaned = _without_names(value)
+        return [Source(_to_float(m.group(0)), None, origin, _words_before(cleaned, m.start()))
+                for m in _numbers(cleaned)]
     if isinstance(value, dict):
         return [s for key, item in value.items() for s in sources_in(item, origin, f"{path}.{key}".strip("."))]
     if isinstance(value, (list, tuple)):
@@ -98,14 +103,15 @@ def _verdicts(answer: str, sources: Iterable[Source | float]) -> list[tuple[str,
         if abs(value) in _TRIVIAL and _COUNT_WORD.match(cleaned, match.end()):
             continue  # "2 jets", "1 plot": a count in the prose, not a claim
         said = quantity_before(cleaned, match.start())
-        verdicts.append((written, _verdict(written, value, said, pool)))
+        verdicts.append((written, _verdict(written, value, said, pool, _words_before(cleaned, match.start()))))
     return [(w, v) for w, v in verdicts if v != "supported"]
 
 
-def _verdict(written: str, value: float, said: str | None, pool: list[Source]) -> str:
+def _verdict(written: str, value: float, said: str | None, pool: list[Source], before: str = "") -> str:
     if abs(value) in _TRIVIAL:  # a result of 0 or 1 needs a source that says so, not any stray zero
         matching = [s for s in pool if abs(s.value - value) <= 0.01
-                    and (s.origin in ("request", "argument", "error") or s.quantity is not None)]
+                    and (s.origin in ("request", "argument", "error") or s.quantity is not None
+                         or (len(before) >= _QUOTED_CHARS and s.before == before))]
     else:
         matching = [s for s in pool if _matches(written, value, s.value)]
     if not matching:
@@ -132,6 +138,11 @@ def cite_passages(answer: str, passages: list[tuple[str, str]]) -> str:
     best = max(overlap for overlap, _ in overlaps)
     cited = list(dict.fromkeys(c for overlap, c in overlaps if overlap >= max(3, best / 2)))
     return f"{answer.rstrip()} {' '.join(cited)}" if cited else answer
+
+
+def _words_before(text: str, at: int) -> str:
+    """The last ``_QUOTED_CHARS`` characters before ``at``, spaces collapsed, lower case ('' at a text's start)."""
+    return " ".join(text[max(0, at - 3 * _QUOTED_CHARS):at].lower().split())[-_QUOTED_CHARS:]
 
 
 def _to_float(text: str) -> float:

@@ -267,7 +267,9 @@ def _placeholder_problem(placeholder: Placeholder, planned: Mapping[int, str], k
 _LEAD = r"(?:^|[,;:]\s*|[.!?]\s+|\b(?:and|then|please|also|to|now|you|me|i want to|let's)\s+)"
 _CLAUSE = r"(?:[^.]|\.(?=\w))*"  # the rest of a sentence: a file suffix (".root") ends none
 _ACTIONS = {
-    "plot": re.compile(_LEAD + r"(?:plot|draw)\b", re.IGNORECASE),
+    # "draw 500 new jets from it" samples, it does not plot
+    "plot": re.compile(_LEAD + r"(?:plot|draw(?!\s+(?:[\d,.]+k?\s+)?(?:new |more |fresh )?(?:jets|events|samples|"
+                       r"showers|points|values|numbers|rows)\b|\s+from\b))\b", re.IGNORECASE),
     "cluster_jets": re.compile(_LEAD + rf"(?:(?:re)?cluster|(?:find|build|reconstruct)\b{_CLAUSE}\bjets)\b",
                                re.IGNORECASE),
     "histogram": re.compile(_LEAD + r"histogram\b", re.IGNORECASE),
@@ -285,7 +287,7 @@ _ACTIONS = {
     "train_generator": re.compile(_LEAD + r"train\b[^.]*\b(?:generator|surrogate|generative|flow|caloflow|"
                                   r"point[- ]?cloud|diffusion)\b", re.IGNORECASE),
     "compare_samples": re.compile(
-        r"\btell\b[^.]*\b(?:apart|from the (?:real|original|simulat\w*))\b|\bcompatib|\btwo[- ]sample|"
+        r"\btells?\b[^.]*\b(?:apart|from the (?:real|original|simulat\w*))\b|\bcompatib|\btwo[- ]sample|"
         r"\bdistinguish|\bhow (?:faithful|close|similar)\b|"
         r"\bcompare\b[^.]*\b(?:samples?|showers?|simulat\w*|original|real)\b", re.IGNORECASE),
     "write_root": re.compile(_LEAD + rf"(?:save|write|store|export)\b{_CLAUSE}\broot\b", re.IGNORECASE),
@@ -303,6 +305,9 @@ _ACTIONS = {
     "bump_hunt": re.compile(r"\bbump[- ]?hunt|\bfit\b[^.]*\b(?:sidebands?|dijet mass|m_?jj)\b", re.IGNORECASE),
     "export_fpga": re.compile(_LEAD + r"(?:export|convert|translate|put|turn)\b[^.]*\b(?:fpgas?|hls4ml|firmware|"
                               r"conifer)\b", re.IGNORECASE),
+    # a question about physagent's own tools: the catalogue collection answers it, not a call of the tool it guesses
+    "search_knowledge": re.compile(r"\btool catalog(?:ue)?\b|\bcatalog(?:ue)? of (?:your |the )?tools\b",
+                                   re.IGNORECASE),
     "scan_training": re.compile(r"\bhyper-?parameter scan|\bgrid search\b|\b(?:scan|compare|try)\b[^.]*\b"
                                 r"(?:learning[- ]?rates?|batch[- ]?sizes?|weight[- ]?decays?)\b|"
                                 r"\bscan\b[^.]*\bover the sizes\b", re.IGNORECASE),
@@ -314,7 +319,8 @@ _DOING = {"plot": "plot", "cluster_jets": "cluster jets", "histogram": "histogra
           "export_fpga": "export the model to FPGA firmware", "write_hepmc": "write a HepMC3 file",
           "export_histograms": "write the histograms to a ROOT file", "merge_samples": "merge the samples",
           "detector_response": "simulate the detector response", "write_code": "compute it with code",
-          "summarize": "count the events passing a selection", "scan_training": "scan training hyper-parameters"}
+          "summarize": "count the events passing a selection", "scan_training": "scan training hyper-parameters",
+          "search_knowledge": "search the tool catalogue"}
 # the order added steps run in: jets of the detector-level events, a histogram of the merged sample, a plot of
 # the histogram, the export last
 _PIPELINE = ("detector_response", "cluster_jets", "merge_samples", "histogram", "plot")
@@ -487,6 +493,8 @@ def _derived_arguments(tool: str, steps: list[Step], artifacts: Mapping[str, str
         return _code_to_write(made, request)
     if tool == "scan_training":
         return _scan_to_run(made, request)
+    if tool == "search_knowledge":
+        return {"query": request.strip()[:500], "collection": "tools"}
     derive = {"compare_samples": lambda: _samples_to_compare(steps, request), "export_session": dict,
               "export_fpga": lambda: _model_to_export(steps, made, request),
               "export_histograms": lambda: _histograms_to_export(steps, artifacts, request)}.get(tool)

@@ -15,6 +15,7 @@ r"""Plan-then-execute: one constrained reply holds the whole plan; the loop chec
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any
@@ -35,7 +36,7 @@ from physagent.agent.claims import (
 from physagent.agent.cuts import multiplicity_asked, selection_from_words
 from physagent.agent.events import AgentEvent, PlanEvent
 from physagent.agent.execution import Run, observation
-from physagent.agent.grounding import sources_in
+from physagent.agent.grounding import extract_numbers, sources_in
 from physagent.agent.plan import (
     DATA_MAKERS,
     Plan,
@@ -106,6 +107,9 @@ class PlanRun(Run):
                 continue
             reply = _counted_objects_quoted(self._with_asked_quantities(self._completed(reply)), self.request)
             failed = yield from self._execute(reply)
+            while failed is not None and self._needless(reply, failed):
+                reply = self._without_step(reply, failed)
+                failed = yield from self._execute(reply)  # the steps before it are served from the tool cache
             if failed is None:
                 yield from self._answer(reply)
                 return
@@ -361,6 +365,22 @@ class PlanRun(Run):
                                      "added": completed.notes[len(plan.notes):]})
         return completed
 
+    def _needless(self, plan: Plan, failed: int) -> bool:
+        """Whether a failed step is one the request does not ask for and no later step reads, while later steps
+        remain: a small model adds a make_jet_dataset nobody asked for before the compare_samples asked for, and
+        its refusal must not end the run nor cost a replan."""
+        later = [s for s in plan.steps if s.number > failed]
+        tool = self.steps[failed].tool
+        reads = re.compile(rf"\$\{{?{failed}(?!\d)")
+        asked = asked_actions(self.request, self.context.offered, self.context.artifacts)
+        return bool(later) and tool not in asked and not any(reads.search(json.dumps(s.arguments)) for s in later)
+
+    def _without_step(self, plan: Plan, failed: int) -> Plan:
+        step = self.steps.pop(failed)
+        self.record.findings.append(f"left out step {failed} ({step.tool}): it failed, the request does not ask "
+                                    f"for it and no later step reads it ({step.error.split(': ', 1)[-1][:200]})")
+        return Plan([s for s in plan.steps if s.number != failed], plan.answer, plan.notes)
+
     @staticmethod
     def _reads_text(plan: Plan) -> bool:
         """Whether the plan's answer must come from reading passages (no values to check yet)."""
@@ -450,6 +470,11 @@ class PlanRun(Run):
         if unsupported and not reading and self.a.grounding_retries:
             template = self._without_unsupported(plan, template, unsupported)
             text, problems = self.render_answer(template)
+        if unsupported := self.check_numbers(text)[0]:
+            template, dropped = _without_asides_holding(template, unsupported)
+            if dropped:
+                self.record.findings.append("dropped asides with numbers no result holds: " + " ".join(dropped))
+                text, problems = self.render_answer(template)
         note = " ".join(filter(None, [self.failure_note(), self._not_done()]))
         if note:
             text = f"{text}\n\n{note}".strip()
@@ -489,7 +514,8 @@ class PlanRun(Run):
             if step.tool != WRITE_CODE or not values or f"{{${number}.values." in template:
                 continue
             quoted = ", ".join(f"{name.replace('_', ' ')} = {{${number}.values.{name}}}" for name in values)
-            template = f"{template.rstrip()} Computed by the code of step {number}: {quoted}.".strip()
+            # no step number in the prose: "step 4" is a number no result holds, and the user never numbered steps
+            template = f"{template.rstrip()} Computed by the generated code: {quoted}.".strip()
         return template
 
     def _without_unsupported(self, plan: Plan, template: str, unsupported: list[str]) -> str:
@@ -655,6 +681,23 @@ _BAD_VALUE = re.compile(r"\b(\w+): (\w+)=(-?[\d.]+|'[^']*')\s+(?:must|is not|is 
 
 
 _TOTAL = re.compile(r"\b(?:how many|(?:total )?number of)\s+(jet|muon|electron|photon|particle)s?\b", re.IGNORECASE)
+
+
+_ASIDE = re.compile(r"\s*\(([^(){}]*)\)")
+
+
+def _without_asides_holding(template: str, numbers: list[str]) -> tuple[str, list[str]]:
+    """``template`` without the parenthesised asides that write one of ``numbers`` (a small model copies a worked
+    example's "(45 layers × 16 × 9 voxels)" as text), and the asides dropped. Asides holding placeholders stay."""
+    dropped: list[str] = []
+
+    def drop(aside: re.Match[str]) -> str:
+        if not set(extract_numbers(aside.group(1))) & set(numbers):
+            return aside.group(0)
+        dropped.append(aside.group(0).strip())
+        return ""
+
+    return _ASIDE.sub(drop, template), dropped
 
 
 def _counted_objects_quoted(plan: Plan, request: str) -> Plan:

@@ -21,7 +21,7 @@ __all__ = ["SOURCE_WORDS", "ToolSelector", "method_hints", "named_methods", "sta
 
 # words that ask for sources: a tool description cannot compete with them on embedding similarity
 SOURCE_WORDS = re.compile(r"\b(cite|citation|according to|abstract|paper|talk|proceedings|literature|"
-                           r"conference|workshop|book of abstracts|round table)\b", re.IGNORECASE)
+                           r"conference|workshop|book of abstracts|round table|tool catalog(?:ue)?)\b", re.IGNORECASE)
 # words that ask for a computation no tool names: offer write_code (generated code in the sandbox)
 _CODE_WORDS = re.compile(r"\b(compute|calculate|fraction of|python|write code|count the)\b", re.IGNORECASE)
 

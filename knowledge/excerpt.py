@@ -22,14 +22,18 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9$\\(\[])")
 _GAP = " …"
 
 
-def excerpt(text: str, query: str = "", limit: int = 400) -> str:
+def excerpt(text: str, query: str = "", limit: int = 400, source: str = "") -> str:
     """``text`` on one line, or when longer than ``limit`` characters the sentences holding most of ``query``'s
-    words and, if it still fits, the opening one (what the passage is about), in their order, gaps marked " … "."""
+    words and, if it still fits, the opening one (what the passage is about), in their order, gaps marked " … ".
+
+    The words of ``source``'s file name do not count: every passage of "ml4jets-2023-contributions.txt" is an
+    ML4Jets 2023 contribution, and counted they picked the book's welcome ("We explicitly welcome contributions")
+    for a question about one contribution."""
     flat = " ".join(text.split())
     if len(flat) <= limit:
         return flat
     sentences = _SENTENCE_END.split(flat)
-    wanted = {_stem(t) for t in tokenize(query)}
+    wanted = {_stem(t) for t in tokenize(query)} - {_stem(t) for t in tokenize(source.replace("-", " "))}
     scores = [len(wanted & {_stem(t) for t in tokenize(s)}) for s in sentences]
     if not any(scores):
         return _head(flat, limit)

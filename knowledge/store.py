@@ -453,6 +453,8 @@ class KnowledgeBase:
         with self._db() as con:
             rows = {r["id"]: r for r in con.execute(
                 f"SELECT * FROM chunks WHERE id IN ({','.join('?' * len(scored))})", tuple(scored))}
+        scored = {i: score * (_CONTENTS_WEIGHT if _is_contents(rows[i]["text"]) else 1.0)
+                  for i, score in scored.items() if i in rows}
         hits, seen = [], set()
         for chunk_id in sorted(rows, key=lambda i: -scored[i]):
             r = rows[chunk_id]
@@ -466,8 +468,17 @@ class KnowledgeBase:
         return hits
 
 
+_CONTENTS_WEIGHT = 0.5  # a table of contents names every talk: it matches many questions and answers none
+_CONTENTS_LINE = re.compile(r"(?:\t|(?:\s*\.){3,}|\s{2,})\s*\d{1,4}\s*$")  # "title<TAB>4", "title . . . 4"
 _NAMED_DEPTH = 400  # a named document's passages are ranked among this many of the pool's best
 _NOT_NAME_WORDS = frozenset({"abstracts", "contributions", "txt", "pdf", "md", "html", "the", "of", "and", "notes"})
+
+
+def _is_contents(text: str) -> bool:
+    """Whether a passage is (mostly) a table of contents: at least three lines, two thirds of them a title
+    followed by a page number."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    return len(lines) >= 3 and sum(bool(_CONTENTS_LINE.search(line)) for line in lines) >= 2 * len(lines) / 3
 
 
 def named_source(query: str, sources: list[str]) -> str | None:

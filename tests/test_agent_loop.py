@@ -153,6 +153,18 @@ def test_number_check_accepts_roundings_percentages_and_ignores_ids() -> None:
     assert unsupported_numbers("peak 180 GeV", [172.6]) == ["180"]
 
 
+def test_a_small_integer_is_supported_only_by_its_quantity_or_a_quotation() -> None:
+    """A 3 or a 0 stated as a result needs a source of its quantity; one copied from a passage is supported when it
+    follows the same words there (the decay "π(1800) → 3π"), not because the passage holds some other 3."""
+    from physagent.agent.grounding import sources_in
+
+    passage = sources_in(r"hadronic three-body decays, $\pi(1800) \rightarrow 3\pi$ and more", "passage")
+    quoted = r"the three-body decays, $\rho(1800) \rightarrow 3\rightarrow$, via MadJax"
+    assert unsupported_numbers(quoted, passage) == []
+    assert unsupported_numbers("The number of decays is 3.", passage) == ["3"]
+    assert unsupported_numbers("The fraction is 0.", sources_in("hits: 0 of 5")) == ["0"]
+
+
 def test_a_malformed_reply_is_retried_not_fatal(workspace: Workspace) -> None:
     """A retryable backend error (unparseable tool call) is shown to the model, which then answers."""
 

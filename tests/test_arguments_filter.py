@@ -385,3 +385,16 @@ def test_a_phrase_fills_a_parameter_only_beside_the_one_it_needs() -> None:
     assert fill_stated_arguments(counted, summary, request) == counted
     fields = {"source": "ev-0123456789", "fields": ["muons.pt"]}
     assert fill_stated_arguments(fields, summary, _user("the mean leading muon pT"))["object_index"] == 0
+
+
+def test_the_example_a_tool_error_gives_is_taken_when_the_request_names_its_quantities() -> None:
+    """train_generator refuses empty features on jets, naming ['jets.mass[0]', 'jets.tau21[0]'] as an example: a
+    request about "the leading-jet mass and tau21" gets that list; one about the jet pT does not."""
+    from physagent.agent.arguments import example_from_error
+
+    error = ("train_generator: features=[] is empty, and jet-bc3fabb622 is a jets artifact without plain columns. "
+             "Name one number per row each, e.g. ['jets.mass[0]', 'jets.tau21[0]'].")
+    asked = _user("Learn the joint distribution of the leading-jet mass and tau21 in jet-bc3fabb622 with a flow")
+    assert example_from_error(error, asked) == ["jets.mass[0]", "jets.tau21[0]"]
+    assert example_from_error(error, _user("learn the leading-jet pT and mass with a flow")) is None
+    assert example_from_error("features=[] is empty; name them.", asked) is None

@@ -473,3 +473,17 @@ def test_a_long_passage_is_cut_to_the_sentences_the_question_is_about(books_kb: 
         text=hit.text, source=hit.source, title=hit.title, page=None, score=1.0, citation=hit.citation,
         collection="samples")])
     assert "MadJax" in found.observation()
+
+
+def test_a_table_of_contents_ranks_below_the_abstracts_it_lists(books_kb: KnowledgeBase) -> None:
+    """A book's contents page names every talk, so it matched questions about any of them (a question about the
+    2024 round table's soft-particle search got the contents page first and cited it); it now counts half."""
+    from physagent.knowledge.store import _is_contents
+
+    contents = ("Crystallography with Deep Learning\t6\nMachine learning denoising for nanotomography\t6\n"
+                "Fault diagnosis\t6")
+    assert _is_contents(contents) and _is_contents(contents.replace("\t", " . . . . "))
+    assert not _is_contents("We present a model.\nIt was trained on 6\nshowers of 2 GeV and reached 0.9 AUC in 3 days.")
+    for question in ("anomaly searches at the LHC with deep learning", "crystallography deep learning"):
+        hits = books_kb.search(question, k=3)  # the contents page scored second for both before
+        assert not any(_is_contents(h.text) for h in hits[:2]), [h.title for h in hits]

@@ -22,7 +22,7 @@ from physagent.agent.claims import (
 from physagent.agent.execution import Run
 from physagent.agent.grounding import Source, mislabelled_numbers, unsupported_numbers
 from physagent.agent.plan import Plan, PlanError, Step, check_plan, complete_plan, parse_plan
-from physagent.tools import ToolInputError, Workspace, registry
+from physagent.tools import ToolInputError, Workspace, call_tool, registry
 
 DY = {"process": "drell_yan_mumu", "n_events": 120, "mpi": False, "seed": 2}
 ALL_TOOLS = registry.names()
@@ -1020,6 +1020,10 @@ def test_the_tools_the_request_orders_are_offered_whatever_the_examples(workspac
     context = gather_context(assistant, "Make 200 ttbar events without MPI, cluster anti-kT R = 0.4 jets, and write "
                                         "the jets with their constituents to ROOT as an RNTuple.")
     assert {"generate_events", "cluster_jets", "write_root"} <= set(context.offered)
+    few = Assistant(backend=ScriptedBackend([]), workspace=workspace, tools_per_request=2)  # a tight tool limit
+    surrogate = gather_context(few, "Simulate 300 photon showers, train a tiny surrogate on them, sample 300 and "
+                                    "say how well a classifier tells its showers from the simulated ones.")
+    assert {"train_generator", "compare_samples"} <= set(surrogate.offered)  # compare_samples had been cut
 
 
 def test_a_histogram_of_jets_reads_the_clustered_jets_not_the_events() -> None:
@@ -1438,4 +1442,73 @@ def test_the_answer_quotes_what_the_generated_code_computed(workspace: Workspace
                               workspace)
     record = assistant.ask("Generate 120 Drell-Yan events with MPI off, seed 2, and compute in Python the mean "
                            "|delta phi| of the two leading muons.")
-    assert "Computed by the code of step 2: mean delta phi = 2.75" in record.answer, record.answer
+    assert "Computed by the generated code: mean delta phi = 2.75" in record.answer, record.answer
+    assert not record.unsupported, record.unsupported
+
+
+def test_an_aside_copying_a_worked_examples_numbers_is_dropped_when_asking_again_did_not_remove_it(
+        workspace: Workspace) -> None:
+    """The plan's answer wrote "(45 layers × 16 × 9 voxels)" — a worked example's numbers as text — and kept them
+    when asked again: the aside goes, the values computed stay, and no number is left unsupported."""
+    from physagent.agent.planner import _without_asides_holding
+
+    copied = "Generated {$1.n_events} Drell-Yan events (45 layers × 16 × 9 voxels), σ = {$1.sigma_pb}."
+    assistant, _ = _assistant([plan([{"tool": "generate_events", "arguments": DY}], copied), answer(copied)],
+                              workspace)
+    record = assistant.ask("Generate 120 Drell-Yan mu mu events with MPI off, seed 2. How many did you get?")
+    assert "45" not in record.answer and "120" in record.answer and "σ = " in record.answer, record.answer
+    assert not record.unsupported and any("dropped asides" in f for f in record.findings)
+    kept = "Read {$1.n_showers} showers ({$1.n_layers} layers) from 20 GeV (seed 2)."
+    assert _without_asides_holding(kept, ["45"]) == (kept, [])  # placeholders, or none of the numbers: kept
+
+
+def test_a_failed_step_nobody_asked_for_and_nothing_reads_is_left_out(workspace: Workspace) -> None:
+    """A small model adds a step the request does not ask for; when it fails and no later step reads its output,
+    the plan goes on without it (no replan, no refusal), and the record says what was left out and why."""
+    steps = [{"tool": "generate_events", "arguments": DY},
+             {"tool": "histogram", "arguments": {"source": "$1.events", "field": "no_such_field"}},
+             {"tool": "summarize", "arguments": {"source": "$1.events"}}]
+    assistant, _ = _assistant([plan(steps, "There are {$3.multiplicities.particles.mean} particles per event.")],
+                              workspace)
+    record = assistant.ask("Generate 120 Drell-Yan mu mu events with MPI off, seed 2, and summarize them: how many "
+                           "particles are there per event on average?")
+    assert record.error is None and "particles per event" in record.answer and not record.unsupported
+    assert any("left out step 2 (histogram)" in f for f in record.findings), record.findings
+    assert [c["tool"] for c in record.tool_calls if c.get("ok", True)][-1] == "summarize"
+
+
+def test_a_question_about_the_tool_catalogue_searches_it_instead_of_calling_a_guessed_tool(
+        workspace: Workspace) -> None:
+    """"Look through your tool catalogue: which tool loads HDF5 …" planned as a read_table call of an invented
+    file: the catalogue search the request asks for is added, the failed guess is left out, and the answer is
+    written from the catalogue's passages."""
+    guessed = [{"tool": "read_table", "arguments": {"path": "top_train.h5", "format": "hdf5"}}]
+    late = answer("read_table loads HDF5 files; its parameter key picks the group.")
+    assistant, backend = _assistant([plan(guessed, "read_table loads it; `key` picks the group."), late, late],
+                                    workspace, retrieve_first=False)
+    record = assistant.ask("Look through your tool catalogue: which of your tools loads an HDF5 file, and which "
+                           "of its parameters picks the group inside the file?")
+    searches = [c for c in record.tool_calls if c["tool"] == "search_knowledge"]
+    assert searches and searches[0]["arguments"]["collection"] == "tools", record.tool_calls
+    assert any("left out step 1 (read_table)" in f for f in record.findings), record.findings
+    assert "[tool read_table: read_table]" in record.answer and "read_table" in backend.seen[-1][0][-1]["content"]
+
+
+def test_a_refusal_naming_the_fix_the_request_states_is_retried_with_it(workspace: Workspace) -> None:
+    """The model left out train_generator's features for a jets sample; the tool's error gives
+    ['jets.mass[0]', 'jets.tau21[0]'] as its example and the request asks for exactly those: the call is retried
+    with them, and "draw 500 new jets" is sampling, not a plot."""
+    from physagent.agent.plan import asked_actions
+
+    events = call_tool("generate_events", {"process": "qcd_dijet", "n_events": 120, "pt_hat_min_gev": 200.0,
+                                           "mpi": False, "seed": 3}, workspace=workspace).result.events.id
+    jets = call_tool("cluster_jets", {"events": events, "radius": 0.8}, workspace=workspace).result.jets.id
+    request = (f"Learn the joint distribution of the leading-jet mass and tau21 in {jets} with a tiny normalizing "
+               "flow (2 epochs), draw 200 new jets from it.")
+    assert "plot" not in asked_actions(request, ["plot", "sample_generator"], {})
+    steps = [{"tool": "train_generator", "arguments": {"source": jets, "model": "flow", "size": "tiny", "epochs": 2}}]
+    assistant, _ = _assistant([plan(steps, "Trained {$1.generator}."), answer("Trained {$1.generator}.")], workspace)
+    record = assistant.ask(request)
+    trained = [c for c in record.tool_calls if c["tool"] == "train_generator"]
+    assert trained[-1]["arguments"]["features"] == ["jets.mass[0]", "jets.tau21[0]"], trained
+    assert record.error is None and not record.failed_steps, record.failed_steps

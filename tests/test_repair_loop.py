@@ -281,6 +281,18 @@ def test_a_missing_kinematic_field_gets_a_hint_to_add_it(workspace: Workspace) -
     assert "no field named 'phi'" in repair and "ak.with_field(p, np.arctan2(p.py, p.px), 'phi')" in repair
 
 
+def test_a_curve_fit_start_list_of_the_wrong_length_gets_a_hint(workspace: Workspace) -> None:
+    """p0 with four values for a three-parameter Gaussian ("gaussian() takes 4 positional arguments but 5 were
+    given", seen from the 1.5B model) comes back with how long p0 must be."""
+    code = ("import numpy as np\nfrom scipy.optimize import curve_fit\nx = np.linspace(-3, 3, 20)\n"
+            "def gaussian(m, norm, mu, sigma):\n    return norm * np.exp(-0.5 * ((m - mu) / sigma) ** 2)\n"
+            "params, _ = curve_fit(gaussian, x, gaussian(x, 5.0, 0.0, 1.0), p0=[5.0, 0.0, 1.0, 0.5])\n")
+    backend = ScriptedBackend([submit(code), submit("import json\nprint(json.dumps({'x': 1}))\n")])
+    assert write_and_run("x", backend=backend, workspace=workspace, values={"x": "int"}).ok
+    repair = backend.seen[1][0][-1]["content"]
+    assert "takes 4 arguments, x and then its parameters" in repair and "one fewer than 4" in repair
+
+
 def test_code_with_doubly_escaped_newlines_is_mended_only_when_that_makes_it_parse() -> None:
     assert extract_code(submit("import json\\nx = 1\\nprint(x)")) == "import json\nx = 1\nprint(x)"
     assert extract_code(submit("print('a\\nb')")) == "print('a\\nb')"

@@ -65,7 +65,7 @@ class KnowledgeSearch(ToolResult):
         if not self.hits:
             return self.note or "No passages found."
         lines = [f"{len(self.hits)} passages for {self.query!r}; cite as written in brackets:"]
-        lines += [f"{h.citation} {excerpt(h.text, self.query, _EXCERPT_CHARS)}" for h in self.hits]
+        lines += [f"{h.citation} {excerpt(h.text, self.query, _EXCERPT_CHARS, h.source)}" for h in self.hits]
         return "\n".join(lines)
 
 
