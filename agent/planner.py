@@ -533,10 +533,14 @@ class PlanRun(Run):
         """When the plan left the answer empty: ask for one, with the results in view."""
         results = "\n".join(f"step {n} {s.tool}: {observation(s.outcome)}" for n, s in self.steps.items()
                             if s.outcome)
+        # with passages, the question again next to them: a small model quoted a passage shown before the search (a
+        # book's welcome page) instead of the searched abstract holding the asked value
+        asked = (f"The request was: {self.request}\nAnswer it from the passage above that answers it, in its words,"
+                 if any(s.tool == "search_knowledge" for s in self.steps.values() if s.ok) else
+                 "Now answer the request from these results")
         self.messages.append({"role": "user", "content": (
-            f"Results:\n{results}\nNow answer the request from these results in two or three sentences. Cite "
-            "each passage you use as [source: title], exactly as written. Write each value a tool computed as a "
-            "placeholder {$N.field}.")})
+            f"Results:\n{results}\n{asked} in two or three sentences. Cite each passage you use as [source: title], "
+            "exactly as written. Write each value a tool computed as a placeholder {$N.field}.")})
         return self.complete(self.messages, []).text
 
     def _refuse(self, failed: int) -> Iterator[AgentEvent]:

@@ -1491,7 +1491,9 @@ def test_a_question_about_the_tool_catalogue_searches_it_instead_of_calling_a_gu
     searches = [c for c in record.tool_calls if c["tool"] == "search_knowledge"]
     assert searches and searches[0]["arguments"]["collection"] == "tools", record.tool_calls
     assert any("left out step 1 (read_table)" in f for f in record.findings), record.findings
-    assert "[tool read_table: read_table]" in record.answer and "read_table" in backend.seen[-1][0][-1]["content"]
+    asked = backend.seen[-1][0][-1]["content"]
+    assert "[tool read_table: read_table]" in record.answer and "read_table" in asked
+    assert "The request was: Look through your tool catalogue" in asked  # the question beside the passages
 
 
 def test_a_refusal_naming_the_fix_the_request_states_is_retried_with_it(workspace: Workspace) -> None:
