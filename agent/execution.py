@@ -204,7 +204,7 @@ class Run:
                          ) -> tuple[dict[str, Any], str] | None:
         """The one retry of a rejected call: without an unstated choice (a decay mode nobody asked for), or with the
         one name of the tool's "Available: …" list that the request writes (``lep_pt`` for "lepton pT")."""
-        if rejected is not None and is_known(tool) and not arguments.get(rejected.param):
+        if rejected is not None and rejected.param and is_known(tool) and not arguments.get(rejected.param):
             example = example_from_error(error, self.context.messages)  # the fix the tool names, in the user's words
             if example is not None:
                 return ({**arguments, rejected.param: example},
