@@ -41,7 +41,7 @@ _PASSAGE_CHARS = 420
 _MAX_TOOLS = 7
 _ORDERED_ALWAYS = frozenset({"plot", "histogram", "cluster_jets", "detector_response", "merge_samples", "write_root",
                              "export_histograms", "write_hepmc", "export_session", "summarize", "compare_samples",
-                             "train_generator"})
+                             "train_generator", "evaluate_tagger"})
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 

@@ -1024,6 +1024,9 @@ def test_the_tools_the_request_orders_are_offered_whatever_the_examples(workspac
     surrogate = gather_context(few, "Simulate 300 photon showers, train a tiny surrogate on them, sample 300 and "
                                     "say how well a classifier tells its showers from the simulated ones.")
     assert {"train_generator", "compare_samples"} <= set(surrogate.offered)  # compare_samples had been cut
+    evaluated = gather_context(few, "Train a tiny PFN for 2 epochs on datas-65fc5c9037, then evaluate it on the "
+                                    "validation split and tell me the AUC there.")
+    assert "evaluate_tagger" in evaluated.offered
 
 
 def test_a_histogram_of_jets_reads_the_clustered_jets_not_the_events() -> None:
