@@ -494,7 +494,7 @@ class PlanRun(Run):
     def _late_answer(self, plan: Plan, reading: bool) -> str:
         """An answer written after the results; one lacking a quantity the request asks for is sent back once
         with the field that holds it, and what is still missing is then added by the loop."""
-        template = self._answer_template()
+        template = self._answer_template(written_before=bool(plan.answer) and reading)
         if reading:
             return template
         template = self._with_code_values(template)
@@ -529,8 +529,10 @@ class PlanRun(Run):
             return template
         return self._with_asked_quantities(Plan(plan.steps, again, plan.notes), late=True).answer
 
-    def _answer_template(self) -> str:
-        """When the plan left the answer empty: ask for one, with the results in view."""
+    def _answer_template(self, written_before: bool = False) -> str:
+        """When the plan left the answer empty, or wrote it before the passages it must read: ask for one, with the
+        results in view (``written_before``: the plan's answer is in the conversation and, greedily decoded, the
+        model repeated it word for word — a welcome page quoted before the search found the abstract)."""
         results = "\n".join(f"step {n} {s.tool}: {observation(s.outcome)}" for n, s in self.steps.items()
                             if s.outcome)
         # with passages, the question again next to them: a small model quoted a passage shown before the search (a
@@ -538,9 +540,11 @@ class PlanRun(Run):
         asked = (f"The request was: {self.request}\nAnswer it from the passage above that answers it, in its words,"
                  if any(s.tool == "search_knowledge" for s in self.steps.values() if s.ok) else
                  "Now answer the request from these results")
+        earlier = ("The answer in your plan was written before these passages were found: do not repeat it.\n"
+                   if written_before else "")
         self.messages.append({"role": "user", "content": (
-            f"Results:\n{results}\n{asked} in two or three sentences. Cite each passage you use as [source: title], "
-            "exactly as written. Write each value a tool computed as a placeholder {$N.field}.")})
+            f"Results:\n{results}\n{earlier}{asked} in two or three sentences. Cite each passage you use as "
+            "[source: title], exactly as written. Write each value a tool computed as a placeholder {$N.field}.")})
         return self.complete(self.messages, []).text
 
     def _refuse(self, failed: int) -> Iterator[AgentEvent]:

@@ -1497,6 +1497,7 @@ def test_a_question_about_the_tool_catalogue_searches_it_instead_of_calling_a_gu
     asked = backend.seen[-1][0][-1]["content"]
     assert "[tool read_table: read_table]" in record.answer and "read_table" in asked
     assert "The request was: Look through your tool catalogue" in asked  # the question beside the passages
+    assert "written before these passages were found" in asked  # greedy decoding repeated the plan's answer
 
 
 def test_a_refusal_naming_the_fix_the_request_states_is_retried_with_it(workspace: Workspace) -> None:
