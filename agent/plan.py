@@ -266,6 +266,7 @@ def _placeholder_problem(placeholder: Placeholder, planned: Mapping[int, str], k
 # and the tool that does them: a plan that leaves one out skipped what was asked
 _LEAD = r"(?:^|[,;:]\s*|[.!?]\s+|\b(?:and|then|please|also|to|now|you|me|i want to|let's)\s+)"
 _CLAUSE = r"(?:[^.]|\.(?=\w))*"  # the rest of a sentence: a file suffix (".root") ends none
+_FLOW = r"(?<!particle )(?<!energy )flow(?! networks?)"  # a Particle/Energy Flow Network is a tagger
 _ACTIONS = {
     # "draw 500 new jets from it" samples, it does not plot
     "plot": re.compile(_LEAD + r"(?:plot|draw(?!\s+(?:[\d,.]+k?\s+)?(?:new |more |fresh )?(?:jets|events|samples|"
@@ -277,14 +278,14 @@ _ACTIONS = {
                                  r"\bscript\b[^.]*\b(?:recreat|reproduc|replay|redo|rerun)\w*|"
                                  r"\b(?:recreat|reproduc|replay)\w*\b[^.]*\b(?:session|conversation|everything we)",
                                  re.IGNORECASE),
-    "train_tagger": re.compile(_LEAD + r"train\b(?![^.]*\b(?:generator|surrogate|generative|flow|caloflow|"
+    "train_tagger": re.compile(_LEAD + r"train\b(?![^.]*\b(?:generator|surrogate|generative|" + _FLOW + r"|caloflow|"
                                           r"point[- ]?cloud|diffusion|autoencoder|anomal\w*|cathode|cwola|"
                                           r"sidebands?|signal region|npe|nle|nre|sbi|posteriors?|likelihoods?|"
                                           r"inference|priors?)\b)", re.IGNORECASE),
     "evaluate_tagger": re.compile(_LEAD + r"(?:evaluate|compare)\b[^.]*\b(?:tagger|model|classifier)s?\b|"
                                   r"\broc\b|\bevaluate (?:it|them)\b[^.]*\b(?:auc|split|rejection|accuracy)",
                                   re.IGNORECASE),
-    "train_generator": re.compile(_LEAD + r"train\b[^.]*\b(?:generator|surrogate|generative|flow|caloflow|"
+    "train_generator": re.compile(_LEAD + r"train\b[^.]*\b(?:generator|surrogate|generative|" + _FLOW + r"|caloflow|"
                                   r"point[- ]?cloud|diffusion)\b", re.IGNORECASE),
     "compare_samples": re.compile(
         r"\btells?\b[^.]*\b(?:apart|from the (?:real|original|simulat\w*))\b|\bcompatib|\btwo[- ]sample|"

@@ -1518,3 +1518,16 @@ def test_a_refusal_naming_the_fix_the_request_states_is_retried_with_it(workspac
     trained = [c for c in record.tool_calls if c["tool"] == "train_generator"]
     assert trained[-1]["arguments"]["features"] == ["jets.mass[0]", "jets.tau21[0]"], trained
     assert record.error is None and not record.failed_steps, record.failed_steps
+
+
+def test_a_particle_flow_network_is_a_tagger_not_a_generative_flow() -> None:
+    """'Train a tiny Particle Flow Network …' asked for train_generator (its "flow"), and the advice to add it
+    derailed the plan; PFN and EFN are taggers, a "normalizing flow" is a generator."""
+    from physagent.agent.plan import asked_actions
+
+    offered = ["train_tagger", "evaluate_tagger", "train_generator"]
+    pfn = ("Train a tiny Particle Flow Network for 2 epochs on datas-65fc5c9037, then evaluate it on the validation "
+           "split and tell me the AUC there.")
+    assert asked_actions(pfn, offered, {"datas-65fc5c9037": "dataset"}) == ["train_tagger", "evaluate_tagger"]
+    assert asked_actions("train an Energy Flow Network", offered, {}) == ["train_tagger"]
+    assert asked_actions("train a normalizing flow on the jets", offered, {}) == ["train_generator"]
