@@ -705,7 +705,7 @@ def name_from_offer(error: str, messages: list[dict[str, Any]], rejected: str = 
         return None
     words = re.findall(r"[a-z0-9]+", _user_text(messages))
     fits = [name for name in (n.strip() for n in listed.group(1).split(",")) if re.fullmatch(r"[\w.\[\]]+", name)
-            and all(any(_prefixed(token, word) for word in words) for token in re.findall(r"[a-z0-9]+", name.lower()))]
+            and _all_written(re.findall(r"[a-z0-9]+", name.lower()), words)]
     model_words = set(re.findall(r"[a-z0-9]+", rejected.lower())) - {"jets", "particles", "events", "stats"}
     if len(fits) > 1 and model_words:
         fits = [name for name in fits if model_words & set(re.findall(r"[a-z0-9]+", name.lower()))]
@@ -730,9 +730,14 @@ def example_from_error(error: str, messages: list[dict[str, Any]]) -> list[str] 
 
     def written(name: str) -> bool:
         tokens = [t for t in re.findall(r"[a-z0-9]+", name.lower()) if t not in generic and not t.isdigit()]
-        return bool(tokens) and all(any(_prefixed(token, word) for word in words) for token in tokens)
+        return bool(tokens) and _all_written(tokens, words)
 
     return list(example) if all(written(name) for name in example) else None
+
+
+def _all_written(tokens: list[str], words: list[str]) -> bool:
+    """Whether the user wrote each token, whole or as a prefix of a word (or a word as its prefix)."""
+    return all(any(_prefixed(token, word) for word in words) for token in tokens)
 
 
 def _prefixed(token: str, word: str) -> bool:
